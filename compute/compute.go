@@ -81,13 +81,13 @@ type Backend interface {
 	GemmStridedBatched(transA, transB bool, m, n, k int, alpha float32, a View, lda, strideA int, b View, ldb, strideB int, beta float32, c View, ldc, strideC int, batch int)
 
 	// Elementwise on n elements.
-	Scale(x View, n int, alpha float32)                // x *= alpha
-	Axpy(y View, x View, n int, alpha float32)         // y += alpha*x
-	AddScaled(dst, a, b View, n int, alpha float32)    // dst = (a + b)*alpha (residual)
-	ReLU(dst, src View, n int)                         // dst = max(src, 0); dst may be src
-	ReLUBackward(dx, dy, y View, n int)                // dx = dy * (y > 0); y is the ReLU output
-	Dot(a, b View, n int) float64                      // sum a*b, accumulated in float64; synchronous
-	SumSquares(x View, n int) float64                  // sum x*x in float64; synchronous
+	Scale(x View, n int, alpha float32)             // x *= alpha
+	Axpy(y View, x View, n int, alpha float32)      // y += alpha*x
+	AddScaled(dst, a, b View, n int, alpha float32) // dst = (a + b)*alpha (residual)
+	ReLU(dst, src View, n int)                      // dst = max(src, 0); dst may be src
+	ReLUBackward(dx, dy, y View, n int)             // dx = dy * (y > 0); y is the ReLU output
+	Dot(a, b View, n int) float64                   // sum a*b, accumulated in float64; synchronous
+	SumSquares(x View, n int) float64               // sum x*x in float64; synchronous
 
 	// Bias over [B][C][T]: x[b][c][t] += bias[c].
 	AddBias(x, bias View, batch, channels, t int)
