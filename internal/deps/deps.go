@@ -6,7 +6,6 @@ import (
 	_ "codeberg.org/sbinet/npyio"
 	_ "github.com/ebitengine/purego"
 	_ "github.com/go-audio/wav"
-	_ "github.com/schollz/progressbar/v3"
 	_ "github.com/spf13/cobra"
 	_ "gonum.org/v1/gonum/blas/blas32"
 	_ "gonum.org/v1/gonum/dsp/fourier"

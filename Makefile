@@ -1,0 +1,45 @@
+# wavecat — one static Go binary per command; see README.md.
+GO        ?= go
+BIN       := bin
+PY        ?= /usr/bin/python3
+export CGO_ENABLED ?= 0
+
+.PHONY: all build test test-reference bench demo lint deps-test fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The tests the README and CI run. Optional tools (numpy, espeak-ng, sox,
+# torch) make more of them run; each test that needs one skips with a message
+# when it is absent. `make deps-test` installs them on Debian as root.
+test:
+	$(GO) test -count=1 ./...
+
+# Installs the optional test tools when we are root on Debian/Ubuntu and they
+# are missing; prints what it would do otherwise.
+deps-test:
+	@bash scripts/install-test-deps.sh
+
+# PyTorch cross-checks: install Debian's python3-torch (1.13, CPU) and run them.
+test-reference:
+	@bash scripts/install-test-deps.sh torch
+	$(GO) test -count=1 -run 'PyTorch|Reference' -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIP)|pytorch|reference' || true
+	$(GO) test -count=1 -run 'PyTorch|Reference' ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2x ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz:
+	@bash scripts/fuzz.sh 20s
+
+demo: build
+	@bash scripts/demo.sh
+
+clean:
+	rm -rf $(BIN) demo-out
