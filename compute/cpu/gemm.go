@@ -1,0 +1,99 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/wavecat/wavecat/compute"
+)
+
+// matrix checks a rows x cols row-major matrix with leading dimension ld at v
+// and returns the slice from its first to its last element.
+func matrix(v compute.View, rows, cols, ld int, what string) []float32 {
+	if ld < max(cols, 1) {
+		panic(fmt.Sprintf("cpu: %s: leading dimension %d < %d columns", what, ld, cols))
+	}
+	if rows == 0 || cols == 0 {
+		return nil
+	}
+	return sl(v, (rows-1)*ld+cols, what)
+}
+
+// gemmChecked validates every operand and returns their slices.
+func gemmChecked(transA, transB bool, m, n, k int, a compute.View, lda int, b compute.View, ldb int, c compute.View, ldc int, what string) (as, bs, cs []float32) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("cpu: %s: negative size m=%d n=%d k=%d", what, m, n, k))
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	as = matrix(a, ar, ac, lda, what+" A")
+	bs = matrix(b, br, bc, ldb, what+" B")
+	cs = matrix(c, m, n, ldc, what+" C")
+	return
+}
+
+// Gemm computes C = alpha*op(A)*op(B) + beta*C (row-major, see compute).
+func (be *Backend) Gemm(transA, transB bool, m, n, k int, alpha float32, a compute.View, lda int, b compute.View, ldb int, beta float32, c compute.View, ldc int) {
+	as, bs, cs := gemmChecked(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, "Gemm")
+	be.gemmSlices(transA, transB, m, n, k, alpha, as, lda, bs, ldb, beta, cs, ldc)
+}
+
+func (be *Backend) gemmSlices(transA, transB bool, m, n, k int, alpha float32, as []float32, lda int, bs []float32, ldb int, beta float32, cs []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		// Nothing to multiply: C = beta*C (beta 0 overwrites, even NaNs).
+		for i := 0; i < m; i++ {
+			row := cs[i*ldc : i*ldc+n]
+			if beta == 0 {
+				clear(row)
+			} else if beta != 1 {
+				for j := range row {
+					row[j] *= beta
+				}
+			}
+		}
+		return
+	}
+	be.gemm.sgemm(transA, transB, m, n, k, alpha, as, lda, bs, ldb, beta, cs, ldc)
+}
+
+// GemmStridedBatched runs batch GEMMs at strides strideA/B/C (0 shares the
+// operand).
+func (be *Backend) GemmStridedBatched(transA, transB bool, m, n, k int, alpha float32, a compute.View, lda, strideA int, b compute.View, ldb, strideB int, beta float32, c compute.View, ldc, strideC int, batch int) {
+	if batch < 0 {
+		panic(fmt.Sprintf("cpu: GemmStridedBatched: negative batch %d", batch))
+	}
+	if batch == 0 {
+		return
+	}
+	// Check the first and last items before touching memory, so a bad
+	// stride panics cleanly instead of half-way through; the offsets are
+	// linear in the item index, so the items between are then in range too.
+	gemmChecked(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, "GemmStridedBatched item 0")
+	last := batch - 1
+	gemmChecked(transA, transB, m, n, k, a.At(last*strideA), lda, b.At(last*strideB), ldb, c.At(last*strideC), ldc, "GemmStridedBatched last item")
+	one := func(i int) {
+		as, bs, cs := gemmChecked(transA, transB, m, n, k, a.At(i*strideA), lda, b.At(i*strideB), ldb, c.At(i*strideC), ldc, "GemmStridedBatched")
+		be.gemmSlices(transA, transB, m, n, k, alpha, as, lda, bs, ldb, beta, cs, ldc)
+	}
+	// Items may run concurrently only if their C blocks are disjoint.
+	disjoint := strideC >= (m-1)*ldc+n || -strideC >= (m-1)*ldc+n
+	if batch > 1 && disjoint && be.gemm.batchParallel() {
+		be.parFor(batch, 1, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				one(i)
+			}
+		})
+		return
+	}
+	for i := 0; i < batch; i++ {
+		one(i)
+	}
+}

@@ -1,0 +1,512 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/wavecat/wavecat/compute"
+)
+
+func checkNonNeg(what string, vals ...int) {
+	for _, v := range vals {
+		if v < 0 {
+			panic(fmt.Sprintf("cpu: %s: negative size %v", what, vals))
+		}
+	}
+}
+
+// Scale computes x *= alpha.
+func (be *Backend) Scale(x compute.View, n int, alpha float32) {
+	xs := sl(x, n, "Scale x")
+	if n <= grain {
+		scale(xs, alpha)
+		return
+	}
+	be.parFor(n, grain, func(lo, hi int) { scale(xs[lo:hi], alpha) })
+}
+
+func scale(x []float32, alpha float32) {
+	for i := range x {
+		x[i] *= alpha
+	}
+}
+
+// Axpy computes y += alpha*x.
+func (be *Backend) Axpy(y compute.View, x compute.View, n int, alpha float32) {
+	ys, xs := sl(y, n, "Axpy y"), sl(x, n, "Axpy x")
+	if n <= grain {
+		axpy(ys, xs, alpha)
+		return
+	}
+	be.parFor(n, grain, func(lo, hi int) { axpy(ys[lo:hi], xs[lo:hi], alpha) })
+}
+
+func axpy(y, x []float32, alpha float32) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += alpha * x[i]
+	}
+}
+
+// AddScaled computes dst = (a + b)*alpha.
+func (be *Backend) AddScaled(dst, a, b compute.View, n int, alpha float32) {
+	ds, as, bs := sl(dst, n, "AddScaled dst"), sl(a, n, "AddScaled a"), sl(b, n, "AddScaled b")
+	if n <= grain {
+		addScaled(ds, as, bs, alpha)
+		return
+	}
+	be.parFor(n, grain, func(lo, hi int) { addScaled(ds[lo:hi], as[lo:hi], bs[lo:hi], alpha) })
+}
+
+func addScaled(d, a, b []float32, alpha float32) {
+	a, b = a[:len(d)], b[:len(d)]
+	for i := range d {
+		d[i] = (a[i] + b[i]) * alpha
+	}
+}
+
+// ReLU computes dst = max(src, 0); dst may alias src.
+func (be *Backend) ReLU(dst, src compute.View, n int) {
+	ds, ss := sl(dst, n, "ReLU dst"), sl(src, n, "ReLU src")
+	if n <= grain {
+		relu(ds, ss)
+		return
+	}
+	be.parFor(n, grain, func(lo, hi int) { relu(ds[lo:hi], ss[lo:hi]) })
+}
+
+func relu(d, s []float32) {
+	s = s[:len(d)]
+	for i := range d {
+		v := s[i]
+		if !(v > 0) {
+			v = 0
+		}
+		d[i] = v
+	}
+}
+
+// ReLUBackward computes dx = dy * (y > 0), y being the ReLU output.
+func (be *Backend) ReLUBackward(dx, dy, y compute.View, n int) {
+	dxs, dys, ys := sl(dx, n, "ReLUBackward dx"), sl(dy, n, "ReLUBackward dy"), sl(y, n, "ReLUBackward y")
+	if n <= grain {
+		reluBackward(dxs, dys, ys)
+		return
+	}
+	be.parFor(n, grain, func(lo, hi int) { reluBackward(dxs[lo:hi], dys[lo:hi], ys[lo:hi]) })
+}
+
+func reluBackward(dx, dy, y []float32) {
+	dy, y = dy[:len(dx)], y[:len(dx)]
+	for i := range dx {
+		if y[i] > 0 {
+			dx[i] = dy[i]
+		} else {
+			dx[i] = 0
+		}
+	}
+}
+
+// partials hands out per-chunk accumulators for the parallel reductions
+// without allocating per call.
+var partials = sync.Pool{New: func() any { s := make([]float64, 64); return &s }}
+
+// reduce sums f over chunks of [0, n) in float64.
+func (be *Backend) reduce(n int, f func(lo, hi int) float64) float64 {
+	c := be.chunks(n, grain)
+	if c == 1 {
+		return f(0, n)
+	}
+	pp := partials.Get().(*[]float64)
+	p := *pp
+	if len(p) < c {
+		p = make([]float64, c)
+		*pp = p
+	}
+	step := (n + c - 1) / c
+	be.parFor(c, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			p[i] = f(i*step, min((i+1)*step, n))
+		}
+	})
+	s := 0.0
+	for i := 0; i < c; i++ {
+		s += p[i]
+	}
+	partials.Put(pp)
+	return s
+}
+
+// Dot returns sum a*b accumulated in float64.
+func (be *Backend) Dot(a, b compute.View, n int) float64 {
+	as, bs := sl(a, n, "Dot a"), sl(b, n, "Dot b")
+	if n <= grain {
+		return dot(as, bs)
+	}
+	return be.reduce(n, func(lo, hi int) float64 { return dot(as[lo:hi], bs[lo:hi]) })
+}
+
+func dot(a, b []float32) float64 {
+	b = b[:len(a)]
+	var s float64
+	for i := range a {
+		s += float64(a[i]) * float64(b[i])
+	}
+	return s
+}
+
+// SumSquares returns sum x*x accumulated in float64.
+func (be *Backend) SumSquares(x compute.View, n int) float64 {
+	xs := sl(x, n, "SumSquares x")
+	if n <= grain {
+		return dot(xs, xs)
+	}
+	return be.reduce(n, func(lo, hi int) float64 { return dot(xs[lo:hi], xs[lo:hi]) })
+}
+
+// AddBias adds bias[c] to every x[b][c][:].
+func (be *Backend) AddBias(x, bias compute.View, batch, channels, t int) {
+	checkNonNeg("AddBias", batch, channels, t)
+	xs, bs := sl(x, batch*channels*t, "AddBias x"), sl(bias, channels, "AddBias bias")
+	rows := batch * channels
+	f := func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			v := bs[r%channels]
+			row := xs[r*t : (r+1)*t]
+			for i := range row {
+				row[i] += v
+			}
+		}
+	}
+	if len(xs) <= grain || t == 0 {
+		f(0, rows)
+		return
+	}
+	be.parFor(rows, max(1, grain/t), f)
+}
+
+// BiasGrad accumulates dbias[c] += sum over b, t of dy[b][c][t].
+func (be *Backend) BiasGrad(dbias, dy compute.View, batch, channels, t int) {
+	checkNonNeg("BiasGrad", batch, channels, t)
+	ds, ys := sl(dbias, channels, "BiasGrad dbias"), sl(dy, batch*channels*t, "BiasGrad dy")
+	f := func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			var s float64
+			for b := 0; b < batch; b++ {
+				row := ys[(b*channels+c)*t : (b*channels+c+1)*t]
+				var rs float32
+				for _, v := range row {
+					rs += v
+				}
+				s += float64(rs)
+			}
+			ds[c] += float32(s)
+		}
+	}
+	if len(ys) <= grain || t == 0 || batch == 0 {
+		f(0, channels)
+		return
+	}
+	be.parFor(channels, max(1, grain/(t*batch)), f)
+}
+
+// GatedTanhSigmoid computes z = tanh(a) * sigmoid(b) per batch segment,
+// pre holding [a | b] for each segment.
+func (be *Backend) GatedTanhSigmoid(z, pre compute.View, batch, n int) {
+	checkNonNeg("GatedTanhSigmoid", batch, n)
+	zs, ps := sl(z, batch*n, "GatedTanhSigmoid z"), sl(pre, 2*batch*n, "GatedTanhSigmoid pre")
+	f := func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			gated(zs[b*n:(b+1)*n], ps[2*b*n:(2*b+1)*n], ps[(2*b+1)*n:(2*b+2)*n])
+		}
+	}
+	if batch*n <= grain/4 || n == 0 {
+		f(0, batch)
+		return
+	}
+	// Transcendentals are ~10x the cost of a load, hence the smaller grain.
+	if batch >= be.threads {
+		be.parFor(batch, max(1, grain/4/n), f)
+		return
+	}
+	for b := 0; b < batch; b++ {
+		zb, ab, bb := zs[b*n:(b+1)*n], ps[2*b*n:(2*b+1)*n], ps[(2*b+1)*n:(2*b+2)*n]
+		be.parFor(n, grain/4, func(lo, hi int) { gated(zb[lo:hi], ab[lo:hi], bb[lo:hi]) })
+	}
+}
+
+func gated(z, a, b []float32) {
+	a, b = a[:len(z)], b[:len(z)]
+	for i := range z {
+		z[i] = tanhf(a[i]) * sigmoidf(b[i])
+	}
+}
+
+// GatedTanhSigmoidBackward writes dpre = [dz*s*(1-t^2) | dz*t*s*(1-s)] with
+// t = tanh(a), s = sigmoid(b).
+func (be *Backend) GatedTanhSigmoidBackward(dpre, dz, pre compute.View, batch, n int) {
+	checkNonNeg("GatedTanhSigmoidBackward", batch, n)
+	ds := sl(dpre, 2*batch*n, "GatedTanhSigmoidBackward dpre")
+	zs := sl(dz, batch*n, "GatedTanhSigmoidBackward dz")
+	ps := sl(pre, 2*batch*n, "GatedTanhSigmoidBackward pre")
+	seg := func(b, lo, hi int) {
+		gatedBackward(ds[2*b*n+lo:2*b*n+hi], ds[(2*b+1)*n+lo:(2*b+1)*n+hi], zs[b*n+lo:b*n+hi], ps[2*b*n+lo:2*b*n+hi], ps[(2*b+1)*n+lo:(2*b+1)*n+hi])
+	}
+	if batch*n <= grain/4 || n == 0 {
+		for b := 0; b < batch; b++ {
+			seg(b, 0, n)
+		}
+		return
+	}
+	if batch >= be.threads {
+		be.parFor(batch, max(1, grain/4/n), func(lo, hi int) {
+			for b := lo; b < hi; b++ {
+				seg(b, 0, n)
+			}
+		})
+		return
+	}
+	for b := 0; b < batch; b++ {
+		be.parFor(n, grain/4, func(lo, hi int) { seg(b, lo, hi) })
+	}
+}
+
+func gatedBackward(da, db, dz, a, b []float32) {
+	db, dz, a, b = db[:len(da)], dz[:len(da)], a[:len(da)], b[:len(da)]
+	for i := range da {
+		t := tanhf(a[i])
+		s := sigmoidf(b[i])
+		g := dz[i]
+		da[i] = g * s * (1 - t*t)
+		db[i] = g * t * s * (1 - s)
+	}
+}
+
+// Stretch repeats every src[r][t] s times along time.
+func (be *Backend) Stretch(dst, src compute.View, rows, t, s int) {
+	checkNonNeg("Stretch", rows, t, s)
+	ds, ss := sl(dst, rows*t*s, "Stretch dst"), sl(src, rows*t, "Stretch src")
+	f := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v := ss[i]
+			out := ds[i*s : (i+1)*s]
+			for j := range out {
+				out[j] = v
+			}
+		}
+	}
+	if len(ds) <= grain || s == 0 {
+		f(0, rows*t)
+		return
+	}
+	be.parFor(rows*t, max(1, grain/s), f)
+}
+
+// StretchBackward overwrites dsrc[r][t] with the sum of its s copies' grads.
+func (be *Backend) StretchBackward(dsrc, ddst compute.View, rows, t, s int) {
+	checkNonNeg("StretchBackward", rows, t, s)
+	ds, dd := sl(dsrc, rows*t, "StretchBackward dsrc"), sl(ddst, rows*t*s, "StretchBackward ddst")
+	f := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			var acc float32
+			for _, v := range dd[i*s : (i+1)*s] {
+				acc += v
+			}
+			ds[i] = acc
+		}
+	}
+	if len(dd) <= grain || s == 0 {
+		f(0, rows*t)
+		return
+	}
+	be.parFor(rows*t, max(1, grain/s), f)
+}
+
+func checkOddWidth(what string, width int) {
+	if width < 1 || width%2 == 0 {
+		panic(fmt.Sprintf("cpu: %s: kernel width %d must be odd and positive", what, width))
+	}
+}
+
+// RowConvSame cross-correlates every row with w, zero padding width/2.
+func (be *Backend) RowConvSame(dst, src, w compute.View, rows, t, width int) {
+	checkNonNeg("RowConvSame", rows, t)
+	checkOddWidth("RowConvSame", width)
+	ds, ss, ws := sl(dst, rows*t, "RowConvSame dst"), sl(src, rows*t, "RowConvSame src"), sl(w, width, "RowConvSame w")
+	f := func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			rowConv(ds[r*t:(r+1)*t], ss[r*t:(r+1)*t], ws)
+		}
+	}
+	if rows*t*width <= grain || t == 0 {
+		f(0, rows)
+		return
+	}
+	be.parFor(rows, max(1, grain/(t*width)), f)
+}
+
+// rowConv: d[i] = sum_j w[j] * s[i+j-h], out-of-range s reading as zero.
+func rowConv(d, s, w []float32) {
+	t, h := len(d), len(w)/2
+	clear(d)
+	for j, wj := range w {
+		sh := j - h // d[i] += wj * s[i+sh] for 0 <= i+sh < t
+		lo, hi := max(0, -sh), min(t, t-sh)
+		if lo >= hi {
+			continue
+		}
+		dd, sv := d[lo:hi], s[lo+sh:hi+sh]
+		for i := range dd {
+			dd[i] += wj * sv[i]
+		}
+	}
+}
+
+// RowConvSameBackward overwrites dsrc and accumulates dw.
+func (be *Backend) RowConvSameBackward(dsrc, dw, dy, src, w compute.View, rows, t, width int) {
+	checkNonNeg("RowConvSameBackward", rows, t)
+	checkOddWidth("RowConvSameBackward", width)
+	dss := sl(dsrc, rows*t, "RowConvSameBackward dsrc")
+	dws := sl(dw, width, "RowConvSameBackward dw")
+	dys := sl(dy, rows*t, "RowConvSameBackward dy")
+	ss := sl(src, rows*t, "RowConvSameBackward src")
+	ws := sl(w, width, "RowConvSameBackward w")
+	h := width / 2
+	// dsrc[u] = sum_j w[j] * dy[u-(j-h)]: a row conv of dy with w reversed.
+	// dw[j] = sum_{r,i} dy[r][i] * src[r][i+j-h].
+	var acc [64]float64
+	var accs []float64
+	if width <= len(acc) {
+		accs = acc[:width]
+	} else {
+		accs = make([]float64, width)
+	}
+	for r := 0; r < rows; r++ {
+		d, s, g := dss[r*t:(r+1)*t], ss[r*t:(r+1)*t], dys[r*t:(r+1)*t]
+		clear(d)
+		for j, wj := range ws {
+			sh := j - h
+			lo, hi := max(0, -sh), min(t, t-sh)
+			if lo >= hi {
+				continue
+			}
+			gv, sv, dv := g[lo:hi], s[lo+sh:hi+sh], d[lo+sh:hi+sh]
+			var a float32
+			for i := range gv {
+				a += gv[i] * sv[i]
+				dv[i] += wj * gv[i]
+			}
+			accs[j] += float64(a)
+		}
+	}
+	for j := range ws {
+		dws[j] += float32(accs[j])
+	}
+}
+
+// WeightNorm computes w = g[o] * v / ||v[:, o, :]|| on a [groups][out][inner]
+// weight.
+func (be *Backend) WeightNorm(w, g, v compute.View, groups, out, inner int) {
+	checkNonNeg("WeightNorm", groups, out, inner)
+	n := groups * out * inner
+	ws, gs, vs := sl(w, n, "WeightNorm w"), sl(g, out, "WeightNorm g"), sl(v, n, "WeightNorm v")
+	for o := 0; o < out; o++ {
+		var ss float64
+		for k := 0; k < groups; k++ {
+			row := vs[(k*out+o)*inner : (k*out+o+1)*inner]
+			ss += dot(row, row)
+		}
+		f := float32(float64(gs[o]) / math.Sqrt(ss))
+		for k := 0; k < groups; k++ {
+			row := vs[(k*out+o)*inner : (k*out+o+1)*inner]
+			wr := ws[(k*out+o)*inner : (k*out+o+1)*inner]
+			for i := range wr {
+				wr[i] = f * row[i]
+			}
+		}
+	}
+}
+
+// WeightNormBackward accumulates dg[o] += <dw, v>/||v|| and
+// dv += g/||v|| * (dw - <dw, v>/||v||^2 * v), per output row o.
+func (be *Backend) WeightNormBackward(dg, dv, dw, g, v compute.View, groups, out, inner int) {
+	checkNonNeg("WeightNormBackward", groups, out, inner)
+	n := groups * out * inner
+	dgs, dvs := sl(dg, out, "WeightNormBackward dg"), sl(dv, n, "WeightNormBackward dv")
+	dws, gs, vs := sl(dw, n, "WeightNormBackward dw"), sl(g, out, "WeightNormBackward g"), sl(v, n, "WeightNormBackward v")
+	for o := 0; o < out; o++ {
+		var ss, dp float64
+		for k := 0; k < groups; k++ {
+			lo, hi := (k*out+o)*inner, (k*out+o+1)*inner
+			ss += dot(vs[lo:hi], vs[lo:hi])
+			dp += dot(dws[lo:hi], vs[lo:hi])
+		}
+		norm := math.Sqrt(ss)
+		dgs[o] += float32(dp / norm)
+		a := float32(float64(gs[o]) / norm)
+		b := float32(float64(gs[o]) * dp / (norm * ss))
+		for k := 0; k < groups; k++ {
+			lo, hi := (k*out+o)*inner, (k*out+o+1)*inner
+			dvr, dwr, vr := dvs[lo:hi], dws[lo:hi], vs[lo:hi]
+			for i := range dvr {
+				dvr[i] += a*dwr[i] - b*vr[i]
+			}
+		}
+	}
+}
+
+// Adam applies one PyTorch-style Adam step (bias corrections in float64).
+func (be *Backend) Adam(param, grad, m, v compute.View, n int, p compute.AdamParams) {
+	if p.Step < 1 {
+		panic(fmt.Sprintf("cpu: Adam: step %d, want >= 1 (1-based)", p.Step))
+	}
+	ps, gs := sl(param, n, "Adam param"), sl(grad, n, "Adam grad")
+	ms, vs := sl(m, n, "Adam m"), sl(v, n, "Adam v")
+	b1, b2 := float64(p.Beta1), float64(p.Beta2)
+	bc1 := 1 - math.Pow(b1, float64(p.Step))
+	bc2 := 1 - math.Pow(b2, float64(p.Step))
+	k := adamConsts{
+		b1: p.Beta1, b2: p.Beta2, c1: float32(1 - b1), c2: float32(1 - b2),
+		step:  float32(float64(p.LR) / bc1),
+		isqb2: float32(1 / math.Sqrt(bc2)),
+		eps:   p.Eps,
+	}
+	if n <= grain {
+		adam(ps, gs, ms, vs, &k)
+		return
+	}
+	be.parFor(n, grain, func(lo, hi int) { adam(ps[lo:hi], gs[lo:hi], ms[lo:hi], vs[lo:hi], &k) })
+}
+
+type adamConsts struct{ b1, b2, c1, c2, step, isqb2, eps float32 }
+
+// adam: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), the order PyTorch uses.
+func adam(p, g, m, v []float32, k *adamConsts) {
+	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
+	for i := range p {
+		gi := g[i]
+		mi := k.b1*m[i] + k.c1*gi
+		vi := k.b2*v[i] + k.c2*gi*gi
+		m[i], v[i] = mi, vi
+		p[i] -= k.step * mi / (float32(math.Sqrt(float64(vi)))*k.isqb2 + k.eps)
+	}
+}
+
+// EMA computes ema = decay*ema + (1-decay)*param.
+func (be *Backend) EMA(ema, param compute.View, n int, decay float32) {
+	es, ps := sl(ema, n, "EMA ema"), sl(param, n, "EMA param")
+	if n <= grain {
+		emaK(es, ps, decay)
+		return
+	}
+	be.parFor(n, grain, func(lo, hi int) { emaK(es[lo:hi], ps[lo:hi], decay) })
+}
+
+func emaK(e, p []float32, decay float32) {
+	p = p[:len(e)]
+	c := 1 - decay
+	for i := range e {
+		e[i] = decay*e[i] + c*p[i]
+	}
+}
