@@ -1,0 +1,590 @@
+package wavenet
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/wavecat/wavecat/compute"
+)
+
+// Model holds the parameters of one WaveNet in a single flat buffer (and
+// its gradients in another of the same layout) so the optimiser and EMA are
+// one kernel call each.
+type Model struct {
+	cfg Config
+	be  compute.Backend
+
+	tensors []TensorInfo
+	byName  map[string]int
+	nParams int
+	nEff    int
+
+	params, grads compute.Buffer
+	// eff holds the weight-normalised effective weights (recomputed every
+	// Forward); effGrad their gradients, turned into g/v gradients at the
+	// end of Backward.
+	eff, effGrad compute.Buffer
+
+	convs  []*conv
+	first  *conv
+	layers []resLayer
+	last1  *conv
+	last2  *conv
+	convIn *conv
+	up     []*conv
+}
+
+type resLayer struct {
+	dil                   int
+	conv, cond, out, skip *conv
+}
+
+// New builds a model with r9y9's initialisation from seed.
+func New(cfg Config, be compute.Backend, seed int64) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.UpsampleScales = append([]int(nil), cfg.UpsampleScales...)
+	m := &Model{cfg: cfg, be: be, byName: map[string]int{}}
+	R, G, S := cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels
+	wn := cfg.WeightNorm
+	mk := func(prefix string, out, in, k int, bias bool, init convInit) *conv {
+		c := &conv{prefix: prefix, out: out, in: in, k: k, wn: wn, bias: bias, init: init}
+		m.addConv(c)
+		return c
+	}
+	m.first = mk("first_conv", R, cfg.InputChannels, 1, true, initKaimingNormal)
+	for l := 0; l < cfg.Layers; l++ {
+		p := fmt.Sprintf("conv_layers.%d.", l)
+		m.layers = append(m.layers, resLayer{
+			dil:  cfg.Dilation(l),
+			conv: mk(p+"conv", G, R, cfg.KernelSize, true, initKaimingNormal),
+			cond: mk(p+"conv1x1c", G, cfg.CinChannels, 1, false, initKaimingNormal),
+			out:  mk(p+"conv1x1_out", R, G/2, 1, true, initKaimingNormal),
+			skip: mk(p+"conv1x1_skip", S, G/2, 1, true, initKaimingNormal),
+		})
+	}
+	m.last1 = mk("last_conv_layers.1", S, S, 1, true, initKaimingNormal)
+	m.last2 = mk("last_conv_layers.3", cfg.OutChannels, S, 1, true, initKaimingNormal)
+	// conv_in is a plain nn.Conv1d in r9y9 (no weight norm, default init).
+	m.convIn = &conv{prefix: "upsample_net.conv_in", out: cfg.CinChannels, in: cfg.CinChannels,
+		k: 2*cfg.CinPad + 1, init: initTorchDefault}
+	m.addConv(m.convIn)
+	for i, s := range cfg.UpsampleScales {
+		// Module list is [stretch, conv] per scale, so convs sit at odd indices.
+		c := &conv{prefix: fmt.Sprintf("upsample_net.upsample.up_layers.%d", 2*i+1), out: 1, in: 1,
+			k: 2*s + 1, row: true, wn: wn, init: initConstant}
+		m.addConv(c)
+		m.up = append(m.up, c)
+	}
+	for i, t := range m.tensors {
+		m.byName[t.Name] = i
+	}
+	m.params = be.Alloc(m.nParams)
+	m.grads = be.Alloc(m.nParams)
+	if m.nEff > 0 {
+		m.eff = be.Alloc(m.nEff)
+		m.effGrad = be.Alloc(m.nEff)
+	}
+	be.Upload(compute.V(m.params), m.initParams(seed))
+	return m, nil
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() Config {
+	c := m.cfg
+	c.UpsampleScales = append([]int(nil), c.UpsampleScales...)
+	return c
+}
+
+// Backend is the backend the model's buffers live on.
+func (m *Model) Backend() compute.Backend { return m.be }
+
+// NumParams is the number of scalar parameters (the length of Params).
+func (m *Model) NumParams() int { return m.nParams }
+
+// Params is the flat parameter buffer (layout: Tensors).
+func (m *Model) Params() compute.View { return compute.V(m.params) }
+
+// Grads is the flat gradient buffer, same layout as Params; Backward
+// accumulates into it.
+func (m *Model) Grads() compute.View { return compute.V(m.grads) }
+
+// ZeroGrads clears the gradient buffer.
+func (m *Model) ZeroGrads() { m.be.Fill(compute.V(m.grads), m.nParams, 0) }
+
+// ParamBytes is the device memory the model itself holds: parameters,
+// gradients and the effective-weight buffers (optimiser state not included).
+func (m *Model) ParamBytes() int64 { return 4 * int64(2*m.nParams+2*m.nEff) }
+
+// Free releases the model's device buffers.
+func (m *Model) Free() {
+	for _, b := range []compute.Buffer{m.params, m.grads, m.eff, m.effGrad} {
+		if b != nil {
+			m.be.Free(b)
+		}
+	}
+	m.params, m.grads, m.eff, m.effGrad = nil, nil, nil, nil
+}
+
+// w is the weight the forward pass uses; dw where its gradient accumulates.
+func (m *Model) w(c *conv) compute.View {
+	if c.wn {
+		return compute.V(m.eff).At(c.effOff)
+	}
+	return compute.V(m.params).At(c.wOff)
+}
+
+func (m *Model) dw(c *conv) compute.View {
+	if c.wn {
+		return compute.V(m.effGrad).At(c.effOff)
+	}
+	return compute.V(m.grads).At(c.wOff)
+}
+
+func (m *Model) bias(c *conv) compute.View  { return compute.V(m.params).At(c.bOff) }
+func (m *Model) dbias(c *conv) compute.View { return compute.V(m.grads).At(c.bOff) }
+
+// wnDims gives the (groups, out, inner) of a conv's weight for the
+// WeightNorm kernels.
+func (c *conv) wnDims() (int, int, int) {
+	if c.row {
+		return 1, 1, c.k
+	}
+	return c.k, c.out, c.in
+}
+
+// applyWeightNorm recomputes every effective weight from (g, v).
+func (m *Model) applyWeightNorm() {
+	p := compute.V(m.params)
+	for _, c := range m.convs {
+		if c.wn {
+			g, o, in := c.wnDims()
+			m.be.WeightNorm(m.w(c), p.At(c.gOff), p.At(c.wOff), g, o, in)
+		}
+	}
+}
+
+// weightNormBackward turns effective-weight gradients into g/v gradients.
+func (m *Model) weightNormBackward() {
+	p, d := compute.V(m.params), compute.V(m.grads)
+	for _, c := range m.convs {
+		if c.wn {
+			g, o, in := c.wnDims()
+			m.be.WeightNormBackward(d.At(c.gOff), d.At(c.wOff), m.dw(c), p.At(c.gOff), p.At(c.wOff), g, o, in)
+		}
+	}
+}
+
+// wsSizes lists every buffer a Workspace allocates, in floats; it is the
+// single source for both NewWorkspace and ActivationBytes.
+type wsSizes struct {
+	x, mel, out, dout int
+	c0, up, upTmp, c  int // upsampler: conv_in output, stretched stage inputs (all), intermediate stage output, final
+	h, pre            int // stored per-layer residual inputs and pre-gate activations (all layers)
+	z, skip, a1, a2   int
+	dz, dpre, dh, da  int
+	dc, dA, dB        int // conditioning gradient, upsampler backward ping-pong
+}
+
+func (s wsSizes) total() int64 {
+	return int64(s.x + s.mel + s.out + s.dout + s.c0 + s.up + s.upTmp + s.c + s.h + s.pre +
+		s.z + s.skip + s.a1 + s.a2 + s.dz + s.dpre + s.dh + s.da + s.dc + s.dA + s.dB)
+}
+
+func (cfg Config) sizes(B, T int) wsSizes {
+	R, G, S, C := cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels, cfg.CinChannels
+	F := T / cfg.HopSize()
+	var s wsSizes
+	s.x = B * cfg.InputChannels * T
+	s.mel = B * C * (F + 2*cfg.CinPad)
+	s.out = B * cfg.OutChannels * T
+	s.dout = s.out
+	s.c0 = B * C * F
+	n := F
+	maxIn := F // largest input of any upsample stage (for the backward ping-pong)
+	for i, sc := range cfg.UpsampleScales {
+		if n > maxIn {
+			maxIn = n
+		}
+		n *= sc
+		s.up += B * C * n
+		if i < len(cfg.UpsampleScales)-1 && B*C*n > s.upTmp {
+			s.upTmp = B * C * n
+		}
+	}
+	s.c = B * C * T
+	s.h = cfg.Layers * B * R * T
+	s.pre = cfg.Layers * B * G * T
+	s.z = B * G / 2 * T
+	s.skip = B * S * T
+	s.a1 = B * S * T
+	s.a2 = B * S * T
+	s.dz = s.z
+	s.dpre = B * G * T
+	s.dh = B * R * T
+	s.da = B * S * T
+	s.dc = B * C * T
+	s.dA = B * C * T
+	s.dB = B * C * maxIn
+	return s
+}
+
+// ActivationBytes is the device memory a Workspace for (batch, T) holds:
+// inputs, output and its gradient, the stored activations backward needs
+// (per layer only the residual input h and the pre-gate activations; z is
+// recomputed from them) and the backward scratch. For the reference config
+// at 8 x 10240 this is about 3.6 GB, dominated by h and pre (24 layers x 384
+// channels x 81920 samples x 4 bytes = 3.0 GB).
+func (cfg Config) ActivationBytes(batch, T int) int64 {
+	return 4 * cfg.sizes(batch, T).total()
+}
+
+// ActivationBytes is Config.ActivationBytes for the model's config.
+func (m *Model) ActivationBytes(batch, T int) int64 { return m.cfg.ActivationBytes(batch, T) }
+
+// Workspace holds every activation buffer for one (B, T), allocated once
+// and reused by each Forward/Backward so training steps do not allocate.
+type Workspace struct {
+	B, T, F int
+	be      compute.Backend
+	bufs    []compute.Buffer
+
+	xIn, melIn, out, dout compute.Buffer
+	c0, up, upTmp, c      compute.Buffer
+	h, pre                compute.Buffer
+	z, skip, a1, a2       compute.Buffer
+	dz, dpre, dh, da      compute.Buffer
+	dc, dA, dB            compute.Buffer
+
+	// Inputs of the last Forward, kept for Backward.
+	x, mel compute.View
+	ready  bool
+	// Upsampler stage geometry: input length of stage i (upLen[nst] = T)
+	// and offset of its stretched input in up.
+	upLen, upOff []int
+}
+
+// NewWorkspace allocates the buffers for batch B and T samples; T must be
+// a multiple of the hop size (the mel then has T/hop + 2*cin_pad frames).
+func (m *Model) NewWorkspace(B, T int) (*Workspace, error) {
+	hop := m.cfg.HopSize()
+	if B <= 0 || T <= 0 {
+		return nil, fmt.Errorf("wavenet: workspace: batch (%d) and T (%d) must be positive", B, T)
+	}
+	if T%hop != 0 {
+		return nil, fmt.Errorf("wavenet: workspace: T=%d is not a multiple of the hop size %d", T, hop)
+	}
+	s := m.cfg.sizes(B, T)
+	ws := &Workspace{B: B, T: T, F: T / hop, be: m.be}
+	alloc := func(n int) compute.Buffer {
+		if n == 0 {
+			n = 1
+		}
+		b := m.be.Alloc(n)
+		ws.bufs = append(ws.bufs, b)
+		return b
+	}
+	ws.xIn, ws.melIn, ws.out, ws.dout = alloc(s.x), alloc(s.mel), alloc(s.out), alloc(s.dout)
+	ws.c0, ws.up, ws.upTmp, ws.c = alloc(s.c0), alloc(s.up), alloc(s.upTmp), alloc(s.c)
+	ws.h, ws.pre = alloc(s.h), alloc(s.pre)
+	ws.z, ws.skip, ws.a1, ws.a2 = alloc(s.z), alloc(s.skip), alloc(s.a1), alloc(s.a2)
+	ws.dz, ws.dpre, ws.dh, ws.da = alloc(s.dz), alloc(s.dpre), alloc(s.dh), alloc(s.da)
+	ws.dc, ws.dA, ws.dB = alloc(s.dc), alloc(s.dA), alloc(s.dB)
+	nst := len(m.cfg.UpsampleScales)
+	ws.upLen, ws.upOff = make([]int, nst+1), make([]int, nst)
+	ws.upLen[0] = ws.F
+	off := 0
+	for i, sc := range m.cfg.UpsampleScales {
+		ws.upLen[i+1] = ws.upLen[i] * sc
+		ws.upOff[i] = off
+		off += B * m.cfg.CinChannels * ws.upLen[i+1]
+	}
+	return ws, nil
+}
+
+// Free releases the workspace's buffers.
+func (ws *Workspace) Free() {
+	for _, b := range ws.bufs {
+		ws.be.Free(b)
+	}
+	ws.bufs = nil
+}
+
+// X is a workspace-owned input buffer [B][InputChannels][T] to upload the
+// network input into (any other view of that size works too).
+func (ws *Workspace) X() compute.View { return compute.V(ws.xIn) }
+
+// Mel is a workspace-owned input buffer [B][CinChannels][T/hop + 2*CinPad].
+func (ws *Workspace) Mel() compute.View { return compute.V(ws.melIn) }
+
+// Out is the output of the last Forward, [B][OutChannels][T].
+func (ws *Workspace) Out() compute.View { return compute.V(ws.out) }
+
+// DOut is a workspace-owned buffer [B][OutChannels][T] for the loss
+// gradient that Backward takes.
+func (ws *Workspace) DOut() compute.View { return compute.V(ws.dout) }
+
+// Forward runs the network on x [B][InputChannels][T] (the waveform input,
+// already shifted so out[t] predicts sample t+1 or t as the caller wants) and
+// mel [B][CinChannels][T/hop + 2*CinPad]. It returns the output view
+// [B][OutChannels][T] (ws.Out()) and keeps what Backward needs; x and mel
+// must stay unchanged until Backward.
+func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
+	be, cfg := m.be, m.cfg
+	B, T := ws.B, ws.T
+	R, G, S, C := cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels, cfg.CinChannels
+	H := G / 2
+	x.Check(B*cfg.InputChannels*T, "wavenet forward x")
+	mel.Check(B*C*(ws.F+2*cfg.CinPad), "wavenet forward mel")
+	ws.x, ws.mel, ws.ready = x, mel, true
+
+	m.applyWeightNorm()
+	m.upsampleForward(ws)
+	c := compute.V(ws.c)
+
+	h := compute.V(ws.h)
+	pre := compute.V(ws.pre)
+	hStride, preStride := B*R*T, B*G*T
+	// First 1x1 conv: h0 = W x + b.
+	be.GemmStridedBatched(false, false, R, T, cfg.InputChannels, 1, m.w(m.first), cfg.InputChannels, 0,
+		x, T, cfg.InputChannels*T, 0, h, T, R*T, B)
+	be.AddBias(h, m.bias(m.first), B, R, T)
+
+	z, skip := compute.V(ws.z), compute.V(ws.skip)
+	for l, ly := range m.layers {
+		hl := h.At(l * hStride)
+		pl := pre.At(l * preStride)
+		m.causalConv(ly.conv, ly.dil, hl, pl, B, T)
+		be.AddBias(pl, m.bias(ly.conv), B, G, T)
+		be.GemmStridedBatched(false, false, G, T, C, 1, m.w(ly.cond), C, 0, c, T, C*T, 1, pl, T, G*T, B)
+		be.GatedTanhSigmoid(z, pl, B, H*T)
+		beta := float32(1)
+		if l == 0 {
+			beta = 0
+		}
+		be.GemmStridedBatched(false, false, S, T, H, 1, m.w(ly.skip), H, 0, z, T, H*T, beta, skip, T, S*T, B)
+		be.AddBias(skip, m.bias(ly.skip), B, S, T)
+		// The last layer's residual output feeds nothing (r9y9 computes and
+		// drops it), so it is skipped; its conv1x1_out gets zero gradient,
+		// exactly as in the reference.
+		if l < len(m.layers)-1 {
+			hn := h.At((l + 1) * hStride)
+			be.GemmStridedBatched(false, false, R, T, H, 1, m.w(ly.out), H, 0, z, T, H*T, 0, hn, T, R*T, B)
+			be.AddBias(hn, m.bias(ly.out), B, R, T)
+			be.AddScaled(hn, hn, hl, B*R*T, float32(math.Sqrt(0.5)))
+		}
+	}
+	// Head: ReLU(skip * sqrt(1/L)), 1x1, ReLU, 1x1.
+	a1, a2, out := compute.V(ws.a1), compute.V(ws.a2), compute.V(ws.out)
+	n := B * S * T
+	be.ReLU(a1, skip, n)
+	be.Scale(a1, n, float32(math.Sqrt(1/float64(cfg.Layers))))
+	be.GemmStridedBatched(false, false, S, T, S, 1, m.w(m.last1), S, 0, a1, T, S*T, 0, a2, T, S*T, B)
+	be.AddBias(a2, m.bias(m.last1), B, S, T)
+	be.ReLU(a2, a2, n)
+	O := cfg.OutChannels
+	be.GemmStridedBatched(false, false, O, T, S, 1, m.w(m.last2), S, 0, a2, T, S*T, 0, out, T, O*T, B)
+	be.AddBias(out, m.bias(m.last2), B, O, T)
+	return out
+}
+
+// causalConv writes y = sum_k W_k x shifted by (K-1-k)*d: y[:, t] uses
+// x[:, t-(K-1-k)*d] (zero before the start), as a GEMM per tap on
+// column-shifted views. The unshifted tap goes first to overwrite y.
+func (m *Model) causalConv(c *conv, d int, x, y compute.View, B, T int) {
+	w := m.w(c)
+	K, O, I := c.k, c.out, c.in
+	for k := K - 1; k >= 0; k-- {
+		s := (K - 1 - k) * d
+		if s >= T {
+			continue
+		}
+		beta := float32(1)
+		if k == K-1 {
+			beta = 0
+		}
+		m.be.GemmStridedBatched(false, false, O, T-s, I, 1, w.At(k*O*I), I, 0, x, T, I*T, beta, y.At(s), T, O*T, B)
+	}
+}
+
+// upsampleForward computes the conditioning c [B][cin][T] from ws.mel.
+func (m *Model) upsampleForward(ws *Workspace) {
+	be, cfg := m.be, m.cfg
+	B, F, C := ws.B, ws.F, cfg.CinChannels
+	Fp := F + 2*cfg.CinPad
+	c0 := compute.V(ws.c0)
+	// conv_in: valid cross-correlation, c0[:, t] = sum_k W_k mel[:, t+k].
+	w := m.w(m.convIn)
+	for k := 0; k < m.convIn.k; k++ {
+		beta := float32(1)
+		if k == 0 {
+			beta = 0
+		}
+		be.GemmStridedBatched(false, false, C, F, C, 1, w.At(k*C*C), C, 0, ws.mel.At(k), Fp, C*Fp, beta, c0, F, C*F, B)
+	}
+	src, n, off := c0, F, 0
+	for i, sc := range cfg.UpsampleScales {
+		str := compute.V(ws.up).At(off)
+		be.Stretch(str, src, B*C, n, sc)
+		n *= sc
+		off += B * C * n
+		dst := compute.V(ws.upTmp)
+		if i == len(cfg.UpsampleScales)-1 {
+			dst = compute.V(ws.c)
+		}
+		be.RowConvSame(dst, str, m.w(m.up[i]), B*C, n, m.up[i].k)
+		src = dst
+	}
+}
+
+// Backward accumulates into Grads the gradient of a loss whose gradient
+// with respect to the last Forward's output is dout [B][OutChannels][T].
+// When dmel.Buf is non-nil it also overwrites dmel [B][cin][frames+2*pad]
+// with the loss gradient with respect to the mel input.
+func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
+	if !ws.ready {
+		panic("wavenet: Backward called before Forward on this workspace")
+	}
+	be, cfg := m.be, m.cfg
+	B, T := ws.B, ws.T
+	R, G, S, C, O := cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels, cfg.CinChannels, cfg.OutChannels
+	H := G / 2
+	L := cfg.Layers
+	dout.Check(B*O*T, "wavenet backward dout")
+	if m.effGrad != nil {
+		be.Fill(compute.V(m.effGrad), m.nEff, 0)
+	}
+
+	// Head.
+	a1, a2, da := compute.V(ws.a1), compute.V(ws.a2), compute.V(ws.da)
+	n := B * S * T
+	m.weightGrad(m.last2, dout, a2, O, S, T, 0, B)
+	be.BiasGrad(m.dbias(m.last2), dout, B, O, T)
+	be.GemmStridedBatched(true, false, S, T, O, 1, m.w(m.last2), S, 0, dout, T, O*T, 0, da, T, S*T, B)
+	be.ReLUBackward(da, da, a2, n)
+	m.weightGrad(m.last1, da, a1, S, S, T, 0, B)
+	be.BiasGrad(m.dbias(m.last1), da, B, S, T)
+	dskip := compute.V(ws.skip) // the skip sum is not needed any more
+	be.GemmStridedBatched(true, false, S, T, S, 1, m.w(m.last1), S, 0, da, T, S*T, 0, dskip, T, S*T, B)
+	be.ReLUBackward(dskip, dskip, a1, n)
+	be.Scale(dskip, n, float32(math.Sqrt(1/float64(L))))
+
+	// Residual stack, last layer first. dh holds the gradient w.r.t. the
+	// current layer's output and becomes the gradient w.r.t. its input.
+	h, pre := compute.V(ws.h), compute.V(ws.pre)
+	z, dz, dpre, dh, dc := compute.V(ws.z), compute.V(ws.dz), compute.V(ws.dpre), compute.V(ws.dh), compute.V(ws.dc)
+	c := compute.V(ws.c)
+	be.Fill(dh, B*R*T, 0)
+	be.Fill(dc, B*C*T, 0)
+	r := float32(math.Sqrt(0.5))
+	for l := L - 1; l >= 0; l-- {
+		ly := m.layers[l]
+		hl := h.At(l * B * R * T)
+		pl := pre.At(l * B * G * T)
+		be.GatedTanhSigmoid(z, pl, B, H*T) // recomputed instead of stored
+		be.GemmStridedBatched(true, false, H, T, S, 1, m.w(ly.skip), H, 0, dskip, T, S*T, 0, dz, T, H*T, B)
+		m.weightGrad(ly.skip, dskip, z, S, H, T, 0, B)
+		be.BiasGrad(m.dbias(ly.skip), dskip, B, S, T)
+		if l < L-1 {
+			// out = (W z + b + h) * r: the same r*dout flows to both.
+			be.Scale(dh, B*R*T, r)
+			be.GemmStridedBatched(true, false, H, T, R, 1, m.w(ly.out), H, 0, dh, T, R*T, 1, dz, T, H*T, B)
+			m.weightGrad(ly.out, dh, z, R, H, T, 0, B)
+			be.BiasGrad(m.dbias(ly.out), dh, B, R, T)
+		}
+		be.GatedTanhSigmoidBackward(dpre, dz, pl, B, H*T)
+		be.BiasGrad(m.dbias(ly.conv), dpre, B, G, T)
+		m.weightGrad(ly.cond, dpre, c, G, C, T, 0, B)
+		be.GemmStridedBatched(true, false, C, T, G, 1, m.w(ly.cond), C, 0, dpre, T, G*T, 1, dc, T, C*T, B)
+		// Dilated conv taps: dW_k += dpre[:, s:] x[:, :T-s]^T, dx[:, :T-s] += W_k^T dpre[:, s:].
+		K := ly.conv.k
+		w, dw := m.w(ly.conv), m.dw(ly.conv)
+		for k := 0; k < K; k++ {
+			s := (K - 1 - k) * ly.dil
+			if s >= T {
+				continue
+			}
+			for b := 0; b < B; b++ {
+				be.Gemm(false, true, G, R, T-s, 1, dpre.At(b*G*T+s), T, hl.At(b*R*T), T, 1, dw.At(k*G*R), R)
+			}
+			be.GemmStridedBatched(true, false, R, T-s, G, 1, w.At(k*G*R), R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
+		}
+	}
+	// First conv (no gradient w.r.t. the network input).
+	m.weightGrad(m.first, dh, ws.x, R, cfg.InputChannels, T, 0, B)
+	be.BiasGrad(m.dbias(m.first), dh, B, R, T)
+
+	m.upsampleBackward(ws, dmel)
+	m.weightNormBackward()
+}
+
+// weightGrad accumulates dW (out x in, row-major) += sum_b dy_b x_b^T over
+// [B][out][T] and [B][in][T] activations, one GEMM per batch item: a
+// strided-batched GEMM with a shared output would race on a GPU.
+func (m *Model) weightGrad(c *conv, dy, x compute.View, out, in, T, tapOff, B int) {
+	dw := m.dw(c).At(tapOff)
+	for b := 0; b < B; b++ {
+		m.be.Gemm(false, true, out, in, T, 1, dy.At(b*out*T), T, x.At(b*in*T), T, 1, dw, in)
+	}
+}
+
+// upsampleBackward propagates ws.dc through the upsampler to its weights,
+// conv_in and optionally dmel.
+func (m *Model) upsampleBackward(ws *Workspace, dmel compute.View) {
+	be, cfg := m.be, m.cfg
+	B, F, C := ws.B, ws.F, cfg.CinChannels
+	Fp := F + 2*cfg.CinPad
+	nst := len(cfg.UpsampleScales)
+	lens, offs := ws.upLen, ws.upOff
+	dA, dB := compute.V(ws.dA), compute.V(ws.dB)
+	dy := compute.V(ws.dc)
+	for i := nst - 1; i >= 0; i-- {
+		str := compute.V(ws.up).At(offs[i])
+		be.RowConvSameBackward(dA, m.dw(m.up[i]), dy, str, m.w(m.up[i]), B*C, lens[i+1], m.up[i].k)
+		be.StretchBackward(dB, dA, B*C, lens[i], cfg.UpsampleScales[i])
+		dy = dB
+	}
+	// conv_in: dW_k += dc0 mel[:, k:k+F]^T; dmel[:, k:k+F] += W_k^T dc0.
+	dw, w := m.dw(m.convIn), m.w(m.convIn)
+	for k := 0; k < m.convIn.k; k++ {
+		for b := 0; b < B; b++ {
+			be.Gemm(false, true, C, C, F, 1, dy.At(b*C*F), F, ws.mel.At(b*C*Fp+k), Fp, 1, dw.At(k*C*C), C)
+		}
+	}
+	if dmel.Buf != nil {
+		dmel.Check(B*C*Fp, "wavenet backward dmel")
+		be.Fill(dmel, B*C*Fp, 0)
+		for k := 0; k < m.convIn.k; k++ {
+			be.GemmStridedBatched(true, false, C, F, C, 1, w.At(k*C*C), C, 0, dy, F, C*F, 1, dmel.At(k), Fp, C*Fp, B)
+		}
+	}
+}
+
+// TrainFLOPs estimates the floating-point operations of one training step
+// (Forward + Backward) on batch x T samples: GEMM multiply-adds count 2,
+// backward GEMMs are twice the forward ones (input and weight gradients);
+// elementwise work and the upsampler's row convolutions are small and
+// counted roughly.
+func (cfg Config) TrainFLOPs(batch, T int) float64 {
+	R, G, S, C := float64(cfg.ResidualChannels), float64(cfg.GateChannels), float64(cfg.SkipChannels), float64(cfg.CinChannels)
+	H := G / 2
+	L := float64(cfg.Layers)
+	perSample := 2 * R * float64(cfg.InputChannels)
+	perSample += L * 2 * (G*R*float64(cfg.KernelSize) + G*C + S*H)
+	perSample += (L - 1) * 2 * R * H
+	perSample += 2*S*S + 2*float64(cfg.OutChannels)*S
+	// conv_in runs once per frame.
+	perSample += 2 * C * C * float64(2*cfg.CinPad+1) / float64(cfg.HopSize())
+	fwd := perSample * float64(batch) * float64(T)
+	up := 0.0
+	n := float64(batch) * C * float64(T) / float64(cfg.HopSize())
+	for _, s := range cfg.UpsampleScales {
+		n *= float64(s)
+		up += 2 * n * float64(2*s+1)
+	}
+	return 3 * (fwd + up)
+}
+
+// TrainFLOPs is Config.TrainFLOPs for the model's config.
+func (m *Model) TrainFLOPs(batch, T int) float64 { return m.cfg.TrainFLOPs(batch, T) }
