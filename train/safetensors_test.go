@@ -72,7 +72,7 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 
 func TestWriteSafetensorsRefuses(t *testing.T) {
 	cases := map[string][]Tensor{
-		"duplicate": {{Name: "a", Shape: []int{1}, Data: []float32{1}}, {Name: "a", Shape: []int{1}, Data: []float32{2}}},
+		"duplicate":  {{Name: "a", Shape: []int{1}, Data: []float32{1}}, {Name: "a", Shape: []int{1}, Data: []float32{2}}},
 		"empty name": {{Name: "", Shape: []int{1}, Data: []float32{1}}},
 		"reserved":   {{Name: "__metadata__", Shape: []int{1}, Data: []float32{1}}},
 		"elements":   {{Name: "a", Shape: []int{2, 2}, Data: []float32{1, 2, 3}}},

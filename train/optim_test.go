@@ -1,0 +1,328 @@
+package train
+
+import (
+	"encoding/json"
+	"math"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/cpu"
+)
+
+func newCPU(t testing.TB) compute.Backend {
+	t.Helper()
+	be, err := cpu.New(cpu.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return be
+}
+
+func upload(be compute.Backend, x []float32) compute.Buffer {
+	b := be.Alloc(len(x))
+	be.Upload(compute.V(b), x)
+	return b
+}
+
+func download(be compute.Backend, b compute.Buffer) []float32 {
+	out := make([]float32, b.Len())
+	be.Download(out, compute.V(b))
+	return out
+}
+
+// adamRef is PyTorch's Adam written out in float64.
+func adamRef(p0 []float64, grads [][]float64, lr []float64, b1, b2, eps float64) []float64 {
+	x := append([]float64{}, p0...)
+	m := make([]float64, len(x))
+	v := make([]float64, len(x))
+	for t, g := range grads {
+		step := float64(t + 1)
+		for i := range x {
+			m[i] = b1*m[i] + (1-b1)*g[i]
+			v[i] = b2*v[i] + (1-b2)*g[i]*g[i]
+			bc1 := 1 - math.Pow(b1, step)
+			bc2 := 1 - math.Pow(b2, step)
+			x[i] -= lr[t] / bc1 * m[i] / (math.Sqrt(v[i])/math.Sqrt(bc2) + eps)
+		}
+	}
+	return x
+}
+
+var (
+	adamP0    = []float32{0.5, -1.25, 3, 0, 1e-3}
+	adamGrads = [][]float32{
+		{0.1, -2, 0, 1e-6, 5},
+		{-0.3, -2, 0, 1e-6, -5},
+		{0.2, 1, 0, -4e-6, 0.5},
+	}
+	adamLR = []float32{1e-3, 1e-3, 5e-4}
+)
+
+func TestAdamThreeSteps(t *testing.T) {
+	be := newCPU(t)
+	p := upload(be, adamP0)
+	g := be.Alloc(len(adamP0))
+	opt, err := NewAdam(be, len(adamP0), DefaultAdam())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gs [][]float64
+	var lrs []float64
+	for s, gr := range adamGrads {
+		be.Upload(compute.V(g), gr)
+		opt.Step(compute.V(p), compute.V(g), len(adamP0), adamLR[s])
+		gs = append(gs, f64(gr))
+		lrs = append(lrs, float64(adamLR[s]))
+	}
+	if opt.Steps() != 3 {
+		t.Errorf("Steps() = %d", opt.Steps())
+	}
+	want := adamRef(f64(adamP0), gs, lrs, 0.9, 0.999, 1e-8)
+	got := download(be, p)
+	for i := range want {
+		// float32 arithmetic on values of order 1: a few ulps.
+		if d := math.Abs(float64(got[i]) - want[i]); d > 1e-6*math.Max(1, math.Abs(want[i])) {
+			t.Errorf("param %d: got %.9g want %.9g", i, got[i], want[i])
+		}
+	}
+	// Hand check of element 0, step 1: m^ = g, v^ = g^2, so the first
+	// update is lr * g/(|g| + eps) = 1e-3 * 0.1/(0.1+1e-8).
+	be2 := newCPU(t)
+	p1 := upload(be2, adamP0[:1])
+	g1 := upload(be2, adamGrads[0][:1])
+	o1, _ := NewAdam(be2, 1, DefaultAdam())
+	o1.Step(compute.V(p1), compute.V(g1), 1, 1e-3)
+	if got, want := download(be2, p1)[0], 0.5-1e-3*0.1/(0.1+1e-8); math.Abs(float64(got)-want) > 1e-7 {
+		t.Errorf("first step: got %.9g want %.9g", got, want)
+	}
+}
+
+func f64(x []float32) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v)
+	}
+	return out
+}
+
+// TestAdamMatchesTorch runs the same three steps with torch.optim.Adam.
+func TestAdamMatchesTorch(t *testing.T) {
+	havePython(t, "torch")
+	in, _ := json.Marshal(map[string]any{"p": adamP0, "g": adamGrads, "lr": adamLR})
+	const script = `
+import json, sys, torch
+d = json.loads(sys.argv[1])
+p = torch.nn.Parameter(torch.tensor(d["p"], dtype=torch.float32))
+opt = torch.optim.Adam([p], lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+for g, lr in zip(d["g"], d["lr"]):
+    for grp in opt.param_groups:
+        grp["lr"] = lr
+    p.grad = torch.tensor(g, dtype=torch.float32)
+    opt.step()
+print(json.dumps([float(x) for x in p.detach()]))
+`
+	out, err := exec.Command("/usr/bin/python3", "-c", script, string(in)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("torch: %v\n%s", err, out)
+	}
+	var want []float64
+	if err := json.Unmarshal(out, &want); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	be := newCPU(t)
+	p := upload(be, adamP0)
+	g := be.Alloc(len(adamP0))
+	opt, _ := NewAdam(be, len(adamP0), DefaultAdam())
+	for s, gr := range adamGrads {
+		be.Upload(compute.V(g), gr)
+		opt.Step(compute.V(p), compute.V(g), len(adamP0), adamLR[s])
+	}
+	got := download(be, p)
+	for i := range want {
+		if d := math.Abs(float64(got[i]) - want[i]); d > 2e-7*math.Max(1, math.Abs(want[i])) {
+			t.Errorf("param %d: got %.9g torch %.9g", i, got[i], want[i])
+		}
+	}
+}
+
+func TestAdamRefuses(t *testing.T) {
+	be := newCPU(t)
+	for _, c := range []AdamConfig{{Beta1: 1, Beta2: 0.999, Eps: 1e-8}, {Beta1: 0.9, Beta2: -0.1, Eps: 1e-8}, {Beta1: 0.9, Beta2: 0.999, Eps: 0}} {
+		if _, err := NewAdam(be, 4, c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	opt, _ := NewAdam(be, 4, DefaultAdam())
+	defer func() {
+		if recover() == nil {
+			t.Error("Step with the wrong n did not panic")
+		}
+	}()
+	p := be.Alloc(8)
+	opt.Step(compute.V(p), compute.V(p), 8, 1e-3)
+}
+
+// TestAdamResume: stepping, saving through a checkpoint and restoring gives
+// bit-identical parameters to never stopping.
+func TestAdamResume(t *testing.T) {
+	be := newCPU(t)
+	layout, n, err := Pack([]string{"a.weight", "b.bias"}, [][]int{{2, 2}, {1}})
+	if err != nil || n != 5 {
+		t.Fatal(n, err)
+	}
+	p := upload(be, adamP0)
+	g := be.Alloc(n)
+	opt, _ := NewAdam(be, n, DefaultAdam())
+	for s := 0; s < 2; s++ {
+		be.Upload(compute.V(g), adamGrads[s])
+		opt.Step(compute.V(p), compute.V(g), n, adamLR[s])
+	}
+	weights, err := Split(download(be, p), layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, st, err := opt.Export(layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "ck")
+	if err := Save(dir, &Checkpoint{Config: Meta{Step: 2, Adam: st}, Weights: weights, Optimizer: ts}); err != nil {
+		t.Fatal(err)
+	}
+	// Uninterrupted third step.
+	be.Upload(compute.V(g), adamGrads[2])
+	opt.Step(compute.V(p), compute.V(g), n, adamLR[2])
+	want := download(be, p)
+
+	ck, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := make([]float32, n)
+	if err := Join(flat, ck.Weights, layout); err != nil {
+		t.Fatal(err)
+	}
+	be2 := newCPU(t)
+	p2 := upload(be2, flat)
+	g2 := upload(be2, adamGrads[2])
+	opt2, _ := NewAdam(be2, n, DefaultAdam())
+	if err := opt2.Import(ck.Optimizer, ck.Config.Adam, layout); err != nil {
+		t.Fatal(err)
+	}
+	opt2.Step(compute.V(p2), compute.V(g2), n, adamLR[2])
+	got := download(be2, p2)
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Errorf("param %d: resumed %v, uninterrupted %v", i, got[i], want[i])
+		}
+	}
+	// Mismatched hyperparameters or a missing tensor are refused.
+	other := ck.Config.Adam
+	other.Beta2 = 0.99
+	if err := opt2.Import(ck.Optimizer, other, layout); err == nil {
+		t.Error("Import with different betas accepted")
+	}
+	if err := opt2.Import(ck.Optimizer[1:], ck.Config.Adam, layout); err == nil {
+		t.Error("Import with a missing tensor accepted")
+	}
+}
+
+func TestEMATwoSteps(t *testing.T) {
+	be := newCPU(t)
+	p0 := []float32{1, -2, 0.5}
+	p := upload(be, p0)
+	const decay = 0.9
+	e, err := NewEMA(be, compute.V(p), 3, decay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Weights(); got[0] != 1 || got[1] != -2 || got[2] != 0.5 {
+		t.Fatalf("EMA not initialised as a copy: %v", got)
+	}
+	p1 := []float32{2, -2, 1.5}
+	p2 := []float32{4, 0, -0.5}
+	be.Upload(compute.V(p), p1)
+	e.Update(compute.V(p), 3)
+	be.Upload(compute.V(p), p2)
+	e.Update(compute.V(p), 3)
+	// By hand: e1 = 0.9*p0 + 0.1*p1; e2 = 0.9*e1 + 0.1*p2
+	//   [0]: 1.1 -> 1.39;  [1]: -2 -> -1.8;  [2]: 0.6 -> 0.49
+	want := []float64{1.39, -1.8, 0.49}
+	got := e.Weights()
+	for i := range want {
+		if math.Abs(float64(got[i])-want[i]) > 1e-6 {
+			t.Errorf("ema[%d] = %.8g, want %.8g", i, got[i], want[i])
+		}
+	}
+	if _, err := NewEMA(be, compute.V(p), 3, 1.5); err == nil {
+		t.Error("decay 1.5 accepted")
+	}
+	if err := e.SetWeights([]float32{1}); err == nil {
+		t.Error("SetWeights with the wrong length accepted")
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	s := DefaultSchedule()
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		step int64
+		want float32
+	}{{0, 1e-3}, {1, 1e-3}, {199999, 1e-3}, {200000, 5e-4}, {399999, 5e-4}, {400000, 2.5e-4}, {1000000, 1e-3 / 32}} {
+		if got := s.LR(c.step); got != c.want {
+			t.Errorf("LR(%d) = %g, want %g", c.step, got, c.want)
+		}
+	}
+	c := Constant(3e-4)
+	if c.Validate() != nil || c.LR(0) != 3e-4 || c.LR(10_000_000) != 3e-4 {
+		t.Error("constant schedule")
+	}
+	for _, bad := range []Schedule{StepDecay(1e-3, 0, 10), StepDecay(1e-3, 0.5, 0), StepDecay(-1, 0.5, 10), {Kind: "cosine", Init: 1}} {
+		if bad.Validate() == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+func TestClipGradNorm(t *testing.T) {
+	be := newCPU(t)
+	g := upload(be, []float32{3, 4})
+	if n := ClipGradNorm(be, compute.V(g), 2, 10); n != 5 {
+		t.Errorf("norm %g, want 5", n)
+	}
+	if got := download(be, g); got[0] != 3 || got[1] != 4 {
+		t.Errorf("norm below max changed the gradients: %v", got)
+	}
+	ClipGradNorm(be, compute.V(g), 2, 1)
+	c := 1 / (5 + 1e-6)
+	if got := download(be, g); math.Abs(float64(got[0])-3*c) > 1e-7 || math.Abs(float64(got[1])-4*c) > 1e-7 {
+		t.Errorf("clipped to %v, want [%g %g]", got, 3*c, 4*c)
+	}
+	be.Upload(compute.V(g), []float32{float32(math.NaN()), 1})
+	if n := ClipGradNorm(be, compute.V(g), 2, 1); !math.IsNaN(n) || download(be, g)[1] != 1 {
+		t.Error("non-finite norm: gradients should be left alone and NaN reported")
+	}
+}
+
+func TestSplitJoin(t *testing.T) {
+	layout, n, _ := Pack([]string{"x", "y"}, [][]int{{2}, {3}})
+	flat := []float32{1, 2, 3, 4, 5}
+	ts, err := Split(flat, layout)
+	if err != nil || n != 5 || ts[1].Data[2] != 5 || ts[0].Shape[0] != 2 {
+		t.Fatalf("Split: %v %v", ts, err)
+	}
+	out := make([]float32, 5)
+	if err := Join(out, []Tensor{ts[1], ts[0]}, layout); err != nil || out[0] != 1 || out[4] != 5 {
+		t.Errorf("Join: %v %v", out, err)
+	}
+	if err := Join(make([]float32, 4), ts, layout); err == nil {
+		t.Error("Join into a short buffer accepted")
+	}
+	if _, err := Split(flat[:4], layout); err == nil {
+		t.Error("Split of a short buffer accepted")
+	}
+}
