@@ -82,10 +82,13 @@ func adacatSetup(k int, z, s []float64) (lw, lh, w, h, c []float64) {
 	logSoftmax(z[k:2*k], lh, h)
 	acc := 0.0
 	c[0] = 0
-	for j, v := range w {
+	for j, v := range w[:k-1] {
 		acc += v
 		c[j+1] = acc
 	}
+	// The last edge is 1 by construction; pinning it keeps the rounding of
+	// the sum out of the smoothed loss near x = 1 (amplified there by 1/lambda).
+	c[k] = 1
 	return
 }
 
