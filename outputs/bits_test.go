@@ -54,7 +54,7 @@ func TestAdaCatBitsDensity(t *testing.T) {
 		for i < k-1 && c[i+1] < x {
 			i++
 		}
-		want := -math.Log2((hc[i+1]-hc[i])/(c[i+1]-c[i])/2)
+		want := -math.Log2((hc[i+1] - hc[i]) / (c[i+1] - c[i]) / 2)
 		if b := bitsOne(h, z, y); math.Abs(b-want) > 1e-9 {
 			t.Errorf("y=%g: %v bits, want %v (bin %d)", y, b, want, i)
 		}
