@@ -11,15 +11,16 @@ package melspec
 
 import "fmt"
 
-// Config holds every parameter of the mel analysis.
+// Config holds every parameter of the mel analysis. The JSON names match
+// testdata/reference/make_reference.py so a dataset can record its config.
 type Config struct {
-	SampleRate int     // Hz
-	NFFT       int     // FFT size (frame length after zero-padding the window)
-	Hop        int     // samples between frames
-	WinLength  int     // Hann window length, <= NFFT, centred in the frame
-	NMels      int     // number of mel bands
-	FMin       float64 // lowest filterbank edge, Hz
-	FMax       float64 // highest filterbank edge, Hz (<= SampleRate/2)
+	SampleRate int     `json:"sample_rate"` // Hz
+	NFFT       int     `json:"n_fft"`       // FFT size (frame length after zero-padding the window)
+	Hop        int     `json:"hop"`         // samples between frames
+	WinLength  int     `json:"win_length"`  // Hann window length, <= NFFT, centred in the frame
+	NMels      int     `json:"n_mels"`      // number of mel bands
+	FMin       float64 `json:"fmin"`        // lowest filterbank edge, Hz
+	FMax       float64 `json:"fmax"`        // highest filterbank edge, Hz (<= SampleRate/2)
 }
 
 // DefaultConfig is the LJSpeech recipe of r9y9/wavenet_vocoder.

@@ -21,15 +21,7 @@ const refDir = "../testdata/reference"
 const pythonPath = "/usr/bin/python3"
 
 type refManifest struct {
-	Config struct {
-		SampleRate int     `json:"sample_rate"`
-		NFFT       int     `json:"n_fft"`
-		Hop        int     `json:"hop"`
-		WinLength  int     `json:"win_length"`
-		NMels      int     `json:"n_mels"`
-		FMin       float64 `json:"fmin"`
-		FMax       float64 `json:"fmax"`
-	} `json:"config"`
+	Config  Config   `json:"config"`
 	Signals []string `json:"signals"`
 }
 
@@ -64,8 +56,7 @@ func checkReferenceDir(t *testing.T, dir string) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		t.Fatalf("%s/reference.json: %v", dir, err)
 	}
-	c := m.Config
-	cfg := Config{SampleRate: c.SampleRate, NFFT: c.NFFT, Hop: c.Hop, WinLength: c.WinLength, NMels: c.NMels, FMin: c.FMin, FMax: c.FMax}
+	cfg := m.Config
 	e, err := NewExtractor(cfg)
 	if err != nil {
 		t.Fatal(err)
