@@ -3,10 +3,9 @@
 // convention of the reference vocoder so that class indices agree with data
 // prepared by r9y9/wavenet_vocoder.
 //
-// Convention (checked against r9y9/nnmnkwii nnmnkwii/preprocessing/generic.py
-// at commit 085994d8, which
-// wavenet_vocoder calls): mulaw_quantize(x, mu) = _asint((mulaw(x)+1)/2*mu)
-// where _asint is x.astype(int), i.e. truncation toward zero; the argument is
+// Convention (checked against nnmnkwii/preprocessing/generic.py in
+// r9y9/nnmnkwii at commit 085994d8, which wavenet_vocoder calls):
+// mulaw_quantize(x, mu) = _asint((mulaw(x)+1)/2*mu) where _asint is x.astype(int), i.e. truncation toward zero; the argument is
 // never negative for x in [-1, 1], so this is floor. inv_mulaw_quantize(q, mu)
 // = inv_mulaw(2*q/mu - 1). Quantize->Dequantize therefore returns the LOWER
 // edge of the companded bin, not its centre: the reconstruction error is
