@@ -328,6 +328,9 @@ func validateCheckpoint(ck *Checkpoint) error {
 		if err := validateTensors(ck.Optimizer); err != nil {
 			return fmt.Errorf("%s: %w", OptimizerFile, err)
 		}
+		if err := CheckTensors(ck.Optimizer, adamShapes(ck.Weights)); err != nil {
+			return fmt.Errorf("%s does not match the weights (want <name>%s and <name>%s per weight): %w", OptimizerFile, ExpAvgSuffix, ExpAvgSqSuffix, err)
+		}
 	}
 	for name, raw := range map[string]json.RawMessage{"model": ck.Config.Model, "head": ck.Config.Head, "mel": ck.Config.Mel, "stats": ck.Config.Stats, "extra": ck.Config.Extra} {
 		if len(raw) > 0 && !json.Valid(raw) {
@@ -542,6 +545,9 @@ func Load(dir string) (*Checkpoint, error) {
 		var md map[string]string
 		if ck.Optimizer, md, err = v.tensors(OptimizerFile); err != nil {
 			return nil, err
+		}
+		if err := CheckTensors(ck.Optimizer, adamShapes(ck.Weights)); err != nil {
+			return nil, fmt.Errorf("%s: does not match %s: %w", filepath.Join(v.dir, OptimizerFile), WeightsFile, err)
 		}
 		if s := md[optStepKey]; s != strconv.FormatInt(ck.Config.Adam.Step, 10) {
 			return nil, fmt.Errorf("%s: step %q disagrees with %s adam.step %d", filepath.Join(v.dir, OptimizerFile), s, ConfigFile, ck.Config.Adam.Step)

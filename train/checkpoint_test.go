@@ -135,6 +135,11 @@ func TestSaveRefusesBadCheckpoint(t *testing.T) {
 		t.Error("EMA with a missing tensor accepted")
 	}
 	ck = testCheckpoint(1)
+	ck.Optimizer = ck.Optimizer[:len(ck.Optimizer)-1]
+	if err := Save(dir, ck); err == nil {
+		t.Error("optimizer state missing a moment accepted")
+	}
+	ck = testCheckpoint(1)
 	ck.Config.Model = json.RawMessage(`{"layers":`)
 	if err := Save(dir, ck); err == nil {
 		t.Error("invalid model JSON accepted")
@@ -257,6 +262,12 @@ func TestLoadRefusesCorruption(t *testing.T) {
 			ts[0].Shape = []int{2, 5, 3}
 			os.WriteFile(filepath.Join(d, EMAFile), encode(t, ts, nil), 0o644)
 			rewriteSum(t, d, EMAFile)
+		}},
+		corruption{"optimizer shape (checksum fixed)", "does not match", func(d string) {
+			ck := testCheckpoint(5)
+			ck.Optimizer[0].Shape = []int{5, 3, 2}
+			os.WriteFile(filepath.Join(d, OptimizerFile), encode(t, ck.Optimizer, map[string]string{"step": "5000"}), 0o644)
+			rewriteSum(t, d, OptimizerFile)
 		}},
 		corruption{"optimizer step (checksum fixed)", "disagrees", func(d string) {
 			ck := testCheckpoint(5)

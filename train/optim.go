@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/wavecat/wavecat/compute"
 )
@@ -105,8 +106,23 @@ func (a *Adam) Free() {
 	a.m, a.v = nil, nil
 }
 
-// Export returns the state as checkpoint tensors "<name>.exp_avg" and
-// "<name>.exp_avg_sq" per tensor of layout (PyTorch's names for m and v).
+// Moments returns m and v on the backend, e.g. for a model's own exporter
+// (wavenet stores conv weights tap-major: its Model.ExportBuffer turns these
+// buffers into PyTorch-layout tensors; then use AdamTensors).
+func (a *Adam) Moments() (m, v compute.View) { return compute.V(a.m), compute.V(a.v) }
+
+// SetSteps sets the step counter (resume after filling Moments directly).
+func (a *Adam) SetSteps(step int) error {
+	if step < 0 {
+		return fmt.Errorf("adam: negative step %d", step)
+	}
+	a.step = step
+	return nil
+}
+
+// Export returns the state as checkpoint tensors via Split: use it when the
+// flat buffer holds each tensor in its own row-major order (else Moments plus
+// the model's exporter plus AdamTensors).
 func (a *Adam) Export(layout []Spec) ([]Tensor, AdamState, error) {
 	m, v, step := a.State()
 	ms, err := Split(m, layout)
@@ -117,13 +133,7 @@ func (a *Adam) Export(layout []Spec) ([]Tensor, AdamState, error) {
 	if err != nil {
 		return nil, AdamState{}, fmt.Errorf("adam: %w", err)
 	}
-	out := make([]Tensor, 0, 2*len(layout))
-	for i := range layout {
-		ms[i].Name += ".exp_avg"
-		vs[i].Name += ".exp_avg_sq"
-		out = append(out, ms[i], vs[i])
-	}
-	return out, AdamState{AdamConfig: a.cfg, Step: int64(step)}, nil
+	return AdamTensors(ms, vs), AdamState{AdamConfig: a.cfg, Step: int64(step)}, nil
 }
 
 // Import restores the state written by Export; every tensor must be present
@@ -132,36 +142,74 @@ func (a *Adam) Import(ts []Tensor, st AdamState, layout []Spec) error {
 	if st.AdamConfig != a.cfg {
 		return fmt.Errorf("adam: checkpoint hyperparameters %+v differ from the optimizer's %+v", st.AdamConfig, a.cfg)
 	}
-	if st.Step > math.MaxInt32 {
+	if st.Step < 0 || st.Step > math.MaxInt32 {
 		return fmt.Errorf("adam: step %d out of range", st.Step)
 	}
-	want := make(map[string][]int, 2*len(layout))
-	for _, s := range layout {
-		want[s.Name+".exp_avg"] = s.Shape
-		want[s.Name+".exp_avg_sq"] = s.Shape
-	}
-	if err := CheckTensors(ts, want); err != nil {
-		return fmt.Errorf("adam: %w", err)
-	}
-	by := make(map[string]Tensor, len(ts))
-	for _, t := range ts {
-		by[t.Name] = t
+	ms, vs, err := SplitAdamTensors(ts)
+	if err != nil {
+		return err
 	}
 	m := make([]float32, a.n)
 	v := make([]float32, a.n)
-	ml := make([]Tensor, len(layout))
-	vl := make([]Tensor, len(layout))
-	for i, s := range layout {
-		ml[i], vl[i] = by[s.Name+".exp_avg"], by[s.Name+".exp_avg_sq"]
-		ml[i].Name, vl[i].Name = s.Name, s.Name
+	if err := Join(m, ms, layout); err != nil {
+		return fmt.Errorf("adam: exp_avg: %w", err)
 	}
-	if err := Join(m, ml, layout); err != nil {
-		return fmt.Errorf("adam: %w", err)
-	}
-	if err := Join(v, vl, layout); err != nil {
-		return fmt.Errorf("adam: %w", err)
+	if err := Join(v, vs, layout); err != nil {
+		return fmt.Errorf("adam: exp_avg_sq: %w", err)
 	}
 	return a.SetState(m, v, int(st.Step))
+}
+
+// Suffixes of the optimizer tensors (PyTorch's names for Adam's m and v).
+const (
+	ExpAvgSuffix   = ".exp_avg"
+	ExpAvgSqSuffix = ".exp_avg_sq"
+)
+
+// AdamTensors names moment tensors for optimizer.safetensors: m[i] becomes
+// "<name>.exp_avg" and v[i] "<name>.exp_avg_sq", interleaved.
+func AdamTensors(m, v []Tensor) []Tensor {
+	out := make([]Tensor, 0, len(m)+len(v))
+	for _, t := range m {
+		t.Name += ExpAvgSuffix
+		out = append(out, t)
+	}
+	for _, t := range v {
+		t.Name += ExpAvgSqSuffix
+		out = append(out, t)
+	}
+	return out
+}
+
+// SplitAdamTensors undoes AdamTensors: it returns m and v under the parameter
+// names (same order), refusing other names and any m without its v.
+func SplitAdamTensors(ts []Tensor) (m, v []Tensor, err error) {
+	for _, t := range ts {
+		switch {
+		case strings.HasSuffix(t.Name, ExpAvgSqSuffix):
+			t.Name = strings.TrimSuffix(t.Name, ExpAvgSqSuffix)
+			v = append(v, t)
+		case strings.HasSuffix(t.Name, ExpAvgSuffix):
+			t.Name = strings.TrimSuffix(t.Name, ExpAvgSuffix)
+			m = append(m, t)
+		default:
+			return nil, nil, fmt.Errorf("adam: optimizer tensor %q is neither *%s nor *%s", t.Name, ExpAvgSuffix, ExpAvgSqSuffix)
+		}
+	}
+	if err := CheckTensors(v, Shapes(m)); err != nil {
+		return nil, nil, fmt.Errorf("adam: exp_avg_sq does not match exp_avg: %w", err)
+	}
+	return m, v, nil
+}
+
+// adamShapes is the optimizer tensor table implied by a weights table.
+func adamShapes(weights []Tensor) map[string][]int {
+	want := make(map[string][]int, 2*len(weights))
+	for _, t := range weights {
+		want[t.Name+ExpAvgSuffix] = t.Shape
+		want[t.Name+ExpAvgSqSuffix] = t.Shape
+	}
+	return want
 }
 
 // ClipGradNorm scales the n gradients in place so their L2 norm is at most

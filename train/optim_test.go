@@ -326,3 +326,64 @@ func TestSplitJoin(t *testing.T) {
 		t.Error("Split of a short buffer accepted")
 	}
 }
+
+func TestAdamTensorNames(t *testing.T) {
+	w := sampleTensors(9)
+	ts := AdamTensors(w, w)
+	if ts[0].Name != "first_conv.weight_v.exp_avg" || ts[len(w)].Name != "first_conv.weight_v.exp_avg_sq" {
+		t.Errorf("names %q %q", ts[0].Name, ts[len(w)].Name)
+	}
+	if w[0].Name != "first_conv.weight_v" {
+		t.Error("AdamTensors renamed its input")
+	}
+	m, v, err := SplitAdamTensors(ts)
+	if err != nil || !Equal(m, w) || !Equal(v, w) {
+		t.Fatalf("SplitAdamTensors: %v", err)
+	}
+	if _, _, err := SplitAdamTensors(ts[1:]); err == nil {
+		t.Error("exp_avg_sq without its exp_avg accepted")
+	}
+	bad := append(append([]Tensor{}, ts...), Tensor{Name: "x.momentum", Shape: []int{}, Data: []float32{0}})
+	if _, _, err := SplitAdamTensors(bad); err == nil {
+		t.Error("foreign optimizer tensor accepted")
+	}
+}
+
+// TestAdamMomentsResume restores through Moments/SetSteps, the path a model
+// with its own (tap-major) exporter uses, and checks the next step matches.
+func TestAdamMomentsResume(t *testing.T) {
+	be := newCPU(t)
+	n := len(adamP0)
+	p := upload(be, adamP0)
+	g := upload(be, adamGrads[0])
+	a, _ := NewAdam(be, n, DefaultAdam())
+	a.Step(compute.V(p), compute.V(g), n, 1e-3)
+	mv, vv := a.Moments()
+	m := make([]float32, n)
+	v := make([]float32, n)
+	be.Copy(compute.V(g), mv, n) // through a backend copy, as an exporter would
+	be.Download(m, compute.V(g))
+	be.Download(v, vv)
+	snapshot := download(be, p)
+
+	b, _ := NewAdam(be, n, DefaultAdam())
+	bm, bv := b.Moments()
+	be.Upload(bm, m)
+	be.Upload(bv, v)
+	if err := b.SetSteps(a.Steps()); err != nil {
+		t.Fatal(err)
+	}
+	q := upload(be, snapshot)
+	be.Upload(compute.V(g), adamGrads[1])
+	a.Step(compute.V(p), compute.V(g), n, 1e-3)
+	b.Step(compute.V(q), compute.V(g), n, 1e-3)
+	pa, pb := download(be, p), download(be, q)
+	for i := range pa {
+		if math.Float32bits(pa[i]) != math.Float32bits(pb[i]) {
+			t.Errorf("param %d: %v vs %v", i, pa[i], pb[i])
+		}
+	}
+	if b.SetSteps(-1) == nil {
+		t.Error("negative step accepted")
+	}
+}
