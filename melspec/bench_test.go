@@ -26,3 +26,39 @@ func BenchmarkMel10s(b *testing.B) {
 	}
 	b.ReportMetric(10*float64(b.N)/b.Elapsed().Seconds(), "x_realtime")
 }
+
+func noise10s(sr int) []float32 {
+	r := rand.New(rand.NewPCG(7, 7))
+	y := make([]float32, 10*sr)
+	for i := range y {
+		y[i] = float32(r.NormFloat64() * 0.1)
+	}
+	return y
+}
+
+// BenchmarkHighPass10s times the 255-tap direct-form FIR on 10 s of audio.
+func BenchmarkHighPass10s(b *testing.B) {
+	y := noise10s(22050)
+	taps, err := HighPassFIR(HighPassTaps, HighPassCutoff, 22050)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, len(y))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		FIRFilter(dst, y, taps)
+	}
+	b.ReportMetric(10*float64(b.N)/b.Elapsed().Seconds(), "x_realtime")
+}
+
+// BenchmarkTrim10s times silence detection on 10 s of audio.
+func BenchmarkTrim10s(b *testing.B) {
+	y := noise10s(22050)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, _, err := Trim(y, DefaultTrimConfig()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(10*float64(b.N)/b.Elapsed().Seconds(), "x_realtime")
+}

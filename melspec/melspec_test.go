@@ -393,6 +393,13 @@ func TestFIRFilterHand(t *testing.T) {
 			t.Fatalf("FIRFilter = %v, want %v", dst, want)
 		}
 	}
+	inplace := []float32{1, 0, 0, 1, 2}
+	FIRFilter(inplace, inplace, []float64{1, 2, 3})
+	for i := range want {
+		if inplace[i] != want[i] {
+			t.Fatalf("in-place FIRFilter = %v, want %v", inplace, want)
+		}
+	}
 }
 
 func TestPreEmphasis(t *testing.T) {
