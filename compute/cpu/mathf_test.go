@@ -1,0 +1,97 @@
+package cpu
+
+import (
+	"math"
+	"testing"
+)
+
+// probes returns a dense grid over [-20, 20], a log grid of magnitudes from
+// 1e-30 to 1e30, and the float32 extremes, all with both signs.
+func probes() []float32 {
+	var xs []float32
+	for x := -20.0; x <= 20; x += 1.0 / 1024 {
+		xs = append(xs, float32(x))
+	}
+	for e := -30.0; e <= 30; e += 0.01 {
+		v := float32(math.Pow(10, e))
+		xs = append(xs, v, -v)
+	}
+	extremes := []float32{0, float32(math.Copysign(0, -1)), math.SmallestNonzeroFloat32, 1e-40, math.MaxFloat32, 0.55, math.Nextafter32(0.55, 0), 88, 89, 104, 1e5}
+	for _, v := range extremes {
+		xs = append(xs, v, -v)
+	}
+	return append(xs, float32(math.Inf(1)), float32(math.Inf(-1)))
+}
+
+// within asserts got matches want to rel relative error, with an absolute
+// floor at float32's smallest normal (denormal results carry fewer bits).
+func within(t *testing.T, what string, x, got float32, want float64, rel float64) {
+	t.Helper()
+	if math.IsNaN(float64(got)) {
+		t.Fatalf("%s(%g) = NaN, want %g", what, x, want)
+	}
+	w32 := float64(float32(want))
+	if d := math.Abs(float64(got) - w32); d > rel*math.Abs(w32)+1.2e-38 {
+		t.Fatalf("%s(%g) = %.9g, want %.9g (rel err %.3g)", what, x, got, w32, d/math.Abs(w32))
+	}
+}
+
+func TestTanhSigmoidAccuracy(t *testing.T) {
+	worstT, worstS := 0.0, 0.0
+	for _, x := range probes() {
+		wt := math.Tanh(float64(x))
+		ws := 1 / (1 + math.Exp(-float64(x)))
+		within(t, "tanhf", x, tanhf(x), wt, 3e-7)
+		within(t, "sigmoidf", x, sigmoidf(x), ws, 3e-7)
+		if wt != 0 {
+			worstT = math.Max(worstT, math.Abs(float64(tanhf(x))-wt)/math.Abs(wt))
+		}
+		if ws > 1e-37 {
+			worstS = math.Max(worstS, math.Abs(float64(sigmoidf(x))-ws)/ws)
+		}
+		// The gradient forms, in float64: 1-tanh^2 = 1/cosh^2 and
+		// s(1-s) = 1/(4 cosh^2(x/2)), computed here without cancellation.
+		tt, sech2, s, ds := fgatedGrad(float64(x), float64(x))
+		c, ch := math.Cosh(float64(x)), math.Cosh(float64(x)/2)
+		wantSech2, wantDs := 1/(c*c), 1/(4*ch*ch)
+		for _, q := range []struct {
+			name      string
+			got, want float64
+		}{{"tanh", tt, wt}, {"sech^2", sech2, wantSech2}, {"sigmoid", s, ws}, {"sigmoid'", ds, wantDs}} {
+			if math.Abs(q.got-q.want) > 2e-8*math.Abs(q.want)+1e-300 && math.Abs(float64(x)) < 350 {
+				t.Fatalf("fgatedGrad(%g): %s = %g, want %g", x, q.name, q.got, q.want)
+			}
+		}
+		b := -x / 3
+		z := float64(float32(fgated(float64(x), float64(b))))
+		if wz := wt / (1 + math.Exp(-float64(b))); math.Abs(z-wz) > 3e-7*math.Abs(wz)+1e-38 {
+			t.Fatalf("fgated(%g, %g) = %g, want %g", x, b, z, wz)
+		}
+	}
+	t.Logf("worst relative error over the probes: tanh %.3g, sigmoid %.3g", worstT, worstS)
+	if math.Signbit(float64(tanhf(float32(math.Copysign(0, -1))))) != true {
+		t.Errorf("tanhf(-0) lost the sign of zero")
+	}
+	nan := float32(math.NaN())
+	if !math.IsNaN(float64(tanhf(nan))) || !math.IsNaN(float64(sigmoidf(nan))) {
+		t.Errorf("NaN input must give NaN: tanhf %g, sigmoidf %g", tanhf(nan), sigmoidf(nan))
+	}
+}
+
+func TestFexp(t *testing.T) {
+	for x := -708.0; x <= 708; x += 0.0137 {
+		want := math.Exp(x)
+		em, e := fexpm1(x)
+		if math.Abs(e-want) > 1e-9*want {
+			t.Fatalf("fexpm1(%g) e^x = %g, want %g", x, e, want)
+		}
+		if wm := math.Expm1(x); math.Abs(em-wm) > 1e-9*math.Abs(wm) {
+			t.Fatalf("fexpm1(%g) = %g, want %g", x, em, wm)
+		}
+	}
+	for _, x := range []float64{1e-300, 1e-12, -1e-9, 1e-5, -0.3} {
+		if em, _ := fexpm1(x); math.Abs(em-math.Expm1(x)) > 1e-9*math.Abs(math.Expm1(x)) {
+			t.Fatalf("fexpm1(%g) = %g, want %g (no cancellation near 0)", x, em, math.Expm1(x))
+		}
+	}
+}
