@@ -157,6 +157,9 @@ func Save(dir string, ck *Checkpoint) (err error) {
 	if err := repair(dir); err != nil {
 		return fmt.Errorf("save %s: %w", dir, err)
 	}
+	if err := replaceable(dir); err != nil {
+		return fmt.Errorf("save %s: %w", dir, err)
+	}
 	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-")
 	if err != nil {
 		return fmt.Errorf("save %s: %w", dir, err)
@@ -277,6 +280,32 @@ func repair(dir string) error {
 		if err := os.RemoveAll(s); err != nil {
 			return fmt.Errorf("remove stale %s: %w", s, err)
 		}
+	}
+	return nil
+}
+
+// replaceable refuses to swap out anything but a checkpoint directory (or an
+// empty one), so a mistyped path never gets a user's directory deleted.
+func replaceable(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return errors.New("exists and is not a directory")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, ManifestFile)); err == nil {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("exists, is not empty and has no %s: not a checkpoint, refusing to replace it", ManifestFile)
 	}
 	return nil
 }

@@ -148,6 +148,27 @@ func TestSaveRefusesBadCheckpoint(t *testing.T) {
 		t.Errorf("refused save left %s behind", dir)
 	}
 	assertOnly(t, filepath.Dir(dir))
+
+	// Never replace something that is not a checkpoint.
+	other := filepath.Join(t.TempDir(), "home")
+	os.Mkdir(other, 0o755)
+	os.WriteFile(filepath.Join(other, "precious.txt"), []byte("x"), 0o644)
+	if err := Save(other, testCheckpoint(1)); err == nil || !strings.Contains(err.Error(), "not a checkpoint") {
+		t.Errorf("Save over a non-checkpoint directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "precious.txt")); err != nil {
+		t.Error("Save destroyed a non-checkpoint directory")
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	if err := Save(file, testCheckpoint(1)); err == nil {
+		t.Error("Save over a regular file accepted")
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.Mkdir(empty, 0o755)
+	if err := Save(empty, testCheckpoint(1)); err != nil {
+		t.Errorf("Save into an empty directory: %v", err)
+	}
 }
 
 func assertOnly(t *testing.T, parent string, names ...string) {

@@ -109,6 +109,9 @@ func f64(x []float32) []float64 {
 
 // TestAdamMatchesTorch runs the same three steps with torch.optim.Adam.
 func TestAdamMatchesTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping torch cross-check in -short mode (importing torch takes seconds)")
+	}
 	havePython(t, "torch")
 	in, _ := json.Marshal(map[string]any{"p": adamP0, "g": adamGrads, "lr": adamLR})
 	const script = `
