@@ -61,8 +61,8 @@ func sinc(x float64) float64 {
 // as x, accumulated in float64. Each output is one contiguous dot product
 // (reversed taps against a zero-prefixed float64 copy of x) through gonum's
 // assembly f64 kernel, several times faster than a scalar double loop (5-10x
-// measured on the 2-core dev box). It allocates
-// that copy (8 bytes per sample). dst may alias x.
+// measured on the 2-core dev box). It allocates that copy (8 bytes per
+// sample). dst may alias x.
 func FIRFilter(dst, x []float32, b []float64) {
 	if len(dst) < len(x) {
 		panic("melspec: FIRFilter destination shorter than input")
