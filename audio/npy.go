@@ -51,7 +51,8 @@ func ReadNPY(path string) (data []float32, shape []int, err error) {
 // order, into float32 in C order (Fortran arrays are transposed). Integers
 // are converted by value, not rescaled. name is used in error messages; size
 // is the stream length or -1 if unknown. With a known size the data length
-// implied by the header must match the file exactly.
+// implied by the header must match the file exactly. It does not use npyio,
+// which refuses float16/float64 into []float32 (see the top of this file).
 func DecodeNPY(r io.Reader, name string, size int64) (data []float32, shape []int, err error) {
 	errf := func(format string, args ...any) error {
 		return fmt.Errorf("%s: "+format, append([]any{name}, args...)...)

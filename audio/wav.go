@@ -97,7 +97,9 @@ func ReadWAV(path string, opt ReadOptions) (*Audio, error) {
 // error messages; size is the stream length in bytes, or -1 when unknown (a
 // known size lets truncation be reported before any large allocation; with
 // an unknown size memory still only grows with the bytes actually read).
-// Chunks after the data chunk are not read.
+// Chunks after the data chunk are not read. It does not use go-audio/wav,
+// which silently mis-decodes float, 8-bit and truncated files (see the
+// comment at the top of this file).
 func DecodeWAV(r io.Reader, name string, size int64, opt ReadOptions) (*Audio, error) {
 	p := &wavParser{r: r, name: name, size: size}
 	return p.decode(opt)

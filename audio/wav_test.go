@@ -93,6 +93,25 @@ func TestExtensibleFloatAndPCM(t *testing.T) {
 	equalF32(t, "extensible pcm", a.Samples, []float32{-1, 0.25})
 }
 
+// go-audio/wav maps 8-bit WAV (unsigned, silence at 128) to [0,2]; every
+// code must land on (v-128)/128 in [-1, 127/128].
+func Test8BitUnsignedCentred(t *testing.T) {
+	data := make([]byte, 256)
+	want := make([]float32, 256)
+	for v := range data {
+		data[v] = byte(v)
+		want[v] = float32(v-128) / 128
+	}
+	a, err := decodeBytes(wavFile(fmtBody(1, 1, 8000, 8), data), ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalF32(t, "8-bit", a.Samples, want)
+	if a.Samples[0] != -1 || a.Samples[128] != 0 || a.Samples[255] != 127.0/128 {
+		t.Fatalf("ends: %v %v %v", a.Samples[0], a.Samples[128], a.Samples[255])
+	}
+}
+
 // go-audio/wav returns a short read with err == nil for a truncated file.
 func TestTruncatedDataIsError(t *testing.T) {
 	fm := fmtBody(1, 1, 44100, 16)
@@ -131,7 +150,7 @@ func TestWAVErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "not a WAV file: 0 bytes"},
-		{"not riff", []byte("RIFX\x00\x00\x00\x00WAVEfmt "), "big-endian RIFX"},
+		{"rifx", []byte("RIFX\x00\x00\x00\x00WAVEfmt "), "big-endian RIFX"},
 		{"garbage", []byte("hello world, this is text"), "not a WAV file: no RIFF magic"},
 		{"not wave", cat([]byte("RIFF"), le32(4), []byte("AVI ")), `RIFF form type is "AVI "`},
 		{"no chunks", riff(), "no fmt chunk"},
