@@ -83,8 +83,11 @@ func DecodeNPY(r io.Reader, name string, size int64) (data []float32, shape []in
 	default:
 		return nil, nil, errf("unsupported .npy format version %d.%d", major, minor)
 	}
-	if hlen > maxNPYHeader || (size >= 0 && off+hlen > size) {
+	if size >= 0 && off+hlen > size {
 		return nil, nil, errf("truncated or corrupt .npy header: declares %d header bytes, file has %d", hlen, max(size-off, 0))
+	}
+	if hlen > maxNPYHeader {
+		return nil, nil, errf("corrupt .npy header: declares %d header bytes, limit is %d", hlen, maxNPYHeader)
 	}
 	hb := make([]byte, hlen)
 	if _, err := io.ReadFull(r, hb); err != nil {
