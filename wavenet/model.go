@@ -408,8 +408,12 @@ func (m *Model) causalConv(c *conv, d int, x, y compute.View, B, T int) {
 	}
 }
 
-// upsampleForward computes the conditioning c [B][cin][T] from ws.mel.
-func (m *Model) upsampleForward(ws *Workspace) {
+// upsampleForward computes the conditioning ws.c [B][cin][T] from ws.mel.
+func (m *Model) upsampleForward(ws *Workspace) { m.upsampleInto(ws, compute.V(ws.c)) }
+
+// upsampleInto runs the upsampler on ws.mel using ws.c0, ws.up and
+// ws.upTmp as scratch, writing the result to out.
+func (m *Model) upsampleInto(ws *Workspace, out compute.View) {
 	be, cfg := m.be, m.cfg
 	B, F, C := ws.B, ws.F, cfg.CinChannels
 	Fp := F + 2*cfg.CinPad
@@ -431,7 +435,7 @@ func (m *Model) upsampleForward(ws *Workspace) {
 		off += B * C * n
 		dst := compute.V(ws.upTmp)
 		if i == len(cfg.UpsampleScales)-1 {
-			dst = compute.V(ws.c)
+			dst = out
 		}
 		be.RowConvSame(dst, str, m.w(m.up[i]), B*C, n, m.up[i].k)
 		src = dst
@@ -588,3 +592,54 @@ func (cfg Config) TrainFLOPs(batch, T int) float64 {
 
 // TrainFLOPs is Config.TrainFLOPs for the model's config.
 func (m *Model) TrainFLOPs(batch, T int) float64 { return m.cfg.TrainFLOPs(batch, T) }
+
+// ExportInference returns the parameters with weight norm folded in, in
+// PyTorch layout and state_dict order: what r9y9's state_dict looks like
+// after remove_weight_norm (one "<conv>.weight" per conv, biases as they
+// are). Incremental synthesis uses these effective weights.
+func (m *Model) ExportInference() []Tensor {
+	m.applyWeightNorm()
+	host := make([]float32, m.nParams)
+	m.be.Download(host, compute.V(m.params))
+	var eff []float32
+	if m.nEff > 0 {
+		eff = make([]float32, m.nEff)
+		m.be.Download(eff, compute.V(m.eff))
+	}
+	var out []Tensor
+	for _, c := range m.convs {
+		shape := []int{c.out, c.in, c.k}
+		if c.row {
+			shape = []int{1, 1, 1, c.k}
+		}
+		info := TensorInfo{Name: c.prefix + ".weight", Shape: shape, Size: c.wLen(), TapMajor: !c.row && c.k > 1}
+		src := host[c.wOff : c.wOff+c.wLen()]
+		if c.wn {
+			src = eff[c.effOff : c.effOff+c.wLen()]
+		}
+		if c.bias {
+			out = append(out, Tensor{Name: c.prefix + ".bias", Shape: []int{c.out}, Data: append([]float32(nil), host[c.bOff:c.bOff+c.out]...)})
+		}
+		out = append(out, Tensor{Name: info.Name, Shape: shape, Data: toTorch(info, src)})
+	}
+	return out
+}
+
+// Conditioning runs only the upsampler: mel [B][cin][frames + 2*cin_pad]
+// to dst [B][cin][frames*hop]. It allocates (and frees) its own scratch, so
+// it suits synthesis, which conditions a whole utterance once.
+func (m *Model) Conditioning(mel compute.View, B, frames int, dst compute.View) {
+	cfg := m.cfg
+	C := cfg.CinChannels
+	T := frames * cfg.HopSize()
+	mel.Check(B*C*(frames+2*cfg.CinPad), "wavenet conditioning mel")
+	dst.Check(B*C*T, "wavenet conditioning dst")
+	m.applyWeightNorm()
+	s := cfg.sizes(B, T)
+	ws := &Workspace{B: B, T: T, F: frames, mel: mel}
+	ws.c0, ws.up, ws.upTmp = m.be.Alloc(max(s.c0, 1)), m.be.Alloc(max(s.up, 1)), m.be.Alloc(max(s.upTmp, 1))
+	m.upsampleInto(ws, dst)
+	m.be.Free(ws.c0)
+	m.be.Free(ws.up)
+	m.be.Free(ws.upTmp)
+}
