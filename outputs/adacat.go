@@ -64,8 +64,9 @@ func (a *AdaCat) Bits(logits []float32, stride, T int, targets []float32, out []
 
 func (a *AdaCat) channels() int { return 2 * a.k }
 
-// scratch: lw, lh, w, h (k each), edges (k+1), masses and edge terms (k+1 each).
-func (a *AdaCat) scratchLen() int { return 7*a.k + 3 }
+// scratch: widths w, unnormalised heights (k each), edges (k+1), masses and
+// edge terms (k+1 each).
+func (a *AdaCat) scratchLen() int { return 5*a.k + 3 }
 
 func (a *AdaCat) lossStep(z []float64, y float64, g, s []float64) float64 {
 	return adacatLoss(a.k, a.lambda, z, (y+1)/2, g, s)
@@ -75,21 +76,49 @@ func (a *AdaCat) logDensity(z []float64, y float64, s []float64) float64 {
 	return adacatLogF(a.k, z, (y+1)/2, s) - math.Ln2
 }
 
-// adacatSetup fills lw, lh, w, h and the edges c[0..k] from z = [psi, phi].
-func adacatSetup(k int, z, s []float64) (lw, lh, w, h, c []float64) {
-	lw, lh, w, h, c = s[:k], s[k:2*k], s[2*k:3*k], s[3*k:4*k], s[4*k:5*k+1]
-	logSoftmax(z[:k], lw, w)
-	logSoftmax(z[k:2*k], lh, h)
-	acc := 0.0
-	c[0] = 0
-	for j, v := range w[:k-1] {
-		acc += v
-		c[j+1] = acc
+// adacatParams is one timestep's AdaCat distribution: log w_j = psi_j - lseW,
+// log h_j = phi_j - lseH, widths w, heights h_j = eh_j*invH, edges c.
+type adacatParams struct {
+	psi, phi   []float64
+	lseW, lseH float64
+	w, eh, c   []float64
+	invH       float64
+}
+
+// logDens is g_j = log h_j - log w_j, the log-density of bin j.
+func (p *adacatParams) logDens(j int) float64 { return (p.phi[j] - p.lseH) - (p.psi[j] - p.lseW) }
+
+// adacatSetup computes the widths, the float64 cumulative edges and the
+// normalisers from z = [psi, phi] in three passes over each half (the cost of
+// a softmax), keeping log-widths and log-heights implicit.
+func adacatSetup(k int, z, s []float64) adacatParams {
+	p := adacatParams{psi: z[:k], phi: z[k : 2*k], w: s[:k], eh: s[k : 2*k], c: s[2*k : 3*k+1]}
+	mw, mh := p.psi[0], p.phi[0]
+	for j := 1; j < k; j++ {
+		mw = math.Max(mw, p.psi[j])
+		mh = math.Max(mh, p.phi[j])
+	}
+	sw, sh := 0.0, 0.0
+	for j := 0; j < k; j++ {
+		ew := math.Exp(p.psi[j] - mw)
+		eh := math.Exp(p.phi[j] - mh)
+		p.w[j], p.eh[j] = ew, eh
+		sw += ew
+		sh += eh
+	}
+	p.lseW, p.lseH = mw+math.Log(sw), mh+math.Log(sh)
+	p.invH = 1 / sh
+	inv, acc := 1/sw, 0.0
+	p.c[0] = 0
+	for j := 0; j < k; j++ {
+		p.w[j] *= inv
+		acc += p.w[j]
+		p.c[j+1] = acc
 	}
 	// The last edge is 1 by construction; pinning it keeps the rounding of
 	// the sum out of the smoothed loss near x = 1 (amplified there by 1/lambda).
-	c[k] = 1
-	return
+	p.c[k] = 1
+	return p
 }
 
 // adacatBin is searchsorted(cumsum(w), x) clamped to [0,k-1]: the first bin
@@ -110,28 +139,28 @@ func adacatBin(c []float64, x float64) int {
 
 // adacatLogF returns log f(x) on [0,1] (x clamped into it).
 func adacatLogF(k int, z []float64, x float64, s []float64) float64 {
-	lw, lh, _, _, c := adacatSetup(k, z, s)
-	i := adacatBin(c, clamp(x, 0, 1))
-	return lh[i] - lw[i]
+	p := adacatSetup(k, z, s)
+	return p.logDens(adacatBin(p.c, clamp(x, 0, 1)))
 }
 
 // adacatLoss is the per-timestep AdaCat training loss and its gradient g
 // with respect to z = [psi, phi] (see AdaCat). Pure: the CUDA kernel mirrors it.
 func adacatLoss(k int, lambda float64, z []float64, x float64, g, s []float64) float64 {
-	lw, lh, w, h, c := adacatSetup(k, z, s)
+	p := adacatSetup(k, z, s)
+	w, eh, c := p.w, p.eh, p.c
 	gpsi, gphi := g[:k], g[k:2*k]
 	x = clamp(x, 0, 1)
 	if lambda == 0 {
 		i := adacatBin(c, x)
 		for j := 0; j < k; j++ {
 			gpsi[j] = -w[j]
-			gphi[j] = h[j]
+			gphi[j] = eh[j] * p.invH
 		}
 		gpsi[i]++
 		gphi[i]--
-		return lw[i] - lh[i]
+		return -p.logDens(i)
 	}
-	m, d := s[5*k+1:6*k+2], s[6*k+2:7*k+3]
+	m, d := s[3*k+1:4*k+2], s[4*k+2:5*k+3]
 	lo, hi := math.Max(x-lambda, 0), math.Min(x+lambda, 1)
 	inv := 1 / (hi - lo)
 	fz := func(u float64) float64 { return clamp((u-lo)*inv, 0, 1) }
@@ -142,7 +171,7 @@ func adacatLoss(k int, lambda float64, z []float64, x float64, g, s []float64) f
 	for j := ia; j <= ib; j++ {
 		m[j] = fz(c[j+1]) - fz(c[j])
 		M += m[j]
-		loss -= m[j] * (lh[j] - lw[j])
+		loss -= m[j] * p.logDens(j)
 	}
 	// Edge terms: dL/dc_e = -Fz'(c_e) (g_{e-1} - g_e), g = log h - log w, for
 	// interior edges strictly inside the kernel; c_e = sum_{j<e} w_j gives
@@ -151,23 +180,24 @@ func adacatLoss(k int, lambda float64, z []float64, x float64, g, s []float64) f
 	for e := ia + 1; e <= ib; e++ {
 		d[e] = 0
 		if e <= k-1 && c[e] > lo && c[e] < hi {
-			d[e] = -inv * ((lh[e-1] - lw[e-1]) - (lh[e] - lw[e]))
+			d[e] = -inv * (p.logDens(e-1) - p.logDens(e))
 			dtot += d[e]
 			dc += d[e] * c[e]
 		}
 	}
+	hM := p.invH * M
 	for j := 0; j < ia; j++ {
 		gpsi[j] = w[j] * (dtot - dc - M)
-		gphi[j] = h[j] * M
+		gphi[j] = eh[j] * hM
 	}
 	for j := ib + 1; j < k; j++ {
 		gpsi[j] = w[j] * (-dc - M)
-		gphi[j] = h[j] * M
+		gphi[j] = eh[j] * hM
 	}
 	suf := 0.0 // sum of d[e] for e > j
 	for j := ib; j >= ia; j-- {
 		gpsi[j] = m[j] + w[j]*(suf-dc-M)
-		gphi[j] = h[j]*M - m[j]
+		gphi[j] = eh[j]*hM - m[j]
 		if j > ia {
 			suf += d[j]
 		}

@@ -242,6 +242,12 @@ func checkLayout(head, what string, n, C, stride, T int) {
 	}
 }
 
+// tileT is the number of timesteps gathered at once. Reading one timestep's
+// channels directly would stride by T floats (40 KiB at T = 10240, a multiple
+// of 4 KiB), so every channel lands in the same cache set and the loads
+// thrash; copying a [C][tileT] tile row by row keeps the reads sequential.
+const tileT = 16
+
 // runLoss drives a stepper over T strided timesteps (see Head.Loss).
 func runLoss(k stepper, head string, logits []float32, stride, T int, targets, mask, grad []float32, gradScale float32) float64 {
 	C := k.channels()
@@ -251,27 +257,38 @@ func runLoss(k stepper, head string, logits []float32, stride, T int, targets, m
 		panic(fmt.Sprintf("outputs: %s: Loss needs %d targets and mask values, got %d and %d", head, T, len(targets), len(mask)))
 	}
 	return parallelSum(T, func(t0, t1 int) float64 {
-		buf := make([]float64, 2*C+k.scratchLen())
-		z, g, s := buf[:C], buf[C:2*C], buf[2*C:]
+		buf := make([]float64, 2*C*tileT+k.scratchLen())
+		zt, gt, s := buf[:C*tileT], buf[C*tileT:2*C*tileT], buf[2*C*tileT:]
+		var wt [tileT]float64
 		sum := 0.0
-		for t := t0; t < t1; t++ {
-			m := 1.0
-			if mask != nil {
-				m = float64(mask[t])
-			}
-			if m == 0 {
-				for c := 0; c < C; c++ {
-					grad[c*stride+t] = 0
+		for tb := t0; tb < t1; tb += tileT {
+			n := min(tileT, t1-tb)
+			for c := 0; c < C; c++ {
+				row := logits[c*stride+tb : c*stride+tb+n]
+				for j, v := range row {
+					zt[j*C+c] = float64(v)
 				}
-				continue
+			}
+			for j := 0; j < n; j++ {
+				m := 1.0
+				if mask != nil {
+					m = float64(mask[tb+j])
+				}
+				wt[j] = m * float64(gradScale)
+				if m == 0 {
+					continue
+				}
+				sum += m * k.lossStep(zt[j*C:(j+1)*C], float64(targets[tb+j]), gt[j*C:(j+1)*C], s)
 			}
 			for c := 0; c < C; c++ {
-				z[c] = float64(logits[c*stride+t])
-			}
-			sum += m * k.lossStep(z, float64(targets[t]), g, s)
-			sc := m * float64(gradScale)
-			for c := 0; c < C; c++ {
-				grad[c*stride+t] = float32(g[c] * sc)
+				row := grad[c*stride+tb : c*stride+tb+n]
+				for j := range row {
+					if wt[j] == 0 {
+						row[j] = 0
+					} else {
+						row[j] = float32(gt[j*C+c] * wt[j])
+					}
+				}
 			}
 		}
 		return sum
@@ -286,13 +303,19 @@ func runBits(k stepper, head string, logits []float32, stride, T int, targets []
 		panic(fmt.Sprintf("outputs: %s: Bits needs %d targets and outputs, got %d and %d", head, T, len(targets), len(out)))
 	}
 	parallelSum(T, func(t0, t1 int) float64 {
-		buf := make([]float64, C+k.scratchLen())
-		z, s := buf[:C], buf[C:]
-		for t := t0; t < t1; t++ {
+		buf := make([]float64, C*tileT+k.scratchLen())
+		zt, s := buf[:C*tileT], buf[C*tileT:]
+		for tb := t0; tb < t1; tb += tileT {
+			n := min(tileT, t1-tb)
 			for c := 0; c < C; c++ {
-				z[c] = float64(logits[c*stride+t])
+				row := logits[c*stride+tb : c*stride+tb+n]
+				for j, v := range row {
+					zt[j*C+c] = float64(v)
+				}
 			}
-			out[t] = -k.logDensity(z, float64(targets[t]), s) / math.Ln2
+			for j := 0; j < n; j++ {
+				out[tb+j] = -k.logDensity(zt[j*C:(j+1)*C], float64(targets[tb+j]), s) / math.Ln2
+			}
 		}
 		return 0
 	})
