@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/wavecat/wavecat/mulaw"
 )
 
 // categoricalLoss is softmax cross-entropy for class q over logits z; it
@@ -109,17 +111,14 @@ func (c *Categorical) Sample(logits []float32, stride int, rng *rand.Rand) float
 //
 // Sampling: a class from the softmax, y = expand(2q/mu - 1), the reference's
 // representative (the bin's lower mu-law edge), so samples sit on Q points.
-type MuLaw struct {
-	q  int
-	mu float64
-}
+type MuLaw struct{ q, mu int }
 
 // NewMuLaw returns a mu-law categorical head with bins classes (mu = bins-1).
 func NewMuLaw(bins int) (*MuLaw, error) {
 	if bins < 3 {
 		return nil, fmt.Errorf("outputs: mulaw: --bins must be >= 3, got %d", bins)
 	}
-	return &MuLaw{q: bins, mu: float64(bins - 1)}, nil
+	return &MuLaw{q: bins, mu: bins - 1}, nil
 }
 
 func (m *MuLaw) Name() string       { return "mulaw" }
@@ -128,11 +127,11 @@ func (m *MuLaw) Channels() int      { return m.q }
 func (m *MuLaw) InputChannels() int { return m.q }
 
 // Bins is the number of classes Q; Mu is Q-1.
-func (m *MuLaw) Bins() int   { return m.q }
-func (m *MuLaw) Mu() float64 { return m.mu }
+func (m *MuLaw) Bins() int { return m.q }
+func (m *MuLaw) Mu() int   { return m.mu }
 
 // Class is the quantized mu-law class of amplitude y.
-func (m *MuLaw) Class(y float64) int { return muQuantize(y, m.mu) }
+func (m *MuLaw) Class(y float64) int { return mulaw.Quantize(y, m.mu) }
 
 func (m *MuLaw) EncodeInput(y float32, dst []float32) { oneHot(m.Class(float64(y)), dst) }
 
@@ -151,11 +150,11 @@ func (m *MuLaw) lossStep(z []float64, y float64, g, _ []float64) float64 {
 }
 func (m *MuLaw) logDensity(z []float64, y float64, _ []float64) float64 {
 	q := min(m.Class(y), m.q-2)
-	return logSoftmaxAt(z, q) + math.Log(m.mu/2) + math.Log(muJacobian(y, m.mu))
+	return logSoftmaxAt(z, q) + math.Log(float64(m.mu)/2) + mulaw.LogJacobian(clamp(y, -1, 1), float64(m.mu))
 }
 
 func (m *MuLaw) Sample(logits []float32, stride int, rng *rand.Rand) float32 {
 	checkOneStep("mulaw", logits, m.q, stride)
 	q := sampleSoftmax(logits, 0, m.q, stride, rng)
-	return float32(muDequantize(q, m.mu))
+	return float32(mulaw.Dequantize(q, m.mu))
 }

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/wavecat/wavecat/mulaw"
+
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
@@ -171,7 +173,7 @@ func TestMuLawSampling(t *testing.T) {
 	z := f32(randLogits(rng, Q, 0.4))
 	reps := make([]float32, Q)
 	for q := range reps {
-		reps[q] = float32(muDequantize(q, Q-1))
+		reps[q] = float32(mulaw.Dequantize(q, Q-1))
 	}
 	if !sort.SliceIsSorted(reps, func(i, j int) bool { return reps[i] < reps[j] }) || reps[0] != -1 || reps[Q-1] != 1 {
 		t.Fatalf("representatives not increasing from -1 to 1: %v", reps)
