@@ -66,6 +66,7 @@ func New(opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("cpu: unknown BLAS %q (want auto, openblas or gonum)", opts.BLAS)
 	}
 	be.pool = newWorkerPool(threads)
+	stopWorkers(be)
 	return be, nil
 }
 

@@ -79,21 +79,36 @@ func (be *Backend) GemmStridedBatched(transA, transB bool, m, n, k int, alpha fl
 	gemmChecked(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, "GemmStridedBatched item 0")
 	last := batch - 1
 	gemmChecked(transA, transB, m, n, k, a.At(last*strideA), lda, b.At(last*strideB), ldb, c.At(last*strideC), ldc, "GemmStridedBatched last item")
-	one := func(i int) {
-		as, bs, cs := gemmChecked(transA, transB, m, n, k, a.At(i*strideA), lda, b.At(i*strideB), ldb, c.At(i*strideC), ldc, "GemmStridedBatched")
-		be.gemmSlices(transA, transB, m, n, k, alpha, as, lda, bs, ldb, beta, cs, ldc)
-	}
+	g := gemmArgs{be: be, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, b: b, c: c, lda: lda, ldb: ldb, ldc: ldc, sa: strideA, sb: strideB, sc: strideC}
 	// Items may run concurrently only if their C blocks are disjoint.
 	disjoint := strideC >= (m-1)*ldc+n || -strideC >= (m-1)*ldc+n
 	if batch > 1 && disjoint && be.gemm.batchParallel() {
-		be.parFor(batch, 1, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				one(i)
-			}
-		})
+		t := getTask(gemmTask)
+		t.g = g
+		be.do(t, batch, 1)
 		return
 	}
-	for i := 0; i < batch; i++ {
-		one(i)
+	g.items(0, batch)
+}
+
+// gemmArgs are one GemmStridedBatched call's arguments.
+type gemmArgs struct {
+	be             *Backend
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b, c        compute.View
+	lda, ldb, ldc  int
+	sa, sb, sc     int
+}
+
+func gemmTask(t *task, lo, hi int) { t.g.items(lo, hi) }
+
+// items runs batch items [lo, hi).
+func (g *gemmArgs) items(lo, hi int) {
+	for i := lo; i < hi; i++ {
+		as, bs, cs := gemmChecked(g.transA, g.transB, g.m, g.n, g.k, g.a.At(i*g.sa), g.lda, g.b.At(i*g.sb), g.ldb, g.c.At(i*g.sc), g.ldc, "GemmStridedBatched")
+		g.be.gemmSlices(g.transA, g.transB, g.m, g.n, g.k, g.alpha, as, g.lda, bs, g.ldb, g.beta, cs, g.ldc)
 	}
 }

@@ -3,7 +3,6 @@ package cpu
 import (
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/wavecat/wavecat/compute"
 )
@@ -23,8 +22,12 @@ func (be *Backend) Scale(x compute.View, n int, alpha float32) {
 		scale(xs, alpha)
 		return
 	}
-	be.parFor(n, grain, func(lo, hi int) { scale(xs[lo:hi], alpha) })
+	t := getTask(scaleTask)
+	t.x[0], t.f[0] = xs, alpha
+	be.do(t, n, grain)
 }
+
+func scaleTask(t *task, lo, hi int) { scale(t.x[0][lo:hi], t.f[0]) }
 
 func scale(x []float32, alpha float32) {
 	for i := range x {
@@ -39,8 +42,12 @@ func (be *Backend) Axpy(y compute.View, x compute.View, n int, alpha float32) {
 		axpy(ys, xs, alpha)
 		return
 	}
-	be.parFor(n, grain, func(lo, hi int) { axpy(ys[lo:hi], xs[lo:hi], alpha) })
+	t := getTask(axpyTask)
+	t.x[0], t.x[1], t.f[0] = ys, xs, alpha
+	be.do(t, n, grain)
 }
+
+func axpyTask(t *task, lo, hi int) { axpy(t.x[0][lo:hi], t.x[1][lo:hi], t.f[0]) }
 
 func axpy(y, x []float32, alpha float32) {
 	x = x[:len(y)]
@@ -56,7 +63,13 @@ func (be *Backend) AddScaled(dst, a, b compute.View, n int, alpha float32) {
 		addScaled(ds, as, bs, alpha)
 		return
 	}
-	be.parFor(n, grain, func(lo, hi int) { addScaled(ds[lo:hi], as[lo:hi], bs[lo:hi], alpha) })
+	t := getTask(addScaledTask)
+	t.x[0], t.x[1], t.x[2], t.f[0] = ds, as, bs, alpha
+	be.do(t, n, grain)
+}
+
+func addScaledTask(t *task, lo, hi int) {
+	addScaled(t.x[0][lo:hi], t.x[1][lo:hi], t.x[2][lo:hi], t.f[0])
 }
 
 func addScaled(d, a, b []float32, alpha float32) {
@@ -73,8 +86,12 @@ func (be *Backend) ReLU(dst, src compute.View, n int) {
 		relu(ds, ss)
 		return
 	}
-	be.parFor(n, grain, func(lo, hi int) { relu(ds[lo:hi], ss[lo:hi]) })
+	t := getTask(reluTask)
+	t.x[0], t.x[1] = ds, ss
+	be.do(t, n, grain)
 }
+
+func reluTask(t *task, lo, hi int) { relu(t.x[0][lo:hi], t.x[1][lo:hi]) }
 
 func relu(d, s []float32) {
 	s = s[:len(d)]
@@ -94,7 +111,13 @@ func (be *Backend) ReLUBackward(dx, dy, y compute.View, n int) {
 		reluBackward(dxs, dys, ys)
 		return
 	}
-	be.parFor(n, grain, func(lo, hi int) { reluBackward(dxs[lo:hi], dys[lo:hi], ys[lo:hi]) })
+	t := getTask(reluBackwardTask)
+	t.x[0], t.x[1], t.x[2] = dxs, dys, ys
+	be.do(t, n, grain)
+}
+
+func reluBackwardTask(t *task, lo, hi int) {
+	reluBackward(t.x[0][lo:hi], t.x[1][lo:hi], t.x[2][lo:hi])
 }
 
 func reluBackward(dx, dy, y []float32) {
@@ -108,44 +131,18 @@ func reluBackward(dx, dy, y []float32) {
 	}
 }
 
-// partials hands out per-chunk accumulators for the parallel reductions
-// without allocating per call.
-var partials = sync.Pool{New: func() any { s := make([]float64, 64); return &s }}
-
-// reduce sums f over chunks of [0, n) in float64.
-func (be *Backend) reduce(n int, f func(lo, hi int) float64) float64 {
-	c := be.chunks(n, grain)
-	if c == 1 {
-		return f(0, n)
-	}
-	pp := partials.Get().(*[]float64)
-	p := *pp
-	if len(p) < c {
-		p = make([]float64, c)
-		*pp = p
-	}
-	step := (n + c - 1) / c
-	be.parFor(c, 1, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			p[i] = f(i*step, min((i+1)*step, n))
-		}
-	})
-	s := 0.0
-	for i := 0; i < c; i++ {
-		s += p[i]
-	}
-	partials.Put(pp)
-	return s
-}
-
 // Dot returns sum a*b accumulated in float64.
 func (be *Backend) Dot(a, b compute.View, n int) float64 {
 	as, bs := sl(a, n, "Dot a"), sl(b, n, "Dot b")
 	if n <= grain {
 		return dot(as, bs)
 	}
-	return be.reduce(n, func(lo, hi int) float64 { return dot(as[lo:hi], bs[lo:hi]) })
+	t := getTask(dotTask)
+	t.x[0], t.x[1] = as, bs
+	return be.reduce(t, n)
 }
+
+func dotTask(t *task, lo, hi int) { t.part[lo/t.step] = dot(t.x[0][lo:hi], t.x[1][lo:hi]) }
 
 func dot(a, b []float32) float64 {
 	b = b[:len(a)]
@@ -162,7 +159,9 @@ func (be *Backend) SumSquares(x compute.View, n int) float64 {
 	if n <= grain {
 		return dot(xs, xs)
 	}
-	return be.reduce(n, func(lo, hi int) float64 { return dot(xs[lo:hi], xs[lo:hi]) })
+	t := getTask(dotTask)
+	t.x[0], t.x[1] = xs, xs
+	return be.reduce(t, n)
 }
 
 // AddBias adds bias[c] to every x[b][c][:].
@@ -170,45 +169,59 @@ func (be *Backend) AddBias(x, bias compute.View, batch, channels, t int) {
 	checkNonNeg("AddBias", batch, channels, t)
 	xs, bs := sl(x, batch*channels*t, "AddBias x"), sl(bias, channels, "AddBias bias")
 	rows := batch * channels
-	f := func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			v := bs[r%channels]
-			row := xs[r*t : (r+1)*t]
-			for i := range row {
-				row[i] += v
-			}
-		}
-	}
 	if len(xs) <= grain || t == 0 {
-		f(0, rows)
+		addBias(xs, bs, 0, rows, t)
 		return
 	}
-	be.parFor(rows, max(1, grain/t), f)
+	tk := getTask(addBiasTask)
+	tk.x[0], tk.x[1], tk.n[0] = xs, bs, t
+	be.do(tk, rows, max(1, grain/t))
+}
+
+func addBiasTask(t *task, lo, hi int) { addBias(t.x[0], t.x[1], lo, hi, t.n[0]) }
+
+// addBias adds bias[r % channels] to rows [lo, hi) of x, each t long.
+func addBias(x, bias []float32, lo, hi, t int) {
+	for r := lo; r < hi; r++ {
+		v := bias[r%len(bias)]
+		row := x[r*t : (r+1)*t]
+		for i := range row {
+			row[i] += v
+		}
+	}
 }
 
 // BiasGrad accumulates dbias[c] += sum over b, t of dy[b][c][t].
 func (be *Backend) BiasGrad(dbias, dy compute.View, batch, channels, t int) {
 	checkNonNeg("BiasGrad", batch, channels, t)
 	ds, ys := sl(dbias, channels, "BiasGrad dbias"), sl(dy, batch*channels*t, "BiasGrad dy")
-	f := func(lo, hi int) {
-		for c := lo; c < hi; c++ {
-			var s float64
-			for b := 0; b < batch; b++ {
-				row := ys[(b*channels+c)*t : (b*channels+c+1)*t]
-				var rs float32
-				for _, v := range row {
-					rs += v
-				}
-				s += float64(rs)
-			}
-			ds[c] += float32(s)
-		}
-	}
 	if len(ys) <= grain || t == 0 || batch == 0 {
-		f(0, channels)
+		biasGrad(ds, ys, 0, channels, batch, t)
 		return
 	}
-	be.parFor(channels, max(1, grain/(t*batch)), f)
+	tk := getTask(biasGradTask)
+	tk.x[0], tk.x[1], tk.n[0], tk.n[1] = ds, ys, batch, t
+	be.do(tk, channels, max(1, grain/(t*batch)))
+}
+
+func biasGradTask(t *task, lo, hi int) { biasGrad(t.x[0], t.x[1], lo, hi, t.n[0], t.n[1]) }
+
+// biasGrad accumulates channels [lo, hi) of dbias; each row is summed in
+// float32 (rows are short) and the rows in float64.
+func biasGrad(dbias, dy []float32, lo, hi, batch, t int) {
+	channels := len(dbias)
+	for c := lo; c < hi; c++ {
+		var s float64
+		for b := 0; b < batch; b++ {
+			row := dy[(b*channels+c)*t : (b*channels+c+1)*t]
+			var rs float32
+			for _, v := range row {
+				rs += v
+			}
+			s += float64(rs)
+		}
+		dbias[c] += float32(s)
+	}
 }
 
 // GatedTanhSigmoid computes z = tanh(a) * sigmoid(b) per batch segment,
@@ -216,23 +229,26 @@ func (be *Backend) BiasGrad(dbias, dy compute.View, batch, channels, t int) {
 func (be *Backend) GatedTanhSigmoid(z, pre compute.View, batch, n int) {
 	checkNonNeg("GatedTanhSigmoid", batch, n)
 	zs, ps := sl(z, batch*n, "GatedTanhSigmoid z"), sl(pre, 2*batch*n, "GatedTanhSigmoid pre")
-	f := func(lo, hi int) {
-		for b := lo; b < hi; b++ {
-			gated(zs[b*n:(b+1)*n], ps[2*b*n:(2*b+1)*n], ps[(2*b+1)*n:(2*b+2)*n])
-		}
-	}
+	// Transcendentals cost ~10x a load, hence the smaller grain. Work units
+	// are elements of z; a chunk may span batch segments.
 	if batch*n <= grain/4 || n == 0 {
-		f(0, batch)
+		gatedRange(zs, ps, n, 0, batch*n)
 		return
 	}
-	// Transcendentals are ~10x the cost of a load, hence the smaller grain.
-	if batch >= be.threads {
-		be.parFor(batch, max(1, grain/4/n), f)
-		return
-	}
-	for b := 0; b < batch; b++ {
-		zb, ab, bb := zs[b*n:(b+1)*n], ps[2*b*n:(2*b+1)*n], ps[(2*b+1)*n:(2*b+2)*n]
-		be.parFor(n, grain/4, func(lo, hi int) { gated(zb[lo:hi], ab[lo:hi], bb[lo:hi]) })
+	t := getTask(gatedTask)
+	t.x[0], t.x[1], t.n[0] = zs, ps, n
+	be.do(t, batch*n, grain/4)
+}
+
+func gatedTask(t *task, lo, hi int) { gatedRange(t.x[0], t.x[1], t.n[0], lo, hi) }
+
+// gatedRange computes elements [lo, hi) of z (flat over batch segments of n).
+func gatedRange(z, pre []float32, n, lo, hi int) {
+	for lo < hi {
+		b, i := lo/n, lo%n
+		e := min(hi-lo, n-i) // to the end of this segment
+		gated(z[lo:lo+e], pre[2*b*n+i:2*b*n+i+e], pre[(2*b+1)*n+i:(2*b+1)*n+i+e])
+		lo += e
 	}
 }
 
@@ -267,25 +283,27 @@ func (be *Backend) GatedTanhSigmoidBackward(dpre, dz, pre compute.View, batch, n
 	ds := sl(dpre, 2*batch*n, "GatedTanhSigmoidBackward dpre")
 	zs := sl(dz, batch*n, "GatedTanhSigmoidBackward dz")
 	ps := sl(pre, 2*batch*n, "GatedTanhSigmoidBackward pre")
-	seg := func(b, lo, hi int) {
-		gatedBackward(ds[2*b*n+lo:2*b*n+hi], ds[(2*b+1)*n+lo:(2*b+1)*n+hi], zs[b*n+lo:b*n+hi], ps[2*b*n+lo:2*b*n+hi], ps[(2*b+1)*n+lo:(2*b+1)*n+hi])
-	}
 	if batch*n <= grain/4 || n == 0 {
-		for b := 0; b < batch; b++ {
-			seg(b, 0, n)
-		}
+		gatedBackwardRange(ds, zs, ps, n, 0, batch*n)
 		return
 	}
-	if batch >= be.threads {
-		be.parFor(batch, max(1, grain/4/n), func(lo, hi int) {
-			for b := lo; b < hi; b++ {
-				seg(b, 0, n)
-			}
-		})
-		return
-	}
-	for b := 0; b < batch; b++ {
-		be.parFor(n, grain/4, func(lo, hi int) { seg(b, lo, hi) })
+	t := getTask(gatedBackwardTask)
+	t.x[0], t.x[1], t.x[2], t.n[0] = ds, zs, ps, n
+	be.do(t, batch*n, grain/4)
+}
+
+func gatedBackwardTask(t *task, lo, hi int) {
+	gatedBackwardRange(t.x[0], t.x[1], t.x[2], t.n[0], lo, hi)
+}
+
+// gatedBackwardRange does elements [lo, hi) of dz (flat over segments of n).
+func gatedBackwardRange(dpre, dz, pre []float32, n, lo, hi int) {
+	for lo < hi {
+		b, i := lo/n, lo%n
+		e := min(hi-lo, n-i)
+		a0, b0 := 2*b*n+i, (2*b+1)*n+i
+		gatedBackward(dpre[a0:a0+e], dpre[b0:b0+e], dz[lo:lo+e], pre[a0:a0+e], pre[b0:b0+e])
+		lo += e
 	}
 }
 
@@ -326,40 +344,52 @@ func gatedBackward(da, db, dz, a, b []float32) {
 func (be *Backend) Stretch(dst, src compute.View, rows, t, s int) {
 	checkNonNeg("Stretch", rows, t, s)
 	ds, ss := sl(dst, rows*t*s, "Stretch dst"), sl(src, rows*t, "Stretch src")
-	f := func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			v := ss[i]
-			out := ds[i*s : (i+1)*s]
-			for j := range out {
-				out[j] = v
-			}
-		}
-	}
 	if len(ds) <= grain || s == 0 {
-		f(0, rows*t)
+		stretch(ds, ss, 0, rows*t, s)
 		return
 	}
-	be.parFor(rows*t, max(1, grain/s), f)
+	tk := getTask(stretchTask)
+	tk.x[0], tk.x[1], tk.n[0] = ds, ss, s
+	be.do(tk, rows*t, max(1, grain/s))
+}
+
+func stretchTask(t *task, lo, hi int) { stretch(t.x[0], t.x[1], lo, hi, t.n[0]) }
+
+// stretch writes the s copies of src[lo:hi].
+func stretch(dst, src []float32, lo, hi, s int) {
+	for i := lo; i < hi; i++ {
+		v := src[i]
+		out := dst[i*s : (i+1)*s]
+		for j := range out {
+			out[j] = v
+		}
+	}
 }
 
 // StretchBackward overwrites dsrc[r][t] with the sum of its s copies' grads.
 func (be *Backend) StretchBackward(dsrc, ddst compute.View, rows, t, s int) {
 	checkNonNeg("StretchBackward", rows, t, s)
 	ds, dd := sl(dsrc, rows*t, "StretchBackward dsrc"), sl(ddst, rows*t*s, "StretchBackward ddst")
-	f := func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			var acc float32
-			for _, v := range dd[i*s : (i+1)*s] {
-				acc += v
-			}
-			ds[i] = acc
-		}
-	}
 	if len(dd) <= grain || s == 0 {
-		f(0, rows*t)
+		stretchBackward(ds, dd, 0, rows*t, s)
 		return
 	}
-	be.parFor(rows*t, max(1, grain/s), f)
+	tk := getTask(stretchBackwardTask)
+	tk.x[0], tk.x[1], tk.n[0] = ds, dd, s
+	be.do(tk, rows*t, max(1, grain/s))
+}
+
+func stretchBackwardTask(t *task, lo, hi int) { stretchBackward(t.x[0], t.x[1], lo, hi, t.n[0]) }
+
+// stretchBackward sums the s copies of each of dsrc[lo:hi].
+func stretchBackward(dsrc, ddst []float32, lo, hi, s int) {
+	for i := lo; i < hi; i++ {
+		var acc float32
+		for _, v := range ddst[i*s : (i+1)*s] {
+			acc += v
+		}
+		dsrc[i] = acc
+	}
 }
 
 func checkOddWidth(what string, width int) {
@@ -373,16 +403,21 @@ func (be *Backend) RowConvSame(dst, src, w compute.View, rows, t, width int) {
 	checkNonNeg("RowConvSame", rows, t)
 	checkOddWidth("RowConvSame", width)
 	ds, ss, ws := sl(dst, rows*t, "RowConvSame dst"), sl(src, rows*t, "RowConvSame src"), sl(w, width, "RowConvSame w")
-	f := func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			rowConv(ds[r*t:(r+1)*t], ss[r*t:(r+1)*t], ws)
-		}
-	}
 	if rows*t*width <= grain || t == 0 {
-		f(0, rows)
+		rowConvRows(ds, ss, ws, 0, rows, t)
 		return
 	}
-	be.parFor(rows, max(1, grain/(t*width)), f)
+	tk := getTask(rowConvTask)
+	tk.x[0], tk.x[1], tk.x[2], tk.n[0] = ds, ss, ws, t
+	be.do(tk, rows, max(1, grain/(t*width)))
+}
+
+func rowConvTask(t *task, lo, hi int) { rowConvRows(t.x[0], t.x[1], t.x[2], lo, hi, t.n[0]) }
+
+func rowConvRows(dst, src, w []float32, lo, hi, t int) {
+	for r := lo; r < hi; r++ {
+		rowConv(dst[r*t:(r+1)*t], src[r*t:(r+1)*t], w)
+	}
 }
 
 // rowConv: d[i] = sum_j w[j] * s[i+j-h], out-of-range s reading as zero.
@@ -515,7 +550,13 @@ func (be *Backend) Adam(param, grad, m, v compute.View, n int, p compute.AdamPar
 		adam(ps, gs, ms, vs, &k)
 		return
 	}
-	be.parFor(n, grain, func(lo, hi int) { adam(ps[lo:hi], gs[lo:hi], ms[lo:hi], vs[lo:hi], &k) })
+	t := getTask(adamTask)
+	t.x[0], t.x[1], t.x[2], t.x[3], t.adam = ps, gs, ms, vs, k
+	be.do(t, n, grain)
+}
+
+func adamTask(t *task, lo, hi int) {
+	adam(t.x[0][lo:hi], t.x[1][lo:hi], t.x[2][lo:hi], t.x[3][lo:hi], &t.adam)
 }
 
 type adamConsts struct{ b1, b2, c1, c2, step, isqb2, eps float32 }
@@ -539,8 +580,12 @@ func (be *Backend) EMA(ema, param compute.View, n int, decay float32) {
 		emaK(es, ps, decay)
 		return
 	}
-	be.parFor(n, grain, func(lo, hi int) { emaK(es[lo:hi], ps[lo:hi], decay) })
+	t := getTask(emaTask)
+	t.x[0], t.x[1], t.f[0] = es, ps, decay
+	be.do(t, n, grain)
 }
+
+func emaTask(t *task, lo, hi int) { emaK(t.x[0][lo:hi], t.x[1][lo:hi], t.f[0]) }
 
 func emaK(e, p []float32, decay float32) {
 	p = p[:len(e)]
