@@ -238,68 +238,63 @@ func (n *nvrtcAPI) check(call string, r int32) error {
 }
 
 // Loaded libraries are process-wide: dlopen is reference counted and
-// purego registrations cannot be undone, so each library is bound once.
+// purego registrations cannot be undone, so each library is bound once. A
+// failure is not remembered: after fixing the environment (installing a
+// library, setting WAVECAT_CUDA_LIBS) a later New tries again.
 var (
-	driverOnce sync.Once
-	driverLib  *driverAPI
-	driverErr  error
-
-	cublasOnce sync.Once
-	cublasLib  *cublasAPI
-	cublasErr  error
-
-	nvrtcOnce sync.Once
+	loadMu    sync.Mutex
+	driverLib *driverAPI
+	cublasLib *cublasAPI
 	nvrtcLib  *nvrtcAPI
-	nvrtcErr  error
 )
 
 func loadDriver() (*driverAPI, error) {
-	driverOnce.Do(func() {
+	loadMu.Lock()
+	defer loadMu.Unlock()
+	if driverLib == nil {
 		lib, err := load(libCUDA, searchDirs(osSearchEnv), true, systemDlopen)
 		if err != nil {
-			driverErr = err
-			return
+			return nil, err
 		}
 		d := &driverAPI{lib: lib}
 		if err := bind(lib, "the CUDA driver", d.symbols()); err != nil {
-			driverErr = err
-			return
+			return nil, err
 		}
 		driverLib = d
-	})
-	return driverLib, driverErr
+	}
+	return driverLib, nil
 }
 
 func loadCUBLAS() (*cublasAPI, error) {
-	cublasOnce.Do(func() {
+	loadMu.Lock()
+	defer loadMu.Unlock()
+	if cublasLib == nil {
 		lib, err := load(libCUBLAS, searchDirs(osSearchEnv), true, systemDlopen)
 		if err != nil {
-			cublasErr = err
-			return
+			return nil, err
 		}
 		c := &cublasAPI{lib: lib}
 		if err := bind(lib, "cuBLAS", c.symbols()); err != nil {
-			cublasErr = err
-			return
+			return nil, err
 		}
 		cublasLib = c
-	})
-	return cublasLib, cublasErr
+	}
+	return cublasLib, nil
 }
 
 func loadNVRTC() (*nvrtcAPI, error) {
-	nvrtcOnce.Do(func() {
+	loadMu.Lock()
+	defer loadMu.Unlock()
+	if nvrtcLib == nil {
 		lib, err := load(libNVRTC, searchDirs(osSearchEnv), true, systemDlopen)
 		if err != nil {
-			nvrtcErr = err
-			return
+			return nil, err
 		}
 		n := &nvrtcAPI{lib: lib}
 		if err := bind(lib, "NVRTC", n.symbols()); err != nil {
-			nvrtcErr = err
-			return
+			return nil, err
 		}
 		nvrtcLib = n
-	})
-	return nvrtcLib, nvrtcErr
+	}
+	return nvrtcLib, nil
 }

@@ -191,7 +191,13 @@ func (be *Backend) init(ordinal int) error {
 	if err := be.loadKernels(); err != nil {
 		return err
 	}
+	return be.initBuffers()
+}
 
+// initBuffers allocates the pinned staging and kernel-argument areas and the
+// device scratch of the reductions.
+func (be *Backend) initBuffers() error {
+	d := be.drv
 	if err := d.check("cuMemHostAlloc", d.cuMemHostAlloc(&be.staging, stagingBytes, 0)); err != nil {
 		return err
 	}
@@ -578,6 +584,9 @@ func (be *Backend) launch(name string, grid, block int, args ...uint64) {
 	if !ok {
 		panic("cuda: kernel " + name + " not loaded")
 	}
+	if len(args) != len(kernelSigs[name]) {
+		panic(fmt.Sprintf("cuda: kernel %s takes %d arguments (%s), launched with %d", name, len(kernelSigs[name]), kernelSigs[name], len(args)))
+	}
 	copy(be.argVals, args)
 	r := be.drv.cuLaunchKernel(f, uint32(grid), 1, 1, uint32(block), 1, 1, 0, be.stream, unsafe.Add(be.args, 8*maxKernelArgs), nil)
 	be.must("cuLaunchKernel("+name+")", r)
@@ -847,11 +856,12 @@ func (be *Backend) Gemm(transA, transB bool, m, n, k int, alpha float32, a compu
 	if m == 0 || n == 0 {
 		return
 	}
-	cg := toColMajor(transA, transB, m, n, k, lda, ldb, ldc)
+	cg := toColMajor(transA, transB, m, n, k, lda, ldb, ldc, 0, 0, 0)
+	first, second := cg.operands(pa, pb)
 	defer be.enter()()
 	be.alpha, be.beta = alpha, beta
 	s := be.blas.cublasSgemm(be.handle, cublasOp(cg.TransA), cublasOp(cg.TransB), int32(cg.M), int32(cg.N), int32(cg.K),
-		&be.alpha, pb, int32(cg.LDA), pa, int32(cg.LDB), &be.beta, pc, int32(cg.LDC))
+		&be.alpha, first, int32(cg.LDA), second, int32(cg.LDB), &be.beta, pc, int32(cg.LDC))
 	if err := be.blas.check("cublasSgemm_v2", s); err != nil {
 		panic(err)
 	}
@@ -882,11 +892,12 @@ func (be *Backend) GemmStridedBatched(transA, transB bool, m, n, k int, alpha fl
 	if batch > 1<<31-1 {
 		panic(fmt.Sprintf("cuda: GemmStridedBatched: batch %d above 2^31-1", batch))
 	}
-	cg := toColMajor(transA, transB, m, n, k, lda, ldb, ldc)
+	cg := toColMajor(transA, transB, m, n, k, lda, ldb, ldc, strideA, strideB, strideC)
+	first, second := cg.operands(pa, pb)
 	defer be.enter()()
 	be.alpha, be.beta = alpha, beta
 	s := be.blas.cublasSgemmStridedBatched(be.handle, cublasOp(cg.TransA), cublasOp(cg.TransB), int32(cg.M), int32(cg.N), int32(cg.K),
-		&be.alpha, pb, int32(cg.LDA), int64(strideB), pa, int32(cg.LDB), int64(strideA), &be.beta, pc, int32(cg.LDC), int64(strideC), int32(batch))
+		&be.alpha, first, int32(cg.LDA), int64(cg.StrideA), second, int32(cg.LDB), int64(cg.StrideB), &be.beta, pc, int32(cg.LDC), int64(cg.StrideC), int32(batch))
 	if err := be.blas.check("cublasSgemmStridedBatched", s); err != nil {
 		panic(err)
 	}

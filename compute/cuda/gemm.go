@@ -3,27 +3,40 @@ package cuda
 import "fmt"
 
 // colGemm is one column-major cuBLAS GEMM call: C = alpha*op(A)*op(B) +
-// beta*C with op(A) m x k. SwapAB says the row-major call's B is passed as
+// beta*C with op(A) m x k, and for the batched call the element strides
+// between batch items. SwapAB says the row-major call's B is passed as
 // cuBLAS's A (and A as B).
 type colGemm struct {
-	TransA, TransB bool
-	M, N, K        int
-	LDA, LDB, LDC  int
-	SwapAB         bool
+	TransA, TransB            bool
+	M, N, K                   int
+	LDA, LDB, LDC             int
+	StrideA, StrideB, StrideC int
+	SwapAB                    bool
 }
 
 // toColMajor maps a row-major GEMM onto column-major cuBLAS. A row-major
 // matrix with leading dimension ld, read column-major with the same ld, is
 // its transpose; so the row-major C = op(A) op(B) is, column-major,
 // C^T = op(B)^T op(A)^T: swap the operands (and their ld and trans flags)
-// and swap m with n. No data moves.
-func toColMajor(transA, transB bool, m, n, k, lda, ldb, ldc int) colGemm {
+// and swap m with n. No data moves. Strides follow their operands (pass 0
+// for a single GEMM).
+func toColMajor(transA, transB bool, m, n, k, lda, ldb, ldc, strideA, strideB, strideC int) colGemm {
 	return colGemm{
 		TransA: transB, TransB: transA,
 		M: n, N: m, K: k,
 		LDA: ldb, LDB: lda, LDC: ldc,
+		StrideA: strideB, StrideB: strideA, StrideC: strideC,
 		SwapAB: true,
 	}
+}
+
+// operands returns the addresses to pass as cuBLAS's A and B, given the
+// row-major call's a and b.
+func (cg colGemm) operands(a, b uint64) (first, second uint64) {
+	if cg.SwapAB {
+		return b, a
+	}
+	return a, b
 }
 
 // matExtent is how many elements a row-major rows x cols matrix with leading

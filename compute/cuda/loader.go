@@ -118,9 +118,10 @@ func searchDirs(env searchEnv) []string {
 }
 
 // compareVersionDirs orders paths by the numbers embedded in them, so that
-// cuda-12.10 sorts after cuda-12.9 and python3.12 after python3.9.
+// cuda-12.10 sorts after cuda-12.9 and python3.12 after python3.9 (the 64
+// of lib64 is not a version).
 func compareVersionDirs(a, b string) int {
-	na, nb := numbersIn(a), numbersIn(b)
+	na, nb := numbersIn(strings.ReplaceAll(a, "lib64", "lib")), numbersIn(strings.ReplaceAll(b, "lib64", "lib"))
 	for i := 0; i < len(na) && i < len(nb); i++ {
 		if na[i] != nb[i] {
 			return na[i] - nb[i]

@@ -51,6 +51,34 @@ var kernelNames = []string{
 	kRowConv, kRowConvBwdSrc, kRowConvBwdW, kWeightNorm, kWeightNormBwd, kAdam, kEMA,
 }
 
+// kernelSigs gives each kernel's parameter kinds in order: p = pointer,
+// l = long long, f = float. launch checks the argument count against it and
+// TestKernelSignatures checks it against kernels.cu (and the PTX), so a
+// kernel edited on one side only fails here rather than reading garbage on a
+// GPU.
+var kernelSigs = map[string]string{
+	kScale:           "plf",
+	kAxpy:            "pplf",
+	kAddScaled:       "ppplf",
+	kReLU:            "ppl",
+	kReLUBackward:    "pppl",
+	kDotPartial:      "pplp",
+	kSumSqPartial:    "plp",
+	kAddBias:         "pplll",
+	kBiasGrad:        "pplll",
+	kGated:           "ppll",
+	kGatedBackward:   "pppll",
+	kStretch:         "pplll",
+	kStretchBackward: "pplll",
+	kRowConv:         "ppplll",
+	kRowConvBwdSrc:   "ppplll",
+	kRowConvBwdW:     "ppplll",
+	kWeightNorm:      "ppplll",
+	kWeightNormBwd:   "ppppplll",
+	kAdam:            "pppplfffff",
+	kEMA:             "pplf",
+}
+
 // reductionBlock must equal BLOCK in kernels.cu: the reductions assume a
 // block of exactly that many threads.
 const reductionBlock = 256
