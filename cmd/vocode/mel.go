@@ -93,7 +93,7 @@ func runMel(cmd *cobra.Command, ins []string) error {
 		lo, hi  float32
 	}
 	sums := make([]summary, len(ins))
-	bar := cliutil.NewBar(int64(len(ins)), "mel", cmd.ErrOrStderr(), quiet || len(ins) < 2)
+	bar := cliutil.NewBar(int64(len(ins)), "mel", cmd.ErrOrStderr(), quiet || len(ins) < 8)
 	err = cliutil.ForEach(len(ins), melOpts.workers, func(i int) error {
 		a, err := audio.ReadWAV(ins[i], audio.ReadOptions{})
 		if err != nil {
