@@ -37,7 +37,7 @@ func TestSearchOrder(t *testing.T) {
 		"HOME":              "/home/u",
 		"VIRTUAL_ENV":       "/venv",
 	}, map[string][]string{
-		"/usr/local/cuda-*/lib64": {"/usr/local/cuda-11.8/lib64", "/usr/local/cuda-12.10/lib64", "/usr/local/cuda-12.9/lib64"},
+		"/usr/local/cuda-*/lib64":                         {"/usr/local/cuda-11.8/lib64", "/usr/local/cuda-12.10/lib64", "/usr/local/cuda-12.9/lib64"},
 		"/venv/lib/python3*/*-packages/nvidia/cublas/lib": {"/venv/lib/python3.11/site-packages/nvidia/cublas/lib"},
 		"/home/u/.local/lib/python3*/*-packages/nvidia/cuda_nvrtc/lib": {
 			"/home/u/.local/lib/python3.9/site-packages/nvidia/cuda_nvrtc/lib",
