@@ -181,8 +181,8 @@ func (m *Model) weightNormBackward() {
 type wsSizes struct {
 	x, mel, out, dout int
 	c0, up, upTmp, c  int // upsampler: conv_in output, stretched stage inputs (all), intermediate stage output, final
-	h, pre            int // stored per-layer residual inputs and pre-gate activations (all layers)
-	z, skip, a1, a2   int
+	h, pre, z         int // stored per layer: residual input, pre-gate activations, gate output
+	skip, a1, a2      int
 	dz, dpre, dh, da  int
 	dc, dA, dB        int // conditioning gradient, upsampler backward ping-pong
 }
@@ -216,11 +216,11 @@ func (cfg Config) sizes(B, T int) wsSizes {
 	s.c = B * C * T
 	s.h = cfg.Layers * B * R * T
 	s.pre = cfg.Layers * B * G * T
-	s.z = B * G / 2 * T
+	s.z = cfg.Layers * B * G / 2 * T
 	s.skip = B * S * T
 	s.a1 = B * S * T
 	s.a2 = B * S * T
-	s.dz = s.z
+	s.dz = B * G / 2 * T
 	s.dpre = B * G * T
 	s.dh = B * R * T
 	s.da = B * S * T
@@ -232,10 +232,12 @@ func (cfg Config) sizes(B, T int) wsSizes {
 
 // ActivationBytes is the device memory a Workspace for (batch, T) holds:
 // inputs, output and its gradient, the stored activations backward needs
-// (per layer only the residual input h and the pre-gate activations; z is
-// recomputed from them) and the backward scratch. For the reference config
-// at 8 x 10240 this is about 3.6 GB, dominated by h and pre (24 layers x 384
-// channels x 81920 samples x 4 bytes = 3.0 GB).
+// (per layer the residual input h, the pre-gate activations and the gate
+// output z; the skip sum, residual outputs and gradients live in shared
+// scratch) and the backward scratch. For the reference config at 8 x 10240
+// this is about 4.6 GB, dominated by h, pre and z (24 layers x 512 channels
+// x 81920 samples x 4 bytes = 4.0 GB). Storing z rather than recomputing it
+// in backward costs 1 GB there and saves a tanh/sigmoid pass per layer.
 func (cfg Config) ActivationBytes(batch, T int) int64 {
 	return 4 * cfg.sizes(batch, T).total()
 }
@@ -351,10 +353,11 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 		x, T, cfg.InputChannels*T, 0, h, T, R*T, B)
 	be.AddBias(h, m.bias(m.first), B, R, T)
 
-	z, skip := compute.V(ws.z), compute.V(ws.skip)
+	zAll, skip := compute.V(ws.z), compute.V(ws.skip)
 	for l, ly := range m.layers {
 		hl := h.At(l * hStride)
 		pl := pre.At(l * preStride)
+		z := zAll.At(l * B * H * T)
 		m.causalConv(ly.conv, ly.dil, hl, pl, B, T)
 		be.AddBias(pl, m.bias(ly.conv), B, G, T)
 		be.GemmStridedBatched(false, false, G, T, C, 1, m.w(ly.cond), C, 0, c, T, C*T, 1, pl, T, G*T, B)
@@ -477,7 +480,7 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 	// Residual stack, last layer first. dh holds the gradient w.r.t. the
 	// current layer's output and becomes the gradient w.r.t. its input.
 	h, pre := compute.V(ws.h), compute.V(ws.pre)
-	z, dz, dpre, dh, dc := compute.V(ws.z), compute.V(ws.dz), compute.V(ws.dpre), compute.V(ws.dh), compute.V(ws.dc)
+	zAll, dz, dpre, dh, dc := compute.V(ws.z), compute.V(ws.dz), compute.V(ws.dpre), compute.V(ws.dh), compute.V(ws.dc)
 	c := compute.V(ws.c)
 	be.Fill(dh, B*R*T, 0)
 	be.Fill(dc, B*C*T, 0)
@@ -486,7 +489,7 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 		ly := m.layers[l]
 		hl := h.At(l * B * R * T)
 		pl := pre.At(l * B * G * T)
-		be.GatedTanhSigmoid(z, pl, B, H*T) // recomputed instead of stored
+		z := zAll.At(l * B * H * T)
 		be.GemmStridedBatched(true, false, H, T, S, 1, m.w(ly.skip), H, 0, dskip, T, S*T, 0, dz, T, H*T, B)
 		m.weightGrad(ly.skip, dskip, z, S, H, T, 0, B)
 		be.BiasGrad(m.dbias(ly.skip), dskip, B, S, T)
