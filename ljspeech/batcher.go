@@ -134,7 +134,7 @@ func (bt *Batcher) perm(e int) []int {
 	return p
 }
 
-// Pick returns the utterance index and crop start frame of global item k.
+// pick returns the utterance index and crop start frame of global item k.
 func (bt *Batcher) pick(k int) (utt, start int) {
 	n := len(bt.ids)
 	utt = bt.perm(k / n)[k%n]
