@@ -139,3 +139,10 @@ func (c Config) HopSize() int {
 	}
 	return h
 }
+
+// MelFrames is the number of mel frames the network input for T samples
+// needs: T/hop frames plus CinPad context frames on each side (T must be a
+// multiple of the hop size).
+func (c Config) MelFrames(T int) int {
+	return T/c.HopSize() + 2*c.CinPad
+}

@@ -28,6 +28,10 @@ func TestConfigPresetsAndDerived(t *testing.T) {
 			t.Errorf("dilation(%d) = %d, want %d", l, got, w)
 		}
 	}
+	// Training crops: 40 frames + 2 context frames each side for 10240 samples.
+	if got := c.MelFrames(10240); got != 44 {
+		t.Errorf("MelFrames(10240) = %d, want 44", got)
+	}
 	if err := TinyConfig(2, 256, 8).Validate(); err != nil {
 		t.Fatal(err)
 	}
