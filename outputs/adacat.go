@@ -12,7 +12,8 @@ import (
 // w = softmax(psi), h = softmax(phi), left edges c_i = sum_{j<i} w_j (float64
 // cumulative sum). The density is f(x) = h_i/w_i for x in bin i, evaluated as
 // log_softmax(phi)_i - log_softmax(psi)_i; the bin is the clamped
-// searchsorted of x in cumsum(w) (x on an edge belongs to the left bin).
+// searchsorted of x in cumsum(w) (x on an edge belongs to the left bin; the
+// last edge is pinned to 1). Targets outside [-1,1] are clamped into it.
 //
 // Training loss, lambda > 0: L_s = -sum_j (Fz(c_j+w_j) - Fz(c_j)) (log h_j -
 // log w_j), the expected log-density under the kernel Uniform[max(x-lambda,0),
