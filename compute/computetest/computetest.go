@@ -205,7 +205,8 @@ func dims(trans bool, r, c int) (int, int) {
 
 func testGemm(t *testing.T, be compute.Backend) {
 	r := newRand(1)
-	shapes := [][3]int{{7, 13, 5}, {1, 9, 4}, {6, 1, 3}, {1, 1, 5}, {33, 17, 19}, {70, 65, 129}, {4, 5, 0}}
+	// Include matrix-vector shapes big enough for a BLAS to thread them.
+	shapes := [][3]int{{7, 13, 5}, {1, 9, 4}, {6, 1, 3}, {1, 1, 5}, {33, 17, 19}, {70, 65, 129}, {4, 5, 0}, {520, 1, 260}, {1, 300, 450}}
 	for _, sh := range shapes {
 		m, n, k := sh[0], sh[1], sh[2]
 		for _, tA := range []bool{false, true} {

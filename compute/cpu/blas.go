@@ -3,11 +3,14 @@ package cpu
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/ebitengine/purego"
 	"gonum.org/v1/gonum/blas"
@@ -30,12 +33,18 @@ type sgemmer interface {
 type gonumBLAS struct {
 	threads int
 	impl    gonum.Implementation
+	why     string // why OpenBLAS is not in use, for Describe
 }
 
 func newGonum(threads int) *gonumBLAS { return &gonumBLAS{threads: threads} }
 
-func (g *gonumBLAS) name() string        { return "gonum" }
-func (g *gonumBLAS) describe() string    { return "gonum blas32 sgemm (pure Go)" }
+func (g *gonumBLAS) name() string { return "gonum" }
+func (g *gonumBLAS) describe() string {
+	if g.why != "" {
+		return "gonum blas32 sgemm (pure Go; " + g.why + ")"
+	}
+	return "gonum blas32 sgemm (pure Go)"
+}
 func (g *gonumBLAS) batchParallel() bool { return g.threads > 1 }
 
 func (g *gonumBLAS) sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
@@ -49,23 +58,36 @@ func (g *gonumBLAS) sgemm(transA, transB bool, m, n, k int, alpha float32, a []f
 	g.impl.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// cblas enum values (cblas.h).
-const (
-	cblasRowMajor = 101
-	cblasNoTrans  = 111
-	cblasTrans    = 112
-)
-
-// openBLAS calls cblas_sgemm / cblas_sgemv from a dlopen'ed OpenBLAS
-// (32-bit blasint, the Debian/Ubuntu default build).
+// openBLAS calls OpenBLAS's Fortran entry points sgemm_ / sgemv_ through
+// purego.SyscallN. The Fortran interface passes every argument by pointer,
+// so a call needs no float registers and skips purego's reflection-based
+// RegisterLibFunc wrappers (~0.7 us and 13 allocations per call, measured
+// here with cblas_sgemm: too much for the per-sample GEMVs of synthesis).
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. Assumes
+// the usual 32-bit integer (LP64) build.
 type openBLAS struct {
 	path    string
 	config  string
 	threads int
-
-	cblasSgemm func(order, transA, transB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
-	cblasSgemv func(order, trans, m, n int32, alpha float32, a *float32, lda int32, x *float32, incx int32, beta float32, y *float32, incy int32)
+	sgemm_  uintptr
+	sgemv_  uintptr
 }
+
+// fortranArgs is the by-reference argument block of one call; pooled so a
+// call does not allocate (SyscallN's pointer arguments escape).
+type fortranArgs struct {
+	transA, transB byte
+	m, n, k        int32
+	lda, ldb, ldc  int32
+	alpha, beta    float32
+	// argv holds the call's arguments: passing SyscallN a slice of it
+	// avoids allocating the variadic slice. Every pointer in it is to heap
+	// memory (this pooled block, the buffers), which Go never moves, and
+	// all of it is kept alive across the call.
+	argv [15]uintptr
+}
+
+var fortranPool = sync.Pool{New: func() any { return new(fortranArgs) }}
 
 func (o *openBLAS) name() string        { return "openblas" }
 func (o *openBLAS) batchParallel() bool { return false }
@@ -77,45 +99,92 @@ func (o *openBLAS) describe() string {
 	return s + ")"
 }
 
-func trans(t bool) int32 {
+func transChar(t bool) byte {
 	if t {
-		return cblasTrans
+		return 'T'
 	}
-	return cblasNoTrans
+	return 'N'
 }
 
 func (o *openBLAS) sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m > math.MaxInt32 || n > math.MaxInt32 || k > math.MaxInt32 || lda > math.MaxInt32 || ldb > math.MaxInt32 || ldc > math.MaxInt32 {
+		panic(fmt.Sprintf("cpu: Gemm: size m=%d n=%d k=%d lda=%d ldb=%d ldc=%d exceeds OpenBLAS's 32-bit integers", m, n, k, lda, ldb, ldc))
+	}
+	p := fortranPool.Get().(*fortranArgs)
+	p.alpha, p.beta = alpha, beta
 	switch {
-	case n == 1 && o.cblasSgemv != nil:
-		// C[:, 0] = alpha*op(A)*op(B)[:, 0] + beta*C[:, 0]: a matrix-vector
-		// product, which sgemm handles poorly for one column (synthesis at
-		// batch 1 lives here).
-		rows, cols := m, k
-		if transA {
-			rows, cols = k, m
+	case n == 1 || m == 1:
+		// A matrix-vector product: sgemm is slow for one row or column
+		// (synthesis at batch 1 lives here). y = op(S) x for a stored
+		// row-major matrix S is, on S's column-major view S^T,
+		// sgemv('T') for S x and sgemv('N') for S^T x.
+		var s, x, y []float32
+		var rowTrans bool
+		var rows, cols, lds, incx, incy int
+		if n == 1 { // C[:, 0] = op(A) op(B)[:, 0]
+			s, lds, rowTrans = a, lda, transA
+			rows, cols = m, k
+			if transA {
+				rows, cols = k, m
+			}
+			x, incx = b, ldb // op(B) is k x 1: column 0 of a k x ldb matrix
+			if transB {
+				incx = 1 // B stored 1 x k
+			}
+			y, incy = c, ldc
+		} else { // C[0, :]^T = op(B)^T op(A)[0, :]^T
+			s, lds, rowTrans = b, ldb, !transB
+			rows, cols = k, n
+			if transB {
+				rows, cols = n, k
+			}
+			x, incx = a, 1 // op(A) is 1 x k stored 1 x k
+			if transA {
+				incx = lda // A stored k x 1
+			}
+			y, incy = c, 1
 		}
-		incx := ldb // op(B) is k x 1: column 0 of a k x ldb matrix
-		if transB {
-			incx = 1 // B stored 1 x k
+		if rows*cols < gemvSerialLimit {
+			o.useThreads(1)
+		} else {
+			o.useThreads(o.threads)
 		}
-		o.cblasSgemv(cblasRowMajor, trans(transA), int32(rows), int32(cols), alpha, &a[0], int32(lda), &b[0], int32(incx), beta, &c[0], int32(ldc))
-	case m == 1 && o.cblasSgemv != nil:
-		// C[0, :]^T = alpha*op(B)^T*op(A)[0, :]^T + beta*C[0, :]^T.
-		rows, cols := k, n
-		if transB {
-			rows, cols = n, k
+		p.transA = transChar(!rowTrans)
+		p.m, p.n, p.lda = int32(cols), int32(rows), int32(lds)
+		p.ldb, p.ldc = int32(incx), int32(incy)
+		p.argv = [15]uintptr{
+			uintptr(unsafe.Pointer(&p.transA)), uintptr(unsafe.Pointer(&p.m)), uintptr(unsafe.Pointer(&p.n)),
+			uintptr(unsafe.Pointer(&p.alpha)), uintptr(unsafe.Pointer(&s[0])), uintptr(unsafe.Pointer(&p.lda)),
+			uintptr(unsafe.Pointer(&x[0])), uintptr(unsafe.Pointer(&p.ldb)),
+			uintptr(unsafe.Pointer(&p.beta)), uintptr(unsafe.Pointer(&y[0])), uintptr(unsafe.Pointer(&p.ldc)),
+			1, // hidden Fortran length of the trans string
 		}
-		incx := 1 // op(A) is 1 x k, stored 1 x k
-		if transA {
-			incx = lda // A stored k x 1
-		}
-		o.cblasSgemv(cblasRowMajor, trans(!transB), int32(rows), int32(cols), alpha, &b[0], int32(ldb), &a[0], int32(incx), beta, &c[0], 1)
+		purego.SyscallN(o.sgemv_, p.argv[:12]...)
+		runtime.KeepAlive(s)
+		runtime.KeepAlive(x)
+		runtime.KeepAlive(y)
 	default:
-		o.cblasSgemm(cblasRowMajor, trans(transA), trans(transB), int32(m), int32(n), int32(k), alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))
+		o.useThreads(o.threads)
+		p.transA, p.transB = transChar(transA), transChar(transB)
+		p.m, p.n, p.k = int32(m), int32(n), int32(k)
+		p.lda, p.ldb, p.ldc = int32(lda), int32(ldb), int32(ldc)
+		p.argv = [15]uintptr{
+			uintptr(unsafe.Pointer(&p.transB)), uintptr(unsafe.Pointer(&p.transA)),
+			uintptr(unsafe.Pointer(&p.n)), uintptr(unsafe.Pointer(&p.m)), uintptr(unsafe.Pointer(&p.k)),
+			uintptr(unsafe.Pointer(&p.alpha)),
+			uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&p.ldb)),
+			uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&p.lda)),
+			uintptr(unsafe.Pointer(&p.beta)), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&p.ldc)),
+			1, 1, // hidden Fortran lengths of the two trans strings
+		}
+		purego.SyscallN(o.sgemm_, p.argv[:15]...)
 	}
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(c)
+	runtime.KeepAlive(p)
+	p.argv = [15]uintptr{}
+	fortranPool.Put(p)
 }
 
 // openBLASCandidates lists the libraries tried in order: $WAVECAT_BLAS_LIB,
@@ -150,13 +219,32 @@ func loadOpenBLAS(threads int) (*openBLAS, error) {
 	}
 	o := *loaded
 	o.threads = threads
-	if setThreads != nil {
-		setThreads(int32(threads))
-	}
+	o.useThreads(threads)
 	return &o, nil
 }
 
-var setThreads func(int32)
+// OpenBLAS's thread count is process-wide: setThreadsFn is
+// openblas_set_num_threads (0 if absent) and curThreads mirrors the last
+// value set, so switching costs a call only when the count changes.
+var (
+	setThreadsFn uintptr
+	curThreads   atomic.Int32
+)
+
+// useThreads makes OpenBLAS use n threads for the next call.
+func (o *openBLAS) useThreads(n int) {
+	if setThreadsFn == 0 || curThreads.Load() == int32(n) {
+		return
+	}
+	curThreads.Store(int32(n))
+	purego.SyscallN(setThreadsFn, uintptr(n))
+}
+
+// gemvSerialLimit is the matrix size (elements) below which GEMVs run on one
+// OpenBLAS thread. OpenBLAS splits GEMVs from ~9k elements on, but waking
+// the second thread for a 256x128 or 128x128 layer costs more than the
+// product: measured here 1.7-3 us on one thread vs 5-11 us on two.
+const gemvSerialLimit = 1 << 17
 
 func dlopenOpenBLAS() (*openBLAS, error) {
 	var errs []string
@@ -172,17 +260,21 @@ func dlopenOpenBLAS() (*openBLAS, error) {
 			continue
 		}
 		o := &openBLAS{path: path}
-		purego.RegisterLibFunc(&o.cblasSgemm, h, "cblas_sgemm")
-		if _, err := purego.Dlsym(h, "cblas_sgemv"); err == nil {
-			purego.RegisterLibFunc(&o.cblasSgemv, h, "cblas_sgemv")
+		if o.sgemm_, err = purego.Dlsym(h, "sgemm_"); err != nil {
+			errs = append(errs, path+": no sgemm_")
+			continue
+		}
+		if o.sgemv_, err = purego.Dlsym(h, "sgemv_"); err != nil {
+			errs = append(errs, path+": no sgemv_")
+			continue
 		}
 		if _, err := purego.Dlsym(h, "openblas_get_config"); err == nil {
 			var getConfig func() string
 			purego.RegisterLibFunc(&getConfig, h, "openblas_get_config")
 			o.config = strings.TrimSpace(getConfig())
 		}
-		if _, err := purego.Dlsym(h, "openblas_set_num_threads"); err == nil {
-			purego.RegisterLibFunc(&setThreads, h, "openblas_set_num_threads")
+		if f, err := purego.Dlsym(h, "openblas_set_num_threads"); err == nil {
+			setThreadsFn = f
 		}
 		return o, nil
 	}

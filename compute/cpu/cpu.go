@@ -52,7 +52,9 @@ func New(opts Options) (*Backend, error) {
 		if ob, err := loadOpenBLAS(threads); err == nil {
 			be.gemm = ob
 		} else {
-			be.gemm = newGonum(threads)
+			g := newGonum(threads)
+			g.why = err.Error()
+			be.gemm = g
 		}
 	case "openblas":
 		ob, err := loadOpenBLAS(threads)

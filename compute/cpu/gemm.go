@@ -7,15 +7,20 @@ import (
 )
 
 // matrix checks a rows x cols row-major matrix with leading dimension ld at v
-// and returns the slice from its first to its last element.
-func matrix(v compute.View, rows, cols, ld int, what string) []float32 {
+// and returns the slice from its first to its last element. The operand
+// name is joined to what only on failure, so the check does not allocate.
+func matrix(v compute.View, rows, cols, ld int, what, operand string) []float32 {
 	if ld < max(cols, 1) {
-		panic(fmt.Sprintf("cpu: %s: leading dimension %d < %d columns", what, ld, cols))
+		panic(fmt.Sprintf("cpu: %s %s: leading dimension %d < %d columns", what, operand, ld, cols))
 	}
 	if rows == 0 || cols == 0 {
 		return nil
 	}
-	return sl(v, (rows-1)*ld+cols, what)
+	n := (rows-1)*ld + cols
+	if v.Buf == nil || v.Off < 0 || v.Off+n > v.Buf.Len() {
+		v.Check(n, what+" "+operand) // panics with the range
+	}
+	return sl(v, n, what)
 }
 
 // gemmChecked validates every operand and returns their slices.
@@ -31,9 +36,9 @@ func gemmChecked(transA, transB bool, m, n, k int, a compute.View, lda int, b co
 	if transB {
 		br, bc = n, k
 	}
-	as = matrix(a, ar, ac, lda, what+" A")
-	bs = matrix(b, br, bc, ldb, what+" B")
-	cs = matrix(c, m, n, ldc, what+" C")
+	as = matrix(a, ar, ac, lda, what, "A")
+	bs = matrix(b, br, bc, ldb, what, "B")
+	cs = matrix(c, m, n, ldc, what, "C")
 	return
 }
 

@@ -10,7 +10,8 @@ import (
 func checkNonNeg(what string, vals ...int) {
 	for _, v := range vals {
 		if v < 0 {
-			panic(fmt.Sprintf("cpu: %s: negative size %v", what, vals))
+			// Copy so vals does not escape (and allocate) on the happy path.
+			panic(fmt.Sprintf("cpu: %s: negative size in %v", what, append([]int(nil), vals...)))
 		}
 	}
 }
