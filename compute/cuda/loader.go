@@ -95,7 +95,8 @@ func searchDirs(env searchEnv) []string {
 	versioned, _ := env.glob("/usr/local/cuda-*/lib64")
 	slices.SortStableFunc(versioned, func(a, b string) int { return -compareVersionDirs(a, b) })
 	add(versioned...)
-	add(multiarchDir(), "/usr/lib64", "/usr/lib/wsl/lib")
+	// Debian's nvidia-driver packages keep libcuda in nvidia/current.
+	add(multiarchDir(), filepath.Join(multiarchDir(), "nvidia", "current"), "/usr/lib64", "/usr/lib/wsl/lib")
 
 	var prefixes []string
 	for _, v := range []string{"VIRTUAL_ENV", "CONDA_PREFIX"} {

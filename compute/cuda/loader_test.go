@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ebitengine/purego"
 )
 
 // fakeEnv is a searchEnv over a map and a fixed glob table.
@@ -54,7 +56,7 @@ func TestSearchOrder(t *testing.T) {
 	order := []string{
 		"/ld1", "/usr/local/cuda/lib64",
 		"/usr/local/cuda-12.10/lib64", "/usr/local/cuda-12.9/lib64", "/usr/local/cuda-11.8/lib64",
-		multiarchDir(), "/usr/lib64", "/usr/lib/wsl/lib",
+		multiarchDir(), filepath.Join(multiarchDir(), "nvidia", "current"), "/usr/lib64", "/usr/lib/wsl/lib",
 		"/venv/lib/python3.11/site-packages/nvidia/cublas/lib",
 		"/home/u/.local/lib/python3.12/site-packages/nvidia/cuda_nvrtc/lib",
 		"/home/u/.local/lib/python3.9/site-packages/nvidia/cuda_nvrtc/lib",
@@ -177,10 +179,14 @@ func TestBindMissingSymbol(t *testing.T) {
 
 // TestNewWithoutGPU: on a machine without a GPU, New fails with an error
 // (never a panic) saying no driver or no GPU was found; with
-// $WAVECAT_CUDA_LIBS set, the folder appears in the search list.
+// $WAVECAT_CUDA_LIBS set, the folder appears in the search list. When a
+// driver library is present without a GPU (e.g. Debian's libcuda1 unpacked
+// by scripts/install-nvrtc.sh --driver-lib DIR, DIR in $WAVECAT_CUDA_LIBS),
+// this also proves every driver entry point binds and cuInit's
+// CUDA_ERROR_NO_DEVICE comes back as errNoDevice.
 func TestNewWithoutGPU(t *testing.T) {
 	empty := t.TempDir()
-	t.Setenv("WAVECAT_CUDA_LIBS", empty)
+	t.Setenv("WAVECAT_CUDA_LIBS", empty+":"+os.Getenv("WAVECAT_CUDA_LIBS"))
 	be, err := New(Options{})
 	if err == nil {
 		be.Close()
@@ -194,8 +200,8 @@ func TestNewWithoutGPU(t *testing.T) {
 	if errors.As(err, &le) && !strings.Contains(msg, empty+": none of the names present") {
 		t.Errorf("driver search does not list $WAVECAT_CUDA_LIBS folder %s:\n%s", empty, msg)
 	}
-	if !errors.As(err, &le) && !errors.Is(err, errNoDevice) {
-		t.Errorf("driver loaded but the error is not errNoDevice: %v", err)
+	if !errors.As(err, &le) && (!errors.Is(err, errNoDevice) || !strings.Contains(msg, "CUDA_ERROR_NO_DEVICE")) {
+		t.Errorf("driver loaded but the error is not errNoDevice naming CUDA_ERROR_NO_DEVICE: %v", err)
 	}
 	t.Logf("New on this machine: %v", err)
 }
@@ -206,5 +212,35 @@ func TestCompareVersionDirs(t *testing.T) {
 	want := []string{"/usr/local/cuda-11.8/lib64", "/usr/local/cuda-12/lib64", "/usr/local/cuda-12.9/lib64", "/usr/local/cuda-12.10/lib64"}
 	if !slices.Equal(in, want) {
 		t.Errorf("sorted %v, want %v", in, want)
+	}
+}
+
+// TestSignaturesRegister: purego accepts every Go signature declared for the
+// driver, cuBLAS and NVRTC (argument kinds and counts: cublasSgemmStrided-
+// Batched takes 18). Registration checks the types without calling, so any
+// resolvable symbol serves as the target; a rejected signature would
+// otherwise panic inside New on the first GPU machine.
+func TestSignaturesRegister(t *testing.T) {
+	libc, err := purego.Dlopen("libc.so.6", purego.RTLD_NOW)
+	if err != nil {
+		t.Skipf("no libc.so.6 to borrow a symbol from: %v", err)
+	}
+	addr, err := purego.Dlsym(libc, "abs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var syms []symbol
+	syms = append(syms, (&driverAPI{}).symbols()...)
+	syms = append(syms, (&cublasAPI{}).symbols()...)
+	syms = append(syms, (&nvrtcAPI{}).symbols()...)
+	for _, s := range syms {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s: purego rejects the Go signature: %v", s.name, r)
+				}
+			}()
+			purego.RegisterFunc(s.fptr, addr)
+		}()
 	}
 }
