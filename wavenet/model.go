@@ -192,7 +192,7 @@ func (s wsSizes) total() int64 {
 		s.z + s.skip + s.a1 + s.a2 + s.dz + s.dpre + s.dh + s.da + s.dc + s.dA + s.dB)
 }
 
-func (cfg Config) sizes(B, T int) wsSizes {
+func (cfg Config) sizes(B, T int, train bool) wsSizes {
 	R, G, S, C := cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels, cfg.CinChannels
 	F := T / cfg.HopSize()
 	var s wsSizes
@@ -214,6 +214,15 @@ func (cfg Config) sizes(B, T int) wsSizes {
 		}
 	}
 	s.c = B * C * T
+	if !train {
+		// Forward only: ping-pong residual buffers, one pre/z, no gradients.
+		s.dout = 0
+		s.h = 2 * B * R * T
+		s.pre = B * G * T
+		s.z = B * G / 2 * T
+		s.skip, s.a1, s.a2 = B*S*T, B*S*T, B*S*T
+		return s
+	}
 	s.h = cfg.Layers * B * R * T
 	s.pre = cfg.Layers * B * G * T
 	s.z = cfg.Layers * B * G / 2 * T
@@ -239,7 +248,15 @@ func (cfg Config) sizes(B, T int) wsSizes {
 // x 81920 samples x 4 bytes = 4.0 GB). Storing z rather than recomputing it
 // in backward costs 1 GB there and saves a tanh/sigmoid pass per layer.
 func (cfg Config) ActivationBytes(batch, T int) int64 {
-	return 4 * cfg.sizes(batch, T).total()
+	return 4 * cfg.sizes(batch, T, true).total()
+}
+
+// InferenceBytes is the device memory of a forward-only workspace
+// (NewInferenceWorkspace): activations of two layers at a time instead of
+// all of them (reference config: 1.1 GB per 10 s of 22 kHz audio at batch
+// 1, against 12 GB for a training workspace).
+func (cfg Config) InferenceBytes(batch, T int) int64 {
+	return 4 * cfg.sizes(batch, T, false).total()
 }
 
 // ActivationBytes is Config.ActivationBytes for the model's config.
@@ -250,6 +267,7 @@ func (m *Model) ActivationBytes(batch, T int) int64 { return m.cfg.ActivationByt
 type Workspace struct {
 	B, T, F int
 	be      compute.Backend
+	train   bool // false: forward-only, per-layer buffers are reused
 	bufs    []compute.Buffer
 
 	xIn, melIn, out, dout compute.Buffer
@@ -267,9 +285,19 @@ type Workspace struct {
 	upLen, upOff []int
 }
 
-// NewWorkspace allocates the buffers for batch B and T samples; T must be
-// a multiple of the hop size (the mel then has T/hop + 2*cin_pad frames).
-func (m *Model) NewWorkspace(B, T int) (*Workspace, error) {
+// NewWorkspace allocates the buffers for training on batch B and T
+// samples; T must be a multiple of the hop size (the mel then has
+// T/hop + 2*cin_pad frames).
+func (m *Model) NewWorkspace(B, T int) (*Workspace, error) { return m.newWorkspace(B, T, true) }
+
+// NewInferenceWorkspace allocates a forward-only workspace (teacher-forced
+// evaluation of long utterances): Backward panics on it, and it needs
+// InferenceBytes instead of ActivationBytes. DOut is not allocated.
+func (m *Model) NewInferenceWorkspace(B, T int) (*Workspace, error) {
+	return m.newWorkspace(B, T, false)
+}
+
+func (m *Model) newWorkspace(B, T int, train bool) (*Workspace, error) {
 	hop := m.cfg.HopSize()
 	if B <= 0 || T <= 0 {
 		return nil, fmt.Errorf("wavenet: workspace: batch (%d) and T (%d) must be positive", B, T)
@@ -277,11 +305,11 @@ func (m *Model) NewWorkspace(B, T int) (*Workspace, error) {
 	if T%hop != 0 {
 		return nil, fmt.Errorf("wavenet: workspace: T=%d is not a multiple of the hop size %d", T, hop)
 	}
-	s := m.cfg.sizes(B, T)
-	ws := &Workspace{B: B, T: T, F: T / hop, be: m.be}
+	s := m.cfg.sizes(B, T, train)
+	ws := &Workspace{B: B, T: T, F: T / hop, be: m.be, train: train}
 	alloc := func(n int) compute.Buffer {
 		if n == 0 {
-			n = 1
+			return nil // unused in this mode (or a single upsample stage's upTmp)
 		}
 		b := m.be.Alloc(n)
 		ws.bufs = append(ws.bufs, b)
@@ -354,10 +382,19 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 	be.AddBias(h, m.bias(m.first), B, R, T)
 
 	zAll, skip := compute.V(ws.z), compute.V(ws.skip)
+	// Training keeps every layer's h, pre and z; forward-only reuses one
+	// pre/z and alternates two h buffers.
+	slot := func(l int) (hs, ps int) {
+		if ws.train {
+			return l, l
+		}
+		return l % 2, 0
+	}
 	for l, ly := range m.layers {
-		hl := h.At(l * hStride)
-		pl := pre.At(l * preStride)
-		z := zAll.At(l * B * H * T)
+		hs, ps := slot(l)
+		hl := h.At(hs * hStride)
+		pl := pre.At(ps * preStride)
+		z := zAll.At(ps * B * H * T)
 		m.causalConv(ly.conv, ly.dil, hl, pl, B, T)
 		be.AddBias(pl, m.bias(ly.conv), B, G, T)
 		be.GemmStridedBatched(false, false, G, T, C, 1, m.w(ly.cond), C, 0, c, T, C*T, 1, pl, T, G*T, B)
@@ -372,7 +409,8 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 		// drops it), so it is skipped; its conv1x1_out gets zero gradient,
 		// exactly as in the reference.
 		if l < len(m.layers)-1 {
-			hn := h.At((l + 1) * hStride)
+			hsNext, _ := slot(l + 1)
+			hn := h.At(hsNext * hStride)
 			be.GemmStridedBatched(false, false, R, T, H, 1, m.w(ly.out), H, 0, z, T, H*T, 0, hn, T, R*T, B)
 			be.AddBias(hn, m.bias(ly.out), B, R, T)
 			be.AddScaled(hn, hn, hl, B*R*T, float32(math.Sqrt(0.5)))
@@ -450,6 +488,9 @@ func (m *Model) upsampleInto(ws *Workspace, out compute.View) {
 // When dmel.Buf is non-nil it also overwrites dmel [B][cin][frames+2*pad]
 // with the loss gradient with respect to the mel input.
 func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
+	if !ws.train {
+		panic("wavenet: Backward called on a forward-only workspace (NewInferenceWorkspace)")
+	}
 	if !ws.ready {
 		panic("wavenet: Backward called before Forward on this workspace")
 	}
@@ -638,7 +679,7 @@ func (m *Model) Conditioning(mel compute.View, B, frames int, dst compute.View) 
 	mel.Check(B*C*(frames+2*cfg.CinPad), "wavenet conditioning mel")
 	dst.Check(B*C*T, "wavenet conditioning dst")
 	m.applyWeightNorm()
-	s := cfg.sizes(B, T)
+	s := cfg.sizes(B, T, false)
 	ws := &Workspace{B: B, T: T, F: frames, mel: mel}
 	ws.c0, ws.up, ws.upTmp = m.be.Alloc(max(s.c0, 1)), m.be.Alloc(max(s.up, 1)), m.be.Alloc(max(s.upTmp, 1))
 	m.upsampleInto(ws, dst)

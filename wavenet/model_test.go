@@ -359,3 +359,40 @@ func TestConditioning(t *testing.T) {
 		t.Error("Conditioning differs from the conditioning inside Forward")
 	}
 }
+
+// TestInferenceWorkspace: the forward-only workspace gives bit-identical
+// outputs with far less memory, allocates exactly InferenceBytes, and
+// refuses Backward.
+func TestInferenceWorkspace(t *testing.T) {
+	for _, layers := range []int{4, 5} { // even and odd layer counts (ping-pong parity)
+		cfg := smallConfig(1, 3, true)
+		cfg.Layers, cfg.Stacks = layers, 1
+		f := newGradFixture(t, cfg, 2, 24, 13)
+		want := slices.Clone(f64(f.m.Forward(f.ws, f.x, f.mel))[:2*cfg.OutChannels*24])
+		be := f.m.Backend().(*refBackend)
+		before := be.allocated
+		iws, err := f.m.NewInferenceWorkspace(2, 24)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := 4 * (be.allocated - before); got != cfg.InferenceBytes(2, 24) {
+			t.Errorf("inference workspace allocates %d bytes, InferenceBytes says %d", got, cfg.InferenceBytes(2, 24))
+		}
+		got := f64(f.m.Forward(iws, f.x, f.mel))[:len(want)]
+		if !slices.Equal(got, want) {
+			t.Errorf("layers=%d: forward-only output differs from the training workspace's", layers)
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("Backward on a forward-only workspace did not panic")
+				}
+			}()
+			f.m.Backward(iws, f.ws.DOut(), compute.View{})
+		}()
+	}
+	ref := ReferenceConfig(30, 1)
+	if inf, tr := ref.InferenceBytes(1, 220500/256*256), ref.ActivationBytes(1, 220500/256*256); inf*8 > tr {
+		t.Errorf("forward-only workspace %.2f GB is not much smaller than training's %.2f GB", float64(inf)/1e9, float64(tr)/1e9)
+	}
+}
