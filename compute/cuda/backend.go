@@ -856,6 +856,10 @@ func (be *Backend) Gemm(transA, transB bool, m, n, k int, alpha float32, a compu
 	if m == 0 || n == 0 {
 		return
 	}
+	if k == 0 {
+		be.scaleC(pc, 1, m, n, ldc, 0, beta)
+		return
+	}
 	cg := toColMajor(transA, transB, m, n, k, lda, ldb, ldc, 0, 0, 0)
 	first, second := cg.operands(pa, pb)
 	defer be.enter()()
@@ -889,6 +893,10 @@ func (be *Backend) GemmStridedBatched(transA, transB bool, m, n, k int, alpha fl
 	if m == 0 || n == 0 {
 		return
 	}
+	if k == 0 {
+		be.scaleC(pc, batch, m, n, ldc, strideC, beta)
+		return
+	}
 	if batch > 1<<31-1 {
 		panic(fmt.Sprintf("cuda: GemmStridedBatched: batch %d above 2^31-1", batch))
 	}
@@ -901,6 +909,16 @@ func (be *Backend) GemmStridedBatched(transA, transB bool, m, n, k int, alpha fl
 	if err := be.blas.check("cublasSgemmStridedBatched", s); err != nil {
 		panic(err)
 	}
+}
+
+// scaleC does C = beta*C for a GEMM with k = 0 (nothing to multiply):
+// BLAS defines that case, but cuBLAS's handling of it is not documented.
+func (be *Backend) scaleC(pc uint64, batch, m, n, ldc, strideC int, beta float32) {
+	if beta == 1 {
+		return
+	}
+	defer be.enter()()
+	be.launch(kGemmScaleC, gridFor(batch*m*n), reductionBlock, pc, i64(batch), i64(m), i64(n), i64(ldc), i64(strideC), f32(beta))
 }
 
 func cublasOp(trans bool) int32 {

@@ -233,6 +233,23 @@ func (f *fakeGPU) emulate(name string, grid, block uint32, args []uint64) {
 	var n int
 	var out uint64
 	switch name {
+	case kGemmScaleC:
+		batch, m, n, ldc, sc := int(args[1]), int(args[2]), int(args[3]), int(args[4]), int(args[5])
+		beta := math.Float32frombits(uint32(args[6]))
+		c := f.floats(args[0], (batch-1)*sc+matExtent(m, n, ldc), "scale C")
+		for b := 0; b < batch; b++ {
+			for i := 0; i < m; i++ {
+				for j := 0; j < n; j++ {
+					p := &c[b*sc+i*ldc+j]
+					if beta == 0 {
+						*p = 0
+					} else {
+						*p *= beta
+					}
+				}
+			}
+		}
+		return
 	case kDotPartial:
 		n = int(args[2])
 		x, y, out = f.floats(args[0], n, "dot a"), f.floats(args[1], n, "dot b"), args[3]
@@ -414,6 +431,39 @@ func TestFakeGemm(t *testing.T) {
 			}
 			assertClose(t, "Batched "+name, download(be, cv, len(c)), wantB, 1e-5)
 		}
+	}
+}
+
+// TestFakeGemmKZero: with k = 0 the product is empty, C = beta*C on the
+// m x n window only (padding kept), beta = 0 clears even NaN, beta = 1
+// launches nothing, and cuBLAS is not called.
+func TestFakeGemmKZero(t *testing.T) {
+	be, f := newFakeBackend(t)
+	nan := float32(math.NaN())
+	c := []float32{1, 2, 9, 3, 4, 9, nan, 5, 9}
+	cv := upload(be, c, 0)
+	av := upload(be, []float32{1}, 0)
+	be.blas.cublasSgemm = func(uintptr, int32, int32, int32, int32, int32, *float32, uint64, int32, uint64, int32, *float32, uint64, int32) cublasStatus {
+		t.Error("cuBLAS called for k = 0")
+		return 0
+	}
+	be.Gemm(false, false, 2, 2, 0, 1, av, 1, av, 2, 0.5, cv, 3)
+	want := []float32{0.5, 1, 9, 1.5, 2, 9, nan, 5, 9}
+	got := download(be, cv, 9)
+	for i := range want {
+		if got[i] != want[i] && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(want[i]))) {
+			t.Fatalf("Gemm k=0 beta 0.5: %v, want %v", got, want)
+		}
+	}
+	be.GemmStridedBatched(false, false, 1, 2, 0, 1, av, 1, 0, av, 2, 0, 0, cv, 3, 6, 2)
+	want = []float32{0, 0, 9, 1.5, 2, 9, 0, 0, 9}
+	if got := download(be, cv, 9); !slices.Equal(got, want) {
+		t.Fatalf("batched k=0 beta 0: %v, want %v", got, want)
+	}
+	f.launches = nil
+	be.Gemm(false, false, 2, 2, 0, 1, av, 1, av, 2, 1, cv, 3)
+	if len(f.launches) != 0 {
+		t.Errorf("k=0 with beta 1 launched %d kernels", len(f.launches))
 	}
 }
 

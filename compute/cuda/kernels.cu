@@ -253,6 +253,19 @@ __global__ void wc_adam(float *p, const float *grad, float *m, float *v, ll n, f
     }
 }
 
+// C = beta*C over batch row-major m x n matrices (leading dimension ldc,
+// stridec apart): a GEMM with k = 0, which cuBLAS is not relied on for.
+// beta = 0 writes zeros without reading C (BLAS semantics: NaN in C is
+// not propagated).
+__global__ void wc_gemm_scale_c(float *c, ll batch, ll m, ll n, ll ldc, ll stridec, float beta) {
+    ll mn = m * n, total = batch * mn;
+    for (ll i = gtid(); i < total; i += gstride()) {
+        ll b = i / mn, r = i - b * mn, row = r / n, col = r - row * n;
+        float *p = c + b * stridec + row * ldc + col;
+        *p = beta == 0.0f ? 0.0f : beta * *p;
+    }
+}
+
 __global__ void wc_ema(float *ema, const float *param, ll n, float decay) {
     for (ll i = gtid(); i < n; i += gstride()) ema[i] = decay * ema[i] + (1.0f - decay) * param[i];
 }

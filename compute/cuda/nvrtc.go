@@ -43,12 +43,14 @@ const (
 	kWeightNormBwd   = "wc_weight_norm_backward"
 	kAdam            = "wc_adam"
 	kEMA             = "wc_ema"
+	kGemmScaleC      = "wc_gemm_scale_c"
 )
 
 var kernelNames = []string{
 	kScale, kAxpy, kAddScaled, kReLU, kReLUBackward, kDotPartial, kSumSqPartial,
 	kAddBias, kBiasGrad, kGated, kGatedBackward, kStretch, kStretchBackward,
 	kRowConv, kRowConvBwdSrc, kRowConvBwdW, kWeightNorm, kWeightNormBwd, kAdam, kEMA,
+	kGemmScaleC,
 }
 
 // kernelSigs gives each kernel's parameter kinds in order: p = pointer,
@@ -77,6 +79,7 @@ var kernelSigs = map[string]string{
 	kWeightNormBwd:   "ppppplll",
 	kAdam:            "pppplfffff",
 	kEMA:             "pplf",
+	kGemmScaleC:      "plllllf",
 }
 
 // reductionBlock must equal BLOCK in kernels.cu: the reductions assume a
