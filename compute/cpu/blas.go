@@ -187,6 +187,28 @@ func (o *openBLAS) sgemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 	fortranPool.Put(p)
 }
 
+// selfTest multiplies two small matrices through both entry points and
+// checks the exact result, so a library with another integer width or
+// calling convention is rejected instead of silently used.
+func (o *openBLAS) selfTest() error {
+	a := []float32{1, 2, 3, 4, 5, 6}   // 2x3
+	b := []float32{1, -1, 2, 0, -3, 1} // 3x2: a*b = [-4 2; -4 2]
+	c := make([]float32, 4)
+	o.sgemm(false, false, 2, 2, 3, 1, a, 3, b, 2, 0, c, 2)
+	v := make([]float32, 2)
+	o.sgemm(false, false, 2, 1, 3, 1, a, 3, b, 2, 0, v, 1) // column 0 of b
+	want := []float32{-4, 2, -4, 2}
+	for i := range want {
+		if c[i] != want[i] {
+			return fmt.Errorf("sgemm_ self-test gave %v, want %v", c, want)
+		}
+	}
+	if v[0] != -4 || v[1] != -4 {
+		return fmt.Errorf("sgemv_ self-test gave %v, want [-4 -4]", v)
+	}
+	return nil
+}
+
 // openBLASCandidates lists the libraries tried in order: $WAVECAT_BLAS_LIB,
 // then the usual OpenBLAS sonames, then the reference-BLAS soname (on Debian
 // an alternatives link that often points at OpenBLAS; used only if it
@@ -199,7 +221,13 @@ func openBLASCandidates() []string {
 	c = append(c, "libopenblas.so.0", "libopenblas.so")
 	for _, dir := range []string{"/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib", "/opt/OpenBLAS/lib"} {
 		m, _ := filepath.Glob(filepath.Join(dir, "libopenblas*-r*.so"))
-		c = append(c, m...)
+		for _, p := range m {
+			// libopenblas64* are ILP64 builds: 64-bit integers, which the
+			// calls here do not pass.
+			if !strings.Contains(filepath.Base(p), "openblas64") {
+				c = append(c, p)
+			}
+		}
 	}
 	return append(c, "libblas.so.3")
 }
@@ -275,6 +303,10 @@ func dlopenOpenBLAS() (*openBLAS, error) {
 		}
 		if f, err := purego.Dlsym(h, "openblas_set_num_threads"); err == nil {
 			setThreadsFn = f
+		}
+		if err := o.selfTest(); err != nil {
+			errs = append(errs, path+": "+err.Error())
+			continue
 		}
 		return o, nil
 	}

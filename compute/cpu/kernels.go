@@ -207,19 +207,25 @@ func (be *Backend) BiasGrad(dbias, dy compute.View, batch, channels, t int) {
 
 func biasGradTask(t *task, lo, hi int) { biasGrad(t.x[0], t.x[1], lo, hi, t.n[0], t.n[1]) }
 
-// biasGrad accumulates channels [lo, hi) of dbias; each row is summed in
-// float32 (rows are short) and the rows in float64.
+// sumBlock is the run of elements summed in float32 before the partial
+// sum moves to float64 (error ~ sumBlock*eps32 instead of t*eps32).
+const sumBlock = 256
+
+// biasGrad accumulates channels [lo, hi) of dbias: blocks of a row summed
+// in float32, the blocks and rows in float64.
 func biasGrad(dbias, dy []float32, lo, hi, batch, t int) {
 	channels := len(dbias)
 	for c := lo; c < hi; c++ {
 		var s float64
 		for b := 0; b < batch; b++ {
 			row := dy[(b*channels+c)*t : (b*channels+c+1)*t]
-			var rs float32
-			for _, v := range row {
-				rs += v
+			for b0 := 0; b0 < len(row); b0 += sumBlock {
+				var rs float32
+				for _, v := range row[b0:min(b0+sumBlock, len(row))] {
+					rs += v
+				}
+				s += float64(rs)
 			}
-			s += float64(rs)
 		}
 		dbias[c] += float32(s)
 	}
@@ -447,36 +453,60 @@ func (be *Backend) RowConvSameBackward(dsrc, dw, dy, src, w compute.View, rows, 
 	dys := sl(dy, rows*t, "RowConvSameBackward dy")
 	ss := sl(src, rows*t, "RowConvSameBackward src")
 	ws := sl(w, width, "RowConvSameBackward w")
-	h := width / 2
-	// dsrc[u] = sum_j w[j] * dy[u-(j-h)]: a row conv of dy with w reversed.
-	// dw[j] = sum_{r,i} dy[r][i] * src[r][i+j-h].
-	var acc [64]float64
-	var accs []float64
-	if width <= len(acc) {
-		accs = acc[:width]
-	} else {
-		accs = make([]float64, width)
+	// dw is reduced in float64 per chunk of rows, then added in order.
+	c := 1
+	if rows*t*width > grain && t > 0 {
+		c = be.chunks(rows, max(1, grain/(t*width)))
 	}
-	for r := 0; r < rows; r++ {
-		d, s, g := dss[r*t:(r+1)*t], ss[r*t:(r+1)*t], dys[r*t:(r+1)*t]
+	tk := getTask(rowConvBackwardTask)
+	if cap(tk.part) < c*width {
+		tk.part = make([]float64, c*width)
+	}
+	tk.part = tk.part[:c*width]
+	clear(tk.part)
+	tk.x[0], tk.x[1], tk.x[2], tk.x[3], tk.n[0] = dss, dys, ss, ws, t
+	be.runChunks(tk, rows, c)
+	for k := 0; k < c; k++ {
+		for j := range dws {
+			dws[j] += float32(tk.part[k*width+j])
+		}
+	}
+	putTask(tk)
+}
+
+func rowConvBackwardTask(t *task, lo, hi int) {
+	w := len(t.x[3])
+	k := lo / t.step
+	rowConvBackward(t.x[0], t.x[1], t.x[2], t.x[3], t.part[k*w:(k+1)*w], lo, hi, t.n[0])
+}
+
+// rowConvBackward does rows [lo, hi): dsrc[u] = sum_j w[j] dy[u-(j-h)] (the
+// row conv of dy with w reversed) and acc[j] += sum_i dy[i] src[i+j-h].
+func rowConvBackward(dsrc, dy, src, w []float32, acc []float64, lo, hi, t int) {
+	h := len(w) / 2
+	for r := lo; r < hi; r++ {
+		d, s, g := dsrc[r*t:(r+1)*t], src[r*t:(r+1)*t], dy[r*t:(r+1)*t]
 		clear(d)
-		for j, wj := range ws {
+		for j, wj := range w {
 			sh := j - h
 			lo, hi := max(0, -sh), min(t, t-sh)
 			if lo >= hi {
 				continue
 			}
 			gv, sv, dv := g[lo:hi], s[lo+sh:hi+sh], d[lo+sh:hi+sh]
-			var a float32
-			for i := range gv {
-				a += gv[i] * sv[i]
-				dv[i] += wj * gv[i]
+			// float32 partial sums over blocks of sumBlock, added in
+			// float64, keep long rows accurate without float64 per element.
+			for b0 := 0; b0 < len(gv); b0 += sumBlock {
+				b1 := min(b0+sumBlock, len(gv))
+				gb, sb, db := gv[b0:b1], sv[b0:b1], dv[b0:b1]
+				var a float32
+				for i := range gb {
+					a += gb[i] * sb[i]
+					db[i] += wj * gb[i]
+				}
+				acc[j] += float64(a)
 			}
-			accs[j] += float64(a)
 		}
-	}
-	for j := range ws {
-		dws[j] += float32(accs[j])
 	}
 }
 
