@@ -507,11 +507,11 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 	// Head.
 	a1, a2, da := compute.V(ws.a1), compute.V(ws.a2), compute.V(ws.da)
 	n := B * S * T
-	m.weightGrad(m.last2, dout, a2, O, S, T, 0, B)
+	m.weightGrad(m.last2, dout, a2, O, S, T, B)
 	be.BiasGrad(m.dbias(m.last2), dout, B, O, T)
 	be.GemmStridedBatched(true, false, S, T, O, 1, m.w(m.last2), S, 0, dout, T, O*T, 0, da, T, S*T, B)
 	be.ReLUBackward(da, da, a2, n)
-	m.weightGrad(m.last1, da, a1, S, S, T, 0, B)
+	m.weightGrad(m.last1, da, a1, S, S, T, B)
 	be.BiasGrad(m.dbias(m.last1), da, B, S, T)
 	dskip := compute.V(ws.skip) // the skip sum is not needed any more
 	be.GemmStridedBatched(true, false, S, T, S, 1, m.w(m.last1), S, 0, da, T, S*T, 0, dskip, T, S*T, B)
@@ -532,18 +532,18 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 		pl := pre.At(l * B * G * T)
 		z := zAll.At(l * B * H * T)
 		be.GemmStridedBatched(true, false, H, T, S, 1, m.w(ly.skip), H, 0, dskip, T, S*T, 0, dz, T, H*T, B)
-		m.weightGrad(ly.skip, dskip, z, S, H, T, 0, B)
+		m.weightGrad(ly.skip, dskip, z, S, H, T, B)
 		be.BiasGrad(m.dbias(ly.skip), dskip, B, S, T)
 		if l < L-1 {
 			// out = (W z + b + h) * r: the same r*dout flows to both.
 			be.Scale(dh, B*R*T, r)
 			be.GemmStridedBatched(true, false, H, T, R, 1, m.w(ly.out), H, 0, dh, T, R*T, 1, dz, T, H*T, B)
-			m.weightGrad(ly.out, dh, z, R, H, T, 0, B)
+			m.weightGrad(ly.out, dh, z, R, H, T, B)
 			be.BiasGrad(m.dbias(ly.out), dh, B, R, T)
 		}
 		be.GatedTanhSigmoidBackward(dpre, dz, pl, B, H*T)
 		be.BiasGrad(m.dbias(ly.conv), dpre, B, G, T)
-		m.weightGrad(ly.cond, dpre, c, G, C, T, 0, B)
+		m.weightGrad(ly.cond, dpre, c, G, C, T, B)
 		be.GemmStridedBatched(true, false, C, T, G, 1, m.w(ly.cond), C, 0, dpre, T, G*T, 1, dc, T, C*T, B)
 		// Dilated conv taps: dW_k += dpre[:, s:] x[:, :T-s]^T, dx[:, :T-s] += W_k^T dpre[:, s:].
 		K := ly.conv.k
@@ -560,7 +560,7 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 		}
 	}
 	// First conv (no gradient w.r.t. the network input).
-	m.weightGrad(m.first, dh, ws.x, R, cfg.InputChannels, T, 0, B)
+	m.weightGrad(m.first, dh, ws.x, R, cfg.InputChannels, T, B)
 	be.BiasGrad(m.dbias(m.first), dh, B, R, T)
 
 	m.upsampleBackward(ws, dmel)
@@ -570,8 +570,8 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 // weightGrad accumulates dW (out x in, row-major) += sum_b dy_b x_b^T over
 // [B][out][T] and [B][in][T] activations, one GEMM per batch item: a
 // strided-batched GEMM with a shared output would race on a GPU.
-func (m *Model) weightGrad(c *conv, dy, x compute.View, out, in, T, tapOff, B int) {
-	dw := m.dw(c).At(tapOff)
+func (m *Model) weightGrad(c *conv, dy, x compute.View, out, in, T, B int) {
+	dw := m.dw(c)
 	for b := 0; b < B; b++ {
 		m.be.Gemm(false, true, out, in, T, 1, dy.At(b*out*T), T, x.At(b*in*T), T, 1, dw, in)
 	}

@@ -57,7 +57,7 @@ const (
 
 func (c *conv) wLen() int { return c.out * c.in * c.k }
 
-// layout appends the conv's tensors to the table in state_dict order
+// addConv appends the conv's tensors to the table in state_dict order
 // (bias, weight_g, weight_v under weight norm; weight, bias otherwise).
 func (m *Model) addConv(c *conv) {
 	wShape := []int{c.out, c.in, c.k}
