@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -674,5 +676,175 @@ func TestKernelSignatures(t *testing.T) {
 	}
 	if seen != len(kernelSigs) {
 		t.Errorf("kernels.cu defines %d kernels, kernelSigs lists %d", seen, len(kernelSigs))
+	}
+}
+
+// fakeDevice adds the device-query, context, stream, module and cuBLAS
+// handle entry points to a fake backend's APIs, describing a GPU of compute
+// capability cc, so init (and with it NVRTC, the PTX cache and
+// cuModuleGetFunction) runs for real without a GPU. The fake module loader
+// rejects text that is not PTX and serves the .entry names it finds.
+func fakeDevice(t *testing.T, be *Backend, cc int) (loads *[]string) {
+	d, bl := be.drv, be.blas
+	ok := cuSuccess
+	loads = new([]string)
+	d.cuDeviceGet = func(dev *int32, ordinal int32) cuResult { *dev = ordinal; return ok }
+	d.cuDriverGetVersion = func(v *int32) cuResult { *v = 12040; return ok }
+	d.cuDeviceGetName = func(name *byte, n int32, _ int32) cuResult {
+		copy(unsafe.Slice(name, n), "FakeGPU 9000\x00")
+		return ok
+	}
+	d.cuDeviceGetAttribute = func(v *int32, attr int32, _ int32) cuResult {
+		switch attr {
+		case attrComputeCapMajor:
+			*v = int32(cc / 10)
+		case attrComputeCapMinor:
+			*v = int32(cc % 10)
+		case attrMultiprocessors:
+			*v = 132
+		default:
+			return 1 // CUDA_ERROR_INVALID_VALUE
+		}
+		return ok
+	}
+	d.cuDeviceTotalMem = func(b *uint64, _ int32) cuResult { *b = 80 << 30; return ok }
+	d.cuDevicePrimaryCtxRetain = func(ctx *uintptr, _ int32) cuResult { *ctx = 1; return ok }
+	d.cuStreamCreate = func(s *uintptr, flags uint32) cuResult {
+		if flags != cuStreamNonBlocking {
+			t.Errorf("cuStreamCreate flags %d", flags)
+		}
+		*s = 2
+		return ok
+	}
+	entries := map[string]uintptr{}
+	d.cuModuleLoadData = func(m *uintptr, image unsafe.Pointer) cuResult {
+		ptx := goString(image)
+		*loads = append(*loads, ptx)
+		if !strings.Contains(ptx, ".version") || !strings.Contains(ptx, ".entry") {
+			return 218 // CUDA_ERROR_INVALID_PTX
+		}
+		for i, m := range regexp.MustCompile(`\.entry\s+(\w+)\(`).FindAllStringSubmatch(ptx, -1) {
+			entries[m[1]] = uintptr(0x1000 + i)
+		}
+		*m = 5
+		return ok
+	}
+	d.cuModuleGetFunction = func(f *uintptr, _ uintptr, name string) cuResult {
+		id, found := entries[name]
+		if !found {
+			return 500 // CUDA_ERROR_NOT_FOUND
+		}
+		*f = id
+		return ok
+	}
+	bl.cublasCreate = func(h *uintptr) cublasStatus { *h = 3; return 0 }
+	bl.cublasSetStream = func(h, s uintptr) cublasStatus {
+		if h != 3 || s != 2 {
+			t.Errorf("cublasSetStream(%d, %d): want the handle on the backend's stream", h, s)
+		}
+		return 0
+	}
+	bl.cublasSetMathMode = func(_ uintptr, mode int32) cublasStatus {
+		want := int32(cublasDefaultMath)
+		if be.tf32 {
+			want = cublasTF32TensorMath
+		}
+		if mode != want {
+			t.Errorf("cublasSetMathMode(%d), want %d (TF32 %v)", mode, want, be.tf32)
+		}
+		return 0
+	}
+	bl.cublasGetVersion = func(_ uintptr, v *int32) cublasStatus { *v = 120400; return 0 }
+	return loads
+}
+
+// newFakeInit builds a fake backend and runs the real init on it.
+func newFakeInit(t *testing.T, cc int, tf32 bool) (*Backend, *[]string, error) {
+	be, f := newFakeBackend(t)
+	if err := be.release(); err != nil { // drop the buffers newFakeBackend made
+		t.Fatal(err)
+	}
+	be.nv = nvrtcOrSkip(t)
+	be.tf32 = tf32
+	loads := fakeDevice(t, be, cc)
+	be.funcs = map[string]uintptr{}
+	err := be.init(0)
+	for name, id := range be.funcs {
+		f.names[id] = name
+	}
+	return be, loads, err
+}
+
+// TestFakeInit: init on a fake sm_90 device compiles the kernels with NVRTC,
+// loads them, finds every kernel, caches the PTX on disk, and a second init
+// uses the cache; a damaged cache entry is recompiled; a GPU newer than
+// NVRTC knows gets the newest PTX NVRTC can emit.
+func TestFakeInit(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	be, loads, err := newFakeInit(t, 90, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(be.funcs) != len(kernelNames) {
+		t.Errorf("%d kernels found, want %d", len(be.funcs), len(kernelNames))
+	}
+	desc := be.Describe()
+	for _, want := range []string{"FakeGPU 9000", "sm_90", "132 SMs", "80.0 GiB", "driver 12.4", "fp32", "compute_90"} {
+		if !strings.Contains(desc, want) {
+			t.Errorf("Describe %q lacks %q", desc, want)
+		}
+	}
+	dir, _ := ptxCacheDir()
+	path := filepath.Join(dir, ptxCacheKey(kernelSource, "compute_90", be.nv.version(), 12040))
+	cached, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("PTX not cached: %v", err)
+	}
+	if string(nulTerminated(cached)) != (*loads)[0]+"\x00" {
+		t.Errorf("cached PTX differs from the loaded one")
+	}
+
+	// A marked cache entry is what the second init loads.
+	marked := strings.Replace(strings.TrimRight(string(cached), "\x00"), "\n", "\n// from-cache\n", 1)
+	if err := os.WriteFile(path, []byte(marked), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, loads, err = newFakeInit(t, 90, true)
+	if err != nil || len(*loads) != 1 || !strings.Contains((*loads)[0], "// from-cache") {
+		t.Fatalf("second init: err %v, %d module loads; want one load of the cached PTX", err, len(*loads))
+	}
+
+	// A damaged entry fails to load and is compiled afresh.
+	if err := os.WriteFile(path, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, loads, err = newFakeInit(t, 90, false)
+	if err != nil || len(*loads) != 2 || (*loads)[0] != "garbage" || !strings.Contains((*loads)[1], ".entry") {
+		t.Fatalf("damaged cache: err %v, %d loads; want garbage, then fresh PTX", err, len(*loads))
+	}
+
+	// sm_120 on an NVRTC that stops earlier: the newest PTX it can emit.
+	be, _, err = newFakeInit(t, 120, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if archs := be.nv.supportedArchs(); archs != nil && be.arch != fmt.Sprintf("compute_%d", slices.Max(archs)) {
+		t.Errorf("sm_120 with NVRTC archs %v: compiled for %s", archs, be.arch)
+	}
+}
+
+// TestFakeInitPTXTooNew: a driver refusing the PTX version gets an error
+// that says to update the driver.
+func TestFakeInitPTXTooNew(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	be, _ := newFakeBackend(t)
+	be.release()
+	be.nv = nvrtcOrSkip(t)
+	fakeDevice(t, be, 80)
+	be.drv.cuModuleLoadData = func(*uintptr, unsafe.Pointer) cuResult { return cuErrUnsupPTX }
+	be.funcs = map[string]uintptr{}
+	err := be.init(0)
+	if err == nil || !strings.Contains(err.Error(), "update the NVIDIA driver") || !strings.Contains(err.Error(), "CUDA_ERROR_FAKE_222") {
+		t.Fatalf("err = %v, want CUDA_ERROR_FAKE_222 and advice to update the driver", err)
 	}
 }
