@@ -264,6 +264,10 @@ func gatedRange(z, pre []float32, n, lo, hi int) {
 // doubled the kernel's time.
 func gated(z, a, b []float32) {
 	a, b = a[:len(z)], b[:len(z)]
+	if n8 := len(z) &^ 7; useAVX2 && n8 > 0 {
+		gatedAVX2(&z[0], &a[0], &b[0], n8)
+		z, a, b = z[n8:], a[n8:], b[n8:]
+	}
 	for i := range z {
 		x, y := float64(a[i]), float64(b[i])
 		// em = e^u - 1 with u = -2|x|.
@@ -318,6 +322,10 @@ func gatedBackwardRange(dpre, dz, pre []float32, n, lo, hi int) {
 // reason as gated.
 func gatedBackward(da, db, dz, a, b []float32) {
 	db, dz, a, b = db[:len(da)], dz[:len(da)], a[:len(da)], b[:len(da)]
+	if n8 := len(da) &^ 7; useAVX2 && n8 > 0 {
+		gatedBackwardAVX2(&da[0], &db[0], &dz[0], &a[0], &b[0], n8)
+		da, db, dz, a, b = da[n8:], db[n8:], dz[n8:], a[n8:], b[n8:]
+	}
 	for i := range da {
 		x, y, g := float64(a[i]), float64(b[i]), float64(dz[i])
 		// em = e^u - 1, e = e^u with u = -2|x|.

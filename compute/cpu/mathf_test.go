@@ -95,3 +95,57 @@ func TestFexp(t *testing.T) {
 		}
 	}
 }
+
+// TestGatedKernels runs the slice kernels (the AVX2 assembly where the CPU
+// has it, then the scalar Go loop) over every pairing of probe values with
+// a shifted copy, against float64 math: z = tanh(a) sigmoid(b),
+// da = dz s (1-t^2), db = dz t s (1-s).
+func TestGatedKernels(t *testing.T) {
+	xs := probes()
+	n := len(xs)
+	a, b, dz := make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range xs {
+		a[i] = xs[i]
+		b[i] = xs[(i*7919+13)%n]
+		dz[i] = float32(math.Sin(float64(i))) // in [-1, 1]
+	}
+	paths := []bool{false}
+	if useAVX2 {
+		paths = append(paths, true)
+	}
+	defer func(v bool) { useAVX2 = v }(useAVX2)
+	for _, avx := range paths {
+		useAVX2 = avx
+		z, da, db := make([]float32, n), make([]float32, n), make([]float32, n)
+		gated(z, a, b)
+		gatedBackward(da, db, dz, a, b)
+		for i := range z {
+			x, y, g := float64(a[i]), float64(b[i]), float64(dz[i])
+			th := math.Tanh(x)
+			s := 1 / (1 + math.Exp(-y))
+			ds := math.Exp(-y) * s * s
+			if math.IsInf(y, -1) {
+				ds = 0
+			}
+			c := math.Cosh(x)
+			want := [3]float64{th * s, g * s / (c * c), g * th * ds}
+			got := [3]float32{z[i], da[i], db[i]}
+			for k, name := range []string{"z", "da", "db"} {
+				w := want[k]
+				// 1e-6 relative; 1e-37 absolute covers the float32 clamps.
+				if d := math.Abs(float64(got[k]) - w); math.IsNaN(float64(got[k])) || d > 1e-6*math.Abs(w)+1e-37 {
+					t.Fatalf("avx2=%v: %s(a=%g, b=%g, dz=%g) = %g, want %g", avx, name, x, y, g, got[k], w)
+				}
+			}
+		}
+		// NaN in either input gives NaN, not a number.
+		nan := float32(math.NaN())
+		za := []float32{nan, 1, 0, 0, 0, 0, 0, 0, 0}
+		zb := []float32{1, nan, 0, 0, 0, 0, 0, 0, 0}
+		zz := make([]float32, 9)
+		gated(zz, za, zb)
+		if !math.IsNaN(float64(zz[0])) || !math.IsNaN(float64(zz[1])) {
+			t.Errorf("avx2=%v: NaN inputs gave %v", avx, zz[:2])
+		}
+	}
+}
