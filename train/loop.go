@@ -1,0 +1,665 @@
+package train
+
+// The training loop.
+//
+// Alignment (documented because synthesis must match it): the network input
+// at timestep t is the previous sample y[t-1] (0 at t = 0 of each crop),
+// encoded by the head (scalar or one-hot), and the output at t, conditioned
+// on the upsampled mel at t, predicts y[t]. That is exactly r9y9's
+// incremental generation (sample t from the previous sample and c[t]). r9y9's
+// train.py instead feeds y[t] and scores output t against y[t+1]
+// (y_hat[:, :, :-1] vs target[:, 1:]), which pairs sample t+1 with the
+// conditioning of t: off by one from its own generation. Ours trains what
+// generation uses, and scores every sample of the crop (mask all ones).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/internal/cliutil"
+	"github.com/wavecat/wavecat/ljspeech"
+	"github.com/wavecat/wavecat/outputs"
+	"github.com/wavecat/wavecat/wavenet"
+)
+
+// Files a run directory holds besides its step checkpoints.
+const (
+	MetricsFile = "metrics.jsonl"
+	PlotFile    = "loss.png"
+)
+
+// RunConfig is one training run. On Resume the settings that define the run
+// (Model, Head, Seed, BatchSize, MaxTimeSteps, Schedule, Adam, EMADecay,
+// ClipNorm) come from the checkpoint; the others (Steps, intervals, Keep,
+// evaluation, Backend) from here.
+type RunConfig struct {
+	Data string // preprocessed dump (ljspeech.Preprocess)
+	Out  string // run directory: step-* checkpoints, latest, metrics.jsonl, loss.png
+
+	Model wavenet.Config // channels and upsampling are set from Head and the dump (ModelForHead)
+	Head  string         // outputs.New spec
+
+	BatchSize    int
+	MaxTimeSteps int   // samples per crop; a multiple of the dump's hop
+	Steps        int64 // total optimizer steps of the run (not "more steps")
+	Schedule     Schedule
+	Adam         AdamConfig
+	EMADecay     float64
+	ClipNorm     float64 // 0: no clipping (r9y9's default)
+	Seed         uint64  // model init and batch order
+
+	LogInterval        int64 // steps per metrics record (and per NaN check of the grad norm)
+	EvalInterval       int64 // 0: no validation
+	CheckpointInterval int64 // 0: only at the end (and on interruption)
+	Keep               int   // step checkpoints kept (0: all)
+	EvalSplit          string
+	EvalMaxSamples     int // cap per utterance, rounded down to the hop; 0: whole utterances
+	EvalMaxUtterances  int // 0: all of the split
+
+	Resume  bool
+	Backend compute.Backend
+
+	// Log receives the progress bar and notes (os.Stderr when nil); Quiet
+	// drops the bar.
+	Log   io.Writer
+	Quiet bool
+	// OnStep, when set, is called after every completed step (tests use it
+	// to interrupt a run at a chosen step).
+	OnStep func(step int64)
+}
+
+// DefaultRunConfig is r9y9's recipe (REFERENCE.md §3) on the reference model,
+// without Data, Out, Head and Backend.
+func DefaultRunConfig() RunConfig {
+	return RunConfig{
+		Model: ReferenceModel(), BatchSize: 8, MaxTimeSteps: 10240, Steps: 1000000,
+		Schedule: DefaultSchedule(), Adam: DefaultAdam(), EMADecay: DefaultEMADecay,
+		LogInterval: 100, EvalInterval: 10000, CheckpointInterval: 100000, Keep: 5,
+		EvalSplit: "dev", EvalMaxSamples: 65536,
+	}
+}
+
+// runState is the part of config.json's "extra" section the loop needs to
+// resume a run as it was defined.
+type runState struct {
+	BatchSize    int     `json:"batch_size"`
+	MaxTimeSteps int     `json:"max_time_steps"`
+	ClipNorm     float64 `json:"clip_norm"`
+}
+
+// Result says how a run ended.
+type Result struct {
+	Config      RunConfig // the effective configuration (resumed settings included)
+	StartStep   int64
+	Step        int64  // completed steps
+	Checkpoint  string // the last checkpoint written ("" if none)
+	Interrupted bool   // the context was cancelled; the state was saved
+	LastEval    *EvalRecord
+	Params      int
+}
+
+// NonFiniteError is returned when the loss or the gradient is NaN or Inf.
+// Nothing is saved for that step: the newest checkpoint is the last good one.
+type NonFiniteError struct {
+	Step       int64 // the 1-based step whose loss/gradient was bad
+	What       string
+	Value      float64
+	Checkpoint string // the last good checkpoint ("" if none)
+}
+
+func (e *NonFiniteError) Error() string {
+	last := "no checkpoint was written yet"
+	if e.Checkpoint != "" {
+		last = "the last good checkpoint is " + e.Checkpoint
+	}
+	return fmt.Sprintf("training diverged at step %d: %s is %v; stopped without saving this state (%s)", e.Step, e.What, e.Value, last)
+}
+
+// trainer holds the live state of a run.
+type trainer struct {
+	cfg   RunConfig
+	be    compute.Backend
+	dump  *ljspeech.Dump
+	head  outputs.Head
+	model *wavenet.Model
+	evalM *wavenet.Model // holds the EMA weights during validation
+	ws    *wavenet.Workspace
+	adam  *Adam
+	ema   *EMA
+	bt    *ljspeech.Batcher
+	info  ModelInfo
+	step  int64
+	log   io.Writer
+
+	dev      []*ljspeech.Utterance
+	metrics  *metricsLog
+	lastCkpt string
+	lastEval *EvalRecord
+	lastSave int64
+
+	// host staging
+	logits, grad []float32
+	xHost        []float32
+}
+
+// Run trains until cfg.Steps, the context is cancelled (then it saves a
+// checkpoint and returns with Interrupted set and a nil error), or an error.
+func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
+	tr, err := newTrainer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.free()
+	return tr.run(ctx)
+}
+
+func (c *RunConfig) check() error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
+	if c.Data == "" {
+		bad("no data dump given")
+	}
+	if c.Out == "" {
+		bad("no output run directory given")
+	}
+	if c.Backend == nil {
+		bad("no compute backend")
+	}
+	if c.Steps < 0 {
+		bad("steps %d must not be negative", c.Steps)
+	}
+	if c.LogInterval <= 0 {
+		bad("log interval %d must be positive", c.LogInterval)
+	}
+	if c.EvalInterval < 0 || c.CheckpointInterval < 0 || c.Keep < 0 || c.EvalMaxSamples < 0 || c.EvalMaxUtterances < 0 {
+		bad("eval interval, checkpoint interval, keep and eval caps must not be negative")
+	}
+	if c.EvalSplit == "" {
+		c.EvalSplit = "dev"
+	}
+	if !c.Resume {
+		if c.Head == "" {
+			bad("no output head given")
+		}
+		if c.BatchSize <= 0 {
+			bad("batch size %d must be positive", c.BatchSize)
+		}
+		if c.MaxTimeSteps <= 0 {
+			bad("max time steps %d must be positive", c.MaxTimeSteps)
+		}
+		if err := c.Schedule.Validate(); err != nil {
+			bad("lr schedule: %v", err)
+		}
+		if !(c.EMADecay >= 0 && c.EMADecay < 1) {
+			bad("EMA decay %v must be in [0, 1)", c.EMADecay)
+		}
+		if c.ClipNorm < 0 || math.IsNaN(c.ClipNorm) {
+			bad("clip norm %v must be >= 0", c.ClipNorm)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func newTrainer(cfg RunConfig) (_ *trainer, err error) {
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	dump, err := ljspeech.OpenDump(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	tr := &trainer{cfg: cfg, be: cfg.Backend, dump: dump, log: cfg.Log}
+	if tr.log == nil {
+		tr.log = os.Stderr
+	}
+	defer func() {
+		if err != nil {
+			tr.free()
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("train: run directory: %w", err)
+	}
+	var ck *Checkpoint
+	latest, lerr := Latest(cfg.Out)
+	if cfg.Resume {
+		if lerr != nil {
+			return nil, fmt.Errorf("train: --resume: no checkpoint to resume in %s: %w", cfg.Out, lerr)
+		}
+		if ck, err = Load(latest); err != nil {
+			return nil, fmt.Errorf("train: resume: %w", err)
+		}
+		if err := tr.adoptCheckpointConfig(ck); err != nil {
+			return nil, fmt.Errorf("train: resume from %s: %w", latest, err)
+		}
+		tr.lastCkpt, tr.lastSave = latest, ck.Config.Step
+	} else if lerr == nil {
+		return nil, fmt.Errorf("train: %s already holds checkpoints (newest %s): resume it or choose another output directory", cfg.Out, latest)
+	}
+	cfg = tr.cfg
+
+	if tr.head, err = outputs.New(cfg.Head); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	p := dump.Params
+	mcfg, err := ModelForHead(cfg.Model, tr.head, p.Mel.NMels, p.Mel.Hop)
+	if err != nil {
+		return nil, fmt.Errorf("train: model for head %q on %s (hop %d, %d mels): %w", cfg.Head, cfg.Data, p.Mel.Hop, p.Mel.NMels, err)
+	}
+	tr.cfg.Model = mcfg
+	cfg = tr.cfg
+	if cfg.MaxTimeSteps%p.Mel.Hop != 0 {
+		return nil, fmt.Errorf("train: max time steps %d must be a multiple of the dump's hop %d", cfg.MaxTimeSteps, p.Mel.Hop)
+	}
+	tr.info = ModelInfo{Model: mcfg, Head: tr.head.Spec(), Preprocess: p, Stats: dump.Stats}
+
+	if tr.model, err = wavenet.New(mcfg, tr.be, int64(cfg.Seed)); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if tr.ws, err = tr.model.NewWorkspace(cfg.BatchSize, cfg.MaxTimeSteps); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	n := tr.model.NumParams()
+	if tr.adam, err = NewAdam(tr.be, n, cfg.Adam); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if tr.ema, err = NewEMA(tr.be, tr.model.Params(), n, float32(cfg.EMADecay)); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if ck != nil {
+		if err := tr.restore(ck); err != nil {
+			return nil, fmt.Errorf("train: resume from %s: %w", latest, err)
+		}
+	}
+	if tr.bt, err = dump.NewBatcher("train", cfg.BatchSize, cfg.MaxTimeSteps, mcfg.CinPad, p.Mel.Hop, cfg.Seed); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if cfg.EvalInterval > 0 {
+		if tr.evalM, err = wavenet.New(mcfg, tr.be, 0); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		if err := tr.loadEvalSet(); err != nil {
+			return nil, err
+		}
+	}
+	if tr.metrics, err = openMetrics(filepath.Join(cfg.Out, MetricsFile), tr.step, cfg.Resume); err != nil {
+		return nil, err
+	}
+	nOut := cfg.BatchSize * mcfg.OutChannels * cfg.MaxTimeSteps
+	if _, ok := tr.be.(compute.HostAccessor); !ok {
+		tr.logits, tr.grad = make([]float32, nOut), make([]float32, nOut)
+	}
+	tr.xHost = make([]float32, cfg.BatchSize*mcfg.InputChannels*cfg.MaxTimeSteps)
+	return tr, nil
+}
+
+// adoptCheckpointConfig takes the settings that define the run from a
+// checkpoint being resumed and checks the dump is the one it was trained on.
+func (tr *trainer) adoptCheckpointConfig(ck *Checkpoint) error {
+	m := ck.Config
+	mi, err := ParseModelInfo(m)
+	if err != nil {
+		return err
+	}
+	var rs runState
+	if len(m.Extra) == 0 {
+		return fmt.Errorf("config.json has no training section (\"extra\"): not a checkpoint written by this trainer")
+	}
+	if err := json.Unmarshal(m.Extra, &rs); err != nil {
+		return fmt.Errorf("config.json: \"extra\" section: %w", err)
+	}
+	a, _ := json.Marshal(mi.Preprocess)
+	b, _ := json.Marshal(tr.dump.Params)
+	if string(a) != string(b) {
+		return fmt.Errorf("the run was trained on a dump preprocessed with other parameters than %s's", tr.cfg.Data)
+	}
+	c := &tr.cfg
+	c.Model, c.Head, c.Seed = mi.Model, mi.Head, m.Seed
+	c.BatchSize, c.MaxTimeSteps, c.ClipNorm = rs.BatchSize, rs.MaxTimeSteps, rs.ClipNorm
+	c.Schedule, c.Adam, c.EMADecay = m.Schedule, m.Adam.AdamConfig, m.EMADecay
+	if c.Steps < m.Step {
+		return fmt.Errorf("--steps %d is below the checkpoint's step %d", c.Steps, m.Step)
+	}
+	return nil
+}
+
+// restore loads weights, EMA and Adam state into the live buffers.
+func (tr *trainer) restore(ck *Checkpoint) error {
+	if err := tr.model.ImportTensors(ToModelTensors(ck.Weights)); err != nil {
+		return err
+	}
+	if ck.EMA == nil || ck.Optimizer == nil {
+		return fmt.Errorf("checkpoint lacks the EMA or optimizer state needed to resume exactly")
+	}
+	if err := tr.model.ImportBuffer(tr.ema.View(), ToModelTensors(ck.EMA)); err != nil {
+		return fmt.Errorf("EMA: %w", err)
+	}
+	mt, vt, err := SplitAdamTensors(ck.Optimizer)
+	if err != nil {
+		return err
+	}
+	m, v := tr.adam.Moments()
+	if err := tr.model.ImportBuffer(m, ToModelTensors(mt)); err != nil {
+		return fmt.Errorf("optimizer: %w", err)
+	}
+	if err := tr.model.ImportBuffer(v, ToModelTensors(vt)); err != nil {
+		return fmt.Errorf("optimizer: %w", err)
+	}
+	if ck.Config.Adam.Step != ck.Config.Step {
+		return fmt.Errorf("optimizer step %d differs from the checkpoint step %d", ck.Config.Adam.Step, ck.Config.Step)
+	}
+	if err := tr.adam.SetSteps(int(ck.Config.Step)); err != nil {
+		return err
+	}
+	tr.step = ck.Config.Step
+	return nil
+}
+
+func (tr *trainer) free() {
+	for _, f := range []interface{ Free() }{tr.ws, tr.adam, tr.ema} {
+		if f != nil && !isNilFreer(f) {
+			f.Free()
+		}
+	}
+	if tr.model != nil {
+		tr.model.Free()
+	}
+	if tr.evalM != nil {
+		tr.evalM.Free()
+	}
+	if tr.metrics != nil {
+		tr.metrics.Close()
+	}
+}
+
+// isNilFreer catches typed nil pointers stored in the interface slice.
+func isNilFreer(f interface{ Free() }) bool {
+	switch v := f.(type) {
+	case *wavenet.Workspace:
+		return v == nil
+	case *Adam:
+		return v == nil
+	case *EMA:
+		return v == nil
+	}
+	return false
+}
+
+// prepared is one batch staged on the host, ready to upload.
+type prepared struct {
+	step int64
+	b    ljspeech.Batch
+	x    []float32
+	err  error
+}
+
+// prefetch reads and encodes batches in a goroutine one step ahead of the
+// compute, so disk reads and one-hot encoding overlap the previous step.
+func (tr *trainer) prefetch(ctx context.Context, from, to int64) <-chan prepared {
+	ch := make(chan prepared, 1)
+	go func() {
+		defer close(ch)
+		cin := tr.cfg.Model.InputChannels
+		for s := from; s < to; s++ {
+			b, err := tr.bt.Batch(int(s))
+			p := prepared{step: s, b: b, err: err}
+			if err == nil {
+				p.x = make([]float32, b.B*cin*b.T)
+				encodeInputs(tr.head, b.Wave, b.B, b.T, p.x)
+			}
+			select {
+			case ch <- p:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// encodeInputs writes x [B][InputChannels][T]: at t the encoded previous
+// sample wave[t-1], 0 at t = 0 (see the alignment note at the top).
+func encodeInputs(h outputs.Head, wave []float32, B, T int, x []float32) {
+	c := h.InputChannels()
+	enc := make([]float32, c)
+	for b := 0; b < B; b++ {
+		w := wave[b*T : (b+1)*T]
+		xb := x[b*c*T : (b+1)*c*T]
+		for t := 0; t < T; t++ {
+			prev := float32(0)
+			if t > 0 {
+				prev = w[t-1]
+			}
+			h.EncodeInput(prev, enc)
+			for k, v := range enc {
+				xb[k*T+t] = v
+			}
+		}
+	}
+}
+
+// stepOnce runs forward, the head loss, backward, and (when finite) Adam and
+// the EMA. It returns the mean per-sample training loss in nats and the
+// gradient norm before clipping.
+func (tr *trainer) stepOnce(p *prepared) (loss, gnorm float64, err error) {
+	be, m, ws, cfg := tr.be, tr.model, tr.ws, tr.cfg
+	B, T, C := p.b.B, p.b.T, cfg.Model.OutChannels
+	be.Upload(ws.X(), p.x)
+	be.Upload(ws.Mel(), p.b.Mel)
+	out := m.Forward(ws, ws.X(), ws.Mel())
+	n := B * C * T
+	logits, grad := tr.logits, tr.grad
+	ha, host := be.(compute.HostAccessor)
+	if host {
+		logits, grad = ha.Host(out, n), ha.Host(ws.DOut(), n)
+	} else {
+		be.Download(logits, out)
+	}
+	scale := float32(1 / float64(B*T))
+	var sum float64
+	for b := 0; b < B; b++ {
+		o := b * C * T
+		sum += tr.head.Loss(logits[o:o+C*T], T, T, p.b.Wave[b*T:(b+1)*T], nil, grad[o:o+C*T], scale)
+	}
+	loss = sum / float64(B*T)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return loss, 0, &NonFiniteError{Step: p.step + 1, What: "the training loss", Value: loss, Checkpoint: tr.lastCkpt}
+	}
+	if !host {
+		be.Upload(ws.DOut(), grad)
+	}
+	m.ZeroGrads()
+	m.Backward(ws, ws.DOut(), compute.View{})
+	np := m.NumParams()
+	if cfg.ClipNorm > 0 {
+		gnorm = ClipGradNorm(be, m.Grads(), np, cfg.ClipNorm)
+	} else {
+		gnorm = math.Sqrt(be.SumSquares(m.Grads(), np))
+	}
+	if math.IsNaN(gnorm) || math.IsInf(gnorm, 0) {
+		return loss, gnorm, &NonFiniteError{Step: p.step + 1, What: "the gradient norm", Value: gnorm, Checkpoint: tr.lastCkpt}
+	}
+	tr.adam.Step(m.Params(), m.Grads(), np, cfg.Schedule.LR(p.step))
+	tr.ema.Update(m.Params(), np)
+	return loss, gnorm, nil
+}
+
+func (tr *trainer) run(ctx context.Context) (*Result, error) {
+	cfg := tr.cfg
+	start := tr.step
+	res := &Result{Config: cfg, StartStep: start, Params: tr.model.NumParams()}
+	defer func() {
+		res.Step, res.Checkpoint, res.LastEval = tr.step, tr.lastCkpt, tr.lastEval
+	}()
+	fmt.Fprintf(tr.log, "train: %s, head %s, %d parameters, batch %d x %d samples, steps %d..%d, %s\n",
+		cfg.Out, tr.head.Spec(), tr.model.NumParams(), cfg.BatchSize, cfg.MaxTimeSteps, start, cfg.Steps, tr.be.Describe())
+	if len(tr.bt.Skipped) > 0 {
+		fmt.Fprintf(tr.log, "train: %d training utterances shorter than a crop are skipped\n", len(tr.bt.Skipped))
+	}
+	if cfg.EvalInterval > 0 && start == 0 {
+		if err := tr.evaluate(); err != nil {
+			return res, err
+		}
+	}
+
+	bar := cliutil.NewBar(cfg.Steps-start, "training", tr.log, cfg.Quiet)
+	defer bar.Exit()
+	// The prefetcher is not tied to ctx: an interrupt lets the current step
+	// finish, and stopping the reader is our own business.
+	pctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	batches := tr.prefetch(pctx, start, cfg.Steps)
+
+	var (
+		lossSum   float64
+		lossN     int64
+		lastGnorm float64
+		t0        = time.Now()
+		s0        = start
+	)
+	for tr.step < cfg.Steps {
+		p, ok := <-batches
+		if !ok || p.err != nil {
+			if p.err == nil {
+				p.err = errors.New("batch reader stopped")
+			}
+			return res, fmt.Errorf("train: step %d: %w", tr.step+1, p.err)
+		}
+		loss, gnorm, err := tr.stepOnce(&p)
+		if err != nil {
+			tr.metrics.Flush()
+			return res, err
+		}
+		tr.step++
+		lossSum += loss
+		lossN++
+		lastGnorm = gnorm
+		bar.Describe(fmt.Sprintf("step %d/%d loss %.4f", tr.step, cfg.Steps, loss))
+		bar.Add(1)
+
+		if tr.step%cfg.LogInterval == 0 || tr.step == cfg.Steps {
+			dt := time.Since(t0).Seconds()
+			sps := float64(tr.step-s0) / dt
+			rec := TrainRecord{Type: "train", Step: tr.step, Loss: lossSum / float64(lossN),
+				LR: lrValue(cfg.Schedule.LR(tr.step - 1)), StepsPerSec: sps,
+				SamplesPerSec: sps * float64(cfg.BatchSize*cfg.MaxTimeSteps), GradNorm: lastGnorm, Time: time.Now().UTC()}
+			if err := tr.metrics.Train(rec); err != nil {
+				return res, err
+			}
+			lossSum, lossN, t0, s0 = 0, 0, time.Now(), tr.step
+		}
+		interrupted := ctx.Err() != nil
+		if cfg.EvalInterval > 0 && tr.step%cfg.EvalInterval == 0 && !interrupted {
+			if err := tr.evaluate(); err != nil {
+				return res, err
+			}
+		}
+		if (cfg.CheckpointInterval > 0 && tr.step%cfg.CheckpointInterval == 0) || interrupted {
+			if err := tr.save(); err != nil {
+				return res, err
+			}
+		}
+		if tr.cfg.OnStep != nil {
+			tr.cfg.OnStep(tr.step)
+		}
+		if interrupted || ctx.Err() != nil {
+			if tr.lastSave != tr.step {
+				if err := tr.save(); err != nil {
+					return res, err
+				}
+			}
+			res.Interrupted = true
+			return res, nil
+		}
+	}
+	if cfg.EvalInterval > 0 && (tr.lastEval == nil || tr.lastEval.Step != tr.step) {
+		if err := tr.evaluate(); err != nil {
+			return res, err
+		}
+	}
+	if tr.lastSave != tr.step || tr.lastCkpt == "" {
+		if err := tr.save(); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// checkpoint gathers the current state.
+func (tr *trainer) checkpoint() (*Checkpoint, error) {
+	cfg := tr.cfg
+	meta := Meta{Step: tr.step, Seed: cfg.Seed, Schedule: cfg.Schedule, EMADecay: cfg.EMADecay,
+		Adam: AdamState{AdamConfig: cfg.Adam, Step: int64(tr.adam.Steps())}}
+	if err := tr.info.SetMeta(&meta); err != nil {
+		return nil, err
+	}
+	items := tr.step * int64(cfg.BatchSize)
+	nUtt := int64(tr.bt.Len())
+	meta.Data = DataPosition{Epoch: items / nUtt, Index: items % nUtt, ShuffleSeed: cfg.Seed}
+	extra, err := json.Marshal(runState{BatchSize: cfg.BatchSize, MaxTimeSteps: cfg.MaxTimeSteps, ClipNorm: cfg.ClipNorm})
+	if err != nil {
+		return nil, err
+	}
+	meta.Extra = extra
+	m, v := tr.adam.Moments()
+	return &Checkpoint{
+		Config:    meta,
+		Weights:   FromModelTensors(tr.model.ExportTensors()),
+		EMA:       FromModelTensors(tr.model.ExportBuffer(tr.ema.View())),
+		Optimizer: AdamTensors(FromModelTensors(tr.model.ExportBuffer(m)), FromModelTensors(tr.model.ExportBuffer(v))),
+	}, nil
+}
+
+// save writes a step checkpoint, prunes old ones and refreshes the plot. A
+// failure is returned as it is: Save never damages the previous checkpoint.
+func (tr *trainer) save() error {
+	ck, err := tr.checkpoint()
+	if err != nil {
+		return fmt.Errorf("train: checkpoint at step %d: %w", tr.step, err)
+	}
+	if err := tr.metrics.Flush(); err != nil {
+		return err
+	}
+	dir, err := SaveStep(tr.cfg.Out, ck)
+	if err != nil {
+		prev := "none was written before"
+		if tr.lastCkpt != "" {
+			prev = "the previous one, " + tr.lastCkpt + ", is intact"
+		}
+		return fmt.Errorf("train: saving the checkpoint of step %d failed (%s): %w", tr.step, prev, err)
+	}
+	tr.lastCkpt, tr.lastSave = dir, tr.step
+	if tr.cfg.Keep > 0 {
+		if err := Prune(tr.cfg.Out, tr.cfg.Keep); err != nil {
+			return fmt.Errorf("train: pruning old checkpoints: %w", err)
+		}
+	}
+	return tr.plot()
+}
+
+func (tr *trainer) plot() error {
+	if err := WritePlot(filepath.Join(tr.cfg.Out, PlotFile), tr.metrics.train, tr.metrics.eval, tr.head.Spec()); err != nil {
+		return fmt.Errorf("train: plot: %w", err)
+	}
+	return nil
+}
+
+// lrValue is the float32 learning rate as the shortest decimal (0.001, not
+// 0.0010000000474974513) for the metrics log.
+func lrValue(lr float32) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(lr), 'g', -1, 32), 64)
+	return v
+}
