@@ -519,21 +519,37 @@ func rowConvBackward(dsrc, dy, src, w []float32, acc []float64, lo, hi, t int) {
 }
 
 // WeightNorm computes w = g[o] * v / ||v[:, o, :]|| on a [groups][out][inner]
-// weight.
+// weight (a zero row gives NaN, as in PyTorch).
 func (be *Backend) WeightNorm(w, g, v compute.View, groups, out, inner int) {
 	checkNonNeg("WeightNorm", groups, out, inner)
 	n := groups * out * inner
 	ws, gs, vs := sl(w, n, "WeightNorm w"), sl(g, out, "WeightNorm g"), sl(v, n, "WeightNorm v")
-	for o := 0; o < out; o++ {
+	if n <= grain || inner == 0 {
+		weightNorm(ws, gs, vs, groups, inner, 0, out)
+		return
+	}
+	t := getTask(weightNormTask)
+	t.x[0], t.x[1], t.x[2], t.n[0], t.n[1] = ws, gs, vs, groups, inner
+	be.do(t, out, max(1, grain/(groups*inner)))
+}
+
+func weightNormTask(t *task, lo, hi int) {
+	weightNorm(t.x[0], t.x[1], t.x[2], t.n[0], t.n[1], lo, hi)
+}
+
+// weightNorm does output rows [lo, hi); out is len(g).
+func weightNorm(w, g, v []float32, groups, inner, lo, hi int) {
+	out := len(g)
+	for o := lo; o < hi; o++ {
 		var ss float64
 		for k := 0; k < groups; k++ {
-			row := vs[(k*out+o)*inner : (k*out+o+1)*inner]
+			row := v[(k*out+o)*inner : (k*out+o+1)*inner]
 			ss += dot(row, row)
 		}
-		f := float32(float64(gs[o]) / math.Sqrt(ss))
+		f := float32(float64(g[o]) / math.Sqrt(ss))
 		for k := 0; k < groups; k++ {
-			row := vs[(k*out+o)*inner : (k*out+o+1)*inner]
-			wr := ws[(k*out+o)*inner : (k*out+o+1)*inner]
+			row := v[(k*out+o)*inner : (k*out+o+1)*inner]
+			wr := w[(k*out+o)*inner : (k*out+o+1)*inner]
 			for i := range wr {
 				wr[i] = f * row[i]
 			}
@@ -548,20 +564,36 @@ func (be *Backend) WeightNormBackward(dg, dv, dw, g, v compute.View, groups, out
 	n := groups * out * inner
 	dgs, dvs := sl(dg, out, "WeightNormBackward dg"), sl(dv, n, "WeightNormBackward dv")
 	dws, gs, vs := sl(dw, n, "WeightNormBackward dw"), sl(g, out, "WeightNormBackward g"), sl(v, n, "WeightNormBackward v")
-	for o := 0; o < out; o++ {
+	if n <= grain || inner == 0 {
+		weightNormBackward(dgs, dvs, dws, gs, vs, groups, inner, 0, out)
+		return
+	}
+	t := getTask(weightNormBackwardTask)
+	t.x[0], t.x[1], t.x[2], t.x[3], t.x[4], t.n[0], t.n[1] = dgs, dvs, dws, gs, vs, groups, inner
+	be.do(t, out, max(1, grain/(groups*inner)))
+}
+
+func weightNormBackwardTask(t *task, lo, hi int) {
+	weightNormBackward(t.x[0], t.x[1], t.x[2], t.x[3], t.x[4], t.n[0], t.n[1], lo, hi)
+}
+
+// weightNormBackward does output rows [lo, hi); out is len(g).
+func weightNormBackward(dg, dv, dw, g, v []float32, groups, inner, lo, hi int) {
+	out := len(g)
+	for o := lo; o < hi; o++ {
 		var ss, dp float64
 		for k := 0; k < groups; k++ {
-			lo, hi := (k*out+o)*inner, (k*out+o+1)*inner
-			ss += dot(vs[lo:hi], vs[lo:hi])
-			dp += dot(dws[lo:hi], vs[lo:hi])
+			l, h := (k*out+o)*inner, (k*out+o+1)*inner
+			ss += dot(v[l:h], v[l:h])
+			dp += dot(dw[l:h], v[l:h])
 		}
 		norm := math.Sqrt(ss)
-		dgs[o] += float32(dp / norm)
-		a := float32(float64(gs[o]) / norm)
-		b := float32(float64(gs[o]) * dp / (norm * ss))
+		dg[o] += float32(dp / norm)
+		a := float32(float64(g[o]) / norm)
+		b := float32(float64(g[o]) * dp / (norm * ss))
 		for k := 0; k < groups; k++ {
-			lo, hi := (k*out+o)*inner, (k*out+o+1)*inner
-			dvr, dwr, vr := dvs[lo:hi], dws[lo:hi], vs[lo:hi]
+			l, h := (k*out+o)*inner, (k*out+o+1)*inner
+			dvr, dwr, vr := dv[l:h], dw[l:h], v[l:h]
 			for i := range dvr {
 				dvr[i] += a*dwr[i] - b*vr[i]
 			}
