@@ -1,0 +1,528 @@
+package wavenet
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/wavecat/wavecat/compute"
+)
+
+// Sampler is what incremental generation needs from an output head
+// (outputs.Head satisfies it): the channel counts, how a sample is fed back
+// as network input, and how one is drawn from one timestep's outputs.
+type Sampler interface {
+	Channels() int
+	InputChannels() int
+	EncodeInput(y float32, dst []float32)
+	Sample(logits []float32, stride int, rng *rand.Rand) float32
+}
+
+// Utterance is one mel spectrogram to vocode: Mel is frames x CinChannels,
+// row-major, already normalised the way the model was trained. Seed drives
+// the utterance's own sampling RNG, so its waveform does not depend on
+// which other utterances share its batch.
+type Utterance struct {
+	Mel  []float32
+	Seed uint64
+}
+
+// GenerateOptions tune Generate.
+type GenerateOptions struct {
+	// Batch is how many utterances are in flight at once (default 1). Each
+	// layer's weights are then used for every utterance in turn while they
+	// are hot in cache; a finished utterance's slot takes the next one.
+	Batch int
+	// ChunkFrames is how many mel frames are conditioned and projected per
+	// GEMM (default: about 1024 samples' worth). Memory per slot is
+	// ChunkFrames*hop*Layers*GateChannels floats.
+	ChunkFrames int
+	// Progress, when set, is called after every step with the number of
+	// samples that step produced (the active utterances).
+	Progress func(samples int)
+}
+
+// MaxGenerateFrames bounds one utterance (about an hour at the reference
+// hop and rate): longer inputs are almost certainly a mistake.
+const MaxGenerateFrames = 320000
+
+// Generator synthesises waveforms sample by sample with the standard
+// WaveNet fast-generation scheme: every layer keeps a ring of its last
+// (K-1)*d inputs, so a new sample costs one pass over the weights instead of
+// one over the receptive field.
+//
+// Per sample and layer the work is two matrix-vector products: the K dilated
+// taps fused into one [G x K*R] product over the stacked tap inputs, and the
+// residual and skip 1x1 convs fused into one [(R+S) x G/2] product. The
+// conditioning (upsampler) and every layer's conditioning projection (plus
+// the dilated conv's bias) are computed per chunk of frames with one stacked
+// [Layers*G x cin] GEMM, so the step only adds a precomputed vector.
+//
+// Batching and exactness: OpenBLAS picks different kernels (and summation
+// orders) for different GEMM widths: measured here, a column of sgemm with
+// n=1 (gemv), n=2..7, 8..15 and >=16 differ in the last bits. A batched
+// utterance must produce exactly the samples it produces alone, and
+// sampling amplifies any last-bit difference into a different waveform, so
+// each utterance's products are matrix-vector products of its own. The batch
+// still pays: layer-major order runs every utterance through a layer while
+// its 0.5 MB of weights is hot in cache.
+//
+// The step's elementwise work runs on host slices, so the generator needs a
+// host-memory backend (compute.HostAccessor, i.e. the CPU backend); a
+// per-sample step of ~100 tiny kernels would be launch-bound on a GPU anyway.
+type Generator struct {
+	m       *Model
+	be      compute.Backend
+	host    compute.HostAccessor
+	s       Sampler
+	cfg     Config
+	R, G, H int
+	S, O, K int
+	C, Cin  int
+	L, hop  int
+	dil     []int
+
+	w    compute.Buffer // all effective weights, see the offsets below
+	wh   []float32
+	offs genOffsets
+
+	skipBias []float32 // sum of every layer's skip bias, added once
+	resScale float32   // sqrt(0.5)
+	skipNorm float32   // sqrt(1/L)
+
+	// trace, when set (tests), sees every step's head outputs.
+	trace func(utt, t int, logits []float32)
+}
+
+type genOffsets struct {
+	first, firstB int
+	conv          []int // [G][K*R], tap-major inside a row
+	cond          int   // [L*G][C] stacked conditioning projections
+	condB         int   // [L*G] dilated conv biases (added to the projection)
+	rs, rsB       []int // [(R+S)][H] residual rows then skip rows; biases
+	last1, last1B int
+	last2, last2B int
+}
+
+// NewGenerator folds the model's weight norm once (ExportInference) and lays
+// the weights out for the per-sample step. The model must stay alive: its
+// upsampler computes the conditioning.
+func NewGenerator(m *Model, s Sampler) (*Generator, error) {
+	host, ok := m.Backend().(compute.HostAccessor)
+	if !ok {
+		return nil, fmt.Errorf("wavenet: incremental generation needs a host-memory backend (cpu), not %s", m.Backend().Name())
+	}
+	cfg := m.Config()
+	if s.Channels() != cfg.OutChannels || s.InputChannels() != cfg.InputChannels {
+		return nil, fmt.Errorf("wavenet: generator: head needs %d output / %d input channels, model has %d / %d",
+			s.Channels(), s.InputChannels(), cfg.OutChannels, cfg.InputChannels)
+	}
+	g := &Generator{m: m, be: m.Backend(), host: host, s: s, cfg: cfg,
+		R: cfg.ResidualChannels, G: cfg.GateChannels, H: cfg.GateChannels / 2,
+		S: cfg.SkipChannels, O: cfg.OutChannels, K: cfg.KernelSize,
+		C: cfg.CinChannels, Cin: cfg.InputChannels, L: cfg.Layers, hop: cfg.HopSize(),
+		resScale: float32(math.Sqrt(0.5)), skipNorm: float32(math.Sqrt(1 / float64(cfg.Layers)))}
+	for l := 0; l < g.L; l++ {
+		g.dil = append(g.dil, cfg.Dilation(l))
+	}
+	byName := map[string]Tensor{}
+	for _, t := range m.ExportInference() {
+		byName[t.Name] = t
+	}
+	get := func(name string, size int) ([]float32, error) {
+		t, ok := byName[name]
+		if !ok {
+			return nil, fmt.Errorf("wavenet: generator: model has no %s", name)
+		}
+		if len(t.Data) != size {
+			return nil, fmt.Errorf("wavenet: generator: %s has %d values, want %d", name, len(t.Data), size)
+		}
+		return t.Data, nil
+	}
+	R, G, H, S, O, K, C, L := g.R, g.G, g.H, g.S, g.O, g.K, g.C, g.L
+	var w []float32
+	place := func(n int) int { off := len(w); w = append(w, make([]float32, n)...); return off }
+	var errs []error
+	copyIn := func(off int, name string, size int) {
+		d, err := get(name, size)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		copy(w[off:off+size], d)
+	}
+	o := &g.offs
+	o.first = place(R * g.Cin)
+	copyIn(o.first, "first_conv.weight", R*g.Cin)
+	o.firstB = place(R)
+	copyIn(o.firstB, "first_conv.bias", R)
+	o.cond = place(L * G * C)
+	o.condB = place(L * G)
+	for l := 0; l < L; l++ {
+		p := fmt.Sprintf("conv_layers.%d.", l)
+		off := place(G * K * R)
+		o.conv = append(o.conv, off)
+		if d, err := get(p+"conv.weight", G*R*K); err != nil {
+			errs = append(errs, err)
+		} else {
+			// PyTorch [G][R][K] -> row g = [tap 0 | tap 1 | ... ] of R each,
+			// matching the stacked input [x(t-(K-1)d) ... x(t)].
+			for gi := 0; gi < G; gi++ {
+				for k := 0; k < K; k++ {
+					for r := 0; r < R; r++ {
+						w[off+gi*K*R+k*R+r] = d[(gi*R+r)*K+k]
+					}
+				}
+			}
+		}
+		copyIn(o.condB+l*G, p+"conv.bias", G)
+		copyIn(o.cond+l*G*C, p+"conv1x1c.weight", G*C)
+		rs := place((R + S) * H)
+		o.rs = append(o.rs, rs)
+		copyIn(rs, p+"conv1x1_out.weight", R*H)
+		copyIn(rs+R*H, p+"conv1x1_skip.weight", S*H)
+		rb := place(R + S)
+		o.rsB = append(o.rsB, rb)
+		copyIn(rb, p+"conv1x1_out.bias", R)
+		copyIn(rb+R, p+"conv1x1_skip.bias", S)
+	}
+	o.last1 = place(S * S)
+	copyIn(o.last1, "last_conv_layers.1.weight", S*S)
+	o.last1B = place(S)
+	copyIn(o.last1B, "last_conv_layers.1.bias", S)
+	o.last2 = place(O * S)
+	copyIn(o.last2, "last_conv_layers.3.weight", O*S)
+	o.last2B = place(O)
+	copyIn(o.last2B, "last_conv_layers.3.bias", O)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	g.skipBias = make([]float32, S)
+	for l := 0; l < L; l++ {
+		for s := 0; s < S; s++ {
+			g.skipBias[s] += w[o.rsB[l]+R+s]
+		}
+	}
+	g.w = g.be.Alloc(len(w))
+	g.be.Upload(compute.V(g.w), w)
+	g.wh = host.Host(compute.V(g.w), len(w))
+	return g, nil
+}
+
+// Free releases the generator's weight copy (the model is not touched).
+func (g *Generator) Free() {
+	if g.w != nil {
+		g.be.Free(g.w)
+		g.w, g.wh = nil, nil
+	}
+}
+
+// StepWeightBytes is the float32 weight bytes one sample step reads (the
+// roofline's memory term): dilated convs, residual/skip convs (the last
+// layer's residual rows are skipped), first conv and head. The conditioning
+// projections are precomputed and not counted here.
+func (g *Generator) StepWeightBytes() int64 {
+	n := g.R*g.Cin + g.L*g.G*g.K*g.R + g.L*(g.R+g.S)*g.H - g.R*g.H + g.S*g.S + g.O*g.S
+	return 4 * int64(n)
+}
+
+// StepFLOPs is the multiply-add work (2 per weight) of one sample step,
+// excluding the per-chunk conditioning GEMMs.
+func (g *Generator) StepFLOPs() float64 { return float64(g.StepWeightBytes()) / 2 }
+
+// slot is one in-flight utterance: its rings, stacked inputs and scratch.
+type slot struct {
+	utt    int
+	T, t   int
+	frames int
+	melP   []float32 // padded mel, [C][frames+2*pad] (host)
+	rng    *rand.Rand
+	out    []float32
+	prev   float32
+
+	// Chunk state: samples [c0, c1) have their projections in proj.
+	c0, c1 int
+
+	x      compute.View // stacked inputs, L blocks of [K*R]
+	ring   compute.View // per layer (K-1)*d vectors of R
+	ringOf []int
+	pre    compute.View // [G]
+	z      compute.View // [H]
+	rs     compute.View // [R+S]
+	skip   compute.View // [S]
+	a1, a2 compute.View // [S]
+	out0   compute.View // [O]
+	xin    compute.View // [Cin]
+	proj   compute.View // [chunk samples][L*G]
+	melC   compute.View // chunk mel [C][chunk frames + margins + 2*pad]
+	cond   compute.View // chunk conditioning [C][(chunk frames + margins)*hop]
+}
+
+// condMargin is the number of extra frames conditioned on each side of a
+// chunk: the upsampler's row convolutions reach less than 1.34 frames
+// (s_i samples at stage i's resolution, summed over the stages), so two
+// frames make the chunk's interior exactly what the whole utterance gives.
+const condMargin = 2
+
+// Generate vocodes every utterance and returns their waveforms (network
+// output amplitudes in [-1,1], frames*hop samples each, before any
+// de-emphasis or gain). Utterances are generated opts.Batch at a time; each
+// one's samples are identical whatever the batch.
+func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float32, error) {
+	if g.w == nil {
+		return nil, errors.New("wavenet: generator used after Free")
+	}
+	C, pad := g.C, g.cfg.CinPad
+	for i, u := range utts {
+		if len(u.Mel) == 0 || len(u.Mel)%C != 0 {
+			return nil, fmt.Errorf("wavenet: generate: utterance %d: mel has %d values, not a positive multiple of %d channels", i, len(u.Mel), C)
+		}
+		if f := len(u.Mel) / C; f > MaxGenerateFrames {
+			return nil, fmt.Errorf("wavenet: generate: utterance %d: %d frames is more than the %d allowed", i, f, MaxGenerateFrames)
+		}
+		for j, v := range u.Mel {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("wavenet: generate: utterance %d: mel value %d (frame %d, channel %d) is %v", i, j, j/C, j%C, v)
+			}
+		}
+	}
+	B := opts.Batch
+	if B <= 0 {
+		B = 1
+	}
+	B = min(B, len(utts))
+	chunkF := opts.ChunkFrames
+	if chunkF <= 0 {
+		chunkF = max(1, 1024/g.hop)
+	}
+	outs := make([][]float32, len(utts))
+	if len(utts) == 0 {
+		return outs, nil
+	}
+
+	// Per-slot buffers, allocated once for the whole call.
+	R, G, H, S, O, K, L := g.R, g.G, g.H, g.S, g.O, g.K, g.L
+	ringOf := make([]int, L+1)
+	for l := 0; l < L; l++ {
+		ringOf[l+1] = ringOf[l] + (K-1)*g.dil[l]*R
+	}
+	n := chunkF * g.hop
+	melW := chunkF + 2*condMargin + 2*pad
+	condW := (chunkF + 2*condMargin) * g.hop
+	sizes := []int{L * K * R, max(ringOf[L], 1), G, H, R + S, S, S, S, O, g.Cin, n * L * G, C * melW, C * condW}
+	per := 0
+	for _, s := range sizes {
+		per += s
+	}
+	buf := g.be.Alloc(B * per)
+	defer g.be.Free(buf)
+	slots := make([]*slot, B)
+	for b := range slots {
+		v := compute.V(buf).At(b * per)
+		next := func(i int) compute.View { r := v; v = v.At(sizes[i]); return r }
+		slots[b] = &slot{x: next(0), ring: next(1), pre: next(2), z: next(3), rs: next(4), skip: next(5),
+			a1: next(6), a2: next(7), out0: next(8), xin: next(9), proj: next(10), melC: next(11), cond: next(12),
+			ringOf: ringOf, utt: -1}
+	}
+
+	queue := 0
+	start := func(sl *slot) bool {
+		if queue >= len(utts) {
+			sl.utt = -1
+			return false
+		}
+		u := utts[queue]
+		sl.utt = queue
+		queue++
+		sl.frames = len(u.Mel) / C
+		sl.T = sl.frames * g.hop
+		sl.t, sl.c0, sl.c1, sl.prev = 0, 0, 0, 0
+		sl.out = make([]float32, sl.T)
+		sl.rng = rand.New(rand.NewPCG(u.Seed, 0x5eed5eed5eed5eed))
+		// Pad with CinPad replicated edge frames each side (the reference's
+		// inference padding) and transpose to [C][frames+2*pad].
+		F, Fp := sl.frames, sl.frames+2*pad
+		sl.melP = make([]float32, C*Fp)
+		for f := 0; f < Fp; f++ {
+			src := min(max(f-pad, 0), F-1)
+			for c := 0; c < C; c++ {
+				sl.melP[c*Fp+f] = u.Mel[src*C+c]
+			}
+		}
+		g.be.Fill(sl.ring, max(ringOf[L], 1), 0)
+		return true
+	}
+	active := 0
+	for _, sl := range slots {
+		if start(sl) {
+			active++
+		}
+	}
+	for active > 0 {
+		for _, sl := range slots {
+			if sl.utt >= 0 && sl.t == sl.c1 {
+				g.condChunk(sl, chunkF, n)
+			}
+		}
+		g.step(slots)
+		done := 0
+		for _, sl := range slots {
+			if sl.utt < 0 {
+				continue
+			}
+			done++
+			sl.t++
+			if sl.t == sl.T {
+				outs[sl.utt] = sl.out
+				sl.out, sl.melP = nil, nil
+				if !start(sl) {
+					active--
+				}
+			}
+		}
+		if opts.Progress != nil {
+			opts.Progress(done)
+		}
+	}
+	return outs, nil
+}
+
+// condChunk conditions the next chunk of sl's frames (with condMargin
+// frames of context each side) and projects it through every layer's
+// conditioning conv in one GEMM: proj[j][l*G+g] for sample c0+j, bias
+// included.
+func (g *Generator) condChunk(sl *slot, chunkF, n int) {
+	C, pad, hop, LG := g.C, g.cfg.CinPad, g.hop, g.L*g.G
+	f0 := sl.c1 / hop
+	f1 := min(f0+chunkF, sl.frames)
+	a, e := max(f0-condMargin, 0), min(f1+condMargin, sl.frames)
+	Fp, w := sl.frames+2*pad, e-a+2*pad
+	// Frames [a, e) of conv_in's output read padded frames [a, e+2*pad).
+	mh := g.host.Host(sl.melC, C*w)
+	for c := 0; c < C; c++ {
+		copy(mh[c*w:(c+1)*w], sl.melP[c*Fp+a:c*Fp+a+w])
+	}
+	g.m.Conditioning(sl.melC, 1, e-a, sl.cond)
+	cw := (e - a) * hop
+	rows := (f1 - f0) * hop
+	// proj (rows x L*G) = cond[:, chunk]^T (rows x C) * Wc^T (C x L*G).
+	g.be.Gemm(true, true, rows, LG, C, 1, sl.cond.At((f0-a)*hop), cw, compute.V(g.w).At(g.offs.cond), C, 0, sl.proj, LG)
+	ph := g.host.Host(sl.proj, rows*LG)
+	bias := g.wh[g.offs.condB : g.offs.condB+LG]
+	for j := 0; j < rows; j++ {
+		row := ph[j*LG : (j+1)*LG]
+		for i := range row {
+			row[i] += bias[i]
+		}
+	}
+	sl.c0, sl.c1 = f0*hop, f1*hop
+}
+
+// step advances every active slot by one sample, layer-major so each
+// layer's weights serve all slots while cached.
+func (g *Generator) step(slots []*slot) {
+	be, wv, wh := g.be, compute.V(g.w), g.wh
+	R, G, H, S, O, K, L, Cin := g.R, g.G, g.H, g.S, g.O, g.K, g.L, g.Cin
+	KR := K * R
+	o := &g.offs
+	// Input: encode the previous sample; first 1x1 conv into layer 0's
+	// current-tap block.
+	for _, sl := range slots {
+		if sl.utt < 0 {
+			continue
+		}
+		xin := g.host.Host(sl.xin, Cin)
+		g.s.EncodeInput(sl.prev, xin)
+		cur := sl.x.At((K - 1) * R)
+		be.Gemm(false, false, R, 1, Cin, 1, wv.At(o.first), Cin, sl.xin, 1, 0, cur, 1)
+		h := g.host.Host(cur, R)
+		for r, bv := range wh[o.firstB : o.firstB+R] {
+			h[r] += bv
+		}
+	}
+	for l := 0; l < L; l++ {
+		d := g.dil[l]
+		span := (K - 1) * d
+		last := l == L-1
+		for _, sl := range slots {
+			if sl.utt < 0 {
+				continue
+			}
+			t := sl.t
+			xl := sl.x.At(l * KR)
+			xh := g.host.Host(xl, KR)
+			var ring []float32
+			if span > 0 {
+				ring = g.host.Host(sl.ring.At(sl.ringOf[l]), span*R)
+				// Tap k reads x(t-(K-1-k)d): slot (t-(K-1-k)d) mod span,
+				// zero until written.
+				for k := 0; k < K-1; k++ {
+					s := (t - (K-1-k)*d) % span
+					if s < 0 {
+						s += span
+					}
+					copy(xh[k*R:(k+1)*R], ring[s*R:(s+1)*R])
+				}
+			}
+			// pre = Wconv [taps] + (conditioning projection + bias).
+			pre := g.host.Host(sl.pre, G)
+			copy(pre, g.host.Host(sl.proj.At((t-sl.c0)*L*G+l*G), G))
+			be.Gemm(false, false, G, 1, KR, 1, wv.At(o.conv[l]), KR, xl, 1, 1, sl.pre, 1)
+			if span > 0 {
+				// The current input replaces the oldest (tap 0, already read).
+				s := t % span
+				copy(ring[s*R:(s+1)*R], xh[(K-1)*R:])
+			}
+			be.GatedTanhSigmoid(sl.z, sl.pre, 1, H)
+			rsB := wh[o.rsB[l] : o.rsB[l]+R+S]
+			rs := g.host.Host(sl.rs, R+S)
+			skip := g.host.Host(sl.skip, S)
+			if last {
+				// The last layer's residual output feeds nothing.
+				be.Gemm(false, false, S, 1, H, 1, wv.At(o.rs[l]+R*H), H, sl.z, 1, 0, sl.rs.At(R), 1)
+			} else {
+				be.Gemm(false, false, R+S, 1, H, 1, wv.At(o.rs[l]), H, sl.z, 1, 0, sl.rs, 1)
+				hcur := xh[(K-1)*R:]
+				hn := g.host.Host(sl.x.At((l+1)*KR+(K-1)*R), R)
+				for r := 0; r < R; r++ {
+					hn[r] = (rs[r] + rsB[r] + hcur[r]) * g.resScale
+				}
+			}
+			if l == 0 {
+				copy(skip, rs[R:])
+			} else {
+				for s, v := range rs[R:] {
+					skip[s] += v
+				}
+			}
+		}
+	}
+	// Head: ReLU(skip*sqrt(1/L)), 1x1, ReLU, 1x1, then sample.
+	for _, sl := range slots {
+		if sl.utt < 0 {
+			continue
+		}
+		skip := g.host.Host(sl.skip, S)
+		a1 := g.host.Host(sl.a1, S)
+		for s, v := range skip {
+			a1[s] = max((v+g.skipBias[s])*g.skipNorm, 0)
+		}
+		be.Gemm(false, false, S, 1, S, 1, wv.At(o.last1), S, sl.a1, 1, 0, sl.a2, 1)
+		a2 := g.host.Host(sl.a2, S)
+		for s, bv := range wh[o.last1B : o.last1B+S] {
+			a2[s] = max(a2[s]+bv, 0)
+		}
+		be.Gemm(false, false, O, 1, S, 1, wv.At(o.last2), S, sl.a2, 1, 0, sl.out0, 1)
+		out := g.host.Host(sl.out0, O)
+		for c, bv := range wh[o.last2B : o.last2B+O] {
+			out[c] += bv
+		}
+		if g.trace != nil {
+			g.trace(sl.utt, sl.t, out)
+		}
+		y := g.s.Sample(out, 1, sl.rng)
+		sl.out[sl.t] = y
+		sl.prev = y
+	}
+}
