@@ -1,0 +1,212 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/evaluate"
+	"github.com/wavecat/wavecat/ljspeech"
+	"github.com/wavecat/wavecat/outputs"
+	"github.com/wavecat/wavecat/train"
+	"github.com/wavecat/wavecat/wavenet"
+)
+
+// makeDump preprocesses the project's mini corpus (32 clips, 3 in eval).
+func makeDump(t *testing.T) *ljspeech.Dump {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "dump")
+	if _, err := ljspeech.Preprocess(ljspeech.Options{Data: "../../testdata/minicorpus/LJSpeech-1.1", Out: dir, Dev: 3, Eval: 3, Quiet: true, Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := ljspeech.OpenDump(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// makeCheckpoint saves a tiny random model with head spec for dump d and
+// returns its run directory.
+func makeCheckpoint(t *testing.T, d *ljspeech.Dump, spec string, seed int64) string {
+	t.Helper()
+	h, err := outputs.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := train.ModelForHead(wavenet.TinyConfig(h.Channels(), h.InputChannels(), d.Params.Mel.NMels), h, d.Params.Mel.NMels, d.Params.Mel.Hop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := cpu.New(cpu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := wavenet.New(cfg, be, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	mi := train.ModelInfo{Model: cfg, Head: h.Spec(), Preprocess: d.Params, Stats: d.Stats}
+	var meta train.Meta
+	meta.Format = train.FormatVersion
+	meta.Step = 1000 + seed
+	if err := mi.SetMeta(&meta); err != nil {
+		t.Fatal(err)
+	}
+	ts := train.FromModelTensors(m.ExportTensors())
+	run := filepath.Join(t.TempDir(), strings.Fields(spec)[0])
+	if _, err := train.SaveStep(run, &train.Checkpoint{Config: meta, Weights: ts, EMA: ts}); err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// standInSynth replaces the generator: the ground truth target of the
+// utterance with that many frames, plus noise of a level set per head
+// (0 for gaussian, so its MCD must be exactly 0).
+func standInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
+	byFrames := map[int][]float32{}
+	for _, id := range ids {
+		u, err := d.LoadUtterance(id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byFrames[u.Frames] = u.Wave
+	}
+	if len(byFrames) != len(ids) {
+		t.Fatalf("eval utterances share a length; the stand-in cannot tell them apart")
+	}
+	old := synthesizerFor
+	synthesizerFor = func(m *wavenet.Model, head outputs.Head, mi train.ModelInfo, seed uint64) (evaluate.Synthesize, error) {
+		level := 0.0
+		if head.Name() != "gaussian" {
+			level = 0.05
+		}
+		rng := rand.New(rand.NewPCG(seed, 1))
+		return func(mel []float32, frames int) ([]float32, error) {
+			w, ok := byFrames[frames]
+			if !ok {
+				t.Errorf("stand-in: no utterance of %d frames", frames)
+			}
+			y := make([]float32, len(w))
+			for i, v := range w {
+				y[i] = v + float32(level*rng.NormFloat64())
+			}
+			return y, nil
+		}, nil
+	}
+	return func() { synthesizerFor = old }
+}
+
+func resetEvalOpts() {
+	evalOpts.checkpoints = nil
+	evalOpts.data, evalOpts.split, evalOpts.out = "", "eval", ""
+	evalOpts.noSynth, evalOpts.maxUtts, evalOpts.chunk, evalOpts.raw, evalOpts.seed = false, 0, 32, false, 1
+}
+
+func TestEvalTable(t *testing.T) {
+	d := makeDump(t)
+	ids, _ := d.Split.Subset("eval")
+	gauss := makeCheckpoint(t, d, "gaussian", 1)
+	mulaw := makeCheckpoint(t, d, "mulaw --bins 16", 2)
+	defer standInSynth(t, d, ids)()
+	out := filepath.Join(t.TempDir(), "table.json")
+	resetEvalOpts()
+	stdout, _, err := run(t, "eval", "-q", "--checkpoint", gauss, "--checkpoint", mulaw, "--data", d.Dir, "-o", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + stdout)
+	var got struct {
+		Rows []evaluate.Row `json:"rows"`
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Rows) != 2 || got.Rows[0].Head != "gaussian" || got.Rows[1].Head != "mulaw" {
+		t.Fatalf("rows %+v", got.Rows)
+	}
+	if got.Rows[0].MCD == nil || got.Rows[0].MCD.Mean != 0 || got.Rows[0].LogMelL1.Mean != 0 {
+		t.Errorf("exact ground truth: MCD %+v, L1 %+v, want 0", got.Rows[0].MCD, got.Rows[0].LogMelL1)
+	}
+	if got.Rows[1].MCD == nil || !(got.Rows[1].MCD.Mean > 0.5) || !(got.Rows[1].LogMelL1.Mean > 0) {
+		t.Errorf("noisy synthesis: MCD %+v, L1 %+v, want > 0", got.Rows[1].MCD, got.Rows[1].LogMelL1)
+	}
+	// Bits agree with an independent pass of each model over each utterance.
+	be, _ := cpu.New(cpu.Options{})
+	for r, run := range []string{gauss, mulaw} {
+		m, head, mi, _, err := train.LoadModel(run, be, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var per []float64
+		for _, id := range ids {
+			u, err := d.LoadUtterance(id, mi.Model.CinPad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := evaluate.TeacherForcedBits(m, head, u, evaluate.BitsOptions{ChunkFrames: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s float64
+			for _, v := range b {
+				s += v
+			}
+			per = append(per, s/float64(len(b)))
+		}
+		mean, se := evaluate.MeanSE(per)
+		row := got.Rows[r]
+		if math.Abs(row.Bits.Mean-mean) > 1e-4 || math.Abs(row.Bits.SE-se) > 1e-4 || row.Utterances != len(ids) || row.Params != m.NumParams() {
+			t.Errorf("%s: row %+v, want bits %g ± %g over %d utterances, %d params", run, row, mean, se, len(ids), m.NumParams())
+		}
+		m.Free()
+	}
+	if !strings.Contains(stdout, "| gaussian --log-scale-min -16 |") || !strings.Contains(stdout, "bits/sample") {
+		t.Errorf("markdown table missing rows:\n%s", stdout)
+	}
+}
+
+func TestEvalNoSynthesisAndErrors(t *testing.T) {
+	d := makeDump(t)
+	ck := makeCheckpoint(t, d, "adacat --components 4 --lambda 0.001", 3)
+	resetEvalOpts()
+	stdout, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir, "--no-synthesis", "--max-utterances", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, "| adacat") || !strings.Contains(stdout, "| 1 |") || !strings.Contains(stdout, "| - | - |") {
+		t.Errorf("want one adacat utterance and no MCD:\n%s", stdout)
+	}
+	// Without a generator, synthesis is refused with a hint.
+	resetEvalOpts()
+	if _, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir); err == nil || !strings.Contains(err.Error(), "--no-synthesis") {
+		t.Errorf("synthesis without a generator: %v", err)
+	}
+	resetEvalOpts()
+	if _, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir, "--split", "test", "--no-synthesis"); err == nil || !strings.Contains(err.Error(), "test") {
+		t.Errorf("unknown split: %v", err)
+	}
+	// A dump made with other preprocessing does not match the checkpoint.
+	other := filepath.Join(t.TempDir(), "other")
+	p := ljspeech.DefaultParams()
+	p.Gain = 0.5
+	if _, err := ljspeech.Preprocess(ljspeech.Options{Data: "../../testdata/minicorpus/LJSpeech-1.1", Out: other, Params: p, Dev: 3, Eval: 3, Quiet: true, Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	resetEvalOpts()
+	if _, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", other, "--no-synthesis"); err == nil || !strings.Contains(err.Error(), "preprocessing") {
+		t.Errorf("mismatched dump: %v", err)
+	}
+}

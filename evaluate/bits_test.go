@@ -1,0 +1,104 @@
+package evaluate
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/ljspeech"
+	"github.com/wavecat/wavecat/outputs"
+	"github.com/wavecat/wavecat/wavenet"
+)
+
+func randomUtterance(rng *rand.Rand, frames, hop, cin, pad int) *ljspeech.Utterance {
+	u := &ljspeech.Utterance{ID: "LJ000-0001", Frames: frames, Cin: cin, CinPad: pad}
+	u.Wave = make([]float32, frames*hop)
+	for i := range u.Wave {
+		u.Wave[i] = float32(0.5 * math.Sin(float64(i)*0.3) * (0.5 + 0.5*rng.Float64()))
+	}
+	u.Mel = make([]float32, cin*(frames+2*pad))
+	for i := range u.Mel {
+		u.Mel[i] = float32(rng.NormFloat64())
+	}
+	return u
+}
+
+// The chunked pass must give what one Forward over the whole utterance gives,
+// with the input at t the previous sample (0 at t = 0), for a scalar-input and
+// a one-hot-input head.
+func TestTeacherForcedBitsMatchesOnePass(t *testing.T) {
+	be, err := cpu.New(cpu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, spec := range []string{"gaussian", "mulaw --bins 16", "adacat --components 4 --lambda 0.001"} {
+		head, err := outputs.New(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := wavenet.TinyConfig(head.Channels(), head.InputChannels(), 6)
+		m, err := wavenet.New(cfg, be, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hop, F := cfg.HopSize(), 23
+		utt := randomUtterance(rng, F, hop, cfg.CinChannels, cfg.CinPad)
+
+		T := F * hop
+		ws, err := m.NewWorkspace(1, T)
+		if err != nil {
+			t.Fatal(err)
+		}
+		Q := head.InputChannels()
+		x := make([]float32, Q*T)
+		enc := make([]float32, Q)
+		for tt := 0; tt < T; tt++ {
+			var prev float32
+			if tt > 0 {
+				prev = utt.Wave[tt-1]
+			}
+			head.EncodeInput(prev, enc)
+			for q := range enc {
+				x[q*T+tt] = enc[q]
+			}
+		}
+		be.Upload(ws.X(), x)
+		be.Upload(ws.Mel(), utt.Mel)
+		logits := make([]float32, head.Channels()*T)
+		be.Download(logits, m.Forward(ws, ws.X(), ws.Mel()))
+		want := make([]float64, T)
+		head.Bits(logits, T, T, utt.Wave, want)
+		ws.Free()
+
+		for _, chunk := range []int{1, 3, 7, 100} {
+			got, err := TeacherForcedBits(m, head, utt, BitsOptions{ChunkFrames: chunk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if math.Abs(got[i]-want[i]) > 1e-3*(1+math.Abs(want[i])) {
+					t.Fatalf("%s chunk %d: sample %d: %g bits, one pass %g", spec, chunk, i, got[i], want[i])
+				}
+			}
+		}
+		bad := *utt
+		bad.Wave = bad.Wave[:len(bad.Wave)-1]
+		if _, err := TeacherForcedBits(m, head, &bad, BitsOptions{}); err == nil {
+			t.Errorf("%s: wave/frames mismatch accepted", spec)
+		}
+		m.Free()
+	}
+}
+
+func TestMeanSE(t *testing.T) {
+	// 2, 4, 6: mean 4, s = 2, se = 2/sqrt(3).
+	m, se := MeanSE([]float64{2, 4, 6})
+	if m != 4 || math.Abs(se-2/math.Sqrt(3)) > 1e-15 {
+		t.Errorf("MeanSE = %g, %g; want 4, %g", m, se, 2/math.Sqrt(3))
+	}
+	if m, se := MeanSE([]float64{5}); m != 5 || se != 0 {
+		t.Errorf("single value: %g, %g", m, se)
+	}
+}
