@@ -24,8 +24,10 @@ type Options struct {
 }
 
 // Backend is the CPU implementation of compute.Backend and
-// compute.HostAccessor. Kernels run synchronously on the calling goroutine
-// (plus helpers); a Backend is safe for use by one goroutine at a time.
+// compute.HostAccessor. Kernels run synchronously: the calling goroutine
+// does the first chunk of a large kernel and a pool of threads-1 workers the
+// rest, so every kernel has finished when it returns. Methods may be called
+// from several goroutines at once (on disjoint buffers).
 type Backend struct {
 	threads int
 	gemm    sgemmer
