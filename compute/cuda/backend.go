@@ -366,9 +366,13 @@ func (be *Backend) Describe() string {
 	if be.tf32 {
 		prec = "TF32 tensor cores"
 	}
+	blasPath := "?"
+	if be.blas != nil && be.blas.lib != nil {
+		blasPath = be.blas.lib.path
+	}
 	return fmt.Sprintf("cuda: %s (sm_%d%d, %d SMs, %.1f GiB), driver %d.%d, cuBLAS %d sgemm %s (%s), NVRTC %s kernels for %s",
 		be.devName, be.ccMajor, be.ccMinor, be.sms, float64(be.totalMem)/(1<<30),
-		be.driverVersion/1000, be.driverVersion%1000/10, be.cublasVersion, prec, be.blas.lib.path, be.nv.version(), be.arch)
+		be.driverVersion/1000, be.driverVersion%1000/10, be.cublasVersion, prec, blasPath, be.nv.version(), be.arch)
 }
 
 // Device returns the GPU's name and compute capability (e.g. 9, 0).

@@ -18,22 +18,24 @@ import (
 
 // fakeGPU stands in for libcuda and cuBLAS so the Backend's own code (view
 // checks, address arithmetic, the allocator, staging, the GEMM operand swap,
-// kernel argument packing) runs without a GPU. Device memory is a byte
-// slice at a fake address range; every access is bounds-checked against the
-// live allocations, so an address computed wrongly fails the test. cuBLAS
-// calls run the column-major reference sgemm; the two reduction kernels are
-// emulated (to test the host-side sum of partials); other kernels are only
-// recorded.
+// kernel argument packing) runs without a GPU. Device memory is host
+// memory (one Go byte slice per allocation, so its addresses are real);
+// every access is bounds-checked against the live allocations, so an
+// address computed wrongly fails the test. cuBLAS calls run the
+// column-major reference sgemm. Kernels run on the CPU when kernels.cu could
+// be built for it (cpusim_test.go); otherwise the reductions and the k = 0
+// GEMM are emulated in Go and the rest only recorded.
 type fakeGPU struct {
 	t        *testing.T
 	be       *Backend
-	mem      []byte
-	live     map[uint64]uint64 // address -> size
+	live     map[uint64][]byte // address -> allocation
 	host     [][]byte          // keeps fake pinned memory alive
 	allocs   int
 	limit    uint64 // cuMemAlloc fails above this many live bytes (0: none)
 	names    map[uintptr]string
 	launches []launchRec
+	// sim runs a kernel on the CPU build of kernels.cu (nil: not built).
+	sim func(name string, grid, block uint32, params unsafe.Pointer) int32
 }
 
 type launchRec struct {
@@ -42,12 +44,10 @@ type launchRec struct {
 	args        []uint64
 }
 
-const fakeBase = 1 << 40
-
 func (f *fakeGPU) liveBytes() uint64 {
 	s := uint64(0)
-	for _, n := range f.live {
-		s += n
+	for _, b := range f.live {
+		s += uint64(len(b))
 	}
 	return s
 }
@@ -55,9 +55,9 @@ func (f *fakeGPU) liveBytes() uint64 {
 // region returns the bytes at [addr, addr+size), which must lie inside one
 // live allocation.
 func (f *fakeGPU) region(addr, size uint64, what string) []byte {
-	for a, n := range f.live {
-		if addr >= a && addr+size <= a+n {
-			return f.mem[addr-fakeBase : addr-fakeBase+size]
+	for a, b := range f.live {
+		if addr >= a && addr+size <= a+uint64(len(b)) {
+			return b[addr-a : addr-a+size]
 		}
 	}
 	f.t.Fatalf("%s: [%#x, +%d) is not inside a live device allocation", what, addr, size)
@@ -73,7 +73,7 @@ func (f *fakeGPU) floats(addr uint64, n int, what string) []float32 {
 }
 
 func newFakeBackend(t *testing.T) (*Backend, *fakeGPU) {
-	f := &fakeGPU{t: t, live: map[uint64]uint64{}, names: map[uintptr]string{}, mem: make([]byte, 0, 64<<20)}
+	f := &fakeGPU{t: t, live: map[uint64][]byte{}, names: map[uintptr]string{}}
 	d := &driverAPI{lib: &library{path: "fake-libcuda"}}
 	ok := cuSuccess
 	d.cuCtxSetCurrent = func(ctx uintptr) cuResult {
@@ -88,17 +88,13 @@ func newFakeBackend(t *testing.T) (*Backend, *fakeGPU) {
 			return cuErrorOutOfMemory
 		}
 		f.allocs++
-		size = (size + 255) &^ 255
-		if len(f.mem)+int(size) > cap(f.mem) {
-			t.Fatalf("fake device memory exhausted")
-		}
-		*p = fakeBase + uint64(len(f.mem))
-		f.mem = append(f.mem, make([]byte, size)...)
+		b := make([]byte, (size+255)&^255)
 		// Fresh memory is garbage, not zeros, so a missing memset shows.
-		for i := range f.mem[*p-fakeBase:] {
-			f.mem[int(*p-fakeBase)+i] = 0xA5
+		for i := range b {
+			b[i] = 0xA5
 		}
-		f.live[*p] = size
+		*p = uint64(uintptr(unsafe.Pointer(&b[0])))
+		f.live[*p] = b
 		return ok
 	}
 	d.cuMemFree = func(p uint64) cuResult {
@@ -160,6 +156,12 @@ func newFakeBackend(t *testing.T) (*Backend, *fakeGPU) {
 			}
 		}
 		f.launches = append(f.launches, launchRec{name, gx, bx, args})
+		if f.sim != nil {
+			if r := f.sim(name, gx, bx, params); r != 0 {
+				t.Fatalf("%s: CPU build of the kernel failed (%d)", name, r)
+			}
+			return ok
+		}
 		f.emulate(name, gx, bx, args)
 		return ok
 	}

@@ -89,7 +89,7 @@ const reductionBlock = 256
 // nvrtcVersionString reports NVRTC's version, e.g. "11.8".
 func (n *nvrtcAPI) version() string {
 	var major, minor int32
-	if n.nvrtcVersion(&major, &minor) != 0 {
+	if n == nil || n.nvrtcVersion == nil || n.nvrtcVersion(&major, &minor) != 0 {
 		return "?"
 	}
 	return fmt.Sprintf("%d.%d", major, minor)
