@@ -8,6 +8,7 @@ package cpu
 import (
 	"fmt"
 	"runtime"
+	"strings"
 
 	"github.com/wavecat/wavecat/compute"
 )
@@ -49,7 +50,7 @@ func New(opts Options) (*Backend, error) {
 		threads = runtime.GOMAXPROCS(0)
 	}
 	be := &Backend{threads: threads}
-	switch opts.BLAS {
+	switch strings.ToLower(opts.BLAS) {
 	case "", "auto":
 		if ob, err := loadOpenBLAS(threads); err == nil {
 			be.gemm = ob
