@@ -47,7 +47,19 @@ func TestConformance(t *testing.T) {
 // same inputs, at WaveNet-like sizes, and compares to 1e-4 relative (to the
 // element and the output's RMS, so cancellation near zero does not flake).
 func TestMatchesCPU(t *testing.T) {
-	g := gpuOrSkip(t)
+	checkMatchesCPU(t, gpuOrSkip(t))
+}
+
+// TestSimMatchesCPU is TestMatchesCPU with kernels.cu run on the CPU
+// (cpusim_test.go) instead of a GPU.
+func TestSimMatchesCPU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("CPU-simulated kernels at WaveNet sizes take seconds")
+	}
+	checkMatchesCPU(t, newSimBackend(t))
+}
+
+func checkMatchesCPU(t *testing.T, g compute.Backend) {
 	c, err := cpu.New(cpu.Options{})
 	if err != nil {
 		t.Fatal(err)
