@@ -46,7 +46,7 @@ echo "== device"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "(nvidia-smi not available)"
 
 echo "== tests (log: $TESTLOG)"
-timeout 180 "$BIN" -test.v -test.count=1 -test.timeout=170s >"$TESTLOG" 2>&1
+timeout 150 "$BIN" -test.v -test.count=1 -test.timeout=140s >"$TESTLOG" 2>&1
 TEST_RC=$?
 echo "test binary exit status $TEST_RC"
 
@@ -55,7 +55,7 @@ timeout 90 "$BIN" -test.run '^$' -test.bench . -test.benchtime 1s -test.timeout=
 BENCH_RC=$?
 
 echo "== PyTorch reference GEMM (log: $TORCHLOG)"
-timeout 60 python3 - >"$TORCHLOG" 2>&1 <<'PY'
+timeout 45 python3 - >"$TORCHLOG" 2>&1 <<'PY'
 import time
 import torch
 if not torch.cuda.is_available():

@@ -96,7 +96,7 @@ func New(opts Options) (*Backend, error) {
 	}
 	if r := drv.cuInit(0); r != cuSuccess {
 		if r == cuErrorNoDevice {
-			return nil, fmt.Errorf("cuda: %w: the driver %s loaded but cuInit reports %s (no NVIDIA GPU visible to this process; check nvidia-smi and CUDA_VISIBLE_DEVICES)", errNoDevice, drv.lib.path, drv.errorName(r))
+			return nil, fmt.Errorf("cuda: %w: the driver %s loaded but cuInit reports %s (no NVIDIA GPU visible to this process; check nvidia-smi and CUDA_VISIBLE_DEVICES)", ErrNoDevice, drv.lib.path, drv.errorName(r))
 		}
 		return nil, fmt.Errorf("cuda: the CUDA driver %s failed to initialise: %w", drv.lib.path, drv.check("cuInit", r))
 	}
@@ -105,7 +105,7 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	if count == 0 {
-		return nil, fmt.Errorf("cuda: %w: the driver %s reports 0 devices", errNoDevice, drv.lib.path)
+		return nil, fmt.Errorf("cuda: %w: the driver %s reports 0 devices", ErrNoDevice, drv.lib.path)
 	}
 	if opts.Device < 0 || opts.Device >= int(count) {
 		return nil, fmt.Errorf("cuda: device %d does not exist: %d CUDA device(s), ordinals 0..%d", opts.Device, count, count-1)

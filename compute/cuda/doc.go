@@ -15,6 +15,12 @@
 // GEMM is issued as its transpose (C^T = B^T A^T) with the operands swapped,
 // which moves no data.
 //
+// Libraries are searched in $WAVECAT_CUDA_LIBS (colon-separated folders),
+// $CUDA_HOME and $CUDA_PATH, $LD_LIBRARY_PATH, the standard install folders
+// and pip's nvidia-* wheels, for CUDA 11, 12 or 13; when one is missing New
+// returns a *LoadError listing every place tried and what to install, and
+// when the driver loads but there is no GPU, an error wrapping ErrNoDevice.
+//
 // Every allocation comes from a caching allocator (size-bucketed free lists
 // reused in stream order), every kernel and copy goes on one stream, and
 // Upload/Download go through a pinned host buffer.

@@ -260,5 +260,7 @@ func bind(lib *library, what string, syms []symbol) error {
 	return nil
 }
 
-// errNoDevice marks "the driver loaded but there is no usable GPU".
-var errNoDevice = errors.New("no CUDA GPU found")
+// ErrNoDevice is wrapped by New's error when the driver loaded but no GPU
+// is usable; a missing library gives a *LoadError instead. Either way a
+// caller choosing a device automatically falls back to the CPU.
+var ErrNoDevice = errors.New("no CUDA GPU found")

@@ -183,7 +183,7 @@ func TestBindMissingSymbol(t *testing.T) {
 // driver library is present without a GPU (e.g. Debian's libcuda1 unpacked
 // by scripts/install-nvrtc.sh --driver-lib DIR, DIR in $WAVECAT_CUDA_LIBS),
 // this also proves every driver entry point binds and cuInit's
-// CUDA_ERROR_NO_DEVICE comes back as errNoDevice.
+// CUDA_ERROR_NO_DEVICE comes back as ErrNoDevice.
 func TestNewWithoutGPU(t *testing.T) {
 	empty := t.TempDir()
 	t.Setenv("WAVECAT_CUDA_LIBS", empty+":"+os.Getenv("WAVECAT_CUDA_LIBS"))
@@ -200,8 +200,8 @@ func TestNewWithoutGPU(t *testing.T) {
 	if errors.As(err, &le) && !strings.Contains(msg, empty+": none of the names present") {
 		t.Errorf("driver search does not list $WAVECAT_CUDA_LIBS folder %s:\n%s", empty, msg)
 	}
-	if !errors.As(err, &le) && (!errors.Is(err, errNoDevice) || !strings.Contains(msg, "CUDA_ERROR_NO_DEVICE")) {
-		t.Errorf("driver loaded but the error is not errNoDevice naming CUDA_ERROR_NO_DEVICE: %v", err)
+	if !errors.As(err, &le) && (!errors.Is(err, ErrNoDevice) || !strings.Contains(msg, "CUDA_ERROR_NO_DEVICE")) {
+		t.Errorf("driver loaded but the error is not ErrNoDevice naming CUDA_ERROR_NO_DEVICE: %v", err)
 	}
 	t.Logf("New on this machine: %v", err)
 }
