@@ -4,15 +4,15 @@
 # Usage:
 #   scripts/gpu-check.sh          # on a machine with Go: build gpu-bin/cuda.test
 #                                 # (CGO_ENABLED=0, linux/amd64: the test and
-#                                 # benchmark binary of compute/cuda; static, needs
-#                                 # no CUDA at build time)
+#                                 # benchmark binary of compute/cuda; no cgo, links
+#                                 # only glibc, needs no CUDA at build time)
 #   scripts/gpu-check.sh --run    # on the GPU machine (no Go needed; the NVIDIA
 #                                 # driver, cuBLAS and NVRTC of CUDA 11+ needed,
 #                                 # PyTorch optional): runs every compute/cuda test
 #                                 # (kernel conformance vs float64 references, CUDA vs
 #                                 # CPU backend to 1e-4, TF32, NVRTC compiles) and the
 #                                 # GEMM/kernel benchmarks, then prints one table.
-#                                 # Under 5 minutes; exit status 1 if a test failed.
+#                                 # Under 5 minutes (timeouts 150 + 90 + 45 s); exit 1 if a test failed.
 #
 # With the device tool: run `scripts/gpu-check.sh` here, then run
 # `scripts/gpu-check.sh --run` there with carry ["gpu-bin"] (gpu-bin/ is

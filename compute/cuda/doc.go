@@ -1,15 +1,17 @@
 // Package cuda is the NVIDIA GPU compute backend: cuBLAS for the GEMMs and
-// a few dozen lines of CUDA C (kernels.cu) for everything else.
+// one small CUDA C file (kernels.cu) for everything else.
 //
 // Nothing CUDA is linked at build time. The driver API (libcuda.so.1),
 // cuBLAS and NVRTC are found and dlopened when New runs, through purego, so
 // the package builds with CGO_ENABLED=0 and needs no CUDA headers, nvcc or
-// GPU on the build machine. Why: one static binary serves a laptop without a
+// GPU on the build machine. Why: one binary (linked only to the system C
+// library, which purego's dlopen needs) serves a laptop without a
 // GPU (New returns an error and the caller falls back to the CPU backend)
 // and a GPU server with whatever CUDA 11+ it has installed (system toolkit,
 // pip's nvidia-* wheels, or a folder named by $WAVECAT_CUDA_LIBS). The
-// kernels are compiled by NVRTC for the GPU at hand on first use and the PTX
-// is cached on disk, so no fat binary per architecture is shipped either.
+// kernels are compiled by NVRTC for the GPU at hand when New first runs and
+// the PTX is cached on disk (os.UserCacheDir()/wavecat/cuda), so no fat
+// binary per architecture is shipped either.
 //
 // Layout: row-major like the rest of compute; cuBLAS is column-major, so each
 // GEMM is issued as its transpose (C^T = B^T A^T) with the operands swapped,
