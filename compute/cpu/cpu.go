@@ -1,8 +1,8 @@
 // Package cpu is the host-memory compute backend: GEMMs go to OpenBLAS
 // (loaded at run time with purego, so CGO_ENABLED=0 builds keep working) or
 // to gonum's pure-Go blas32 when OpenBLAS is absent; the other kernels are
-// plain Go loops, split over goroutines when they are large enough to pay
-// for it.
+// Go loops (the gated activation in AVX2 assembly on amd64), split over
+// goroutines when they are large enough to pay for it.
 package cpu
 
 import (
@@ -15,8 +15,8 @@ import (
 
 // Options configure New.
 type Options struct {
-	// Threads bounds the parallelism of every kernel and of OpenBLAS;
-	// 0 means GOMAXPROCS.
+	// Threads bounds the parallelism of every kernel and of OpenBLAS
+	// (gonum's Sgemm picks its own, up to GOMAXPROCS); 0 means GOMAXPROCS.
 	Threads int
 	// BLAS picks the GEMM library: "auto" (or "") tries OpenBLAS then falls
 	// back to gonum, "openblas" fails when OpenBLAS cannot be loaded,

@@ -2,13 +2,13 @@ package cpu
 
 import "math"
 
-// Fast transcendentals for the gated activation. math.Tanh and math.Exp
-// handle every float64 corner case and are not inlined, which made them
-// most of the cost of GatedTanhSigmoid; the kernels only need float32
-// accuracy, so these use one branch-free polynomial in float64 (as fast as
-// float32 in scalar code, and it leaves headroom), accurate to about one
-// float32 rounding (tested against math.Tanh / math.Exp in mathf_test.go).
-// NaN propagates; +-Inf saturate.
+// Scalar transcendentals for the gated activation, used where the AVX2
+// kernels (gated_amd64.s, same formulas in float32) are not: tails of
+// fewer than 8 elements and CPUs without AVX2. math.Tanh and math.Exp
+// handle every float64 corner case at ~2x the cost; the kernels need
+// float32 accuracy, so these use one branch-free polynomial in float64,
+// accurate to about one float32 rounding (tested against math.Tanh /
+// math.Exp in mathf_test.go). NaN propagates; +-Inf saturate.
 
 const (
 	log2e = 1.4426950408889634
@@ -43,17 +43,10 @@ func fexp(x float64) float64 {
 // clampExp clamps an exponent into fexpm1's domain; NaN passes through.
 func clampExp(x float64) float64 { return max(min(x, maxExpArg), -maxExpArg) }
 
-// ftanh is tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)) with x's sign.
-func ftanh(x float64) float64 {
-	em, _ := fexpm1(max(-2*math.Abs(x), -maxExpArg))
-	return math.Copysign(-em/(2+em), x)
-}
-
-// fsigmoid is 1/(1 + e^-x); beyond |x| = 708 it is 0 or 1 to float32
-// precision anyway.
-func fsigmoid(x float64) float64 {
-	return 1 / (1 + fexp(clampExp(-x)))
-}
+// With em = e^(-2|a|) - 1: tanh(a) = sign(a) * -em / (2 + em), which has
+// no cancellation for small |a| (em is accurate there), and sigmoid(b) =
+// 1/(1 + e^-b); beyond |x| = 708 the clamps change nothing at float32
+// precision.
 
 // fgated is tanh(a)*sigmoid(b) with a single division.
 func fgated(a, b float64) float64 {
@@ -76,7 +69,3 @@ func fgatedGrad(a, b float64) (t, sech2, s, ds float64) {
 	ds = eb * s * s
 	return
 }
-
-// tanhf and sigmoidf are the float32 forms.
-func tanhf(x float32) float32    { return float32(ftanh(float64(x))) }
-func sigmoidf(x float32) float32 { return float32(fsigmoid(float64(x))) }
