@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/ljspeech"
@@ -145,6 +146,7 @@ type trainer struct {
 	lastCkpt string
 	lastEval *EvalRecord
 	lastSave int64
+	bar      *progressbar.ProgressBar
 
 	// host staging
 	logits, grad []float32
@@ -516,6 +518,7 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 	}
 
 	bar := cliutil.NewBar(cfg.Steps-start, "training", tr.log, cfg.Quiet)
+	tr.bar = bar
 	defer bar.Exit()
 	// The prefetcher is not tied to ctx: an interrupt lets the current step
 	// finish, and stopping the reader is our own business.

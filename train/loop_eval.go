@@ -86,7 +86,10 @@ func (tr *trainer) evaluate() error {
 	if err := tr.metrics.Eval(rec); err != nil {
 		return err
 	}
-	fmt.Fprintf(tr.log, "\rstep %d: %s bits/sample %.4f +- %.4f (%d utterances, EMA weights)\n", tr.step, tr.cfg.EvalSplit, mean, se, len(tr.dev))
+	if tr.bar != nil && !tr.cfg.Quiet {
+		tr.bar.Clear()
+	}
+	fmt.Fprintf(tr.log, "step %d: %s bits/sample %.4f +- %.4f (%d utterances, EMA weights)\n", tr.step, tr.cfg.EvalSplit, mean, se, len(tr.dev))
 	return tr.plot()
 }
 

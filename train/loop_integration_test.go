@@ -6,8 +6,8 @@ import (
 	"errors"
 	"math"
 	"os"
-	"strings"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -20,10 +20,10 @@ const miniCorpus = "../testdata/minicorpus/LJSpeech-1.1"
 // sharedDir holds the mini corpus dump shared by the tests of this binary
 // (preprocessing it once takes a few seconds); TestMain removes it.
 var (
-	sharedDir  string
-	dumpOnce   sync.Once
-	dumpPath   string
-	dumpErr    error
+	sharedDir string
+	dumpOnce  sync.Once
+	dumpPath  string
+	dumpErr   error
 )
 
 func TestMain(m *testing.M) {

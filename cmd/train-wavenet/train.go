@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/outputs"
+	"github.com/wavecat/wavecat/train"
+)
+
+// The root command itself trains (train-wavenet --data DUMP --head adacat
+// --out runs/NAME); "train" is the same command under a name, for scripts
+// that prefer a verb.
+func init() {
+	attachTrain(rootCmd)
+}
+
+// attachTrain makes root run training and adds the "train" subcommand. Tests
+// call it on a fresh newRootCmd().
+func attachTrain(root *cobra.Command) {
+	ro := defaultTrainOpts()
+	addTrainFlags(root.Flags(), &ro)
+	root.Args = cobra.NoArgs
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return runTrain(cmd, &ro) }
+	root.Example = trainExamples
+
+	so := defaultTrainOpts()
+	sub := &cobra.Command{
+		Use:     "train --data DUMP --out RUN (--preset NAME | --head NAME) [flags]",
+		Short:   "Train a WaveNet vocoder (the same as running train-wavenet with these flags)",
+		Long:    trainLong,
+		Example: trainExamples,
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runTrain(cmd, &so) },
+	}
+	addTrainFlags(sub.Flags(), &so)
+	root.AddCommand(sub)
+}
+
+const trainLong = `Trains a WaveNet vocoder on a preprocessed dump: random crops of
+--max-time-steps samples with their mel context, the chosen output head's loss,
+Adam with r9y9's step-decay schedule, and an EMA of the weights (the EMA
+weights are validated and shipped). Every --eval-interval steps the dev split's
+bits/sample (teacher-forced, EMA weights, mean +- standard error over
+utterances) is measured; every --checkpoint-interval steps, on Ctrl-C/SIGTERM
+and at the end a checkpoint is written to RUN/step-NNNNNNNNN (RUN/latest points
+at the newest; the last --keep are kept). RUN/metrics.jsonl logs loss, lr,
+steps/s, samples/s, gradient norm and validations; RUN/loss.png plots them.
+
+--resume continues RUN's newest checkpoint bit for bit (same batches, Adam
+state and EMA); the run's model, head and optimisation settings come from the
+checkpoint, --steps may be raised.`
+
+const trainExamples = `  train-wavenet --data dump --preset adacat256 --out runs/adacat256
+  train-wavenet --data dump --head adacat --components 128 --lambda 1e-4 --out runs/ac128
+  train-wavenet --data dump --preset tiny --head mol --steps 2000 --max-time-steps 2048 --out runs/tiny-mol
+  train-wavenet --data dump --out runs/ac128 --resume --steps 2000000`
+
+// trainOpts are the flag values of one command.
+type trainOpts struct {
+	data, out, preset, head, device, blas, evalSplit    string
+	bins, mixtures, levels, components                  int
+	logScaleMin, lambda                                 float64
+	layers, stacks, resCh, gateCh, skipCh, kernel       int
+	batch, maxT, threads, keep, evalMax, evalUtts       int
+	steps, lrDecaySteps, evalEvery, ckptEvery, logEvery int64
+	lr, lrGamma, emaDecay, clip                         float64
+	seed                                                uint64
+	resume                                              bool
+}
+
+func defaultTrainOpts() trainOpts {
+	d := train.DefaultRunConfig()
+	return trainOpts{device: "cpu", blas: "auto", evalSplit: d.EvalSplit,
+		batch: d.BatchSize, maxT: d.MaxTimeSteps, steps: d.Steps, lr: d.Schedule.Init, lrGamma: d.Schedule.Gamma,
+		lrDecaySteps: d.Schedule.StepSize, emaDecay: d.EMADecay, seed: 1, keep: d.Keep,
+		evalEvery: d.EvalInterval, ckptEvery: d.CheckpointInterval, logEvery: d.LogInterval, evalMax: d.EvalMaxSamples}
+}
+
+// headOptions are the flags that become outputs.New options.
+var headOptions = []string{"bins", "mixtures", "levels", "log-scale-min", "components", "lambda"}
+
+// runDefining are the flags fixed by a run's first checkpoint.
+var runDefining = append([]string{"preset", "head", "layers", "stacks", "residual-channels", "gate-channels",
+	"skip-channels", "kernel-size", "batch-size", "max-time-steps", "lr", "lr-decay-steps", "lr-gamma",
+	"ema-decay", "clip-norm", "seed"}, headOptions...)
+
+func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
+	f.StringVar(&o.data, "data", "", "preprocessed dump (train-wavenet preprocess --out)")
+	f.StringVar(&o.out, "out", "", "run directory (checkpoints, metrics.jsonl, loss.png)")
+	f.StringVar(&o.preset, "preset", "", "model and head preset: "+presetList())
+	f.StringVar(&o.head, "head", "", "output head: "+strings.Join(outputs.Names(), ", ")+" (overrides the preset's)")
+	f.IntVar(&o.bins, "bins", 256, "mulaw/categorical: classes")
+	f.IntVar(&o.mixtures, "mixtures", 10, "mol: logistic components")
+	f.IntVar(&o.levels, "levels", 65536, "mol: quantisation levels Q")
+	f.Float64Var(&o.logScaleMin, "log-scale-min", -16, "mol/gaussian: floor of the log-scale")
+	f.IntVar(&o.components, "components", 128, "adacat: components k (2k output channels)")
+	f.Float64Var(&o.lambda, "lambda", 1e-4, "adacat: smoothing half-width (0: plain NLL)")
+	f.IntVar(&o.layers, "layers", 0, "model: residual layers (default: the preset's; reference 24)")
+	f.IntVar(&o.stacks, "stacks", 0, "model: dilation cycles (default: the preset's; reference 4)")
+	f.IntVar(&o.resCh, "residual-channels", 0, "model: residual channels (default: the preset's; reference 128)")
+	f.IntVar(&o.gateCh, "gate-channels", 0, "model: gate channels (default: the preset's; reference 256)")
+	f.IntVar(&o.skipCh, "skip-channels", 0, "model: skip channels (default: the preset's; reference 128)")
+	f.IntVar(&o.kernel, "kernel-size", 0, "model: dilated conv kernel size (default: the preset's; reference 3)")
+	f.IntVar(&o.batch, "batch-size", o.batch, "crops per step")
+	f.IntVar(&o.maxT, "max-time-steps", o.maxT, "samples per crop (a multiple of the hop)")
+	f.Int64Var(&o.steps, "steps", o.steps, "total optimizer steps of the run")
+	f.Float64Var(&o.lr, "lr", o.lr, "initial learning rate")
+	f.Int64Var(&o.lrDecaySteps, "lr-decay-steps", o.lrDecaySteps, "multiply the learning rate by --lr-gamma every this many steps")
+	f.Float64Var(&o.lrGamma, "lr-gamma", o.lrGamma, "learning-rate decay factor")
+	f.Float64Var(&o.emaDecay, "ema-decay", o.emaDecay, "EMA decay of the weights (short runs want e.g. 0.999)")
+	f.Float64Var(&o.clip, "clip-norm", 0, "clip the gradient norm to this (0: off, as r9y9)")
+	f.Uint64Var(&o.seed, "seed", o.seed, "seed of the initialisation and the batch order")
+	f.StringVar(&o.device, "device", o.device, "compute device: cpu or cuda")
+	f.IntVar(&o.threads, "threads", 0, "cpu: threads (0: all cores)")
+	f.StringVar(&o.blas, "blas", o.blas, "cpu: GEMM library: auto, openblas or gonum")
+	f.Int64Var(&o.evalEvery, "eval-interval", o.evalEvery, "steps between validations (0: none)")
+	f.StringVar(&o.evalSplit, "eval-split", o.evalSplit, "split validated on: dev or eval")
+	f.IntVar(&o.evalMax, "eval-max-samples", o.evalMax, "validate on at most this many samples of each utterance (0: whole)")
+	f.IntVar(&o.evalUtts, "eval-utterances", 0, "validate on at most this many utterances (0: all)")
+	f.Int64Var(&o.ckptEvery, "checkpoint-interval", o.ckptEvery, "steps between checkpoints (0: only at the end)")
+	f.IntVar(&o.keep, "keep", o.keep, "step checkpoints to keep (0: all)")
+	f.Int64Var(&o.logEvery, "log-interval", o.logEvery, "steps per metrics.jsonl record")
+	f.BoolVar(&o.resume, "resume", false, "continue the newest checkpoint in --out")
+}
+
+func presetList() string { return strings.Join(train.PresetNames(), ", ") }
+
+// headSpec builds the outputs.New spec from the preset's head, --head and the
+// head option flags that were given.
+func headSpec(f *pflag.FlagSet, o *trainOpts, presetHead string) (string, error) {
+	base := presetHead
+	if o.head != "" && (base == "" || strings.Fields(base)[0] != o.head) {
+		base = o.head
+	}
+	if base == "" {
+		return "", fmt.Errorf("choose an output head with --head (%s) or a --preset (%s)", strings.Join(outputs.Names(), ", "), presetList())
+	}
+	fields := strings.Fields(base)
+	name, opts := fields[0], map[string]string{}
+	var order []string
+	for i := 1; i+1 < len(fields); i += 2 {
+		k := strings.TrimPrefix(fields[i], "--")
+		opts[k] = fields[i+1]
+		order = append(order, k)
+	}
+	for _, k := range headOptions {
+		if !f.Changed(k) {
+			continue
+		}
+		if _, ok := opts[k]; !ok {
+			order = append(order, k)
+		}
+		opts[k] = f.Lookup(k).Value.String()
+	}
+	spec := name
+	for _, k := range order {
+		spec += " --" + k + " " + opts[k]
+	}
+	if _, err := outputs.New(spec); err != nil {
+		return "", fmt.Errorf("head %q: %w", spec, err)
+	}
+	return spec, nil
+}
+
+func newBackend(o *trainOpts) (compute.Backend, error) {
+	switch o.device {
+	case "cpu":
+		be, err := cpu.New(cpu.Options{Threads: o.threads, BLAS: o.blas})
+		if err != nil {
+			return nil, fmt.Errorf("--device cpu: %w", err)
+		}
+		return be, nil
+	case "cuda":
+		be, err := cuda.New(cuda.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("--device cuda: %w", err)
+		}
+		return be, nil
+	}
+	return nil, fmt.Errorf("--device %q: want cpu or cuda", o.device)
+}
+
+// runConfig turns the flags into a train.RunConfig.
+func runConfig(cmd *cobra.Command, o *trainOpts) (train.RunConfig, error) {
+	f := cmd.Flags()
+	cfg := train.DefaultRunConfig()
+	if o.data == "" || o.out == "" {
+		return cfg, fmt.Errorf("--data and --out are required")
+	}
+	cfg.Data, cfg.Out, cfg.Resume = o.data, o.out, o.resume
+	if o.resume {
+		var changed []string
+		for _, n := range runDefining {
+			if f.Changed(n) {
+				changed = append(changed, "--"+n)
+			}
+		}
+		if len(changed) > 0 {
+			return cfg, fmt.Errorf("--resume continues %s with the settings saved in its checkpoint; %s cannot change (start a new --out instead)", o.out, strings.Join(changed, ", "))
+		}
+	} else {
+		presetHead := ""
+		if o.preset != "" {
+			p, err := train.LookupPreset(o.preset)
+			if err != nil {
+				return cfg, fmt.Errorf("--preset: %w", err)
+			}
+			cfg.Model, presetHead = p.Model, p.Head
+		}
+		spec, err := headSpec(f, o, presetHead)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Head = spec
+		m := &cfg.Model
+		for _, ov := range []struct {
+			flag string
+			dst  *int
+			val  int
+		}{{"layers", &m.Layers, o.layers}, {"stacks", &m.Stacks, o.stacks}, {"residual-channels", &m.ResidualChannels, o.resCh},
+			{"gate-channels", &m.GateChannels, o.gateCh}, {"skip-channels", &m.SkipChannels, o.skipCh}, {"kernel-size", &m.KernelSize, o.kernel}} {
+			if f.Changed(ov.flag) {
+				*ov.dst = ov.val
+			}
+		}
+		cfg.BatchSize, cfg.MaxTimeSteps, cfg.Seed = o.batch, o.maxT, o.seed
+		cfg.Schedule = train.StepDecay(o.lr, o.lrGamma, o.lrDecaySteps)
+		cfg.EMADecay, cfg.ClipNorm = o.emaDecay, o.clip
+	}
+	cfg.Steps, cfg.EvalInterval, cfg.CheckpointInterval, cfg.LogInterval = o.steps, o.evalEvery, o.ckptEvery, o.logEvery
+	cfg.Keep, cfg.EvalSplit, cfg.EvalMaxSamples, cfg.EvalMaxUtterances = o.keep, o.evalSplit, o.evalMax, o.evalUtts
+	return cfg, nil
+}
+
+func runTrain(cmd *cobra.Command, o *trainOpts) error {
+	cfg, err := runConfig(cmd, o)
+	if err != nil {
+		return err
+	}
+	be, err := newBackend(o)
+	if err != nil {
+		return err
+	}
+	cfg.Backend, cfg.Quiet, cfg.Log = be, quiet, cmd.ErrOrStderr()
+	defer freeBackend(be)
+
+	// Ctrl-C / SIGTERM: the loop finishes its step and saves. After the
+	// first signal the handler is removed, so a second Ctrl-C kills at once.
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() {
+		select {
+		case s := <-sig:
+			signal.Stop(sig)
+			fmt.Fprintf(cmd.ErrOrStderr(), "\ntrain-wavenet: %v: finishing the current step and saving a checkpoint (press Ctrl-C again to abort without saving)\n", s)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	res, err := train.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	if res.Interrupted {
+		fmt.Fprintf(w, "interrupted at step %d: saved checkpoint %s\ncontinue with: train-wavenet --data %s --out %s --resume --steps %d\n",
+			res.Step, res.Checkpoint, cfg.Data, cfg.Out, res.Config.Steps)
+		return nil
+	}
+	fmt.Fprintf(w, "finished step %d of %s (head %s, %d parameters)\n", res.Step, cfg.Out, res.Config.Head, res.Params)
+	if res.LastEval != nil {
+		fmt.Fprintf(w, "%s bits/sample (EMA weights): %.4f +- %.4f over %d utterances\n", res.LastEval.Split, res.LastEval.Bits, res.LastEval.BitsSE, res.LastEval.Utterances)
+	}
+	fmt.Fprintf(w, "checkpoint: %s\nmetrics:    %s\nplot:       %s\n", res.Checkpoint,
+		filepath.Join(cfg.Out, train.MetricsFile), filepath.Join(cfg.Out, train.PlotFile))
+	return nil
+}
+
+// freeBackend releases a backend that holds device resources (cuda).
+func freeBackend(be compute.Backend) {
+	if c, ok := be.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
