@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 
 	"github.com/wavecat/wavecat/compute"
 )
@@ -38,8 +39,19 @@ type GenerateOptions struct {
 	// GEMM (default: about 1024 samples' worth). Memory per slot is
 	// ChunkFrames*hop*Layers*GateChannels floats.
 	ChunkFrames int
+	// Wide computes each product as one GEMM over all slots instead of one
+	// matrix-vector product per slot: faster at large batches, but an
+	// utterance's samples then depend on the batch (OpenBLAS sums a column
+	// differently at different widths), so it is off by default.
+	Wide bool
+	// Workers splits the slots over this many goroutines, each driving its
+	// own group through the whole network (default 1). Use it with a
+	// single-threaded BLAS (cpu.Options{Threads: 1}); results do not
+	// change.
+	Workers int
 	// Progress, when set, is called after every step with the number of
-	// samples that step produced (the active utterances).
+	// samples that step produced (the active utterances). With Workers > 1
+	// it is called from several goroutines.
 	Progress func(samples int)
 }
 
@@ -231,8 +243,48 @@ func (g *Generator) StepWeightBytes() int64 {
 // excluding the per-chunk conditioning GEMMs.
 func (g *Generator) StepFLOPs() float64 { return float64(g.StepWeightBytes()) / 2 }
 
-// slot is one in-flight utterance: its rings, stacked inputs and scratch.
+// slotLayout places one in-flight utterance's buffers inside its region of
+// per floats; every slot has the same layout, so a wide GEMM reads the
+// slots' vectors as rows at stride per.
+type slotLayout struct {
+	x      int // stacked inputs, L blocks of [K*R] (the last R: x(t))
+	ring   int // per layer (K-1)*d vectors of R, ringOf[l] into it
+	pre    int // [G]
+	z      int // [H]
+	rs     int // [R+S]
+	skip   int // [S]
+	a1     int // [S]
+	a2     int // [S]
+	out0   int // [O]
+	xin    int // [Cin]
+	proj   int // [chunk samples][L*G]
+	melC   int // chunk mel [C][chunk frames + margins + 2*pad]
+	cond   int // chunk conditioning [C][(chunk frames + margins)*hop]
+	per    int
+	ringL  int
+	ringOf []int
+}
+
+func (g *Generator) layout(chunkF int) *slotLayout {
+	R, G, H, S, O, K, L, C := g.R, g.G, g.H, g.S, g.O, g.K, g.L, g.C
+	lo := &slotLayout{ringOf: make([]int, L+1)}
+	for l := 0; l < L; l++ {
+		lo.ringOf[l+1] = lo.ringOf[l] + (K-1)*g.dil[l]*R
+	}
+	lo.ringL = max(lo.ringOf[L], 1)
+	next := func(n int) int { off := lo.per; lo.per += n; return off }
+	lo.x, lo.ring = next(L*K*R), next(lo.ringL)
+	lo.pre, lo.z, lo.rs, lo.skip = next(G), next(H), next(R+S), next(S)
+	lo.a1, lo.a2, lo.out0, lo.xin = next(S), next(S), next(O), next(g.Cin)
+	lo.proj = next(chunkF * g.hop * L * G)
+	lo.melC = next(C * (chunkF + 2*condMargin + 2*g.cfg.CinPad))
+	lo.cond = next(C * (chunkF + 2*condMargin) * g.hop)
+	return lo
+}
+
+// slot is one in-flight utterance (utt < 0: idle).
 type slot struct {
+	base   compute.View
 	utt    int
 	T, t   int
 	frames int
@@ -240,23 +292,11 @@ type slot struct {
 	rng    *rand.Rand
 	out    []float32
 	prev   float32
-
-	// Chunk state: samples [c0, c1) have their projections in proj.
+	// Samples [c0, c1) have their conditioning projections in proj.
 	c0, c1 int
 
-	x      compute.View // stacked inputs, L blocks of [K*R]
-	ring   compute.View // per layer (K-1)*d vectors of R
-	ringOf []int
-	pre    compute.View // [G]
-	z      compute.View // [H]
-	rs     compute.View // [R+S]
-	skip   compute.View // [S]
-	a1, a2 compute.View // [S]
-	out0   compute.View // [O]
-	xin    compute.View // [Cin]
-	proj   compute.View // [chunk samples][L*G]
-	melC   compute.View // chunk mel [C][chunk frames + margins + 2*pad]
-	cond   compute.View // chunk conditioning [C][(chunk frames + margins)*hop]
+	x, ring, pre, z, rs, skip, a1, a2, out0, xin, proj, melC, cond compute.View
+	ringOf                                                         []int
 }
 
 // condMargin is the number of extra frames conditioned on each side of a
@@ -292,6 +332,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		B = 1
 	}
 	B = min(B, len(utts))
+	W := min(max(opts.Workers, 1), max(B, 1))
 	chunkF := opts.ChunkFrames
 	if chunkF <= 0 {
 		chunkF = max(1, 1024/g.hop)
@@ -300,41 +341,37 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 	if len(utts) == 0 {
 		return outs, nil
 	}
-
-	// Per-slot buffers, allocated once for the whole call.
-	R, G, H, S, O, K, L := g.R, g.G, g.H, g.S, g.O, g.K, g.L
-	ringOf := make([]int, L+1)
-	for l := 0; l < L; l++ {
-		ringOf[l+1] = ringOf[l] + (K-1)*g.dil[l]*R
-	}
-	n := chunkF * g.hop
-	melW := chunkF + 2*condMargin + 2*pad
-	condW := (chunkF + 2*condMargin) * g.hop
-	sizes := []int{L * K * R, max(ringOf[L], 1), G, H, R + S, S, S, S, O, g.Cin, n * L * G, C * melW, C * condW}
-	per := 0
-	for _, s := range sizes {
-		per += s
-	}
-	buf := g.be.Alloc(B * per)
+	lo := g.layout(chunkF)
+	buf := g.be.Alloc(B * lo.per)
 	defer g.be.Free(buf)
 	slots := make([]*slot, B)
 	for b := range slots {
-		v := compute.V(buf).At(b * per)
-		next := func(i int) compute.View { r := v; v = v.At(sizes[i]); return r }
-		slots[b] = &slot{x: next(0), ring: next(1), pre: next(2), z: next(3), rs: next(4), skip: next(5),
-			a1: next(6), a2: next(7), out0: next(8), xin: next(9), proj: next(10), melC: next(11), cond: next(12),
-			ringOf: ringOf, utt: -1}
+		v := compute.V(buf).At(b * lo.per)
+		slots[b] = &slot{base: v, utt: -1, ringOf: lo.ringOf,
+			x: v.At(lo.x), ring: v.At(lo.ring), pre: v.At(lo.pre), z: v.At(lo.z), rs: v.At(lo.rs),
+			skip: v.At(lo.skip), a1: v.At(lo.a1), a2: v.At(lo.a2), out0: v.At(lo.out0), xin: v.At(lo.xin),
+			proj: v.At(lo.proj), melC: v.At(lo.melC), cond: v.At(lo.cond)}
 	}
 
+	// A shared queue: a slot that finishes takes the next utterance.
+	var mu sync.Mutex
 	queue := 0
-	start := func(sl *slot) bool {
+	next := func() int {
+		mu.Lock()
+		defer mu.Unlock()
 		if queue >= len(utts) {
-			sl.utt = -1
+			return -1
+		}
+		queue++
+		return queue - 1
+	}
+	start := func(sl *slot) bool {
+		i := next()
+		sl.utt = i
+		if i < 0 {
 			return false
 		}
-		u := utts[queue]
-		sl.utt = queue
-		queue++
+		u := utts[i]
 		sl.frames = len(u.Mel) / C
 		sl.T = sl.frames * g.hop
 		sl.t, sl.c0, sl.c1, sl.prev = 0, 0, 0, 0
@@ -350,41 +387,55 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 				sl.melP[c*Fp+f] = u.Mel[src*C+c]
 			}
 		}
-		g.be.Fill(sl.ring, max(ringOf[L], 1), 0)
+		g.be.Fill(sl.ring, lo.ringL, 0)
 		return true
 	}
-	active := 0
-	for _, sl := range slots {
-		if start(sl) {
-			active++
-		}
-	}
-	for active > 0 {
-		for _, sl := range slots {
-			if sl.utt >= 0 && sl.t == sl.c1 {
-				g.condChunk(sl, chunkF, n)
+	// run drives a group of slots until the queue is empty.
+	run := func(group []*slot) {
+		active := 0
+		for _, sl := range group {
+			if start(sl) {
+				active++
 			}
 		}
-		g.step(slots)
-		done := 0
-		for _, sl := range slots {
-			if sl.utt < 0 {
-				continue
-			}
-			done++
-			sl.t++
-			if sl.t == sl.T {
-				outs[sl.utt] = sl.out
-				sl.out, sl.melP = nil, nil
-				if !start(sl) {
-					active--
+		for active > 0 {
+			for _, sl := range group {
+				if sl.utt >= 0 && sl.t == sl.c1 {
+					g.condChunk(sl, chunkF, &mu)
 				}
 			}
-		}
-		if opts.Progress != nil {
-			opts.Progress(done)
+			g.step(group, lo, opts.Wide)
+			done := 0
+			for _, sl := range group {
+				if sl.utt < 0 {
+					continue
+				}
+				done++
+				sl.t++
+				if sl.t == sl.T {
+					outs[sl.utt] = sl.out // distinct index per utterance
+					sl.out, sl.melP = nil, nil
+					if !start(sl) {
+						active--
+					}
+				}
+			}
+			if opts.Progress != nil {
+				opts.Progress(done)
+			}
 		}
 	}
+	if W == 1 {
+		run(slots)
+		return outs, nil
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < W; w++ {
+		group := slots[w*B/W : (w+1)*B/W]
+		wg.Add(1)
+		go func() { defer wg.Done(); run(group) }()
+	}
+	wg.Wait()
 	return outs, nil
 }
 
@@ -392,7 +443,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 // frames of context each side) and projects it through every layer's
 // conditioning conv in one GEMM: proj[j][l*G+g] for sample c0+j, bias
 // included.
-func (g *Generator) condChunk(sl *slot, chunkF, n int) {
+func (g *Generator) condChunk(sl *slot, chunkF int, mu *sync.Mutex) {
 	C, pad, hop, LG := g.C, g.cfg.CinPad, g.hop, g.L*g.G
 	f0 := sl.c1 / hop
 	f1 := min(f0+chunkF, sl.frames)
@@ -403,7 +454,11 @@ func (g *Generator) condChunk(sl *slot, chunkF, n int) {
 	for c := 0; c < C; c++ {
 		copy(mh[c*w:(c+1)*w], sl.melP[c*Fp+a:c*Fp+a+w])
 	}
+	// Conditioning refolds the model's weight norm into its own buffer:
+	// one worker at a time.
+	mu.Lock()
 	g.m.Conditioning(sl.melC, 1, e-a, sl.cond)
+	mu.Unlock()
 	cw := (e - a) * hop
 	rows := (f1 - f0) * hop
 	// proj (rows x L*G) = cond[:, chunk]^T (rows x C) * Wc^T (C x L*G).
@@ -420,43 +475,65 @@ func (g *Generator) condChunk(sl *slot, chunkF, n int) {
 }
 
 // step advances every active slot by one sample, layer-major so each
-// layer's weights serve all slots while cached.
-func (g *Generator) step(slots []*slot) {
+// layer's weights serve all slots while cached. With wide set, each
+// product is one GEMM over all slots (rows at the slot stride ld, idle
+// slots computed and ignored); otherwise one matrix-vector product per slot.
+func (g *Generator) step(slots []*slot, lo *slotLayout, wide bool) {
 	be, wv, wh := g.be, compute.V(g.w), g.wh
 	R, G, H, S, O, K, L, Cin := g.R, g.G, g.H, g.S, g.O, g.K, g.L, g.Cin
 	KR := K * R
 	o := &g.offs
+	B := len(slots)
+	s0 := slots[0]
+	ld := lo.per
+	// prod computes dst = W src (+ dst when acc) for every slot: W is m x k
+	// at weight offset w; src/dst are offsets in each slot's region.
+	prod := func(m, k, w, src, dst int, acc bool) {
+		beta := float32(0)
+		if acc {
+			beta = 1
+		}
+		if wide {
+			be.Gemm(false, true, B, m, k, 1, s0.base.At(src), ld, wv.At(w), k, beta, s0.base.At(dst), ld)
+			return
+		}
+		for _, sl := range slots {
+			if sl.utt >= 0 {
+				be.Gemm(false, false, m, 1, k, 1, wv.At(w), k, sl.base.At(src), 1, beta, sl.base.At(dst), 1)
+			}
+		}
+	}
 	// Input: encode the previous sample; first 1x1 conv into layer 0's
 	// current-tap block.
 	for _, sl := range slots {
-		if sl.utt < 0 {
-			continue
+		if sl.utt >= 0 {
+			g.s.EncodeInput(sl.prev, g.host.Host(sl.xin, Cin))
 		}
-		xin := g.host.Host(sl.xin, Cin)
-		g.s.EncodeInput(sl.prev, xin)
-		cur := sl.x.At((K - 1) * R)
-		be.Gemm(false, false, R, 1, Cin, 1, wv.At(o.first), Cin, sl.xin, 1, 0, cur, 1)
-		h := g.host.Host(cur, R)
-		for r, bv := range wh[o.firstB : o.firstB+R] {
-			h[r] += bv
+	}
+	prod(R, Cin, o.first, lo.xin, lo.x+(K-1)*R, false)
+	for _, sl := range slots {
+		if sl.utt >= 0 {
+			h := g.host.Host(sl.x.At((K-1)*R), R)
+			for r, bv := range wh[o.firstB : o.firstB+R] {
+				h[r] += bv
+			}
 		}
 	}
 	for l := 0; l < L; l++ {
 		d := g.dil[l]
 		span := (K - 1) * d
 		last := l == L-1
+		// Stack the taps (tap k reads x(t-(K-1-k)d) from ring slot
+		// (t-(K-1-k)d) mod span, zero until written) and start pre from
+		// the conditioning projection (bias included).
 		for _, sl := range slots {
 			if sl.utt < 0 {
 				continue
 			}
 			t := sl.t
-			xl := sl.x.At(l * KR)
-			xh := g.host.Host(xl, KR)
-			var ring []float32
+			xh := g.host.Host(sl.x.At(l*KR), KR)
 			if span > 0 {
-				ring = g.host.Host(sl.ring.At(sl.ringOf[l]), span*R)
-				// Tap k reads x(t-(K-1-k)d): slot (t-(K-1-k)d) mod span,
-				// zero until written.
+				ring := g.host.Host(sl.ring.At(sl.ringOf[l]), span*R)
 				for k := 0; k < K-1; k++ {
 					s := (t - (K-1-k)*d) % span
 					if s < 0 {
@@ -465,30 +542,41 @@ func (g *Generator) step(slots []*slot) {
 					copy(xh[k*R:(k+1)*R], ring[s*R:(s+1)*R])
 				}
 			}
-			// pre = Wconv [taps] + (conditioning projection + bias).
-			pre := g.host.Host(sl.pre, G)
-			copy(pre, g.host.Host(sl.proj.At((t-sl.c0)*L*G+l*G), G))
-			be.Gemm(false, false, G, 1, KR, 1, wv.At(o.conv[l]), KR, xl, 1, 1, sl.pre, 1)
+			copy(g.host.Host(sl.pre, G), g.host.Host(sl.proj.At((t-sl.c0)*L*G+l*G), G))
+		}
+		prod(G, KR, o.conv[l], lo.x+l*KR, lo.pre, true)
+		for _, sl := range slots {
+			if sl.utt < 0 {
+				continue
+			}
 			if span > 0 {
 				// The current input replaces the oldest (tap 0, already read).
-				s := t % span
-				copy(ring[s*R:(s+1)*R], xh[(K-1)*R:])
+				ring := g.host.Host(sl.ring.At(sl.ringOf[l]), span*R)
+				s := sl.t % span
+				copy(ring[s*R:(s+1)*R], g.host.Host(sl.x.At(l*KR+(K-1)*R), R))
 			}
 			be.GatedTanhSigmoid(sl.z, sl.pre, 1, H)
-			rsB := wh[o.rsB[l] : o.rsB[l]+R+S]
+		}
+		if last {
+			// The last layer's residual output feeds nothing.
+			prod(S, H, o.rs[l]+R*H, lo.z, lo.rs+R, false)
+		} else {
+			prod(R+S, H, o.rs[l], lo.z, lo.rs, false)
+		}
+		rsB := wh[o.rsB[l] : o.rsB[l]+R+S]
+		for _, sl := range slots {
+			if sl.utt < 0 {
+				continue
+			}
 			rs := g.host.Host(sl.rs, R+S)
-			skip := g.host.Host(sl.skip, S)
-			if last {
-				// The last layer's residual output feeds nothing.
-				be.Gemm(false, false, S, 1, H, 1, wv.At(o.rs[l]+R*H), H, sl.z, 1, 0, sl.rs.At(R), 1)
-			} else {
-				be.Gemm(false, false, R+S, 1, H, 1, wv.At(o.rs[l]), H, sl.z, 1, 0, sl.rs, 1)
-				hcur := xh[(K-1)*R:]
+			if !last {
+				hcur := g.host.Host(sl.x.At(l*KR+(K-1)*R), R)
 				hn := g.host.Host(sl.x.At((l+1)*KR+(K-1)*R), R)
 				for r := 0; r < R; r++ {
 					hn[r] = (rs[r] + rsB[r] + hcur[r]) * g.resScale
 				}
 			}
+			skip := g.host.Host(sl.skip, S)
 			if l == 0 {
 				copy(skip, rs[R:])
 			} else {
@@ -508,12 +596,22 @@ func (g *Generator) step(slots []*slot) {
 		for s, v := range skip {
 			a1[s] = max((v+g.skipBias[s])*g.skipNorm, 0)
 		}
-		be.Gemm(false, false, S, 1, S, 1, wv.At(o.last1), S, sl.a1, 1, 0, sl.a2, 1)
+	}
+	prod(S, S, o.last1, lo.a1, lo.a2, false)
+	for _, sl := range slots {
+		if sl.utt < 0 {
+			continue
+		}
 		a2 := g.host.Host(sl.a2, S)
 		for s, bv := range wh[o.last1B : o.last1B+S] {
 			a2[s] = max(a2[s]+bv, 0)
 		}
-		be.Gemm(false, false, O, 1, S, 1, wv.At(o.last2), S, sl.a2, 1, 0, sl.out0, 1)
+	}
+	prod(O, S, o.last2, lo.a2, lo.out0, false)
+	for _, sl := range slots {
+		if sl.utt < 0 {
+			continue
+		}
 		out := g.host.Host(sl.out0, O)
 		for c, bv := range wh[o.last2B : o.last2B+O] {
 			out[c] += bv

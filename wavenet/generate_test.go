@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/wavecat/wavecat/compute"
@@ -84,7 +85,7 @@ func TestGenerateMatchesForward(t *testing.T) {
 					}
 					defer g.Free()
 					const frames = 13
-					C, O, Cin, hop, pad := cfg.CinChannels, cfg.OutChannels, cfg.InputChannels, cfg.HopSize(), cfg.CinPad
+					C, O, hop := cfg.CinChannels, cfg.OutChannels, cfg.HopSize()
 					T := frames * hop
 					if T <= cfg.ReceptiveField() {
 						t.Fatalf("T=%d does not exceed the receptive field %d: the rings would never wrap", T, cfg.ReceptiveField())
@@ -103,36 +104,7 @@ func TestGenerateMatchesForward(t *testing.T) {
 					if seen != T || len(ys[0]) != T {
 						t.Fatalf("traced %d steps, %d samples, want %d", seen, len(ys[0]), T)
 					}
-					// Teacher-force the generated sequence: x[t] = enc(y[t-1]).
-					x := make([]float32, Cin*T)
-					enc := make([]float32, Cin)
-					for tt := 0; tt < T; tt++ {
-						prev := float32(0)
-						if tt > 0 {
-							prev = ys[0][tt-1]
-						}
-						h.EncodeInput(prev, enc)
-						for c := 0; c < Cin; c++ {
-							x[c*T+tt] = enc[c]
-						}
-					}
-					Fp := frames + 2*pad
-					melP := make([]float32, C*Fp)
-					for f := 0; f < Fp; f++ {
-						src := min(max(f-pad, 0), frames-1)
-						for c := 0; c < C; c++ {
-							melP[c*Fp+f] = mel[src*C+c]
-						}
-					}
-					ws, err := m.NewWorkspace(1, T)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer ws.Free()
-					be.Upload(ws.X(), x)
-					be.Upload(ws.Mel(), melP)
-					out := make([]float32, O*T)
-					be.Download(out, m.Forward(ws, ws.X(), ws.Mel()))
+					out := forwardOutputs(t, m, h, mel, ys[0])
 					worst, scale := 0.0, 0.0
 					for tt := 0; tt < T; tt++ {
 						for c := 0; c < O; c++ {
@@ -149,6 +121,91 @@ func TestGenerateMatchesForward(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// forwardOutputs runs the parallel Forward teacher-forced on a generated
+// sequence (x[t] = enc(y[t-1]), x[0] = enc(0)) with the mel padded as the
+// generator pads it, and returns its output [O][T].
+func forwardOutputs(t *testing.T, m *Model, h outputs.Head, mel, ys []float32) []float32 {
+	t.Helper()
+	be := m.Backend()
+	cfg := m.Config()
+	C, O, Cin, pad := cfg.CinChannels, cfg.OutChannels, cfg.InputChannels, cfg.CinPad
+	T, frames := len(ys), len(mel)/C
+	x := make([]float32, Cin*T)
+	enc := make([]float32, Cin)
+	for tt := 0; tt < T; tt++ {
+		prev := float32(0)
+		if tt > 0 {
+			prev = ys[tt-1]
+		}
+		h.EncodeInput(prev, enc)
+		for c := 0; c < Cin; c++ {
+			x[c*T+tt] = enc[c]
+		}
+	}
+	Fp := frames + 2*pad
+	melP := make([]float32, C*Fp)
+	for f := 0; f < Fp; f++ {
+		src := min(max(f-pad, 0), frames-1)
+		for c := 0; c < C; c++ {
+			melP[c*Fp+f] = mel[src*C+c]
+		}
+	}
+	ws, err := m.NewWorkspace(1, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Free()
+	be.Upload(ws.X(), x)
+	be.Upload(ws.Mel(), melP)
+	out := make([]float32, O*T)
+	be.Download(out, m.Forward(ws, ws.X(), ws.Mel()))
+	return out
+}
+
+// TestGenerateWide: the wide-GEMM batch mode is not bit-identical to batch
+// 1 by design, but every utterance's step outputs still match the parallel
+// Forward over its own generated sequence.
+func TestGenerateWide(t *testing.T) {
+	be := newCPU(t)
+	m, h := genModel(t, be, "adacat --components 6", 3, 8)
+	defer m.Free()
+	g, err := NewGenerator(m, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	cfg := m.Config()
+	O := cfg.OutChannels
+	rng := rand.New(rand.NewPCG(2, 2))
+	var utts []Utterance
+	lens := []int{6, 11, 4, 9}
+	steps := make([][]float32, len(lens))
+	for i, f := range lens {
+		utts = append(utts, Utterance{Mel: randMel(rng, f, cfg.CinChannels), Seed: uint64(i)})
+		steps[i] = make([]float32, f*cfg.HopSize()*O)
+	}
+	g.trace = func(u, t int, logits []float32) { copy(steps[u][t*O:(t+1)*O], logits) }
+	ys, err := g.Generate(utts, GenerateOptions{Batch: 3, Wide: true, ChunkFrames: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range utts {
+		out := forwardOutputs(t, m, h, utts[i].Mel, ys[i])
+		T := len(ys[i])
+		worst, scale := 0.0, 0.0
+		for tt := 0; tt < T; tt++ {
+			for c := 0; c < O; c++ {
+				ref := float64(out[c*T+tt])
+				scale = max(scale, math.Abs(ref))
+				worst = max(worst, math.Abs(float64(steps[i][tt*O+c])-ref))
+			}
+		}
+		if worst > 1e-4*max(1, scale) {
+			t.Errorf("utterance %d: max |wide incremental - parallel| = %.3g (scale %.3g)", i, worst, scale)
 		}
 	}
 }
@@ -172,8 +229,13 @@ func TestGenerateBatchedIdentical(t *testing.T) {
 			for i, f := range []int{7, 12, 3, 9, 5} {
 				utts = append(utts, Utterance{Mel: randMel(rng, f, m.Config().CinChannels), Seed: uint64(100 + i)})
 			}
-			total := 0
-			batched, err := g.Generate(utts, GenerateOptions{Batch: 3, ChunkFrames: 2, Progress: func(n int) { total += n }})
+			var total atomic.Int64
+			batched, err := g.Generate(utts, GenerateOptions{Batch: 3, ChunkFrames: 2, Progress: func(n int) { total.Add(int64(n)) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Two workers (slot groups on goroutines) change nothing either.
+			par, err := g.Generate(utts, GenerateOptions{Batch: 4, Workers: 2, ChunkFrames: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -191,10 +253,13 @@ func TestGenerateBatchedIdentical(t *testing.T) {
 					if math.Float32bits(alone[0][j]) != math.Float32bits(batched[i][j]) {
 						t.Fatalf("utterance %d sample %d: batched %v, alone %v", i, j, batched[i][j], alone[0][j])
 					}
+					if math.Float32bits(alone[0][j]) != math.Float32bits(par[i][j]) {
+						t.Fatalf("utterance %d sample %d: 2 workers %v, alone %v", i, j, par[i][j], alone[0][j])
+					}
 				}
 			}
-			if total != want {
-				t.Errorf("progress reported %d samples, generated %d", total, want)
+			if int(total.Load()) != want {
+				t.Errorf("progress reported %d samples, generated %d", total.Load(), want)
 			}
 			other := utts[1]
 			other.Seed++

@@ -1,0 +1,130 @@
+package wavenet
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/outputs"
+)
+
+// BenchmarkGenerate times incremental synthesis of the reference config
+// (24 layers, 128/256/128, k=3, 80 mels, hop 256) with a MoL head (10
+// logistics, 30 channels) at batch 1 and 16 (aggregate samples/s; each
+// utterance 4 frames = 1024 samples, conditioning included). weightGB/s is
+// samples/s times the step's weight bytes (12.6 MB): the traffic a batch-1
+// step must stream, to compare with BenchmarkRoofline. The PyTorch
+// counterpart is bench/pytorch/generate.py.
+func BenchmarkGenerate(b *testing.B) {
+	if testing.Short() {
+		b.Skip("reference-size generation skipped in -short")
+	}
+	be := newCPU(b)
+	h, err := outputs.New("mol --mixtures 10 --levels 65536")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := New(ReferenceConfig(h.Channels(), h.InputChannels()), be, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Free()
+	g, err := NewGenerator(m, h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Free()
+	b.Logf("%s; step weights %.2f MB, %.2f MFLOP/sample", be.Describe(), float64(g.StepWeightBytes())/1e6, g.StepFLOPs()/1e6)
+	rng := rand.New(rand.NewPCG(1, 1))
+	runs := []struct {
+		name           string
+		batch, threads int
+		opts           GenerateOptions
+	}{
+		{"batch1", 1, 2, GenerateOptions{}},
+		{"batch1-1thread", 1, 1, GenerateOptions{}},
+		{"batch16", 16, 2, GenerateOptions{}},
+		{"batch16-2workers", 16, 1, GenerateOptions{Workers: 2}},
+		{"batch16-wide", 16, 2, GenerateOptions{Wide: true}},
+		{"batch16-wide-1thread", 16, 1, GenerateOptions{Wide: true}},
+		{"batch16-wide-2workers", 16, 1, GenerateOptions{Wide: true, Workers: 2}},
+	}
+	for _, r := range runs {
+		b.Run("ref-mol/"+r.name, func(b *testing.B) {
+			// OpenBLAS's thread count is process-wide: a new backend sets it.
+			if _, err := cpu.New(cpu.Options{Threads: r.threads}); err != nil {
+				b.Fatal(err)
+			}
+			defer cpu.New(cpu.Options{})
+			utts := make([]Utterance, r.batch)
+			for i := range utts {
+				utts[i] = Utterance{Mel: randMel(rng, 4, 80), Seed: uint64(i)}
+			}
+			opts := r.opts
+			opts.Batch = r.batch
+			samples := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				outs, err := g.Generate(utts, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, o := range outs {
+					samples += len(o)
+				}
+			}
+			sps := float64(samples) / b.Elapsed().Seconds()
+			b.ReportMetric(sps, "samples/s")
+			b.ReportMetric(sps*float64(g.StepWeightBytes())/1e9, "weightGB/s")
+			b.ReportMetric(sps*g.StepFLOPs()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkRoofline measures this machine's ceilings for the step, in the
+// same run as BenchmarkGenerate: DRAM bandwidth (copy of 256 MB, read+write
+// bytes counted), the sgemv bandwidth over the step's 12.6 MB of weights as
+// 24 back-to-back layer-shaped products with nothing else (what the
+// generator could reach if the products were all it did: the L3-resident
+// ceiling), and sgemm FLOP/s at n=1024 (compute peak).
+func BenchmarkRoofline(b *testing.B) {
+	if testing.Short() {
+		b.Skip("roofline skipped in -short")
+	}
+	be := newCPU(b)
+	b.Run("dram-copy-256MB", func(b *testing.B) {
+		const n = 64 << 20
+		src, dst := make([]float32, n), make([]float32, n)
+		for i := range src {
+			src[i] = float32(i)
+		}
+		b.SetBytes(8 * n)
+		for b.Loop() {
+			copy(dst, src)
+		}
+	})
+	b.Run("step-gemvs-24layers", func(b *testing.B) {
+		const L, R, G, H, S = 24, 128, 256, 128, 128
+		w := be.Alloc(L * (G*3*R + (R+S)*H))
+		x, y := be.Alloc(3*R), be.Alloc(G)
+		wv := compute.V(w)
+		per := G*3*R + (R+S)*H
+		b.SetBytes(4 * int64(L*per))
+		for b.Loop() {
+			for l := 0; l < L; l++ {
+				be.Gemm(false, false, G, 1, 3*R, 1, wv.At(l*per), 3*R, compute.V(x), 1, 0, compute.V(y), 1)
+				be.Gemm(false, false, R+S, 1, H, 1, wv.At(l*per+G*3*R), H, compute.V(x), 1, 0, compute.V(y), 1)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "steps/s")
+	})
+	b.Run("sgemm-1024", func(b *testing.B) {
+		const n = 1024
+		a, bb, c := be.Alloc(n*n), be.Alloc(n*n), be.Alloc(n*n)
+		for b.Loop() {
+			be.Gemm(false, false, n, n, n, 1, compute.V(a), n, compute.V(bb), n, 0, compute.V(c), n)
+		}
+		b.ReportMetric(2*n*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	})
+}
