@@ -28,9 +28,9 @@ const (
 // webMUSHRA config and the plots name the systems and stay with the
 // experimenter.
 const (
-	MOSDir     = "mos"       // index.html + audio/, the package raters get
-	AudioDir   = "audio"     // inside MOSDir
-	KeyFile    = "key.csv"   // stimulus,system,utterance
+	MOSDir     = "mos"     // index.html + audio/, the package raters get
+	AudioDir   = "audio"   // inside MOSDir
+	KeyFile    = "key.csv" // stimulus,system,utterance
 	MushraFile = "mushra.yaml"
 	PlotDir    = "plots"
 )
