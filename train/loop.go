@@ -411,14 +411,9 @@ func (tr *trainer) prefetch(ctx context.Context, from, to int64) <-chan prepared
 	ch := make(chan prepared, 1)
 	go func() {
 		defer close(ch)
-		cin := tr.cfg.Model.InputChannels
 		for s := from; s < to; s++ {
-			b, err := tr.bt.Batch(int(s))
-			p := prepared{step: s, b: b, err: err}
-			if err == nil {
-				p.x = make([]float32, b.B*cin*b.T)
-				encodeInputs(tr.head, b.Wave, b.B, b.T, p.x)
-			}
+			p, err := tr.stage(s)
+			p.err = err
 			select {
 			case ch <- p:
 			case <-ctx.Done():
@@ -453,12 +448,12 @@ func encodeInputs(h outputs.Head, wave []float32, B, T int, x []float32) {
 	}
 }
 
-// stepOnce runs forward, the head loss, backward, and (when finite) Adam and
-// the EMA. It returns the mean per-sample training loss in nats and the
-// gradient norm before clipping.
-func (tr *trainer) stepOnce(p *prepared) (loss, gnorm float64, err error) {
-	be, m, ws, cfg := tr.be, tr.model, tr.ws, tr.cfg
-	B, T, C := p.b.B, p.b.T, cfg.Model.OutChannels
+// forwardLoss runs the forward pass and the head loss on a staged batch,
+// leaving d(mean loss)/d(logits) in the workspace's DOut. It returns the
+// mean per-sample training loss in nats.
+func (tr *trainer) forwardLoss(p *prepared) float64 {
+	be, m, ws := tr.be, tr.model, tr.ws
+	B, T, C := p.b.B, p.b.T, tr.cfg.Model.OutChannels
 	be.Upload(ws.X(), p.x)
 	be.Upload(ws.Mel(), p.b.Mel)
 	out := m.Forward(ws, ws.X(), ws.Mel())
@@ -470,26 +465,36 @@ func (tr *trainer) stepOnce(p *prepared) (loss, gnorm float64, err error) {
 	} else {
 		be.Download(logits, out)
 	}
+	// Mean over every sample of the batch: each item's summed loss and its
+	// gradient are scaled by 1/(B*T).
 	scale := float32(1 / float64(B*T))
 	var sum float64
 	for b := 0; b < B; b++ {
 		o := b * C * T
 		sum += tr.head.Loss(logits[o:o+C*T], T, T, p.b.Wave[b*T:(b+1)*T], nil, grad[o:o+C*T], scale)
 	}
-	loss = sum / float64(B*T)
-	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return loss, 0, &NonFiniteError{Step: p.step + 1, What: "the training loss", Value: loss, Checkpoint: tr.lastCkpt}
-	}
 	if !host {
 		be.Upload(ws.DOut(), grad)
 	}
+	return sum / float64(B*T)
+}
+
+// stepOnce runs forward, the head loss, backward, and (when all is finite)
+// Adam and the EMA. It returns the mean per-sample training loss in nats and
+// the gradient norm before clipping.
+func (tr *trainer) stepOnce(p *prepared) (loss, gnorm float64, err error) {
+	m, cfg := tr.model, tr.cfg
+	loss = tr.forwardLoss(p)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return loss, 0, &NonFiniteError{Step: p.step + 1, What: "the training loss", Value: loss, Checkpoint: tr.lastCkpt}
+	}
 	m.ZeroGrads()
-	m.Backward(ws, ws.DOut(), compute.View{})
+	m.Backward(tr.ws, tr.ws.DOut(), compute.View{})
 	np := m.NumParams()
 	if cfg.ClipNorm > 0 {
-		gnorm = ClipGradNorm(be, m.Grads(), np, cfg.ClipNorm)
+		gnorm = ClipGradNorm(tr.be, m.Grads(), np, cfg.ClipNorm)
 	} else {
-		gnorm = math.Sqrt(be.SumSquares(m.Grads(), np))
+		gnorm = math.Sqrt(tr.be.SumSquares(m.Grads(), np))
 	}
 	if math.IsNaN(gnorm) || math.IsInf(gnorm, 0) {
 		return loss, gnorm, &NonFiniteError{Step: p.step + 1, What: "the gradient norm", Value: gnorm, Checkpoint: tr.lastCkpt}
@@ -497,6 +502,17 @@ func (tr *trainer) stepOnce(p *prepared) (loss, gnorm float64, err error) {
 	tr.adam.Step(m.Params(), m.Grads(), np, cfg.Schedule.LR(p.step))
 	tr.ema.Update(m.Params(), np)
 	return loss, gnorm, nil
+}
+
+// stage reads and encodes the batch of step (what prefetch does).
+func (tr *trainer) stage(step int64) (prepared, error) {
+	b, err := tr.bt.Batch(int(step))
+	if err != nil {
+		return prepared{}, err
+	}
+	p := prepared{step: step, b: b, x: make([]float32, b.B*tr.cfg.Model.InputChannels*b.T)}
+	encodeInputs(tr.head, b.Wave, b.B, b.T, p.x)
+	return p, nil
 }
 
 func (tr *trainer) run(ctx context.Context) (*Result, error) {
