@@ -19,10 +19,39 @@ import (
 )
 
 // synthesizerFor builds the synthesis function of a loaded model for eval and
-// listening-test export. It is a variable so tests can stand in for the
-// generator (and so the generator plugs in at one place).
-var synthesizerFor = func(m *wavenet.Model, head outputs.Head, mi train.ModelInfo, seed uint64) (evaluate.Synthesize, error) {
-	return nil, fmt.Errorf("synthesis is not available in this build (no WaveNet generator yet); use --no-synthesis")
+// listening-test export: the incremental generator (wavenet.Generator) fed
+// with the utterance's mel, sampling seeded by seed plus the call count. It
+// is a variable so tests can stand in for the generator; free releases the
+// generator.
+var synthesizerFor = func(m *wavenet.Model, head outputs.Head, mi train.ModelInfo, seed uint64) (syn evaluate.Synthesize, free func(), err error) {
+	g, err := wavenet.NewGenerator(m, head)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := m.Config()
+	calls := uint64(0)
+	syn = func(mel []float32, frames int) ([]float32, error) {
+		C, P := cfg.CinChannels, cfg.CinPad
+		Fp := frames + 2*P
+		if len(mel) != C*Fp {
+			return nil, fmt.Errorf("mel of %d values, want %d channels x %d padded frames", len(mel), C, Fp)
+		}
+		// The generator takes the unpadded mel frames x channels (it pads
+		// itself); ours is channel-major with the padding.
+		rows := make([]float32, frames*C)
+		for f := 0; f < frames; f++ {
+			for c := 0; c < C; c++ {
+				rows[f*C+c] = mel[c*Fp+f+P]
+			}
+		}
+		out, err := g.Generate([]wavenet.Utterance{{Mel: rows, Seed: seed + calls}}, wavenet.GenerateOptions{})
+		calls++
+		if err != nil {
+			return nil, err
+		}
+		return out[0], nil
+	}
+	return syn, g.Free, nil
 }
 
 // newEvalBackend is the backend models are loaded on.
@@ -165,9 +194,11 @@ func evalCheckpoint(ck string, be compute.Backend, d *ljspeech.Dump, ids []strin
 	}
 	opt := evaluate.Options{Bits: evaluate.BitsOptions{ChunkFrames: evalOpts.chunk}, MCep: evaluate.DefaultMCepConfig(), Preprocess: mi.Preprocess}
 	if !evalOpts.noSynth {
-		if opt.Synthesize, err = synthesizerFor(m, head, mi, evalOpts.seed); err != nil {
+		var free func()
+		if opt.Synthesize, free, err = synthesizerFor(m, head, mi, evalOpts.seed); err != nil {
 			return evaluate.Row{}, fmt.Errorf("%s: %w", ck, err)
 		}
+		defer free()
 	}
 	bar := cliutil.NewBar(int64(len(ids)), "eval "+head.Name(), stderr, quiet)
 	opt.Progress = func() { bar.Add(1) }
