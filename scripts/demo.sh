@@ -6,12 +6,12 @@
 #  3. preprocessing into a training dump;
 #  4. a few minutes of CPU training of the tiny preset with the AdaCat head;
 #  5. where the run, the plot and the metrics are.
-# DEMO_STEPS overrides the number of training steps (default 3000, about
+# DEMO_STEPS overrides the number of training steps (default 1500, about
 # 2-3 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=demo-out
-steps=${DEMO_STEPS:-3000}
+steps=${DEMO_STEPS:-1500}
 mkdir -p "$out/mels"
 echo "== wavecat demo: log-mel spectrograms (80 bands, 22050 Hz, hop 256) of the bundled speech"
 bin/vocode mel demo/samples/*.wav -o "$out/mels"
@@ -44,8 +44,8 @@ echo "== training the tiny preset with the AdaCat head for $steps steps on CPU"
 # A fresh run each time: the demo shows training from scratch.
 rm -rf "$run"
 bin/train-wavenet --data "$out/dump" --out "$run" --preset tiny --head adacat --components 15 --lambda 1e-4 \
-  --steps "$steps" --batch-size 4 --max-time-steps 4096 --ema-decay 0.999 \
-  --eval-interval 500 --checkpoint-interval 1000 --keep 2 --log-interval 50 --eval-max-samples 32768
+  --steps "$steps" --batch-size 4 --max-time-steps 4096 --ema-decay 0.998 \
+  --eval-interval 250 --checkpoint-interval 500 --keep 2 --log-interval 50 --eval-max-samples 32768
 echo
 
 # Synthesis of a held-out utterance, once bin/vocode can load a checkpoint:

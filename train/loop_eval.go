@@ -80,6 +80,12 @@ func (tr *trainer) evaluate() error {
 	if err != nil {
 		return fmt.Errorf("train: validation at step %d: %w", tr.step, err)
 	}
+	if !finite(mean) || !finite(se) {
+		// JSON has no NaN/Inf, and a diverged EMA is not a reason to stop
+		// training (the training loss is checked at every step).
+		fmt.Fprintf(tr.log, "step %d: warning: %s bits/sample of the EMA weights is %v; not recorded\n", tr.step, tr.cfg.EvalSplit, mean)
+		return nil
+	}
 	rec := EvalRecord{Type: "eval", Step: tr.step, Split: tr.cfg.EvalSplit, Bits: mean, BitsSE: se,
 		Utterances: len(tr.dev), Samples: samples, Seconds: time.Since(t0).Seconds(), Time: time.Now().UTC()}
 	tr.lastEval = &rec
@@ -97,7 +103,8 @@ func (tr *trainer) evaluate() error {
 // holds) and returns the mean over utterances of each utterance's mean
 // bits/sample, its standard error (sample standard deviation / sqrt(n); 0 for
 // one utterance) and the number of samples scored. The input alignment is
-// the training loop's (previous sample, 0 at t = 0).
+// the training loop's (previous sample, 0 at t = 0). A density that
+// underflows at some sample gives +Inf bits; that is returned, not an error.
 func EvalBits(m *wavenet.Model, head outputs.Head, utts []*ljspeech.Utterance) (mean, se float64, samples int, err error) {
 	be := m.Backend()
 	cfg := m.Config()
@@ -144,11 +151,7 @@ func EvalBits(m *wavenet.Model, head outputs.Head, utts []*ljspeech.Utterance) (
 		for _, b := range bits {
 			s += b
 		}
-		um := s / float64(T)
-		if math.IsNaN(um) || math.IsInf(um, 0) {
-			return 0, 0, 0, fmt.Errorf("utterance %s: bits/sample is %v", u.ID, um)
-		}
-		per = append(per, um)
+		per = append(per, s/float64(T))
 		samples += T
 	}
 	if len(per) == 0 {
