@@ -3,6 +3,7 @@ package listening
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -270,4 +271,21 @@ func PlotScores(path string, scores []SystemScore) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error { _, err := w.Write(buf.Bytes()); return err })
+}
+
+// MarshalJSON writes an undefined interval (one rating or one rater) as null:
+// encoding/json refuses NaN.
+func (s SystemScore) MarshalJSON() ([]byte, error) {
+	type plain SystemScore
+	nan := func(x float64) *float64 {
+		if math.IsNaN(x) {
+			return nil
+		}
+		return &x
+	}
+	return json.Marshal(struct {
+		plain
+		CI95      *float64 `json:"ci95"`
+		RaterCI95 *float64 `json:"rater_ci95"`
+	}{plain(s), nan(s.CI95), nan(s.RaterCI95)})
 }

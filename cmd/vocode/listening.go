@@ -1,0 +1,250 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wavecat/wavecat/evaluate"
+	"github.com/wavecat/wavecat/internal/atomicfile"
+	"github.com/wavecat/wavecat/internal/cliutil"
+	"github.com/wavecat/wavecat/listening"
+	"github.com/wavecat/wavecat/train"
+)
+
+var listeningCmd = &cobra.Command{
+	Use:   "listening-test",
+	Short: "Prepare a listening test (MOS page and webMUSHRA config) and score its results",
+}
+
+var exportOpts struct {
+	checkpoints stringList
+	names       stringList
+	data        string
+	split       string
+	out         string
+	maxUtts     int
+	lufs        float64
+	noAnchor    bool
+	plots       bool
+	title       string
+	mushraAudio string
+	seed        uint64
+}
+
+var exportCmd = &cobra.Command{
+	Use:   "export --checkpoint RUN... --data DUMP [--split eval] -o DIR",
+	Short: "Synthesise utterances with every system and write an anonymised, loudness-matched listening test",
+	Long: `Synthesise each chosen utterance of a dump's split with every checkpoint, add
+the ground truth (the dump's waveform target turned back into audio) and a
+3.5 kHz low-passed ground truth as the MUSHRA anchor, normalise every stimulus
+to the same integrated loudness (ITU-R BS.1770-4, -23 LUFS by default) and
+write them as 16-bit WAVs with random names. DIR then holds:
+  mos/index.html, mos/audio/   the MOS test: send this folder to raters (it
+                               works opened from disk; ratings are saved as CSV)
+  key.csv                      which stimulus is which system (keep it private)
+  mushra.yaml                  a webMUSHRA experiment over the same stimuli
+  plots/                       with --plots: spectrograms, ground truth vs systems
+Score the returned CSVs with 'vocode listening-test score'.`,
+	Args: cobra.NoArgs,
+	RunE: func(cmd *cobra.Command, args []string) error {
+		return runExport(cmd.OutOrStdout(), cmd.ErrOrStderr())
+	},
+}
+
+var scoreOpts struct {
+	key   string
+	plot  string
+	table string
+	json  string
+}
+
+var scoreCmd = &cobra.Command{
+	Use:   "score RESULTS.csv... --key DIR/key.csv",
+	Short: "MOS ± 95% confidence interval per system from the raters' CSVs",
+	Long: `Read the ratings CSVs (rater,stimulus,rating,timestamp) the MOS page saved,
+check every row against the export's key (unknown stimuli, ratings outside
+1-5, missing columns and repeated ratings are errors), and print per system the
+MOS with its 95% confidence interval from the t-distribution, once over all
+ratings and once over per-rater means. A bar chart with error bars is written
+to --plot (default: mos.png next to the key).`,
+	Args: cobra.MinimumNArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		return runScore(cmd.OutOrStdout(), args)
+	},
+}
+
+func init() {
+	f := exportCmd.Flags()
+	f.Var(&exportOpts.checkpoints, "checkpoint", "checkpoint or run directory of a system (repeat for several)")
+	f.Var(&exportOpts.names, "name", "system name for the key, one per --checkpoint in order (default: the checkpoint's directory name)")
+	f.StringVar(&exportOpts.data, "data", "", "preprocessed dump directory (required)")
+	f.StringVar(&exportOpts.split, "split", "eval", "subset of the dump: train, dev or eval")
+	f.StringVarP(&exportOpts.out, "out", "o", "", "new output directory (required)")
+	f.IntVar(&exportOpts.maxUtts, "max-utterances", 0, "use only the first N utterances of the split (0 = all)")
+	f.Float64Var(&exportOpts.lufs, "lufs", -23, "integrated loudness of every stimulus (LUFS)")
+	f.BoolVar(&exportOpts.noAnchor, "no-anchor", false, "leave out the 3.5 kHz low-pass anchor")
+	f.BoolVar(&exportOpts.plots, "plots", false, "write spectrogram PNGs (ground truth vs each system) per utterance")
+	f.StringVar(&exportOpts.title, "title", "Speech quality test", "title shown to raters")
+	f.StringVar(&exportOpts.mushraAudio, "mushra-audio-prefix", "configs/resources/audio/wavecat", "where mushra.yaml expects the WAVs inside the webMUSHRA installation")
+	f.Uint64Var(&exportOpts.seed, "seed", 1, "sampling seed for synthesis")
+	exportCmd.MarkFlagRequired("checkpoint")
+	exportCmd.MarkFlagRequired("data")
+	exportCmd.MarkFlagRequired("out")
+
+	g := scoreCmd.Flags()
+	g.StringVar(&scoreOpts.key, "key", "", "key.csv of the export (required)")
+	g.StringVar(&scoreOpts.plot, "plot", "", "bar chart PNG (default: mos.png next to the key)")
+	g.StringVarP(&scoreOpts.table, "out", "o", "", "also write the markdown table here")
+	g.StringVar(&scoreOpts.json, "json", "", "also write the scores as JSON here")
+	scoreCmd.MarkFlagRequired("key")
+
+	listeningCmd.AddCommand(exportCmd, scoreCmd)
+	rootCmd.AddCommand(listeningCmd)
+}
+
+// systemNames returns one distinct name per checkpoint.
+func systemNames(cks, names []string) ([]string, error) {
+	if len(names) > 0 && len(names) != len(cks) {
+		return nil, fmt.Errorf("%d --name for %d --checkpoint; give one per checkpoint or none", len(names), len(cks))
+	}
+	out := make([]string, len(cks))
+	seen := map[string]bool{}
+	for i, ck := range cks {
+		n := filepath.Base(filepath.Clean(ck))
+		if len(names) > 0 {
+			n = names[i]
+		}
+		if n == "" || strings.ContainsAny(n, ",\"\n") {
+			return nil, fmt.Errorf("system name %q: empty or has a comma, quote or newline", n)
+		}
+		if n == listening.GroundTruth || n == listening.Anchor {
+			return nil, fmt.Errorf("system name %q is reserved; choose another with --name", n)
+		}
+		base := n
+		for k := 2; seen[n]; k++ {
+			n = fmt.Sprintf("%s-%d", base, k)
+		}
+		seen[n] = true
+		out[i] = n
+	}
+	return out, nil
+}
+
+func runExport(stdout, stderr io.Writer) error {
+	if exportOpts.maxUtts < 0 {
+		return fmt.Errorf("--max-utterances %d < 0", exportOpts.maxUtts)
+	}
+	names, err := systemNames(exportOpts.checkpoints, exportOpts.names)
+	if err != nil {
+		return err
+	}
+	d, ids, err := splitIDs(exportOpts.data, exportOpts.split, exportOpts.maxUtts)
+	if err != nil {
+		return err
+	}
+	items := make([]listening.Item, len(ids))
+	be, err := newEvalBackend()
+	if err != nil {
+		return err
+	}
+	for i, ck := range exportOpts.checkpoints {
+		m, head, mi, _, err := train.LoadModel(ck, be, true)
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			defer m.Free()
+			if err := checkDumpMatches(ck, mi, d); err != nil {
+				return err
+			}
+			syn, free, err := synthesizerFor(m, head, mi, exportOpts.seed)
+			if err != nil {
+				return fmt.Errorf("%s: %w", ck, err)
+			}
+			defer free()
+			bar := cliutil.NewBar(int64(len(ids)), "synthesise "+names[i], stderr, quiet)
+			defer bar.Finish()
+			for j, id := range ids {
+				u, err := d.LoadUtterance(id, mi.Model.CinPad)
+				if err != nil {
+					return err
+				}
+				y, err := syn(u.Mel, u.Frames)
+				if err != nil {
+					return fmt.Errorf("%s: utterance %s: %w", ck, id, err)
+				}
+				if i == 0 {
+					items[j] = listening.Item{ID: id, Reference: evaluate.Postprocess(u.Wave, d.Params)}
+				}
+				items[j].Systems = append(items[j].Systems, listening.Rendition{System: names[i], Audio: evaluate.Postprocess(y, mi.Preprocess)})
+				bar.Add(1)
+			}
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	key, err := listening.Export(items, listening.ExportOptions{
+		Dir: exportOpts.out, SampleRate: d.Params.SampleRate, LUFS: exportOpts.lufs, Anchor: !exportOpts.noAnchor,
+		TestName: exportOpts.title, MushraAudioPrefix: exportOpts.mushraAudio, Plots: exportOpts.plots,
+	})
+	if err != nil {
+		return err
+	}
+	if !quiet {
+		fmt.Fprintf(stdout, "%d stimuli (%d utterances x %d systems) at %g LUFS in %s\n", len(key), len(ids), len(key)/len(ids), exportOpts.lufs, exportOpts.out)
+		fmt.Fprintf(stdout, "send %s to raters; keep %s private\n", filepath.Join(exportOpts.out, listening.MOSDir), filepath.Join(exportOpts.out, listening.KeyFile))
+	}
+	return nil
+}
+
+func runScore(stdout io.Writer, files []string) error {
+	key, err := listening.ReadKey(scoreOpts.key)
+	if err != nil {
+		return err
+	}
+	var all []listening.Rating
+	seen := map[[2]string]string{}
+	for _, f := range files {
+		rs, err := listening.ReadResults(f, key)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			k := [2]string{r.Rater, r.Stimulus.File}
+			if prev, dup := seen[k]; dup {
+				return fmt.Errorf("%s: rater %q rated %s again (also in %s); was a results file given twice?", f, r.Rater, r.Stimulus.File, prev)
+			}
+			seen[k] = f
+		}
+		all = append(all, rs...)
+	}
+	scores := listening.Score(all)
+	md := listening.ScoreMarkdown(scores)
+	fmt.Fprint(stdout, md)
+	if scoreOpts.table != "" {
+		if err := atomicfile.WriteBytes(scoreOpts.table, []byte(md), 0o644); err != nil {
+			return err
+		}
+	}
+	if scoreOpts.json != "" {
+		js, err := json.MarshalIndent(scores, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.WriteBytes(scoreOpts.json, append(js, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	plot := scoreOpts.plot
+	if plot == "" {
+		plot = filepath.Join(filepath.Dir(scoreOpts.key), "mos.png")
+	}
+	return listening.PlotScores(plot, scores)
+}
