@@ -53,6 +53,11 @@ type GenerateOptions struct {
 	// samples that step produced (the active utterances). With Workers > 1
 	// it is called from several goroutines.
 	Progress func(samples int)
+	// OnDone, when set, receives each waveform as soon as its utterance is
+	// finished (index into the Generate call's utterances), e.g. to write
+	// it while the others continue. With Workers > 1 it is called from
+	// several goroutines.
+	OnDone func(utt int, y []float32)
 }
 
 // MaxGenerateFrames bounds one utterance (about an hour at the reference
@@ -414,6 +419,9 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 				sl.t++
 				if sl.t == sl.T {
 					outs[sl.utt] = sl.out // distinct index per utterance
+					if opts.OnDone != nil {
+						opts.OnDone(sl.utt, sl.out)
+					}
 					sl.out, sl.melP = nil, nil
 					if !start(sl) {
 						active--

@@ -1,0 +1,459 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/wavecat/wavecat/audio"
+	"github.com/wavecat/wavecat/cmd/vocode/model"
+	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/melspec"
+	"github.com/wavecat/wavecat/train"
+	"github.com/wavecat/wavecat/wavenet"
+)
+
+// synthOpts are the root command's flags (vocode MEL.npy... -o OUT).
+var synthOpts struct {
+	out           string
+	checkpoint    string
+	noEMA         bool
+	seed          uint64
+	batch         int
+	device        string
+	threads       int
+	melNormalized bool
+	copySynthesis bool
+	wide          bool
+}
+
+// checkpointEnv names the checkpoint used when --checkpoint is not given.
+const checkpointEnv = "WAVECAT_CHECKPOINT"
+
+// runsDir is searched for the newest run when neither --checkpoint nor the
+// environment names one.
+var runsDir = "runs"
+
+func init() {
+	rootCmd.Use = "vocode MEL.npy... -o OUT.wav|DIR"
+	rootCmd.Long = `vocode synthesises waveforms from log-mel spectrograms (frames x n_mels .npy,
+as 'vocode mel' or train-wavenet preprocess write them) with a trained WaveNet,
+sample by sample, several utterances at a time with --batch.
+
+The model is --checkpoint (a checkpoint or run directory), else
+$` + checkpointEnv + `, else the newest run under ./runs, else the small default
+model built into the binary; vocode always says which one it used. Mels are
+normalised with the checkpoint's statistics unless --mel-normalized. The output
+is inverse pre-emphasised, divided by the training gain, clipped and written
+as 16-bit WAV at the checkpoint's sample rate, frames*hop samples long.
+
+With --copy-synthesis the inputs are WAV files: their mel is extracted with
+the checkpoint's parameters and resynthesised.`
+	rootCmd.Example = `  vocode LJ001-0001-feats.npy -o out.wav --checkpoint runs/ac128
+  vocode mels/*.npy -o wavs/ --batch 8 --seed 7
+  vocode --copy-synthesis speech.wav -o resynth.wav`
+	rootCmd.Args = cobra.ArbitraryArgs
+	rootCmd.RunE = runSynth
+	f := rootCmd.Flags()
+	f.StringVarP(&synthOpts.out, "out", "o", "", "output .wav file (one input) or directory (required)")
+	f.StringVar(&synthOpts.checkpoint, "checkpoint", "", "checkpoint or run directory (default: $"+checkpointEnv+", the newest run under ./runs, the built-in model)")
+	f.BoolVar(&synthOpts.noEMA, "no-ema", false, "use the raw weights instead of the EMA weights")
+	f.Uint64Var(&synthOpts.seed, "seed", 1, "sampling seed; input i uses seed+i, whatever the batch")
+	f.IntVar(&synthOpts.batch, "batch", 1, "utterances generated at once")
+	f.StringVar(&synthOpts.device, "device", "cpu", "compute device: cpu or cuda")
+	f.IntVar(&synthOpts.threads, "threads", 0, "CPU threads: utterance groups generated in parallel with --batch (0: all cores); results do not depend on it")
+	f.BoolVar(&synthOpts.melNormalized, "mel-normalized", false, "the input mels are already normalised with the checkpoint's statistics")
+	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
+	f.BoolVar(&synthOpts.wide, "wide", false, "one GEMM per layer for the whole batch: faster at large --batch, but results then depend on the batch")
+}
+
+// loadedModel is the model synthesis runs and where it came from.
+type loadedModel struct {
+	m    *wavenet.Model
+	head wavenet.Sampler
+	info train.ModelInfo
+	meta train.Meta
+	desc string // for the "model:" line
+}
+
+// resolveModel finds the checkpoint to use (see rootCmd.Long) and returns
+// its path, a description of where it came from, and a cleanup for the
+// temporary copy of the built-in model.
+func resolveModel(flag string) (path, source string, cleanup func(), err error) {
+	cleanup = func() {}
+	if flag != "" {
+		return flag, "--checkpoint", cleanup, nil
+	}
+	if env := os.Getenv(checkpointEnv); env != "" {
+		return env, "$" + checkpointEnv, cleanup, nil
+	}
+	if p, ok := newestRun(runsDir); ok {
+		return p, "newest run under ./" + runsDir, cleanup, nil
+	}
+	dir, err := os.MkdirTemp("", "vocode-default-model-")
+	if err != nil {
+		return "", "", cleanup, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	if err := model.Extract(dir); err != nil {
+		cleanup()
+		return "", "", func() {}, err
+	}
+	source = "built-in default model"
+	if model.Untrained() {
+		source += " (UNTRAINED placeholder: the output is noise; train one with train-wavenet and pass --checkpoint)"
+	}
+	return dir, source, cleanup, nil
+}
+
+// newestRun returns the checkpoint of the run under dir whose newest
+// checkpoint was written last.
+func newestRun(dir string) (string, bool) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", false
+	}
+	var best string
+	var bestT time.Time
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		ck, err := train.Latest(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		st, err := os.Stat(filepath.Join(ck, train.ConfigFile))
+		if err != nil {
+			continue
+		}
+		if best == "" || st.ModTime().After(bestT) {
+			best, bestT = ck, st.ModTime()
+		}
+	}
+	return best, best != ""
+}
+
+// newBackend opens the device. The generator's per-sample step needs host
+// memory, so cuda is refused with the reason (after checking it would open,
+// so the message is the useful one).
+func newBackend(device string, blasThreads int) (compute.Backend, error) {
+	switch device {
+	case "cpu":
+		return cpu.New(cpu.Options{Threads: blasThreads})
+	case "cuda":
+		be, err := cuda.New(cuda.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("--device cuda: %w", err)
+		}
+		be.Close()
+		return nil, errors.New("--device cuda: synthesis runs on the CPU only for now (the per-sample step is hundreds of tiny products, launch-bound on a GPU; a persistent-kernel generator is future work); use --device cpu")
+	default:
+		return nil, fmt.Errorf("--device %q: want cpu or cuda", device)
+	}
+}
+
+// synthInput is one validated input.
+type synthInput struct {
+	path   string
+	mel    []float32 // frames x cin, normalised
+	frames int
+}
+
+// readInputs reads and validates every input before any synthesis, and
+// reports every bad one.
+func readInputs(paths []string, lm *loadedModel, stderr io.Writer) ([]synthInput, error) {
+	cfg, pp := lm.m.Config(), lm.info.Preprocess
+	cin, hop := cfg.CinChannels, cfg.HopSize()
+	var ex *melspec.Extractor
+	if synthOpts.copySynthesis {
+		var err error
+		if ex, err = melspec.NewExtractor(pp.MelConfig()); err != nil {
+			return nil, fmt.Errorf("checkpoint mel parameters: %w", err)
+		}
+	}
+	if lm.info.Stats == nil && !synthOpts.melNormalized {
+		fmt.Fprintln(stderr, "vocode: warning: the checkpoint has no mel statistics; using the mels as given")
+	}
+	ins := make([]synthInput, len(paths))
+	var errs []error
+	for i, p := range paths {
+		in := synthInput{path: p}
+		var err error
+		if synthOpts.copySynthesis {
+			var a *audio.Audio
+			if a, err = audio.ReadWAV(p, audio.ReadOptions{}); err == nil {
+				switch {
+				case a.SampleRate != pp.SampleRate:
+					err = fmt.Errorf("%s: sample rate %d Hz, the model was trained at %d Hz (resample it first)", p, a.SampleRate, pp.SampleRate)
+				case len(a.Samples) == 0:
+					err = fmt.Errorf("%s: no samples", p)
+				case len(a.Samples) > wavenet.MaxGenerateFrames*hop:
+					err = fmt.Errorf("%s: %.1f minutes is longer than the %.0f-minute limit", p,
+						float64(len(a.Samples))/float64(a.SampleRate)/60, float64(wavenet.MaxGenerateFrames*hop)/float64(pp.SampleRate)/60)
+				default:
+					in.mel, in.frames = ex.Compute(a.Samples)
+				}
+			}
+		} else {
+			in.mel, in.frames, err = audio.ReadMel(p, cin)
+			if err == nil && in.frames > wavenet.MaxGenerateFrames {
+				err = fmt.Errorf("%s: %d frames (%.1f minutes of audio) is more than the %d-frame limit; is it really a mel spectrogram?",
+					p, in.frames, float64(in.frames*hop)/float64(pp.SampleRate)/60, wavenet.MaxGenerateFrames)
+			}
+		}
+		if err == nil && lm.info.Stats != nil && !synthOpts.melNormalized {
+			if e := lm.info.Stats.Apply(in.mel); e != nil {
+				err = fmt.Errorf("%s: normalising: %w", p, e)
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ins[i] = in
+	}
+	if len(errs) > 1 {
+		return nil, fmt.Errorf("%d of %d inputs are unusable (nothing was written):\n%w", len(errs), len(paths), errors.Join(errs...))
+	}
+	if len(errs) == 1 {
+		return nil, fmt.Errorf("%w (nothing was written)", errs[0])
+	}
+	return ins, nil
+}
+
+// synthOutputs maps inputs to .wav paths: one input may name the file,
+// otherwise -o is a directory (created if missing).
+func synthOutputs(ins []string, out string) ([]string, error) {
+	single := len(ins) == 1 && strings.HasSuffix(strings.ToLower(out), ".wav")
+	if !single {
+		if st, err := os.Stat(out); err == nil && !st.IsDir() {
+			return nil, fmt.Errorf("%s: not a directory (with %d inputs, -o must be a directory)", out, len(ins))
+		}
+	}
+	outs := make([]string, len(ins))
+	seen := map[string]string{}
+	for i, in := range ins {
+		if single {
+			outs[i] = out
+			continue
+		}
+		base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in))
+		base = strings.TrimSuffix(base, "-feats") + ".wav"
+		outs[i] = filepath.Join(out, base)
+		if prev, dup := seen[outs[i]]; dup {
+			return nil, fmt.Errorf("%s and %s would both write %s", prev, in, outs[i])
+		}
+		seen[outs[i]] = in
+	}
+	return outs, nil
+}
+
+// postprocess undoes the training targets' preprocessing in place: inverse
+// pre-emphasis, divide by the gain, clip to [-1, 1].
+func postprocess(y []float32, preemphasis, gain float64) {
+	if preemphasis != 0 {
+		melspec.DeEmphasis(y, y, preemphasis)
+	}
+	if gain == 0 {
+		gain = 1
+	}
+	for i, v := range y {
+		y[i] = float32(min(max(float64(v)/gain, -1), 1))
+	}
+}
+
+// plan splits the threads. The per-sample products always run on one
+// OpenBLAS thread: a multi-threaded sgemv sums in a different order, and
+// sampling turns any last-bit difference into a different waveform, so
+// output must not depend on --threads or --batch. With a batch, each thread
+// drives its own group of utterances instead (measured here: small
+// multi-threaded gemvs on 2 busy cores mostly wait on each other anyway).
+func plan(threads, batch int) (blasThreads, workers int) {
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	return 1, max(1, min(threads, batch))
+}
+
+func runSynth(cmd *cobra.Command, args []string) error {
+	stderr := cmd.ErrOrStderr()
+	o := synthOpts
+	switch {
+	case len(args) == 0:
+		return errors.New("no input: give one or more mel .npy files (or WAV files with --copy-synthesis); see vocode --help")
+	case o.out == "":
+		return errors.New("-o OUT.wav|DIR is required")
+	case o.batch < 1:
+		return fmt.Errorf("--batch %d: must be at least 1", o.batch)
+	case o.threads < 0:
+		return fmt.Errorf("--threads %d: must be >= 0", o.threads)
+	}
+	outs, err := synthOutputs(args, o.out)
+	if err != nil {
+		return err
+	}
+	blasThreads, workers := plan(o.threads, o.batch)
+	be, err := newBackend(o.device, blasThreads)
+	if err != nil {
+		return err
+	}
+	path, source, cleanup, err := resolveModel(o.checkpoint)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if path, err = train.ResolveCheckpoint(path); err != nil {
+		return fmt.Errorf("model from %s: %w", source, err)
+	}
+	m, head, info, meta, err := train.LoadModel(path, be, !o.noEMA)
+	if err != nil {
+		return fmt.Errorf("model from %s: %w", source, err)
+	}
+	defer m.Free()
+	cfg := m.Config()
+	weights := "EMA"
+	if o.noEMA {
+		weights = "raw"
+	}
+	where := path
+	if strings.HasPrefix(source, "built-in") {
+		where = "embedded"
+	}
+	fmt.Fprintf(stderr, "vocode: model: %s: %s (step %d, head %q, %s weights, %d layers %d/%d/%d, hop %d, %d Hz)\n",
+		source, where, meta.Step, info.Head, weights, cfg.Layers, cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels,
+		cfg.HopSize(), info.Preprocess.SampleRate)
+	pp := info.Preprocess
+	if pp.Mel.Hop != cfg.HopSize() || pp.Mel.NMels != cfg.CinChannels {
+		return fmt.Errorf("%s: inconsistent checkpoint: mel hop %d / %d mels, model hop %d / %d mel channels", path, pp.Mel.Hop, pp.Mel.NMels, cfg.HopSize(), cfg.CinChannels)
+	}
+	lm := &loadedModel{m: m, head: head, info: info, meta: meta}
+	ins, err := readInputs(args, lm, stderr)
+	if err != nil {
+		return err
+	}
+	if len(ins) > 1 || !strings.HasSuffix(strings.ToLower(o.out), ".wav") {
+		if err := os.MkdirAll(o.out, 0o755); err != nil {
+			return err
+		}
+	}
+	gen, err := wavenet.NewGenerator(m, head)
+	if err != nil {
+		return err
+	}
+	defer gen.Free()
+
+	utts := make([]wavenet.Utterance, len(ins))
+	total := int64(0)
+	for i, in := range ins {
+		utts[i] = wavenet.Utterance{Mel: in.mel, Seed: o.seed + uint64(i)}
+		total += int64(in.frames * cfg.HopSize())
+	}
+	rate := pp.SampleRate
+	bar := newSamplesBar(total, rate, stderr, quiet)
+	var (
+		mu      sync.Mutex
+		werrs   []error
+		elapsed = make([]time.Duration, len(ins))
+	)
+	began := time.Now()
+	_, err = gen.Generate(utts, wavenet.GenerateOptions{
+		Batch: o.batch, Workers: workers, Wide: o.wide,
+		Progress: bar.add,
+		OnDone: func(i int, y []float32) {
+			postprocess(y, pp.Preemphasis, pp.Gain)
+			err := audio.WriteWAV16(outs[i], y, rate)
+			mu.Lock()
+			defer mu.Unlock()
+			elapsed[i] = time.Since(began)
+			if err != nil {
+				werrs = append(werrs, fmt.Errorf("%s: %w", outs[i], err))
+			}
+		},
+	})
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	if !quiet {
+		w := cmd.OutOrStdout()
+		for i, in := range ins {
+			sec := float64(in.frames*cfg.HopSize()) / float64(rate)
+			fmt.Fprintf(w, "%s -> %s: %d frames, %.2f s of audio (done after %.1f s)\n", in.path, outs[i], in.frames, sec, elapsed[i].Seconds())
+		}
+		d := time.Since(began).Seconds()
+		fmt.Fprintf(w, "%d samples in %.1f s: %.0f samples/s, %.3fx real time\n", total, d, float64(total)/d, float64(total)/d/float64(rate))
+	}
+	return errors.Join(werrs...)
+}
+
+// samplesBar is a progress bar over samples that shows samples/s and the
+// real-time factor. Generate reports every step (one sample per active
+// utterance), so counts are batched before touching the bar.
+type samplesBar struct {
+	bar     *progressbar.ProgressBar
+	rate    int
+	pending atomic.Int64
+	start   time.Time
+	done    atomic.Int64
+	mu      sync.Mutex
+}
+
+func newSamplesBar(total int64, rate int, w io.Writer, quiet bool) *samplesBar {
+	b := &samplesBar{rate: rate, start: time.Now()}
+	if quiet {
+		b.bar = progressbar.DefaultSilent(total, "vocode")
+		return b
+	}
+	b.bar = progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("vocode"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("samples"),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionSetWidth(25),
+		progressbar.OptionOnCompletion(func() { io.WriteString(w, "\n") }),
+	)
+	return b
+}
+
+func (b *samplesBar) add(n int) {
+	if b.pending.Add(int64(n)) < 2048 {
+		return
+	}
+	b.flush()
+}
+
+func (b *samplesBar) flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.pending.Swap(0)
+	if n == 0 {
+		return
+	}
+	done := b.done.Add(n)
+	if d := time.Since(b.start).Seconds(); d > 0 {
+		rtf := float64(done) / d / float64(b.rate)
+		b.bar.Describe(fmt.Sprintf("vocode x%.3f real time", rtf))
+	}
+	b.bar.Add64(n)
+}
+
+func (b *samplesBar) finish() {
+	b.flush()
+	b.bar.Finish()
+}

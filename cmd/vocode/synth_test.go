@@ -1,0 +1,440 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/wavecat/wavecat/audio"
+	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/ljspeech"
+	"github.com/wavecat/wavecat/melspec"
+	"github.com/wavecat/wavecat/outputs"
+	"github.com/wavecat/wavecat/train"
+	"github.com/wavecat/wavecat/wavenet"
+)
+
+// synth runs the root (synthesis) command in-process with fresh flag values.
+func synth(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	synthOpts.out, synthOpts.checkpoint, synthOpts.device = "", "", "cpu"
+	synthOpts.noEMA, synthOpts.melNormalized, synthOpts.copySynthesis, synthOpts.wide = false, false, false, false
+	synthOpts.seed, synthOpts.batch, synthOpts.threads = 1, 1, 0
+	return run(t, args...)
+}
+
+// testModel is a 4-layer model with the reference mel front end (80 mels,
+// hop 256) so real mels and WAVs fit it.
+type testModel struct {
+	dir   string // run directory
+	ck    string // its checkpoint
+	info  train.ModelInfo
+	ema   []wavenet.Tensor
+	head  outputs.Head
+	stats *melspec.Normalizer
+}
+
+func saveTestModel(t *testing.T, runDir, spec string, seed int64) *testModel {
+	t.Helper()
+	h, err := outputs.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := wavenet.TinyConfig(h.Channels(), h.InputChannels(), 80)
+	cfg.UpsampleScales = []int{4, 4, 4, 4}
+	be, err := cpu.New(cpu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := wavenet.New(cfg, be, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	raw := m.ExportTensors()
+	// EMA weights differ from the raw ones, so --no-ema is observable.
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	ema := m.ExportTensors()
+	for _, tt := range ema {
+		for i := range tt.Data {
+			if strings.HasSuffix(tt.Name, ".bias") {
+				tt.Data[i] = float32(0.1 * rng.NormFloat64())
+			} else {
+				tt.Data[i] *= float32(1 + 0.2*rng.NormFloat64())
+			}
+		}
+	}
+	st := melspec.NewStats(80)
+	frame := make([]float32, 80)
+	for i := 0; i < 50; i++ {
+		for j := range frame {
+			frame[j] = float32(-4 + 2*rng.NormFloat64() + float64(j)/40)
+		}
+		if err := st.Add(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats, err := st.Normalizer(1e-4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := &testModel{dir: runDir, info: train.ModelInfo{Model: cfg, Head: h.Spec(), Preprocess: ljspeech.DefaultParams(), Stats: stats},
+		ema: ema, head: h, stats: stats}
+	ck := &train.Checkpoint{Weights: train.FromModelTensors(raw), EMA: train.FromModelTensors(ema)}
+	if err := tm.info.SetMeta(&ck.Config); err != nil {
+		t.Fatal(err)
+	}
+	ck.Config.Format = train.FormatVersion
+	ck.Config.Step = 7
+	if tm.ck, err = train.SaveStep(runDir, ck); err != nil {
+		t.Fatal(err)
+	}
+	return tm
+}
+
+// expectedWAV synthesises what vocode should write for mel (raw log-mel,
+// frames x 80) with the EMA weights and seed, through the library, and
+// returns the waveform (16-bit rounding not applied).
+func (tm *testModel) expectedWAV(t *testing.T, mel []float32, seed uint64) []float32 {
+	t.Helper()
+	// One OpenBLAS thread, as vocode runs the step.
+	be, err := cpu.New(cpu.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpu.New(cpu.Options{})
+	m, err := wavenet.New(tm.info.Model, be, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	if err := m.ImportTensors(tm.ema); err != nil {
+		t.Fatal(err)
+	}
+	norm := append([]float32(nil), mel...)
+	if err := tm.stats.Apply(norm); err != nil {
+		t.Fatal(err)
+	}
+	g, err := wavenet.NewGenerator(m, tm.head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	ys, err := g.Generate([]wavenet.Utterance{{Mel: norm, Seed: seed}}, wavenet.GenerateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := ys[0]
+	// Inverse pre-emphasis, undo the gain, clip: computed here independently.
+	pp := tm.info.Preprocess
+	prev := 0.0
+	for i, v := range y {
+		prev = float64(v) + pp.Preemphasis*prev
+		y[i] = float32(math.Max(-1, math.Min(1, prev/pp.Gain)))
+	}
+	return y
+}
+
+// sameAudio compares a 16-bit WAV with an expected waveform to within one
+// quantisation step (the reference above rounds differently in the last
+// float32 bit) and checks its rate.
+func sameAudio(t *testing.T, path string, want []float32, rate int) {
+	t.Helper()
+	a, err := audio.ReadWAV(path, audio.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.SampleRate != rate || len(a.Samples) != len(want) {
+		t.Fatalf("%s: %d samples at %d Hz, want %d at %d Hz", path, len(a.Samples), a.SampleRate, len(want), rate)
+	}
+	bad := 0
+	for i, v := range a.Samples {
+		if math.Abs(float64(v)-float64(want[i])) > 1.01/32767 {
+			if bad < 3 {
+				t.Errorf("%s: sample %d = %v, want %v", path, i, v, want[i])
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%s: %d of %d samples differ from the library's synthesis", path, bad, len(want))
+	}
+}
+
+func writeMel(t *testing.T, path string, frames, mels int, seed uint64) []float32 {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 3))
+	mel := make([]float32, frames*mels)
+	for i := range mel {
+		mel[i] = float32(-4 + 1.5*rng.NormFloat64())
+	}
+	if err := audio.WriteNPY(path, mel, []int{frames, mels}); err != nil {
+		t.Fatal(err)
+	}
+	return mel
+}
+
+// checkReadable asserts Python's wave module and sox read the file with
+// the expected length and rate (each skipped when absent).
+func checkReadable(t *testing.T, path string, samples, rate int) {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		out, err := exec.Command("/usr/bin/python3", "-c",
+			"import sys, wave; w = wave.open(sys.argv[1]); print(w.getnframes(), w.getframerate(), w.getsampwidth(), w.getnchannels())", path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("python wave cannot read %s: %v\n%s", path, err, out)
+		}
+		want := strconv.Itoa(samples) + " " + strconv.Itoa(rate) + " 2 1"
+		if strings.TrimSpace(string(out)) != want {
+			t.Errorf("python wave: %q, want %q", strings.TrimSpace(string(out)), want)
+		}
+	} else {
+		t.Log("skipping the Python wave check: /usr/bin/python3 not found")
+	}
+	if sox, err := exec.LookPath("sox"); err == nil {
+		out, err := exec.Command(sox, "--i", "-s", path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("sox cannot read %s: %v\n%s", path, err, out)
+		}
+		if strings.TrimSpace(string(out)) != strconv.Itoa(samples) {
+			t.Errorf("sox says %q samples, want %d", strings.TrimSpace(string(out)), samples)
+		}
+	} else {
+		t.Log("skipping the sox check: sox not found")
+	}
+}
+
+// TestSynthEveryHead: for every head, vocode writes exactly the WAV the
+// library produces (EMA weights, checkpoint normalisation, inverse
+// pre-emphasis, gain, clip), frames*hop samples long, readable by Python's
+// wave and sox; --no-ema changes it.
+func TestSynthEveryHead(t *testing.T) {
+	heads := []string{"mulaw --bins 32", "categorical --bins 32", "mol --mixtures 3", "gaussian", "adacat --components 8"}
+	for i, spec := range heads {
+		name := strings.Fields(spec)[0]
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			tm := saveTestModel(t, filepath.Join(dir, "run"), spec, int64(i+1))
+			const frames = 5
+			in := filepath.Join(dir, "utt-feats.npy")
+			mel := writeMel(t, in, frames, 80, uint64(i))
+			out := filepath.Join(dir, "out.wav")
+			_, stderr, err := synth(t, in, "-o", out, "--checkpoint", tm.dir, "--seed", "11")
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			if !strings.Contains(stderr, "model: --checkpoint: "+tm.ck+" ") || !strings.Contains(stderr, "EMA weights") {
+				t.Errorf("model line missing or wrong: %q", stderr)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameAudio(t, out, tm.expectedWAV(t, mel, 11), 22050)
+			checkReadable(t, out, frames*256, 22050)
+			raw := filepath.Join(dir, "raw.wav")
+			if _, stderr, err := synth(t, in, "-o", raw, "--checkpoint", tm.dir, "--seed", "11", "--no-ema"); err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			if b, _ := os.ReadFile(raw); bytes.Equal(b, got) {
+				t.Error("--no-ema gave the EMA output")
+			}
+		})
+	}
+}
+
+// TestSynthBatchAndDir: several inputs into a directory, named after the
+// inputs; --batch 3 writes the same files as --batch 1 (input i uses seed+i).
+func TestSynthBatchAndDir(t *testing.T) {
+	dir := t.TempDir()
+	tm := saveTestModel(t, filepath.Join(dir, "run"), "mol --mixtures 2", 3)
+	var ins []string
+	for i, f := range []int{3, 6, 2, 4} {
+		p := filepath.Join(dir, "u"+strconv.Itoa(i)+".npy")
+		writeMel(t, p, f, 80, uint64(10+i))
+		ins = append(ins, p)
+	}
+	files := func(out string, extra ...string) [][]byte {
+		args := append(append([]string{}, ins...), append([]string{"-o", out, "--checkpoint", tm.ck}, extra...)...)
+		if _, stderr, err := synth(t, args...); err != nil {
+			t.Fatalf("%v\n%s", err, stderr)
+		}
+		var bs [][]byte
+		for i := range ins {
+			b, err := os.ReadFile(filepath.Join(out, "u"+strconv.Itoa(i)+".wav"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bs = append(bs, b)
+		}
+		return bs
+	}
+	one := files(filepath.Join(dir, "b1"))
+	three := files(filepath.Join(dir, "b3"), "--batch", "3", "--threads", "2")
+	for i := range one {
+		if !bytes.Equal(one[i], three[i]) {
+			t.Errorf("input %d: --batch 3 output differs from --batch 1", i)
+		}
+	}
+	if bytes.Equal(one[0][44:], one[2][44:len(one[2])]) {
+		t.Error("different inputs gave the same audio")
+	}
+}
+
+// TestSynthModelResolution: without --checkpoint, $WAVECAT_CHECKPOINT wins,
+// then the run under ./runs with the newest checkpoint, then the built-in
+// model, and vocode says which.
+func TestSynthModelResolution(t *testing.T) {
+	dir := t.TempDir()
+	old := runsDir
+	runsDir = filepath.Join(dir, "runs")
+	defer func() { runsDir = old }()
+	t.Setenv(checkpointEnv, "")
+	in := filepath.Join(dir, "m.npy")
+	writeMel(t, in, 3, 80, 1)
+	out := filepath.Join(dir, "o.wav")
+
+	_, stderr, err := synth(t, in, "-o", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "built-in default model") {
+		t.Errorf("with no runs, expected the built-in model to be announced: %q", stderr)
+	}
+	checkReadable(t, out, 3*256, 22050)
+
+	a := saveTestModel(t, filepath.Join(runsDir, "a"), "gaussian", 1)
+	b := saveTestModel(t, filepath.Join(runsDir, "b"), "gaussian", 2)
+	// Make a's checkpoint the newest.
+	later := mustStat(t, filepath.Join(b.ck, train.ConfigFile)).ModTime().Add(10e9)
+	if err := os.Chtimes(filepath.Join(a.ck, train.ConfigFile), later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err = synth(t, in, "-o", out); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "newest run under") || !strings.Contains(stderr, a.ck) {
+		t.Errorf("expected run a (%s): %q", a.ck, stderr)
+	}
+	t.Setenv(checkpointEnv, b.dir)
+	if _, stderr, err = synth(t, in, "-o", out); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "$"+checkpointEnv) || !strings.Contains(stderr, b.dir) {
+		t.Errorf("expected $%s (%s): %q", checkpointEnv, b.dir, stderr)
+	}
+}
+
+func mustStat(t *testing.T, p string) os.FileInfo {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestSynthCopySynthesis: a WAV at the model's rate is analysed with the
+// checkpoint's mel parameters and resynthesised to frames*hop samples; the
+// same mel given as .npy gives the same file.
+func TestSynthCopySynthesis(t *testing.T) {
+	dir := t.TempDir()
+	tm := saveTestModel(t, filepath.Join(dir, "run"), "adacat --components 4", 5)
+	wav := filepath.Join(dir, "speech.wav")
+	if err := audio.WriteWAV16(wav, sine(1500, 300), 22050); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "re.wav")
+	if _, stderr, err := synth(t, "--copy-synthesis", wav, "-o", out, "--checkpoint", tm.ck); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	a, err := audio.ReadWAV(wav, audio.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, _ := melspec.NewExtractor(tm.info.Preprocess.MelConfig())
+	mel, frames := ex.Compute(a.Samples)
+	sameAudio(t, out, tm.expectedWAV(t, mel, 1), 22050)
+	checkReadable(t, out, frames*256, 22050)
+}
+
+// TestSynthBadInputs: each bad input is refused before any synthesis, with
+// an error naming the file and the problem, and no output file appears.
+func TestSynthBadInputs(t *testing.T) {
+	dir := t.TempDir()
+	tm := saveTestModel(t, filepath.Join(dir, "run"), "gaussian", 9)
+	good := filepath.Join(dir, "good.npy")
+	writeMel(t, good, 3, 80, 2)
+	npy := func(name string, data []float32, shape ...int) string {
+		p := filepath.Join(dir, name)
+		if err := audio.WriteNPY(p, data, shape); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	nan := make([]float32, 4*80)
+	nan[85] = float32(math.NaN())
+	inf := make([]float32, 4*80)
+	inf[3] = float32(math.Inf(-1))
+	wav16k := filepath.Join(dir, "16k.wav")
+	if err := audio.WriteWAV16(wav16k, sine(4000, 200), 16000); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.wav")
+	if err := audio.WriteWAV16(empty, nil, 22050); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"wrong mel dimension", []string{npy("dim.npy", make([]float32, 10*60), 10, 60)}, []string{"dim.npy", "no axis of 80 mels"}},
+		{"ambiguous orientation", []string{npy("square.npy", make([]float32, 80*80), 80, 80)}, []string{"square.npy", "ambiguous"}},
+		{"not 2-D", []string{npy("flat.npy", make([]float32, 80), 80)}, []string{"flat.npy", "2-D"}},
+		{"empty", []string{npy("zero.npy", nil, 0, 80)}, []string{"zero.npy", "0 frames"}},
+		{"nan", []string{npy("nan.npy", nan, 4, 80)}, []string{"nan.npy", "frame 1", "NaN"}},
+		{"inf", []string{npy("inf.npy", inf, 4, 80)}, []string{"inf.npy", "-Inf"}},
+		{"missing", []string{filepath.Join(dir, "nope.npy")}, []string{"nope.npy"}},
+		{"two bad, one good", []string{good, filepath.Join(dir, "dim.npy"), filepath.Join(dir, "nan.npy")}, []string{"2 of 3 inputs", "dim.npy", "nan.npy"}},
+		{"copy-synthesis rate", []string{"--copy-synthesis", wav16k}, []string{"16k.wav", "16000 Hz", "22050 Hz"}},
+		{"copy-synthesis empty", []string{"--copy-synthesis", empty}, []string{"empty.wav", "no samples"}},
+		{"no input", nil, []string{"no input"}},
+		{"bad batch", []string{good, "--batch", "0"}, []string{"--batch"}},
+		{"bad device", []string{good, "--device", "tpu"}, []string{"tpu"}},
+		// Either no GPU/driver here, or the generator's CPU-only refusal.
+		{"cuda", []string{good, "--device", "cuda"}, []string{"--device cuda"}},
+	}
+	if !testing.Short() {
+		// A 100 MB file: more than an hour of frames.
+		cases = append(cases, struct {
+			name string
+			args []string
+			want []string
+		}{"absurd length", []string{npy("long.npy", make([]float32, (wavenet.MaxGenerateFrames+1)*80), wavenet.MaxGenerateFrames+1, 80)}, []string{"long.npy", "frame limit"}})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, "out-"+strings.ReplaceAll(c.name, " ", "_"))
+			args := append(append([]string{}, c.args...), "-o", out, "--checkpoint", tm.ck)
+			_, stderr, err := synth(t, args...)
+			if err == nil {
+				t.Fatalf("accepted; stderr %q", stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("output %s exists after a refused run", out)
+			}
+		})
+	}
+}
