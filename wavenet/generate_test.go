@@ -310,3 +310,29 @@ func TestGenerateErrors(t *testing.T) {
 		t.Errorf("mismatched head: error %v", err)
 	}
 }
+
+// TestGenerateNoPerSampleAllocation: allocations depend on the number of
+// utterances and conditioning chunks, not on the number of samples.
+func TestGenerateNoPerSampleAllocation(t *testing.T) {
+	be := newCPU(t)
+	m, h := genModel(t, be, "mol --mixtures 3 --levels 65536", 3, 4)
+	defer m.Free()
+	g, err := NewGenerator(m, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	rng := rand.New(rand.NewPCG(1, 2))
+	allocs := func(frames int) float64 {
+		u := []Utterance{{Mel: randMel(rng, frames, m.Config().CinChannels)}}
+		return testing.AllocsPerRun(3, func() {
+			if _, err := g.Generate(u, GenerateOptions{ChunkFrames: 64}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	short, long := allocs(4), allocs(64)
+	if long > short {
+		t.Errorf("%v allocations for 64 frames, %v for 4: something allocates per sample", long, short)
+	}
+}
