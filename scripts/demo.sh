@@ -5,7 +5,8 @@
 #     apt-get when missing and we are root), else the committed mini corpus;
 #  3. preprocessing into a training dump;
 #  4. a few minutes of CPU training of the tiny preset with the AdaCat head;
-#  5. where the run, the plot and the metrics are.
+#  5. scores of the held-out eval split (vocode eval), when available;
+#  6. where the run, the plot and the metrics are.
 # DEMO_STEPS overrides the number of training steps (default 1500, about
 # 2-3 minutes on 2 cores).
 set -euo pipefail
@@ -51,7 +52,12 @@ bin/train-wavenet --data "$out/dump" --out "$run" --preset tiny --head adacat --
   --eval-interval 250 --checkpoint-interval 500 --keep 2 --log-interval 50 --eval-max-samples 32768
 echo
 
-# Synthesis of a held-out utterance, once bin/vocode can load a checkpoint:
+if bin/vocode eval --help >/dev/null 2>&1; then
+  echo "== scoring the held-out eval split (teacher-forced bits/sample; MCD and log-mel L1 after synthesis)"
+  bin/vocode eval --checkpoint "$run" --data "$out/dump" --split eval -o "$out/eval.md"
+  echo
+fi
+# Synthesis of a held-out utterance to a WAV, once bin/vocode does it:
 # bin/vocode "$out/dump/<eval id>-feats.npy" -o "$out/heldout.wav" --checkpoint "$run"
 
 echo "demo outputs are in $out/:"
@@ -61,3 +67,5 @@ echo "  training dump:    $out/dump/"
 echo "  run:              $run/ (checkpoints: $run/$(cat "$run/latest" 2>/dev/null || echo 'step-*'))"
 echo "  metrics:          $run/metrics.jsonl"
 echo "  plot:             $run/loss.png"
+[ -f "$out/eval.md" ] && echo "  held-out scores:  $out/eval.md"
+exit 0
