@@ -548,6 +548,7 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 		lastGnorm float64
 		t0        = time.Now()
 		s0        = start
+		paused    time.Duration
 	)
 	for tr.step < cfg.Steps {
 		p, ok := <-batches
@@ -570,7 +571,9 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 		bar.Add(1)
 
 		if tr.step%cfg.LogInterval == 0 || tr.step == cfg.Steps {
-			dt := time.Since(t0).Seconds()
+			// Speed of training alone: validation and checkpoint time
+			// since the last record is left out.
+			dt := time.Since(t0).Seconds() - paused.Seconds()
 			sps := float64(tr.step-s0) / dt
 			rec := TrainRecord{Type: "train", Step: tr.step, Loss: lossSum / float64(lossN),
 				LR: lrValue(cfg.Schedule.LR(tr.step - 1)), StepsPerSec: sps,
@@ -578,9 +581,10 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 			if err := tr.metrics.Train(rec); err != nil {
 				return res, err
 			}
-			lossSum, lossN, t0, s0 = 0, 0, time.Now(), tr.step
+			lossSum, lossN, t0, s0, paused = 0, 0, time.Now(), tr.step, 0
 		}
 		interrupted := ctx.Err() != nil
+		tp := time.Now()
 		if cfg.EvalInterval > 0 && tr.step%cfg.EvalInterval == 0 && !interrupted {
 			if err := tr.evaluate(); err != nil {
 				return res, err
@@ -591,6 +595,7 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 				return res, err
 			}
 		}
+		paused += time.Since(tp)
 		if tr.cfg.OnStep != nil {
 			tr.cfg.OnStep(tr.step)
 		}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"math"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -267,7 +267,13 @@ func TestResumeIsBitExact(t *testing.T) {
 				t.Errorf("train record %d is step %d", i, r.Step)
 			}
 		}
-		_ = evs
+		var evSteps []int64
+		for _, e := range evs {
+			evSteps = append(evSteps, e.Step)
+		}
+		if fmt.Sprint(evSteps) != "[0 3 6 9]" {
+			t.Errorf("validations at steps %v, want [0 3 6 9]", evSteps)
+		}
 	}
 }
 
@@ -382,5 +388,23 @@ func TestRunOutputs(t *testing.T) {
 	if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "no checkpoint to resume") {
 		t.Errorf("resume of nothing: %v", err)
 	}
-	_ = math.Inf
+}
+
+// TestScheduleInMetrics: the logged learning rate follows the step decay
+// (r9y9's lr * gamma^floor(step/decay) with the 0-based step of the update).
+func TestScheduleInMetrics(t *testing.T) {
+	cfg := tinyRun(t, "gaussian", 5)
+	cfg.Schedule, cfg.LogInterval, cfg.EvalInterval = StepDecay(1e-3, 0.5, 2), 1, 0
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	tr, _, err := ReadMetrics(filepath.Join(cfg.Out, MetricsFile))
+	if err != nil || len(tr) != 5 {
+		t.Fatalf("%v %v", tr, err)
+	}
+	for i, want := range []float64{1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4} {
+		if tr[i].LR != want || tr[i].Step != int64(i+1) {
+			t.Errorf("record %d: step %d lr %v, want %v", i, tr[i].Step, tr[i].LR, want)
+		}
+	}
 }
