@@ -45,6 +45,7 @@ func BenchmarkGenerate(b *testing.B) {
 		{"batch1", 1, 2, GenerateOptions{}},
 		{"batch1-1thread", 1, 1, GenerateOptions{}},
 		{"batch16", 16, 2, GenerateOptions{}},
+		{"batch16-1thread", 16, 1, GenerateOptions{}},
 		{"batch16-2workers", 16, 1, GenerateOptions{Workers: 2}},
 		{"batch16-wide", 16, 2, GenerateOptions{Wide: true}},
 		{"batch16-wide-1thread", 16, 1, GenerateOptions{Wide: true}},

@@ -71,7 +71,7 @@ the checkpoint's parameters and resynthesised.`
 	f.StringVar(&synthOpts.checkpoint, "checkpoint", "", "checkpoint or run directory (default: $"+checkpointEnv+", the newest run under ./runs, the built-in model)")
 	f.BoolVar(&synthOpts.noEMA, "no-ema", false, "use the raw weights instead of the EMA weights")
 	f.Uint64Var(&synthOpts.seed, "seed", 1, "sampling seed; input i uses seed+i, whatever the batch")
-	f.IntVar(&synthOpts.batch, "batch", 1, "utterances generated at once")
+	f.IntVar(&synthOpts.batch, "batch", 0, "utterances generated at once (0: one per thread); results do not depend on it")
 	f.StringVar(&synthOpts.device, "device", "cpu", "compute device: cpu or cuda")
 	f.IntVar(&synthOpts.threads, "threads", 0, "CPU threads: utterance groups generated in parallel with --batch (0: all cores); results do not depend on it")
 	f.BoolVar(&synthOpts.melNormalized, "mel-normalized", false, "the input mels are already normalised with the checkpoint's statistics")
@@ -281,11 +281,15 @@ func postprocess(y []float32, preemphasis, gain float64) {
 // output must not depend on --threads or --batch. With a batch, each thread
 // drives its own group of utterances instead (measured here: small
 // multi-threaded gemvs on 2 busy cores mostly wait on each other anyway).
-func plan(threads, batch int) (blasThreads, workers int) {
+func plan(threads, batch, inputs int) (blasThreads, workers, b int) {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	return 1, max(1, min(threads, batch))
+	if batch == 0 {
+		batch = threads
+	}
+	batch = max(1, min(batch, inputs))
+	return 1, max(1, min(threads, batch)), batch
 }
 
 func runSynth(cmd *cobra.Command, args []string) error {
@@ -296,8 +300,8 @@ func runSynth(cmd *cobra.Command, args []string) error {
 		return errors.New("no input: give one or more mel .npy files (or WAV files with --copy-synthesis); see vocode --help")
 	case o.out == "":
 		return errors.New("-o OUT.wav|DIR is required")
-	case o.batch < 1:
-		return fmt.Errorf("--batch %d: must be at least 1", o.batch)
+	case o.batch < 0:
+		return fmt.Errorf("--batch %d: must be at least 1 (or 0 for one per thread)", o.batch)
 	case o.threads < 0:
 		return fmt.Errorf("--threads %d: must be >= 0", o.threads)
 	}
@@ -305,7 +309,7 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	blasThreads, workers := plan(o.threads, o.batch)
+	blasThreads, workers, batch := plan(o.threads, o.batch, len(args))
 	be, err := newBackend(o.device, blasThreads)
 	if err != nil {
 		return err
@@ -370,7 +374,7 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	)
 	began := time.Now()
 	_, err = gen.Generate(utts, wavenet.GenerateOptions{
-		Batch: o.batch, Workers: workers, Wide: o.wide,
+		Batch: batch, Workers: workers, Wide: o.wide,
 		Progress: bar.add,
 		OnDone: func(i int, y []float32) {
 			postprocess(y, pp.Preemphasis, pp.Gain)

@@ -25,7 +25,7 @@ func synth(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	synthOpts.out, synthOpts.checkpoint, synthOpts.device = "", "", "cpu"
 	synthOpts.noEMA, synthOpts.melNormalized, synthOpts.copySynthesis, synthOpts.wide = false, false, false, false
-	synthOpts.seed, synthOpts.batch, synthOpts.threads = 1, 1, 0
+	synthOpts.seed, synthOpts.batch, synthOpts.threads = 1, 0, 0
 	return run(t, args...)
 }
 
@@ -275,7 +275,7 @@ func TestSynthBatchAndDir(t *testing.T) {
 		}
 		return bs
 	}
-	one := files(filepath.Join(dir, "b1"))
+	one := files(filepath.Join(dir, "b1"), "--batch", "1")
 	three := files(filepath.Join(dir, "b3"), "--batch", "3", "--threads", "2")
 	for i := range one {
 		if !bytes.Equal(one[i], three[i]) {
@@ -406,7 +406,7 @@ func TestSynthBadInputs(t *testing.T) {
 		{"copy-synthesis rate", []string{"--copy-synthesis", wav16k}, []string{"16k.wav", "16000 Hz", "22050 Hz"}},
 		{"copy-synthesis empty", []string{"--copy-synthesis", empty}, []string{"empty.wav", "no samples"}},
 		{"no input", nil, []string{"no input"}},
-		{"bad batch", []string{good, "--batch", "0"}, []string{"--batch"}},
+		{"bad batch", []string{good, "--batch", "-1"}, []string{"--batch"}},
 		{"bad device", []string{good, "--device", "tpu"}, []string{"tpu"}},
 		// Either no GPU/driver here, or the generator's CPU-only refusal.
 		{"cuda", []string{good, "--device", "cuda"}, []string{"--device cuda"}},
