@@ -31,9 +31,8 @@ type Utterance struct {
 
 // GenerateOptions tune Generate.
 type GenerateOptions struct {
-	// Batch is how many utterances are in flight at once (default 1). Each
-	// layer's weights are then used for every utterance in turn while they
-	// are hot in cache; a finished utterance's slot takes the next one.
+	// Batch is how many utterances are in flight at once (default 1); a
+	// finished utterance's slot takes the next one.
 	Batch int
 	// ChunkFrames is how many mel frames are conditioned and projected per
 	// GEMM (default: about 1024 samples' worth). Memory per slot is
@@ -76,14 +75,23 @@ const MaxGenerateFrames = 320000
 // the dilated conv's bias) are computed per chunk of frames with one stacked
 // [Layers*G x cin] GEMM, so the step only adds a precomputed vector.
 //
+// Timing convention (the trainer's and r9y9's): sample t is drawn from the
+// output at time t, whose input is the previous sample y[t-1] (0 at t = 0)
+// and whose conditioning is column t of the upsampled mel, so the step
+// outputs equal Forward over the shifted generated sequence (tested).
+//
 // Batching and exactness: OpenBLAS picks different kernels (and summation
 // orders) for different GEMM widths: measured here, a column of sgemm with
-// n=1 (gemv), n=2..7, 8..15 and >=16 differ in the last bits. A batched
+// n=1 (gemv), n=2..7, 8..15 and >=16 differ in the last bits, and a
+// multi-threaded sgemv differs from a single-threaded one. A batched
 // utterance must produce exactly the samples it produces alone, and
 // sampling amplifies any last-bit difference into a different waveform, so
-// each utterance's products are matrix-vector products of its own. The batch
-// still pays: layer-major order runs every utterance through a layer while
-// its 0.5 MB of weights is hot in cache.
+// each utterance's products are matrix-vector products of its own, and the
+// BLAS thread count must be fixed (vocode uses 1). Batches pay off through
+// Workers, one goroutine per core with its own slots; layer-major order
+// keeps a layer's 0.5 MB of weights in cache across a group's slots
+// (measured: gemv here is compute-bound, so that helps little). Wide mode
+// trades the exactness for one GEMM per layer over all slots.
 //
 // The step's elementwise work runs on host slices, so the generator needs a
 // host-memory backend (compute.HostAccessor, i.e. the CPU backend); a
