@@ -148,9 +148,12 @@ type trainer struct {
 	lastSave int64
 	bar      *progressbar.ProgressBar
 
-	// host staging
+	// host staging when the backend is not host memory
 	logits, grad []float32
-	xHost        []float32
+	// spare input buffers handed back by the loop to the prefetcher (a
+	// one-hot batch at 8 x 10240 x 256 is 84 MB; no need to allocate it at
+	// every step)
+	spare chan []float32
 }
 
 // Run trains until cfg.Steps, the context is cancelled (then it saves a
@@ -301,7 +304,7 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 	if _, ok := tr.be.(compute.HostAccessor); !ok {
 		tr.logits, tr.grad = make([]float32, nOut), make([]float32, nOut)
 	}
-	tr.xHost = make([]float32, cfg.BatchSize*mcfg.InputChannels*cfg.MaxTimeSteps)
+	tr.spare = make(chan []float32, 2)
 	return tr, nil
 }
 
@@ -510,7 +513,16 @@ func (tr *trainer) stage(step int64) (prepared, error) {
 	if err != nil {
 		return prepared{}, err
 	}
-	p := prepared{step: step, b: b, x: make([]float32, b.B*tr.cfg.Model.InputChannels*b.T)}
+	n := b.B * tr.cfg.Model.InputChannels * b.T
+	var x []float32
+	select {
+	case x = <-tr.spare:
+	default:
+	}
+	if len(x) != n {
+		x = make([]float32, n)
+	}
+	p := prepared{step: step, b: b, x: x}
 	encodeInputs(tr.head, b.Wave, b.B, b.T, p.x)
 	return p, nil
 }
@@ -559,6 +571,10 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 			return res, fmt.Errorf("train: step %d: %w", tr.step+1, p.err)
 		}
 		loss, gnorm, err := tr.stepOnce(&p)
+		select {
+		case tr.spare <- p.x:
+		default:
+		}
 		if err != nil {
 			tr.metrics.Flush()
 			return res, err
