@@ -1,6 +1,7 @@
 package wavenet
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -88,7 +89,8 @@ func BenchmarkGenerate(b *testing.B) {
 // bytes counted), the sgemv bandwidth over the step's 12.6 MB of weights as
 // 24 back-to-back layer-shaped products with nothing else (what the
 // generator could reach if the products were all it did: the L3-resident
-// ceiling), and sgemm FLOP/s at n=1024 (compute peak).
+// ceiling), and sgemm FLOP/s at n=1024 (compute peak), each with 1 and 2
+// OpenBLAS threads.
 func BenchmarkRoofline(b *testing.B) {
 	if testing.Short() {
 		b.Skip("roofline skipped in -short")
@@ -105,27 +107,35 @@ func BenchmarkRoofline(b *testing.B) {
 			copy(dst, src)
 		}
 	})
-	b.Run("step-gemvs-24layers", func(b *testing.B) {
-		const L, R, G, H, S = 24, 128, 256, 128, 128
-		w := be.Alloc(L * (G*3*R + (R+S)*H))
-		x, y := be.Alloc(3*R), be.Alloc(G)
-		wv := compute.V(w)
-		per := G*3*R + (R+S)*H
-		b.SetBytes(4 * int64(L*per))
-		for b.Loop() {
-			for l := 0; l < L; l++ {
-				be.Gemm(false, false, G, 1, 3*R, 1, wv.At(l*per), 3*R, compute.V(x), 1, 0, compute.V(y), 1)
-				be.Gemm(false, false, R+S, 1, H, 1, wv.At(l*per+G*3*R), H, compute.V(x), 1, 0, compute.V(y), 1)
+	for _, threads := range []int{1, 2} {
+		// OpenBLAS's thread count is process-wide: a new backend sets it.
+		if _, err := cpu.New(cpu.Options{Threads: threads}); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("step-gemvs-24layers/threads%d", threads), func(b *testing.B) {
+			const L, R, G, H, S = 24, 128, 256, 128, 128
+			w := be.Alloc(L * (G*3*R + (R+S)*H))
+			x, y := be.Alloc(3*R), be.Alloc(G)
+			wv := compute.V(w)
+			per := G*3*R + (R+S)*H
+			b.SetBytes(4 * int64(L*per))
+			for b.Loop() {
+				for l := 0; l < L; l++ {
+					be.Gemm(false, false, G, 1, 3*R, 1, wv.At(l*per), 3*R, compute.V(x), 1, 0, compute.V(y), 1)
+					be.Gemm(false, false, R+S, 1, H, 1, wv.At(l*per+G*3*R), H, compute.V(x), 1, 0, compute.V(y), 1)
+				}
 			}
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "steps/s")
-	})
-	b.Run("sgemm-1024", func(b *testing.B) {
-		const n = 1024
-		a, bb, c := be.Alloc(n*n), be.Alloc(n*n), be.Alloc(n*n)
-		for b.Loop() {
-			be.Gemm(false, false, n, n, n, 1, compute.V(a), n, compute.V(bb), n, 0, compute.V(c), n)
-		}
-		b.ReportMetric(2*n*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-	})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "steps/s")
+			b.ReportMetric(float64(b.N)*float64(L*per)*2/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		b.Run(fmt.Sprintf("sgemm-1024/threads%d", threads), func(b *testing.B) {
+			const n = 1024
+			a, bb, c := be.Alloc(n*n), be.Alloc(n*n), be.Alloc(n*n)
+			for b.Loop() {
+				be.Gemm(false, false, n, n, n, 1, compute.V(a), n, compute.V(bb), n, 0, compute.V(c), n)
+			}
+			b.ReportMetric(2*n*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+	cpu.New(cpu.Options{})
 }
