@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,32 +29,15 @@ func runT(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return o.String(), e.String(), err
 }
 
-var (
-	trainDumpOnce sync.Once
-	trainDump     string
-	trainDumpErr  error
-)
-
-// dumpForTraining preprocesses the mini corpus once for this file's tests.
+// dumpForTraining preprocesses the mini corpus into the test's temporary
+// directory (well under a second).
 func dumpForTraining(t *testing.T) string {
 	t.Helper()
-	trainDumpOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "train-wavenet-cli-")
-		if err != nil {
-			trainDumpErr = err
-			return
-		}
-		trainDump = filepath.Join(dir, "dump")
-		root := newRootCmd()
-		root.SetOut(&bytes.Buffer{})
-		root.SetErr(&bytes.Buffer{})
-		root.SetArgs([]string{"preprocess", "--data", miniCorpus, "--out", trainDump, "-q", "--workers", "2"})
-		trainDumpErr = root.Execute()
-	})
-	if trainDumpErr != nil {
-		t.Fatalf("preprocess: %v", trainDumpErr)
+	dump := filepath.Join(t.TempDir(), "dump")
+	if _, stderr, err := runT(t, "preprocess", "--data", miniCorpus, "--out", dump, "-q", "--workers", "2"); err != nil {
+		t.Fatalf("preprocess: %v\n%s", err, stderr)
 	}
-	return trainDump
+	return dump
 }
 
 // small are the flags of a fast CPU run.
