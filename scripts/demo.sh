@@ -49,7 +49,7 @@ echo "== training the tiny preset with the AdaCat head for $steps steps on CPU"
 rm -rf "$run"
 bin/train-wavenet --data "$out/dump" --out "$run" --preset tiny --head adacat --components 15 --lambda 1e-4 \
   --steps "$steps" --batch-size 4 --max-time-steps 4096 --ema-decay 0.998 --clip-norm 5 \
-  --eval-interval 250 --checkpoint-interval 500 --keep 2 --log-interval 50 --eval-max-samples 32768
+  --eval-interval 250 --checkpoint-interval 500 --keep 2 --log-interval 50
 echo
 
 if bin/vocode eval --help >/dev/null 2>&1; then

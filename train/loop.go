@@ -65,6 +65,10 @@ type RunConfig struct {
 	EvalSplit          string
 	EvalMaxSamples     int // cap per utterance, rounded down to the hop; 0: whole utterances
 	EvalMaxUtterances  int // 0: all of the split
+	// Eval scores the validation utterances with the EMA model; nil means
+	// EvalBits (one Forward per utterance: memory grows with its length).
+	// The CLI passes a chunked scorer so whole utterances fit in memory.
+	Eval EvalFunc
 
 	Resume  bool
 	Backend compute.Backend

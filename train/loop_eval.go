@@ -27,6 +27,11 @@ type EvalRecord struct {
 	Time       time.Time `json:"time"`
 }
 
+// EvalFunc scores utterances teacher-forced with model m and returns the mean
+// over utterances of each one's mean bits/sample, its standard error and the
+// number of samples scored (EvalBits is one).
+type EvalFunc func(m *wavenet.Model, head outputs.Head, utts []*ljspeech.Utterance) (mean, se float64, samples int, err error)
+
 // loadEvalSet loads the validation utterances once, capped to
 // EvalMaxSamples (rounded down to whole frames).
 func (tr *trainer) loadEvalSet() error {
@@ -76,7 +81,11 @@ func CapUtterance(u *ljspeech.Utterance, maxSamples, hop int) *ljspeech.Utteranc
 func (tr *trainer) evaluate() error {
 	t0 := time.Now()
 	tr.be.Copy(tr.evalM.Params(), tr.ema.View(), tr.model.NumParams())
-	mean, se, samples, err := EvalBits(tr.evalM, tr.head, tr.dev)
+	eval := tr.cfg.Eval
+	if eval == nil {
+		eval = EvalBits
+	}
+	mean, se, samples, err := eval(tr.evalM, tr.head, tr.dev)
 	if err != nil {
 		return fmt.Errorf("train: validation at step %d: %w", tr.step, err)
 	}

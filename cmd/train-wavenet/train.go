@@ -14,8 +14,11 @@ import (
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/evaluate"
+	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/train"
+	"github.com/wavecat/wavecat/wavenet"
 )
 
 // The root command itself trains (train-wavenet --data DUMP --head adacat
@@ -73,6 +76,7 @@ type trainOpts struct {
 	logScaleMin, lambda                                 float64
 	layers, stacks, resCh, gateCh, skipCh, kernel       int
 	batch, maxT, threads, keep, evalMax, evalUtts       int
+	evalChunk                                           int
 	steps, lrDecaySteps, evalEvery, ckptEvery, logEvery int64
 	lr, lrGamma, emaDecay, clip                         float64
 	seed                                                uint64
@@ -84,7 +88,7 @@ func defaultTrainOpts() trainOpts {
 	return trainOpts{device: "cpu", blas: "auto", evalSplit: d.EvalSplit,
 		batch: d.BatchSize, maxT: d.MaxTimeSteps, steps: d.Steps, lr: d.Schedule.Init, lrGamma: d.Schedule.Gamma,
 		lrDecaySteps: d.Schedule.StepSize, emaDecay: d.EMADecay, seed: 1, keep: d.Keep,
-		evalEvery: d.EvalInterval, ckptEvery: d.CheckpointInterval, logEvery: d.LogInterval, evalMax: d.EvalMaxSamples}
+		evalEvery: d.EvalInterval, ckptEvery: d.CheckpointInterval, logEvery: d.LogInterval, evalMax: 0, evalChunk: 32}
 }
 
 // headOptions are the flags that become outputs.New options.
@@ -126,7 +130,8 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.StringVar(&o.blas, "blas", o.blas, "cpu: GEMM library: auto, openblas or gonum")
 	f.Int64Var(&o.evalEvery, "eval-interval", o.evalEvery, "steps between validations (0: none)")
 	f.StringVar(&o.evalSplit, "eval-split", o.evalSplit, "split validated on: dev or eval")
-	f.IntVar(&o.evalMax, "eval-max-samples", o.evalMax, "validate on at most this many samples of each utterance (0: whole)")
+	f.IntVar(&o.evalMax, "eval-max-samples", o.evalMax, "validate on at most this many samples of each utterance (0: whole, the paper's protocol)")
+	f.IntVar(&o.evalChunk, "eval-chunk-frames", o.evalChunk, "mel frames per validation pass (bounds its memory; the result does not depend on it)")
 	f.IntVar(&o.evalUtts, "eval-utterances", 0, "validate on at most this many utterances (0: all)")
 	f.Int64Var(&o.ckptEvery, "checkpoint-interval", o.ckptEvery, "steps between checkpoints (0: only at the end)")
 	f.IntVar(&o.keep, "keep", o.keep, "step checkpoints to keep (0: all)")
@@ -240,6 +245,7 @@ func runConfig(cmd *cobra.Command, o *trainOpts) (train.RunConfig, error) {
 	}
 	cfg.Steps, cfg.EvalInterval, cfg.CheckpointInterval, cfg.LogInterval = o.steps, o.evalEvery, o.ckptEvery, o.logEvery
 	cfg.Keep, cfg.EvalSplit, cfg.EvalMaxSamples, cfg.EvalMaxUtterances = o.keep, o.evalSplit, o.evalMax, o.evalUtts
+	cfg.Eval = chunkedEval(o.evalChunk)
 	return cfg, nil
 }
 
@@ -295,5 +301,31 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 func freeBackend(be compute.Backend) {
 	if c, ok := be.(interface{ Close() error }); ok {
 		c.Close()
+	}
+}
+
+// chunkedEval scores each utterance with evaluate.TeacherForcedBits, which
+// runs chunks of frames with enough context that every sample is scored as
+// in one pass, so whole utterances validate in bounded memory (one pass over
+// a 10 s utterance of the reference model would need ~19 GB of activations).
+// It lives here rather than in train because evaluate's tests import train.
+func chunkedEval(chunkFrames int) train.EvalFunc {
+	return func(m *wavenet.Model, head outputs.Head, utts []*ljspeech.Utterance) (float64, float64, int, error) {
+		per := make([]float64, 0, len(utts))
+		samples := 0
+		for _, u := range utts {
+			b, err := evaluate.TeacherForcedBits(m, head, u, evaluate.BitsOptions{ChunkFrames: chunkFrames})
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			var s float64
+			for _, v := range b {
+				s += v
+			}
+			per = append(per, s/float64(len(b)))
+			samples += len(b)
+		}
+		mean, se := train.MeanSE(per)
+		return mean, se, samples, nil
 	}
 }

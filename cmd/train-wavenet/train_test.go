@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/train"
 )
 
@@ -49,7 +51,7 @@ func small(dump, out string, more ...string) []string {
 func TestTrainCommand(t *testing.T) {
 	dump := dumpForTraining(t)
 	out := filepath.Join(t.TempDir(), "run")
-	stdout, stderr, err := runT(t, small(dump, out, "--head", "mol", "--mixtures", "3", "--steps", "4", "--eval-interval", "2", "--checkpoint-interval", "2", "--log-interval", "1")...)
+	stdout, stderr, err := runT(t, small(dump, out, "--head", "mol", "--mixtures", "3", "--steps", "4", "--eval-interval", "2", "--checkpoint-interval", "2", "--log-interval", "1", "--eval-chunk-frames", "4")...)
 	if err != nil {
 		t.Fatal(err, stderr)
 	}
@@ -63,7 +65,29 @@ func TestTrainCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Free()
+	defer m.Free()
+	// The chunked validation the command uses scores what one pass over each
+	// (capped) utterance does.
+	_, ev, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
+	if err != nil || len(ev) != 3 || ev[2].Step != 4 || ev[2].Samples != 3*4096 {
+		t.Fatalf("eval records %+v, %v", ev, err)
+	}
+	d, err := ljspeech.OpenDump(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var utts []*ljspeech.Utterance
+	for _, id := range d.Split.Dev {
+		u, err := d.LoadUtterance(id, mi.Model.CinPad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		utts = append(utts, train.CapUtterance(u, 4096, 256))
+	}
+	one, oneSE, _, err := train.EvalBits(m, h, utts)
+	if err != nil || math.Abs(one-ev[2].Bits) > 1e-4 || math.Abs(oneSE-ev[2].BitsSE) > 1e-4 {
+		t.Errorf("chunked validation %v +- %v, one pass %v +- %v (%v)", ev[2].Bits, ev[2].BitsSE, one, oneSE, err)
+	}
 	if h.Spec() != "mol --mixtures 3 --levels 65536 --log-scale-min -16" || mi.Model.Layers != 6 || mi.Model.HopSize() != 256 || meta.Step != 4 || meta.Seed != 1 {
 		t.Errorf("checkpoint: head %q, model %+v, step %d", h.Spec(), mi.Model, meta.Step)
 	}
@@ -140,7 +164,7 @@ func TestTrainFlags(t *testing.T) {
 		t.Errorf("config %+v", cfg)
 	}
 	def, _ := parsed(t, append(base, "--head", "adacat")...)
-	if def.BatchSize != 8 || def.MaxTimeSteps != 10240 || def.Schedule != train.StepDecay(1e-3, 0.5, 200000) || def.EMADecay != 0.9999 || def.Model.Layers != 24 {
+	if def.BatchSize != 8 || def.MaxTimeSteps != 10240 || def.Schedule != train.StepDecay(1e-3, 0.5, 200000) || def.EMADecay != 0.9999 || def.Model.Layers != 24 || def.EvalMaxSamples != 0 || def.Eval == nil {
 		t.Errorf("defaults %+v", def)
 	}
 }
