@@ -237,7 +237,11 @@ func readInputs(paths []string, lm *loadedModel, stderr io.Writer) ([]synthInput
 // synthOutputs maps inputs to .wav paths: one input may name the file,
 // otherwise -o is a directory (created if missing).
 func synthOutputs(ins []string, out string) ([]string, error) {
-	single := len(ins) == 1 && strings.HasSuffix(strings.ToLower(out), ".wav")
+	isWAV := strings.HasSuffix(strings.ToLower(out), ".wav")
+	if len(ins) > 1 && isWAV {
+		return nil, fmt.Errorf("-o %s: with %d inputs, -o must be a directory", out, len(ins))
+	}
+	single := len(ins) == 1 && isWAV
 	if !single {
 		if st, err := os.Stat(out); err == nil && !st.IsDir() {
 			return nil, fmt.Errorf("%s: not a directory (with %d inputs, -o must be a directory)", out, len(ins))

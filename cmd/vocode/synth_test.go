@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -406,6 +407,7 @@ func TestSynthBadInputs(t *testing.T) {
 		{"copy-synthesis rate", []string{"--copy-synthesis", wav16k}, []string{"16k.wav", "16000 Hz", "22050 Hz"}},
 		{"copy-synthesis empty", []string{"--copy-synthesis", empty}, []string{"empty.wav", "no samples"}},
 		{"no input", nil, []string{"no input"}},
+		{"wav for many", []string{good, good, "-o", filepath.Join(dir, "x.wav")}, []string{"must be a directory"}},
 		{"bad batch", []string{good, "--batch", "-1"}, []string{"--batch"}},
 		{"bad device", []string{good, "--device", "tpu"}, []string{"tpu"}},
 		// Either no GPU/driver here, or the generator's CPU-only refusal.
@@ -422,7 +424,12 @@ func TestSynthBadInputs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(dir, "out-"+strings.ReplaceAll(c.name, " ", "_"))
-			args := append(append([]string{}, c.args...), "-o", out, "--checkpoint", tm.ck)
+			args := append(append([]string{}, c.args...), "--checkpoint", tm.ck)
+			if i := slices.Index(c.args, "-o"); i >= 0 {
+				out = c.args[i+1]
+			} else {
+				args = append(args, "-o", out)
+			}
 			_, stderr, err := synth(t, args...)
 			if err == nil {
 				t.Fatalf("accepted; stderr %q", stderr)
