@@ -59,8 +59,10 @@ normalised with the checkpoint's statistics unless --mel-normalized. The output
 is inverse pre-emphasised, divided by the training gain, clipped and written
 as 16-bit WAV at the checkpoint's sample rate, frames*hop samples long.
 
-With --copy-synthesis the inputs are WAV files: their mel is extracted with
-the checkpoint's parameters and resynthesised.`
+With --copy-synthesis the inputs are WAV files: they are high-passed and
+their mel extracted with the checkpoint's parameters (as the training
+features were, minus the silence trim, so the length is kept), then
+resynthesised.`
 	rootCmd.Example = `  vocode LJ001-0001-feats.npy -o out.wav --checkpoint runs/ac128
   vocode mels/*.npy -o wavs/ --batch 8 --seed 7
   vocode --copy-synthesis speech.wav -o resynth.wav`
@@ -178,10 +180,16 @@ func readInputs(paths []string, lm *loadedModel, stderr io.Writer) ([]synthInput
 	cfg, pp := lm.m.Config(), lm.info.Preprocess
 	cin, hop := cfg.CinChannels, cfg.HopSize()
 	var ex *melspec.Extractor
+	var fir []float64
 	if synthOpts.copySynthesis {
 		var err error
 		if ex, err = melspec.NewExtractor(pp.MelConfig()); err != nil {
 			return nil, fmt.Errorf("checkpoint mel parameters: %w", err)
+		}
+		if pp.HighpassTaps > 0 {
+			if fir, err = melspec.HighPassFIR(pp.HighpassTaps, pp.HighpassCutoff, float64(pp.SampleRate)); err != nil {
+				return nil, fmt.Errorf("checkpoint high-pass parameters: %w", err)
+			}
 		}
 	}
 	if lm.info.Stats == nil && !synthOpts.melNormalized {
@@ -204,7 +212,15 @@ func readInputs(paths []string, lm *loadedModel, stderr io.Writer) ([]synthInput
 					err = fmt.Errorf("%s: %.1f minutes is longer than the %.0f-minute limit", p,
 						float64(len(a.Samples))/float64(a.SampleRate)/60, float64(wavenet.MaxGenerateFrames*hop)/float64(pp.SampleRate)/60)
 				default:
-					in.mel, in.frames = ex.Compute(a.Samples)
+					// The training features were computed after the
+					// recipe's high-pass (and a silence trim, skipped here
+					// so the output keeps the input's length).
+					y := a.Samples
+					if fir != nil {
+						y = make([]float32, len(a.Samples))
+						melspec.FIRFilter(y, a.Samples, fir)
+					}
+					in.mel, in.frames = ex.Compute(y)
 				}
 			}
 		} else {
