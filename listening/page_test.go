@@ -1,6 +1,9 @@
+//go:build unix
+
 package listening
 
 import (
+	"bytes"
 	"context"
 	"hash/fnv"
 	"html"
@@ -12,6 +15,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -34,13 +38,47 @@ func runPage(t *testing.T, page, rater string) (map[string]string, string) {
 	u := url.URL{Scheme: "file", Path: page, RawQuery: url.Values{"autotest": {"1"}, "rater": {rater}}.Encode()}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=10000", "--dump-dom", u.String())
-	out, err := cmd.Output()
+	// Not t.TempDir: Chromium's helper processes may still be writing the
+	// profile for a moment after the browser is gone.
+	profile, err := os.MkdirTemp("", "wavecat-chromium-")
 	if err != nil {
-		t.Fatalf("chromium on %s: %v", u.String(), err)
+		t.Fatal(err)
 	}
-	dom := string(out)
+	defer func() {
+		for i := 0; i < 20 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--user-data-dir="+profile, "--virtual-time-budget=10000", "--dump-dom", u.String())
+	// Its own process group, so the browser and its helpers end together.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	// Chromium sometimes prints the whole DOM and then never exits (about
+	// one run in ten here), so stop reading at the end of the document and
+	// end the process ourselves.
+	var buf bytes.Buffer
+	chunk := make([]byte, 64<<10)
+	for !bytes.Contains(buf.Bytes(), []byte("</html>")) {
+		n, err := stdout.Read(chunk)
+		buf.Write(chunk[:n])
+		if err != nil {
+			break
+		}
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+	dom := buf.String()
+	if !strings.Contains(dom, "</html>") {
+		t.Fatalf("chromium on %s: no complete DOM (%d bytes; timed out: %v)", u.String(), len(dom), ctx.Err() != nil)
+	}
 	attrs := map[string]string{}
 	for _, m := range bodyAttr.FindAllStringSubmatch(bodyTag.FindString(dom), -1) {
 		attrs[m[1]] = html.UnescapeString(m[2])
