@@ -93,10 +93,11 @@ func TestPyTorchCheckpointAgreement(t *testing.T) {
 			saveCheckpoint(t, tc.cfg, ck, uint64(ci)+1)
 			in := writeInputs(t, tc.cfg, tc.B, tc.T, dir, uint64(ci)+100)
 			got := runWavecat(t, be, ck, tc.cfg, tc.B, tc.T, in)
+			torchDir := filepath.Join(dir, "torch")
+			runPyTorch(t, ck, in, torchDir, "float64,float32")
 			for _, dtype := range []string{"float64", "float32"} {
 				t.Run(dtype, func(t *testing.T) {
-					want := runPyTorch(t, ck, in, filepath.Join(dir, "torch-"+dtype), dtype)
-					compareResults(t, got, want)
+					compareResults(t, got, readPyTorch(t, filepath.Join(torchDir, dtype)))
 				})
 			}
 		})
@@ -267,19 +268,24 @@ func runWavecat(t *testing.T, be compute.Backend, dir string, cfg wavenet.Config
 	return res
 }
 
-// runPyTorch runs bench/pytorch/wavenet_ref.py on the checkpoint and reads
-// what it wrote.
-func runPyTorch(t *testing.T, ck string, in inputFiles, outDir, dtype string) result {
+// runPyTorch runs bench/pytorch/wavenet_ref.py on the checkpoint with the
+// given --dtype list.
+func runPyTorch(t *testing.T, ck string, in inputFiles, outDir, dtypes string) {
 	t.Helper()
 	cmd := exec.Command(python, "pytorch/wavenet_ref.py", ck, "--x", in.x, "--mel", in.mel, "--r", in.r,
-		"--out", outDir, "--dtype", dtype)
+		"--out", outDir, "--dtype", dtypes)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("pytorch/wavenet_ref.py: %v\n%s", err, out)
 	}
+}
+
+// readPyTorch reads what wavenet_ref.py wrote into dir.
+func readPyTorch(t *testing.T, dir string) result {
+	t.Helper()
 	res := result{grads: map[string][]float64{}}
-	res.out = readNpy(t, filepath.Join(outDir, "out.npy"))
-	res.dmel = readNpy(t, filepath.Join(outDir, "dmel.npy"))
-	files, err := filepath.Glob(filepath.Join(outDir, "grads", "*.npy"))
+	res.out = readNpy(t, filepath.Join(dir, "out.npy"))
+	res.dmel = readNpy(t, filepath.Join(dir, "dmel.npy"))
+	files, err := filepath.Glob(filepath.Join(dir, "grads", "*.npy"))
 	if err != nil {
 		t.Fatal(err)
 	}

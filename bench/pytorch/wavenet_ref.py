@@ -9,14 +9,15 @@ and any missing, extra or misshapen tensor is an error.
 
 Usage:
   wavenet_ref.py CHECKPOINT_DIR --x x.npy --mel mel.npy --r r.npy --out OUTDIR
-                 [--dtype float32|float64] [--weights model.safetensors]
+                 [--dtype float32|float64|float64,float32] [--weights model.safetensors]
 
 CHECKPOINT_DIR is a wavecat checkpoint directory (config.json with a "model"
 section, model.safetensors, checksums.json). Inputs: x [B, in_channels, T],
 mel [B, cin_channels, T/hop + 2*cin_pad], r [B, out_channels, T]. The script
 runs out = model(x, mel) and backward of loss = sum(out * r), then writes to
 OUTDIR: out.npy, dmel.npy (d loss / d mel) and grads/<state_dict name>.npy for
-every parameter, all in the computation dtype.
+every parameter, all in the computation dtype (with several dtypes, into
+OUTDIR/<dtype>/ each, sparing a torch start-up per dtype).
 
 Only numpy and torch are needed: the safetensors file is parsed here (an
 8-byte little-endian header length, a JSON header, raw little-endian data).
@@ -228,21 +229,9 @@ def load_npy(path, shape, dtype):
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(dtype)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoint")
-    ap.add_argument("--x", required=True)
-    ap.add_argument("--mel", required=True)
-    ap.add_argument("--r", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    ap.add_argument("--weights", default="model.safetensors")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
+def run(args, dtype, outdir):
+    """Forward and backward of sum(out * r) in dtype; writes the results."""
     model, cfg = load_model(args.checkpoint, dtype, args.weights)
-
     x = np.load(args.x)
     if x.ndim != 3:
         fail(f"{args.x}: want [B, in_channels, T], got shape {list(x.shape)}")
@@ -258,12 +247,33 @@ def main():
     (out * r).sum().backward()
 
     npdt = np.float32 if dtype == torch.float32 else np.float64
-    os.makedirs(os.path.join(args.out, "grads"), exist_ok=True)
-    np.save(os.path.join(args.out, "out.npy"), out.detach().numpy().astype(npdt))
-    np.save(os.path.join(args.out, "dmel.npy"), mel.grad.numpy().astype(npdt))
+    os.makedirs(os.path.join(outdir, "grads"), exist_ok=True)
+    np.save(os.path.join(outdir, "out.npy"), out.detach().numpy().astype(npdt))
+    np.save(os.path.join(outdir, "dmel.npy"), mel.grad.numpy().astype(npdt))
     for name, p in model.named_parameters():
         g = p.grad if p.grad is not None else torch.zeros_like(p)
-        np.save(os.path.join(args.out, "grads", name + ".npy"), g.numpy().astype(npdt))
+        np.save(os.path.join(outdir, "grads", name + ".npy"), g.numpy().astype(npdt))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--x", required=True)
+    ap.add_argument("--mel", required=True)
+    ap.add_argument("--r", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--dtype", default="float32",
+                    help="float32, float64, or a comma-separated list (then OUTDIR/<dtype>/ each)")
+    ap.add_argument("--weights", default="model.safetensors")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    dtypes = args.dtype.split(",")
+    for d in dtypes:
+        if d not in ("float32", "float64"):
+            fail(f"--dtype {d!r}: want float32 or float64")
+    for d in dtypes:
+        run(args, getattr(torch, d), args.out if len(dtypes) == 1 else os.path.join(args.out, d))
 
 
 if __name__ == "__main__":
