@@ -11,6 +11,11 @@ package train
 // (y_hat[:, :, :-1] vs target[:, 1:]), which pairs sample t+1 with the
 // conditioning of t: off by one from its own generation. Ours trains what
 // generation uses, and scores every sample of the crop (mask all ones).
+//
+// Exact resume: no random number is drawn while training (no dropout; the
+// batch of step s is ljspeech.Batcher.Batch(s), a pure function of the seed
+// and s), so a checkpoint's weights, EMA, Adam moments and step are the whole
+// state and Meta.RNGState stays empty.
 
 import (
 	"context"
