@@ -18,12 +18,12 @@ import (
 	"github.com/wavecat/wavecat/wavenet"
 )
 
-// synthesizerFor builds the synthesis function of a loaded model for eval and
+// evalSynthesizerFor builds the synthesis function of a loaded model for eval and
 // listening-test export: the incremental generator (wavenet.Generator) fed
 // with the utterance's mel, sampling seeded by seed plus the call count. It
 // is a variable so tests can stand in for the generator; free releases the
 // generator.
-var synthesizerFor = func(m *wavenet.Model, head outputs.Head, mi train.ModelInfo, seed uint64) (syn evaluate.Synthesize, free func(), err error) {
+var evalSynthesizerFor = func(m *wavenet.Model, head outputs.Head, mi train.ModelInfo, seed uint64) (syn evaluate.Synthesize, free func(), err error) {
 	g, err := wavenet.NewGenerator(m, head)
 	if err != nil {
 		return nil, nil, err
@@ -57,17 +57,17 @@ var synthesizerFor = func(m *wavenet.Model, head outputs.Head, mi train.ModelInf
 // newEvalBackend is the backend models are loaded on.
 var newEvalBackend = func() (compute.Backend, error) { return cpu.New(cpu.Options{}) }
 
-// stringList is a repeatable string flag. pflag's own string-array flag
+// evalPathList is a repeatable string flag. pflag's own string-array flag
 // remembers across in-process runs that it was set, so a second run would
 // append to the first run's list.
-type stringList []string
+type evalPathList []string
 
-func (s *stringList) String() string     { return fmt.Sprint([]string(*s)) }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-func (s *stringList) Type() string       { return "path" }
+func (s *evalPathList) String() string     { return fmt.Sprint([]string(*s)) }
+func (s *evalPathList) Set(v string) error { *s = append(*s, v); return nil }
+func (s *evalPathList) Type() string       { return "path" }
 
 var evalOpts struct {
-	checkpoints stringList
+	checkpoints evalPathList
 	data        string
 	split       string
 	out         string
@@ -113,8 +113,8 @@ func init() {
 	rootCmd.AddCommand(evalCmd)
 }
 
-// splitIDs opens the dump and returns the first max ids of a split.
-func splitIDs(data, split string, max int) (*ljspeech.Dump, []string, error) {
+// evalSplitIDs opens the dump and returns the first max ids of a split.
+func evalSplitIDs(data, split string, max int) (*ljspeech.Dump, []string, error) {
 	d, err := ljspeech.OpenDump(data)
 	if err != nil {
 		return nil, nil, err
@@ -132,9 +132,9 @@ func splitIDs(data, split string, max int) (*ljspeech.Dump, []string, error) {
 	return d, ids, nil
 }
 
-// checkDumpMatches refuses a dump whose preprocessing differs from the one
+// evalCheckDump refuses a dump whose preprocessing differs from the one
 // the model was trained on: its numbers would be meaningless.
-func checkDumpMatches(ck string, mi train.ModelInfo, d *ljspeech.Dump) error {
+func evalCheckDump(ck string, mi train.ModelInfo, d *ljspeech.Dump) error {
 	a, _ := json.Marshal(mi.Preprocess)
 	b, _ := json.Marshal(d.Params)
 	if string(a) != string(b) {
@@ -152,7 +152,7 @@ func runEval(stdout, stderr io.Writer) error {
 	if evalOpts.maxUtts < 0 {
 		return fmt.Errorf("--max-utterances %d < 0", evalOpts.maxUtts)
 	}
-	d, ids, err := splitIDs(evalOpts.data, evalOpts.split, evalOpts.maxUtts)
+	d, ids, err := evalSplitIDs(evalOpts.data, evalOpts.split, evalOpts.maxUtts)
 	if err != nil {
 		return err
 	}
@@ -189,13 +189,13 @@ func evalCheckpoint(ck string, be compute.Backend, d *ljspeech.Dump, ids []strin
 		return evaluate.Row{}, err
 	}
 	defer m.Free()
-	if err := checkDumpMatches(ck, mi, d); err != nil {
+	if err := evalCheckDump(ck, mi, d); err != nil {
 		return evaluate.Row{}, err
 	}
 	opt := evaluate.Options{Bits: evaluate.BitsOptions{ChunkFrames: evalOpts.chunk}, MCep: evaluate.DefaultMCepConfig(), Preprocess: mi.Preprocess}
 	if !evalOpts.noSynth {
 		var free func()
-		if opt.Synthesize, free, err = synthesizerFor(m, head, mi, evalOpts.seed); err != nil {
+		if opt.Synthesize, free, err = evalSynthesizerFor(m, head, mi, evalOpts.seed); err != nil {
 			return evaluate.Row{}, fmt.Errorf("%s: %w", ck, err)
 		}
 		defer free()

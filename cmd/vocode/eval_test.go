@@ -18,8 +18,8 @@ import (
 	"github.com/wavecat/wavecat/wavenet"
 )
 
-// makeDump preprocesses the project's mini corpus (32 clips, 3 in eval).
-func makeDump(t *testing.T) *ljspeech.Dump {
+// evalTestDump preprocesses the project's mini corpus (32 clips, 3 in eval).
+func evalTestDump(t *testing.T) *ljspeech.Dump {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "dump")
 	if _, err := ljspeech.Preprocess(ljspeech.Options{Data: "../../testdata/minicorpus/LJSpeech-1.1", Out: dir, Dev: 3, Eval: 3, Quiet: true, Log: io.Discard}); err != nil {
@@ -32,9 +32,9 @@ func makeDump(t *testing.T) *ljspeech.Dump {
 	return d
 }
 
-// makeCheckpoint saves a tiny random model with head spec for dump d and
+// evalTestCheckpoint saves a tiny random model with head spec for dump d and
 // returns its run directory.
-func makeCheckpoint(t *testing.T, d *ljspeech.Dump, spec string, seed int64) string {
+func evalTestCheckpoint(t *testing.T, d *ljspeech.Dump, spec string, seed int64) string {
 	t.Helper()
 	h, err := outputs.New(spec)
 	if err != nil {
@@ -68,10 +68,10 @@ func makeCheckpoint(t *testing.T, d *ljspeech.Dump, spec string, seed int64) str
 	return run
 }
 
-// standInSynth replaces the generator: the ground truth target of the
+// evalStandInSynth replaces the generator: the ground truth target of the
 // utterance with that many frames, plus noise of a level set per head
 // (0 for gaussian, so its MCD must be exactly 0).
-func standInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
+func evalStandInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
 	byFrames := map[int][]float32{}
 	for _, id := range ids {
 		u, err := d.LoadUtterance(id, 0)
@@ -83,8 +83,8 @@ func standInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
 	if len(byFrames) != len(ids) {
 		t.Fatalf("eval utterances share a length; the stand-in cannot tell them apart")
 	}
-	old := synthesizerFor
-	synthesizerFor = func(m *wavenet.Model, head outputs.Head, mi train.ModelInfo, seed uint64) (evaluate.Synthesize, func(), error) {
+	old := evalSynthesizerFor
+	evalSynthesizerFor = func(m *wavenet.Model, head outputs.Head, mi train.ModelInfo, seed uint64) (evaluate.Synthesize, func(), error) {
 		level := 0.0
 		if head.Name() != "gaussian" {
 			level = 0.05
@@ -102,7 +102,7 @@ func standInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
 			return y, nil
 		}, func() {}, nil
 	}
-	return func() { synthesizerFor = old }
+	return func() { evalSynthesizerFor = old }
 }
 
 func resetEvalOpts() {
@@ -112,11 +112,11 @@ func resetEvalOpts() {
 }
 
 func TestEvalTable(t *testing.T) {
-	d := makeDump(t)
+	d := evalTestDump(t)
 	ids, _ := d.Split.Subset("eval")
-	gauss := makeCheckpoint(t, d, "gaussian", 1)
-	mulaw := makeCheckpoint(t, d, "mulaw --bins 16", 2)
-	defer standInSynth(t, d, ids)()
+	gauss := evalTestCheckpoint(t, d, "gaussian", 1)
+	mulaw := evalTestCheckpoint(t, d, "mulaw --bins 16", 2)
+	defer evalStandInSynth(t, d, ids)()
 	out := filepath.Join(t.TempDir(), "table.json")
 	resetEvalOpts()
 	stdout, _, err := run(t, "eval", "-q", "--checkpoint", gauss, "--checkpoint", mulaw, "--data", d.Dir, "-o", out)
@@ -179,15 +179,29 @@ func TestEvalTable(t *testing.T) {
 }
 
 func TestEvalNoSynthesisAndErrors(t *testing.T) {
-	d := makeDump(t)
-	ck := makeCheckpoint(t, d, "adacat --components 4 --lambda 0.001", 3)
+	d := evalTestDump(t)
+	// Every head in one table, bits only.
+	args := []string{"eval", "-q", "--data", d.Dir, "--no-synthesis", "--max-utterances", "1"}
+	var ck string
+	for i, spec := range []string{"adacat --components 4 --lambda 0.001", "mol --mixtures 2", "gaussian", "mulaw --bins 8", "categorical --bins 8"} {
+		c := evalTestCheckpoint(t, d, spec, int64(10+i))
+		if i == 0 {
+			ck = c
+		}
+		args = append(args, "--checkpoint", c)
+	}
 	resetEvalOpts()
-	stdout, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir, "--no-synthesis", "--max-utterances", "1")
+	stdout, _, err := run(t, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stdout, "| adacat") || !strings.Contains(stdout, "| 1 |") || !strings.Contains(stdout, "| - | - |") {
-		t.Errorf("want one adacat utterance and no MCD:\n%s", stdout)
+	for _, h := range []string{"| adacat", "| mol", "| gaussian", "| mulaw", "| categorical"} {
+		if !strings.Contains(stdout, h) {
+			t.Errorf("no %s row:\n%s", h, stdout)
+		}
+	}
+	if strings.Count(stdout, "| 1 | ") != 5 || strings.Count(stdout, "| - | - |") != 5 || strings.Contains(stdout, "NaN") {
+		t.Errorf("want one utterance per row, bits only:\n%s", stdout)
 	}
 	// With the real generator (a tiny random model: MCD is large but finite).
 	resetEvalOpts()

@@ -21,9 +21,9 @@ var listeningCmd = &cobra.Command{
 	Short: "Prepare a listening test (MOS page and webMUSHRA config) and score its results",
 }
 
-var exportOpts struct {
-	checkpoints stringList
-	names       stringList
+var listeningExportOpts struct {
+	checkpoints evalPathList
+	names       evalPathList
 	data        string
 	split       string
 	out         string
@@ -36,7 +36,7 @@ var exportOpts struct {
 	seed        uint64
 }
 
-var exportCmd = &cobra.Command{
+var listeningExportCmd = &cobra.Command{
 	Use:   "export --checkpoint RUN... --data DUMP [--split eval] -o DIR",
 	Short: "Synthesise utterances with every system and write an anonymised, loudness-matched listening test",
 	Long: `Synthesise each chosen utterance of a dump's split with every checkpoint, add
@@ -52,18 +52,18 @@ write them as 16-bit WAVs with random names. DIR then holds:
 Score the returned CSVs with 'vocode listening-test score'.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		return runExport(cmd.OutOrStdout(), cmd.ErrOrStderr())
+		return runListeningExport(cmd.OutOrStdout(), cmd.ErrOrStderr())
 	},
 }
 
-var scoreOpts struct {
+var listeningScoreOpts struct {
 	key   string
 	plot  string
 	table string
 	json  string
 }
 
-var scoreCmd = &cobra.Command{
+var listeningScoreCmd = &cobra.Command{
 	Use:   "score RESULTS.csv... --key DIR/key.csv",
 	Short: "MOS ± 95% confidence interval per system from the raters' CSVs",
 	Long: `Read the ratings CSVs (rater,stimulus,rating,timestamp) the MOS page saved,
@@ -74,41 +74,41 @@ ratings and once over per-rater means. A bar chart with error bars is written
 to --plot (default: mos.png next to the key).`,
 	Args: cobra.MinimumNArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		return runScore(cmd.OutOrStdout(), args)
+		return runListeningScore(cmd.OutOrStdout(), args)
 	},
 }
 
 func init() {
-	f := exportCmd.Flags()
-	f.Var(&exportOpts.checkpoints, "checkpoint", "checkpoint or run directory of a system (repeat for several)")
-	f.Var(&exportOpts.names, "name", "system name for the key, one per --checkpoint in order (default: the checkpoint's directory name)")
-	f.StringVar(&exportOpts.data, "data", "", "preprocessed dump directory (required)")
-	f.StringVar(&exportOpts.split, "split", "eval", "subset of the dump: train, dev or eval")
-	f.StringVarP(&exportOpts.out, "out", "o", "", "new output directory (required)")
-	f.IntVar(&exportOpts.maxUtts, "max-utterances", 0, "use only the first N utterances of the split (0 = all)")
-	f.Float64Var(&exportOpts.lufs, "lufs", -23, "integrated loudness of every stimulus (LUFS)")
-	f.BoolVar(&exportOpts.noAnchor, "no-anchor", false, "leave out the 3.5 kHz low-pass anchor")
-	f.BoolVar(&exportOpts.plots, "plots", false, "write spectrogram PNGs (ground truth vs each system) per utterance")
-	f.StringVar(&exportOpts.title, "title", "Speech quality test", "title shown to raters")
-	f.StringVar(&exportOpts.mushraAudio, "mushra-audio-prefix", "configs/resources/audio/wavecat", "where mushra.yaml expects the WAVs inside the webMUSHRA installation")
-	f.Uint64Var(&exportOpts.seed, "seed", 1, "sampling seed for synthesis")
-	exportCmd.MarkFlagRequired("checkpoint")
-	exportCmd.MarkFlagRequired("data")
-	exportCmd.MarkFlagRequired("out")
+	f := listeningExportCmd.Flags()
+	f.Var(&listeningExportOpts.checkpoints, "checkpoint", "checkpoint or run directory of a system (repeat for several)")
+	f.Var(&listeningExportOpts.names, "name", "system name for the key, one per --checkpoint in order (default: the checkpoint's directory name)")
+	f.StringVar(&listeningExportOpts.data, "data", "", "preprocessed dump directory (required)")
+	f.StringVar(&listeningExportOpts.split, "split", "eval", "subset of the dump: train, dev or eval")
+	f.StringVarP(&listeningExportOpts.out, "out", "o", "", "new output directory (required)")
+	f.IntVar(&listeningExportOpts.maxUtts, "max-utterances", 0, "use only the first N utterances of the split (0 = all)")
+	f.Float64Var(&listeningExportOpts.lufs, "lufs", -23, "integrated loudness of every stimulus (LUFS)")
+	f.BoolVar(&listeningExportOpts.noAnchor, "no-anchor", false, "leave out the 3.5 kHz low-pass anchor")
+	f.BoolVar(&listeningExportOpts.plots, "plots", false, "write spectrogram PNGs (ground truth vs each system) per utterance")
+	f.StringVar(&listeningExportOpts.title, "title", "Speech quality test", "title shown to raters")
+	f.StringVar(&listeningExportOpts.mushraAudio, "mushra-audio-prefix", "configs/resources/audio/wavecat", "where mushra.yaml expects the WAVs inside the webMUSHRA installation")
+	f.Uint64Var(&listeningExportOpts.seed, "seed", 1, "sampling seed for synthesis")
+	listeningExportCmd.MarkFlagRequired("checkpoint")
+	listeningExportCmd.MarkFlagRequired("data")
+	listeningExportCmd.MarkFlagRequired("out")
 
-	g := scoreCmd.Flags()
-	g.StringVar(&scoreOpts.key, "key", "", "key.csv of the export (required)")
-	g.StringVar(&scoreOpts.plot, "plot", "", "bar chart PNG (default: mos.png next to the key)")
-	g.StringVarP(&scoreOpts.table, "out", "o", "", "also write the markdown table here")
-	g.StringVar(&scoreOpts.json, "json", "", "also write the scores as JSON here")
-	scoreCmd.MarkFlagRequired("key")
+	g := listeningScoreCmd.Flags()
+	g.StringVar(&listeningScoreOpts.key, "key", "", "key.csv of the export (required)")
+	g.StringVar(&listeningScoreOpts.plot, "plot", "", "bar chart PNG (default: mos.png next to the key)")
+	g.StringVarP(&listeningScoreOpts.table, "out", "o", "", "also write the markdown table here")
+	g.StringVar(&listeningScoreOpts.json, "json", "", "also write the scores as JSON here")
+	listeningScoreCmd.MarkFlagRequired("key")
 
-	listeningCmd.AddCommand(exportCmd, scoreCmd)
+	listeningCmd.AddCommand(listeningExportCmd, listeningScoreCmd)
 	rootCmd.AddCommand(listeningCmd)
 }
 
-// systemNames returns one distinct name per checkpoint.
-func systemNames(cks, names []string) ([]string, error) {
+// listeningSystemNames returns one distinct name per checkpoint.
+func listeningSystemNames(cks, names []string) ([]string, error) {
 	if len(names) > 0 && len(names) != len(cks) {
 		return nil, fmt.Errorf("%d --name for %d --checkpoint; give one per checkpoint or none", len(names), len(cks))
 	}
@@ -135,15 +135,15 @@ func systemNames(cks, names []string) ([]string, error) {
 	return out, nil
 }
 
-func runExport(stdout, stderr io.Writer) error {
-	if exportOpts.maxUtts < 0 {
-		return fmt.Errorf("--max-utterances %d < 0", exportOpts.maxUtts)
+func runListeningExport(stdout, stderr io.Writer) error {
+	if listeningExportOpts.maxUtts < 0 {
+		return fmt.Errorf("--max-utterances %d < 0", listeningExportOpts.maxUtts)
 	}
-	names, err := systemNames(exportOpts.checkpoints, exportOpts.names)
+	names, err := listeningSystemNames(listeningExportOpts.checkpoints, listeningExportOpts.names)
 	if err != nil {
 		return err
 	}
-	d, ids, err := splitIDs(exportOpts.data, exportOpts.split, exportOpts.maxUtts)
+	d, ids, err := evalSplitIDs(listeningExportOpts.data, listeningExportOpts.split, listeningExportOpts.maxUtts)
 	if err != nil {
 		return err
 	}
@@ -152,17 +152,17 @@ func runExport(stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for i, ck := range exportOpts.checkpoints {
+	for i, ck := range listeningExportOpts.checkpoints {
 		m, head, mi, _, err := train.LoadModel(ck, be, true)
 		if err != nil {
 			return err
 		}
 		err = func() error {
 			defer m.Free()
-			if err := checkDumpMatches(ck, mi, d); err != nil {
+			if err := evalCheckDump(ck, mi, d); err != nil {
 				return err
 			}
-			syn, free, err := synthesizerFor(m, head, mi, exportOpts.seed)
+			syn, free, err := evalSynthesizerFor(m, head, mi, listeningExportOpts.seed)
 			if err != nil {
 				return fmt.Errorf("%s: %w", ck, err)
 			}
@@ -191,21 +191,21 @@ func runExport(stdout, stderr io.Writer) error {
 		}
 	}
 	key, err := listening.Export(items, listening.ExportOptions{
-		Dir: exportOpts.out, SampleRate: d.Params.SampleRate, LUFS: exportOpts.lufs, Anchor: !exportOpts.noAnchor,
-		TestName: exportOpts.title, MushraAudioPrefix: exportOpts.mushraAudio, Plots: exportOpts.plots,
+		Dir: listeningExportOpts.out, SampleRate: d.Params.SampleRate, LUFS: listeningExportOpts.lufs, Anchor: !listeningExportOpts.noAnchor,
+		TestName: listeningExportOpts.title, MushraAudioPrefix: listeningExportOpts.mushraAudio, Plots: listeningExportOpts.plots,
 	})
 	if err != nil {
 		return err
 	}
 	if !quiet {
-		fmt.Fprintf(stdout, "%d stimuli (%d utterances x %d systems) at %g LUFS in %s\n", len(key), len(ids), len(key)/len(ids), exportOpts.lufs, exportOpts.out)
-		fmt.Fprintf(stdout, "send %s to raters; keep %s private\n", filepath.Join(exportOpts.out, listening.MOSDir), filepath.Join(exportOpts.out, listening.KeyFile))
+		fmt.Fprintf(stdout, "%d stimuli (%d utterances x %d systems) at %g LUFS in %s\n", len(key), len(ids), len(key)/len(ids), listeningExportOpts.lufs, listeningExportOpts.out)
+		fmt.Fprintf(stdout, "send %s to raters; keep %s private\n", filepath.Join(listeningExportOpts.out, listening.MOSDir), filepath.Join(listeningExportOpts.out, listening.KeyFile))
 	}
 	return nil
 }
 
-func runScore(stdout io.Writer, files []string) error {
-	key, err := listening.ReadKey(scoreOpts.key)
+func runListeningScore(stdout io.Writer, files []string) error {
+	key, err := listening.ReadKey(listeningScoreOpts.key)
 	if err != nil {
 		return err
 	}
@@ -228,23 +228,23 @@ func runScore(stdout io.Writer, files []string) error {
 	scores := listening.Score(all)
 	md := listening.ScoreMarkdown(scores)
 	fmt.Fprint(stdout, md)
-	if scoreOpts.table != "" {
-		if err := atomicfile.WriteBytes(scoreOpts.table, []byte(md), 0o644); err != nil {
+	if listeningScoreOpts.table != "" {
+		if err := atomicfile.WriteBytes(listeningScoreOpts.table, []byte(md), 0o644); err != nil {
 			return err
 		}
 	}
-	if scoreOpts.json != "" {
+	if listeningScoreOpts.json != "" {
 		js, err := json.MarshalIndent(scores, "", "  ")
 		if err != nil {
 			return err
 		}
-		if err := atomicfile.WriteBytes(scoreOpts.json, append(js, '\n'), 0o644); err != nil {
+		if err := atomicfile.WriteBytes(listeningScoreOpts.json, append(js, '\n'), 0o644); err != nil {
 			return err
 		}
 	}
-	plot := scoreOpts.plot
+	plot := listeningScoreOpts.plot
 	if plot == "" {
-		plot = filepath.Join(filepath.Dir(scoreOpts.key), "mos.png")
+		plot = filepath.Join(filepath.Dir(listeningScoreOpts.key), "mos.png")
 	}
 	return listening.PlotScores(plot, scores)
 }

@@ -13,20 +13,20 @@ import (
 )
 
 func resetListeningOpts() {
-	exportOpts.checkpoints, exportOpts.names = nil, nil
-	exportOpts.data, exportOpts.split, exportOpts.out = "", "eval", ""
-	exportOpts.maxUtts, exportOpts.lufs, exportOpts.noAnchor, exportOpts.plots = 0, -23, false, false
-	exportOpts.title, exportOpts.mushraAudio, exportOpts.seed = "Speech quality test", "configs/resources/audio/wavecat", 1
-	scoreOpts.key, scoreOpts.plot, scoreOpts.table, scoreOpts.json = "", "", "", ""
+	listeningExportOpts.checkpoints, listeningExportOpts.names = nil, nil
+	listeningExportOpts.data, listeningExportOpts.split, listeningExportOpts.out = "", "eval", ""
+	listeningExportOpts.maxUtts, listeningExportOpts.lufs, listeningExportOpts.noAnchor, listeningExportOpts.plots = 0, -23, false, false
+	listeningExportOpts.title, listeningExportOpts.mushraAudio, listeningExportOpts.seed = "Speech quality test", "configs/resources/audio/wavecat", 1
+	listeningScoreOpts.key, listeningScoreOpts.plot, listeningScoreOpts.table, listeningScoreOpts.json = "", "", "", ""
 }
 
 // Export with the real generator on two tiny checkpoints, then score a
 // hand-made results file: the ground truth rated 5 and 4 by two raters, the
 // systems 2 and 3, the anchor 1.
 func TestListeningExportAndScore(t *testing.T) {
-	d := makeDump(t)
-	a := makeCheckpoint(t, d, "adacat --components 4 --lambda 0.001", 5)
-	g := makeCheckpoint(t, d, "gaussian", 6)
+	d := evalTestDump(t)
+	a := evalTestCheckpoint(t, d, "adacat --components 4 --lambda 0.001", 5)
+	g := evalTestCheckpoint(t, d, "gaussian", 6)
 	out := filepath.Join(t.TempDir(), "test")
 	resetListeningOpts()
 	stdout, _, err := run(t, "listening-test", "export", "-q", "--checkpoint", a, "--checkpoint", g, "--name", "adacat", "--name", "gauss",
