@@ -35,8 +35,9 @@ type GenerateOptions struct {
 	// finished utterance's slot takes the next one.
 	Batch int
 	// ChunkFrames is how many mel frames are conditioned and projected per
-	// GEMM (default: about 1024 samples' worth). Memory per slot is
-	// ChunkFrames*hop*Layers*GateChannels floats.
+	// GEMM (default: about 512 samples' worth, 2 frames at hop 256). Memory
+	// per slot is ChunkFrames*hop*Layers*GateChannels floats (12.6 MB for
+	// the reference model at the default).
 	ChunkFrames int
 	// Wide computes each product as one GEMM over all slots instead of one
 	// matrix-vector product per slot: faster at large batches, but an
@@ -348,7 +349,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 	W := min(max(opts.Workers, 1), max(B, 1))
 	chunkF := opts.ChunkFrames
 	if chunkF <= 0 {
-		chunkF = max(1, 1024/g.hop)
+		chunkF = max(1, 512/g.hop)
 	}
 	outs := make([][]float32, len(utts))
 	if len(utts) == 0 {
