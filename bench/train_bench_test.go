@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/wavecat/wavecat/compute"
@@ -90,11 +91,15 @@ func benchTrainStep(b *testing.B, blas string, cfg wavenet.Config, B, T int) {
 	step() // warm-up, as train_step.py
 	b.Logf("%s; %d parameters; batch %d x %d", be.Describe(), m.NumParams(), B, T)
 	b.ReportAllocs()
+	cpu0 := cpuSeconds()
 	for b.Loop() {
 		step()
 	}
 	be.Sync()
 	sec := b.Elapsed().Seconds() / float64(b.N)
+	// CPU time per step (all threads): on a shared machine it moves less
+	// than wall time, though spinning BLAS threads inflate it.
+	b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/op")
 	b.ReportMetric(float64(B*T)/sec, "samples/s")
 	b.ReportMetric(m.TrainFLOPs(B, T)/sec/1e9, "GFLOP/s")
 	b.ReportMetric(float64(m.ActivationBytes(B, T))/(1<<20), "act-MiB")
@@ -165,6 +170,15 @@ func BenchmarkSgemmPeak(b *testing.B) {
 			b.ReportMetric(2*float64(n)*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
+}
+
+// cpuSeconds is the process's user+system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // peakRSS returns the process's peak resident set in bytes (VmHWM from

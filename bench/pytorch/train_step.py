@@ -78,10 +78,13 @@ def main():
     step()  # warm-up: allocator, oneDNN/OpenBLAS buffers
     times = []
     for i in range(args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
-        print(f"step {i + 1}: {times[-1]:.3f} s ({B * T / times[-1]:.0f} samples/s)")
+        # CPU time of all threads: moves less than wall time on a shared
+        # machine, though spinning OpenMP threads inflate it.
+        cpu = time.process_time() - c0
+        print(f"step {i + 1}: {times[-1]:.3f} s ({B * T / times[-1]:.0f} samples/s), cpu {cpu:.2f} s")
     best, med = min(times), statistics.median(times)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"best {B * T / best:.0f} samples/s ({best:.3f} s/step), median {B * T / med:.0f} samples/s "
