@@ -98,7 +98,6 @@ const MaxGenerateFrames = 320000
 // host-memory backend (compute.HostAccessor, i.e. the CPU backend); a
 // per-sample step of ~100 tiny kernels would be launch-bound on a GPU anyway.
 type Generator struct {
-	m       *Model
 	be      compute.Backend
 	host    compute.HostAccessor
 	s       Sampler
@@ -129,11 +128,13 @@ type genOffsets struct {
 	rs, rsB       []int // [(R+S)][H] residual rows then skip rows; biases
 	last1, last1B int
 	last2, last2B int
+	convIn        int   // conv_in, tap-major [2*pad+1][C][C]
+	up            []int // upsampler row kernels [2s+1]
 }
 
 // NewGenerator folds the model's weight norm once (ExportInference) and lays
-// the weights out for the per-sample step. The model must stay alive: its
-// upsampler computes the conditioning.
+// the weights out for the per-sample step (its own copy, conditioning
+// network included: the model may be freed afterwards).
 func NewGenerator(m *Model, s Sampler) (*Generator, error) {
 	host, ok := m.Backend().(compute.HostAccessor)
 	if !ok {
@@ -144,7 +145,7 @@ func NewGenerator(m *Model, s Sampler) (*Generator, error) {
 		return nil, fmt.Errorf("wavenet: generator: head needs %d output / %d input channels, model has %d / %d",
 			s.Channels(), s.InputChannels(), cfg.OutChannels, cfg.InputChannels)
 	}
-	g := &Generator{m: m, be: m.Backend(), host: host, s: s, cfg: cfg,
+	g := &Generator{be: m.Backend(), host: host, s: s, cfg: cfg,
 		R: cfg.ResidualChannels, G: cfg.GateChannels, H: cfg.GateChannels / 2,
 		S: cfg.SkipChannels, O: cfg.OutChannels, K: cfg.KernelSize,
 		C: cfg.CinChannels, Cin: cfg.InputChannels, L: cfg.Layers, hop: cfg.HopSize(),
@@ -221,6 +222,24 @@ func NewGenerator(m *Model, s Sampler) (*Generator, error) {
 	copyIn(o.last2, "last_conv_layers.3.weight", O*S)
 	o.last2B = place(O)
 	copyIn(o.last2B, "last_conv_layers.3.bias", O)
+	kin := 2*cfg.CinPad + 1
+	o.convIn = place(kin * C * C)
+	if d, err := get("upsample_net.conv_in.weight", C*C*kin); err != nil {
+		errs = append(errs, err)
+	} else {
+		for k := 0; k < kin; k++ {
+			for co := 0; co < C; co++ {
+				for ci := 0; ci < C; ci++ {
+					w[o.convIn+(k*C+co)*C+ci] = d[(co*C+ci)*kin+k]
+				}
+			}
+		}
+	}
+	for i, sc := range cfg.UpsampleScales {
+		off := place(2*sc + 1)
+		o.up = append(o.up, off)
+		copyIn(off, fmt.Sprintf("upsample_net.upsample.up_layers.%d.weight", 2*i+1), 2*sc+1)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -274,6 +293,8 @@ type slotLayout struct {
 	proj   int // [chunk samples][L*G]
 	melC   int // chunk mel [C][chunk frames + margins + 2*pad]
 	cond   int // chunk conditioning [C][(chunk frames + margins)*hop]
+	c0     int // conv_in output [C][chunk frames + margins]
+	upA    int // upsampler scratch, the size of cond
 	per    int
 	ringL  int
 	ringOf []int
@@ -293,6 +314,8 @@ func (g *Generator) layout(chunkF int) *slotLayout {
 	lo.proj = next(chunkF * g.hop * L * G)
 	lo.melC = next(C * (chunkF + 2*condMargin + 2*g.cfg.CinPad))
 	lo.cond = next(C * (chunkF + 2*condMargin) * g.hop)
+	lo.c0 = next(C * (chunkF + 2*condMargin))
+	lo.upA = next(C * (chunkF + 2*condMargin) * g.hop)
 	return lo
 }
 
@@ -310,13 +333,16 @@ type slot struct {
 	c0, c1 int
 
 	x, ring, pre, z, rs, skip, a1, a2, out0, xin, proj, melC, cond compute.View
+	convOut, upA                                                   compute.View
 	ringOf                                                         []int
 }
 
 // condMargin is the number of extra frames conditioned on each side of a
 // chunk: the upsampler's row convolutions reach less than 1.34 frames
-// (s_i samples at stage i's resolution, summed over the stages), so two
-// frames make the chunk's interior exactly what the whole utterance gives.
+// (s_i samples at stage i's resolution, summed over the stages), so with two
+// frames the chunk's interior is what the whole utterance gives, up to
+// float32 rounding (conv_in's GEMM is narrower per chunk). Chunk boundaries
+// depend only on the utterance, so batching does not change them.
 const condMargin = 2
 
 // Generate vocodes every utterance and returns their waveforms (network
@@ -364,7 +390,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		slots[b] = &slot{base: v, utt: -1, ringOf: lo.ringOf,
 			x: v.At(lo.x), ring: v.At(lo.ring), pre: v.At(lo.pre), z: v.At(lo.z), rs: v.At(lo.rs),
 			skip: v.At(lo.skip), a1: v.At(lo.a1), a2: v.At(lo.a2), out0: v.At(lo.out0), xin: v.At(lo.xin),
-			proj: v.At(lo.proj), melC: v.At(lo.melC), cond: v.At(lo.cond)}
+			proj: v.At(lo.proj), melC: v.At(lo.melC), cond: v.At(lo.cond), convOut: v.At(lo.c0), upA: v.At(lo.upA)}
 	}
 
 	// A shared queue: a slot that finishes takes the next utterance.
@@ -415,7 +441,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		for active > 0 {
 			for _, sl := range group {
 				if sl.utt >= 0 && sl.t == sl.c1 {
-					g.condChunk(sl, chunkF, &mu)
+					g.condChunk(sl, chunkF)
 				}
 			}
 			g.step(group, lo, opts.Wide)
@@ -460,7 +486,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 // frames of context each side) and projects it through every layer's
 // conditioning conv in one GEMM: proj[j][l*G+g] for sample c0+j, bias
 // included.
-func (g *Generator) condChunk(sl *slot, chunkF int, mu *sync.Mutex) {
+func (g *Generator) condChunk(sl *slot, chunkF int) {
 	C, pad, hop, LG := g.C, g.cfg.CinPad, g.hop, g.L*g.G
 	f0 := sl.c1 / hop
 	f1 := min(f0+chunkF, sl.frames)
@@ -471,11 +497,7 @@ func (g *Generator) condChunk(sl *slot, chunkF int, mu *sync.Mutex) {
 	for c := 0; c < C; c++ {
 		copy(mh[c*w:(c+1)*w], sl.melP[c*Fp+a:c*Fp+a+w])
 	}
-	// Conditioning refolds the model's weight norm into its own buffer:
-	// one worker at a time.
-	mu.Lock()
-	g.m.Conditioning(sl.melC, 1, e-a, sl.cond)
-	mu.Unlock()
+	g.upsample(sl, e-a, w)
 	cw := (e - a) * hop
 	rows := (f1 - f0) * hop
 	// proj (rows x L*G) = cond[:, chunk]^T (rows x C) * Wc^T (C x L*G).
@@ -489,6 +511,29 @@ func (g *Generator) condChunk(sl *slot, chunkF int, mu *sync.Mutex) {
 		}
 	}
 	sl.c0, sl.c1 = f0*hop, f1*hop
+}
+
+// upsample runs the conditioning network on sl.melC ([C][F+2*pad], row
+// stride w) into sl.cond ([C][F*hop]): the operations of Model.Conditioning
+// (conv_in as one GEMM per tap, then stretch and row convolution per
+// scale) on the generator's own folded weights and per-slot scratch, so
+// workers run it concurrently and nothing is allocated per chunk.
+func (g *Generator) upsample(sl *slot, F, w int) {
+	be, wv, C := g.be, compute.V(g.w), g.C
+	for k := 0; k < 2*g.cfg.CinPad+1; k++ {
+		beta := float32(1)
+		if k == 0 {
+			beta = 0
+		}
+		be.Gemm(false, false, C, F, C, 1, wv.At(g.offs.convIn+k*C*C), C, sl.melC.At(k), w, beta, sl.convOut, F)
+	}
+	src, n := sl.convOut, F
+	for i, sc := range g.cfg.UpsampleScales {
+		be.Stretch(sl.upA, src, C, n, sc)
+		n *= sc
+		be.RowConvSame(sl.cond, sl.upA, wv.At(g.offs.up[i]), C, n, 2*sc+1)
+		src = sl.cond
+	}
 }
 
 // step advances every active slot by one sample, layer-major so each

@@ -336,3 +336,64 @@ func TestGenerateNoPerSampleAllocation(t *testing.T) {
 		t.Errorf("%v allocations for 64 frames, %v for 4: something allocates per sample", long, short)
 	}
 }
+
+// TestGenerateChunkedConditioning: the conditioning the generator computes
+// chunk by chunk (with condMargin frames of context) equals
+// Model.Conditioning over the whole utterance, chunk boundaries included, to
+// float32 rounding (conv_in's GEMM is narrower per chunk, and OpenBLAS sums
+// differently at different widths; a missing frame of context would be off
+// by O(1)).
+func TestGenerateChunkedConditioning(t *testing.T) {
+	be := newCPU(t)
+	m, h := genModel(t, be, "gaussian", 3, 6)
+	defer m.Free()
+	cfg := m.Config()
+	g, err := NewGenerator(m, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	const frames, chunkF = 11, 3
+	C, pad, hop := cfg.CinChannels, cfg.CinPad, cfg.HopSize()
+	T := frames * hop
+	mel := randMel(rand.New(rand.NewPCG(8, 8)), frames, C)
+	Fp := frames + 2*pad
+	melP := make([]float32, C*Fp)
+	for f := 0; f < Fp; f++ {
+		src := min(max(f-pad, 0), frames-1)
+		for c := 0; c < C; c++ {
+			melP[c*Fp+f] = mel[src*C+c]
+		}
+	}
+	mv, full := be.Alloc(C*Fp), be.Alloc(C*T)
+	be.Upload(compute.V(mv), melP)
+	m.Conditioning(compute.V(mv), 1, frames, compute.V(full))
+	want := make([]float32, C*T)
+	be.Download(want, compute.V(full))
+
+	lo := g.layout(chunkF)
+	v := compute.V(be.Alloc(lo.per))
+	sl := &slot{frames: frames, T: T, melP: melP, melC: v.At(lo.melC), cond: v.At(lo.cond),
+		convOut: v.At(lo.c0), upA: v.At(lo.upA), proj: v.At(lo.proj)}
+	chunks := 0
+	for sl.c1 < T {
+		g.condChunk(sl, chunkF)
+		chunks++
+		f0 := sl.c0 / hop
+		a := max(f0-condMargin, 0)
+		e := min(sl.c1/hop+condMargin, frames)
+		cw := (e - a) * hop
+		got := make([]float32, C*cw)
+		be.Download(got, sl.cond)
+		for c := 0; c < C; c++ {
+			for tt := sl.c0; tt < sl.c1; tt++ {
+				if g, w := got[c*cw+tt-a*hop], want[c*T+tt]; math.Abs(float64(g-w)) > 1e-5*(1+math.Abs(float64(w))) {
+					t.Fatalf("chunk %d: channel %d sample %d: %v, whole-utterance %v", chunks, c, tt, g, w)
+				}
+			}
+		}
+	}
+	if chunks != (frames+chunkF-1)/chunkF {
+		t.Errorf("%d chunks, want %d", chunks, (frames+chunkF-1)/chunkF)
+	}
+}
