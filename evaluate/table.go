@@ -11,14 +11,14 @@ import (
 	"github.com/wavecat/wavecat/wavenet"
 )
 
-// Synthesize generates a waveform for one utterance's mel: mel is
+// Synthesize generates waveforms for a batch of utterances: each mel is
 // [cin][frames+2*cin_pad] channel-major and normalised (as
-// Dump.LoadUtterance gives it), and the result is frames*hop samples in the
+// Dump.LoadUtterance gives it), and each result is frames*hop samples in the
 // network's target domain (pre-emphasised and gained, like the dump's
 // waveform), so that ground truth and synthesis go through the same
 // Postprocess. It is a function value so any generator (CPU, GPU, batched)
-// plugs in.
-type Synthesize func(mel []float32, frames int) ([]float32, error)
+// plugs in; a batch lets a generator keep several utterances in flight.
+type Synthesize func(mels [][]float32, frames []int) ([][]float32, error)
 
 // Postprocess turns a target-domain waveform back into audio as synthesis
 // does (REFERENCE.md §3): invert pre-emphasis, undo the gain, clip to [-1,1].
@@ -69,11 +69,15 @@ type Options struct {
 	Bits BitsOptions
 	// Synthesize, when set, adds MCD and log-mel L1 after synthesis.
 	Synthesize Synthesize
+	// SynthBatch is the number of utterances per Synthesize call (0: 16).
+	// The utterances of a batch are held in memory until it is scored.
+	SynthBatch int
 	MCep       MCepConfig
 	// Preprocess says how the targets were made (Postprocess inverts it) and
 	// gives the mel analysis for log-mel L1.
 	Preprocess ljspeech.Params
-	// Progress, when set, is called after each utterance.
+	// Progress, when set, is called after each utterance is scored, once for
+	// its bits and (with synthesis) once more after its synthesis.
 	Progress func()
 }
 
@@ -95,6 +99,48 @@ func Model(m *wavenet.Model, head outputs.Head, ids []string, load func(id strin
 		}
 	}
 	var bits, mcds, l1s []float64
+	batch := opt.SynthBatch
+	if batch <= 0 {
+		batch = 16
+	}
+	var pending []*ljspeech.Utterance // loaded, bits done, waiting for synthesis
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		mels := make([][]float32, len(pending))
+		frames := make([]int, len(pending))
+		for i, u := range pending {
+			mels[i], frames[i] = u.Mel, u.Frames
+		}
+		ys, err := opt.Synthesize(mels, frames)
+		if err != nil {
+			return fmt.Errorf("synthesis of %s...: %w", pending[0].ID, err)
+		}
+		if len(ys) != len(pending) {
+			return fmt.Errorf("synthesis returned %d waveforms for %d utterances", len(ys), len(pending))
+		}
+		for i, u := range pending {
+			ref := Postprocess(u.Wave, opt.Preprocess)
+			gen := Postprocess(ys[i], opt.Preprocess)
+			mcd, err := MCD(ref, gen, opt.MCep)
+			if err != nil {
+				return fmt.Errorf("utterance %s: %w", u.ID, err)
+			}
+			l1, err := LogMelL1(ref, gen, ex)
+			if err != nil {
+				return fmt.Errorf("utterance %s: %w", u.ID, err)
+			}
+			r := &row.PerUtt[len(row.PerUtt)-len(pending)+i]
+			r.MCD, r.LogMelL1 = &mcd, &l1
+			mcds, l1s = append(mcds, mcd), append(l1s, l1)
+			if opt.Progress != nil {
+				opt.Progress()
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
 	for _, id := range ids {
 		utt, err := load(id)
 		if err != nil {
@@ -110,28 +156,21 @@ func Model(m *wavenet.Model, head outputs.Head, ids []string, load func(id strin
 		}
 		u := Utt{ID: id, Samples: len(b), Bits: sum / float64(len(b))}
 		bits = append(bits, u.Bits)
-		if opt.Synthesize != nil {
-			y, err := opt.Synthesize(utt.Mel, utt.Frames)
-			if err != nil {
-				return row, fmt.Errorf("utterance %s: synthesis: %w", id, err)
-			}
-			ref := Postprocess(utt.Wave, opt.Preprocess)
-			gen := Postprocess(y, opt.Preprocess)
-			mcd, err := MCD(ref, gen, opt.MCep)
-			if err != nil {
-				return row, fmt.Errorf("utterance %s: %w", id, err)
-			}
-			l1, err := LogMelL1(ref, gen, ex)
-			if err != nil {
-				return row, fmt.Errorf("utterance %s: %w", id, err)
-			}
-			u.MCD, u.LogMelL1 = &mcd, &l1
-			mcds, l1s = append(mcds, mcd), append(l1s, l1)
-		}
 		row.PerUtt = append(row.PerUtt, u)
 		if opt.Progress != nil {
 			opt.Progress()
 		}
+		if opt.Synthesize != nil {
+			pending = append(pending, utt)
+			if len(pending) == batch {
+				if err := flush(); err != nil {
+					return row, err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return row, err
 	}
 	row.Bits.Mean, row.Bits.SE = MeanSE(bits)
 	if opt.Synthesize != nil {

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -13,45 +16,79 @@ import (
 	"github.com/wavecat/wavecat/internal/atomicfile"
 	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/ljspeech"
-	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/train"
 	"github.com/wavecat/wavecat/wavenet"
 )
 
-// evalSynthesizerFor builds the synthesis function of a loaded model for eval and
-// listening-test export: the incremental generator (wavenet.Generator) fed
-// with the utterance's mel, sampling seeded by seed plus the call count. It
-// is a variable so tests can stand in for the generator; free releases the
-// generator.
-var evalSynthesizerFor = func(m *wavenet.Model, head outputs.Head, mi train.ModelInfo, seed uint64) (syn evaluate.Synthesize, free func(), err error) {
-	g, err := wavenet.NewGenerator(m, head)
+// evalSynthesizerFor builds the synthesis function of a checkpoint for eval
+// and listening-test export: the incremental generator (wavenet.Generator)
+// on its own copy of the model on a single-threaded OpenBLAS backend (the
+// per-sample products must not depend on the thread count, as in vocode
+// synth), a batch's utterances spread over one worker per CPU. The n-th
+// utterance synthesised samples with seed+n. It is a variable so tests can
+// stand in for the generator; free releases everything.
+var evalSynthesizerFor = func(ck string, ema bool, seed uint64) (syn evaluate.Synthesize, free func(), err error) {
+	be, err := cpu.New(cpu.Options{Threads: 1})
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := m.Config()
-	calls := uint64(0)
-	syn = func(mel []float32, frames int) ([]float32, error) {
-		C, P := cfg.CinChannels, cfg.CinPad
-		Fp := frames + 2*P
-		if len(mel) != C*Fp {
-			return nil, fmt.Errorf("mel of %d values, want %d channels x %d padded frames", len(mel), C, Fp)
-		}
-		// The generator takes the unpadded mel frames x channels (it pads
-		// itself); ours is channel-major with the padding.
-		rows := make([]float32, frames*C)
-		for f := 0; f < frames; f++ {
-			for c := 0; c < C; c++ {
-				rows[f*C+c] = mel[c*Fp+f+P]
-			}
-		}
-		out, err := g.Generate([]wavenet.Utterance{{Mel: rows, Seed: seed + calls}}, wavenet.GenerateOptions{})
-		calls++
-		if err != nil {
-			return nil, err
-		}
-		return out[0], nil
+	m, head, _, _, err := train.LoadModel(ck, be, ema)
+	if err != nil {
+		return nil, nil, err
 	}
-	return syn, g.Free, nil
+	g, err := wavenet.NewGenerator(m, head)
+	if err != nil {
+		m.Free()
+		return nil, nil, fmt.Errorf("%s: %w", ck, err)
+	}
+	cfg := m.Config()
+	next := seed
+	syn = func(mels [][]float32, frames []int) ([][]float32, error) {
+		C, P := cfg.CinChannels, cfg.CinPad
+		utts := make([]wavenet.Utterance, len(mels))
+		for i, mel := range mels {
+			F := frames[i]
+			Fp := F + 2*P
+			if len(mel) != C*Fp {
+				return nil, fmt.Errorf("mel of %d values, want %d channels x %d padded frames", len(mel), C, Fp)
+			}
+			// The generator takes the unpadded mel, frames x channels (it
+			// pads itself); ours is channel-major with the padding.
+			rows := make([]float32, F*C)
+			for f := 0; f < F; f++ {
+				for c := 0; c < C; c++ {
+					rows[f*C+c] = mel[c*Fp+f+P]
+				}
+			}
+			utts[i] = wavenet.Utterance{Mel: rows, Seed: next}
+			next++
+		}
+		workers := max(1, min(runtime.GOMAXPROCS(0), len(utts)))
+		return g.Generate(utts, wavenet.GenerateOptions{Batch: len(utts), Workers: workers})
+	}
+	return syn, func() { g.Free(); m.Free() }, nil
+}
+
+// evalModelInfo reads a checkpoint's model description without its weights.
+func evalModelInfo(ck string) (train.ModelInfo, error) {
+	dir, err := train.ResolveCheckpoint(ck)
+	if err != nil {
+		return train.ModelInfo{}, err
+	}
+	path := filepath.Join(dir, train.ConfigFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return train.ModelInfo{}, err
+	}
+	meta, err := train.ParseMeta(data)
+	if err != nil {
+		return train.ModelInfo{}, fmt.Errorf("%s: %w", path, err)
+	}
+	mi, err := train.ParseModelInfo(meta)
+	if err != nil {
+		return mi, fmt.Errorf("%s: %w", path, err)
+	}
+	return mi, nil
 }
 
 // newEvalBackend is the backend models are loaded on.
@@ -195,12 +232,16 @@ func evalCheckpoint(ck string, be compute.Backend, d *ljspeech.Dump, ids []strin
 	opt := evaluate.Options{Bits: evaluate.BitsOptions{ChunkFrames: evalOpts.chunk}, MCep: evaluate.DefaultMCepConfig(), Preprocess: mi.Preprocess}
 	if !evalOpts.noSynth {
 		var free func()
-		if opt.Synthesize, free, err = evalSynthesizerFor(m, head, mi, evalOpts.seed); err != nil {
-			return evaluate.Row{}, fmt.Errorf("%s: %w", ck, err)
+		if opt.Synthesize, free, err = evalSynthesizerFor(ck, !evalOpts.raw, evalOpts.seed); err != nil {
+			return evaluate.Row{}, err
 		}
 		defer free()
 	}
-	bar := cliutil.NewBar(int64(len(ids)), "eval "+head.Name(), stderr, quiet)
+	steps := len(ids)
+	if opt.Synthesize != nil {
+		steps *= 2 // bits, then synthesis and MCD
+	}
+	bar := cliutil.NewBar(int64(steps), "eval "+head.Name(), stderr, quiet)
 	opt.Progress = func() { bar.Add(1) }
 	cinPad := mi.Model.CinPad
 	row, err := evaluate.Model(m, head, ids, func(id string) (*ljspeech.Utterance, error) { return d.LoadUtterance(id, cinPad) }, opt)

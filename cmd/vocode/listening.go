@@ -11,9 +11,8 @@ import (
 
 	"github.com/wavecat/wavecat/evaluate"
 	"github.com/wavecat/wavecat/internal/atomicfile"
-	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/listening"
-	"github.com/wavecat/wavecat/train"
+	"github.com/wavecat/wavecat/ljspeech"
 )
 
 var listeningCmd = &cobra.Command{
@@ -139,7 +138,7 @@ func runListeningExport(stdout, stderr io.Writer) error {
 	if listeningExportOpts.maxUtts < 0 {
 		return fmt.Errorf("--max-utterances %d < 0", listeningExportOpts.maxUtts)
 	}
-	names, err := listeningSystemNames(listeningExportOpts.checkpoints, listeningExportOpts.names)
+	listeningNames, err := listeningSystemNames(listeningExportOpts.checkpoints, listeningExportOpts.names)
 	if err != nil {
 		return err
 	}
@@ -148,46 +147,45 @@ func runListeningExport(stdout, stderr io.Writer) error {
 		return err
 	}
 	items := make([]listening.Item, len(ids))
-	be, err := newEvalBackend()
-	if err != nil {
-		return err
+	// The ground truth, from the dump.
+	utts := make([]*ljspeech.Utterance, len(ids))
+	mels := make([][]float32, len(ids))
+	frames := make([]int, len(ids))
+	for j, id := range ids {
+		if utts[j], err = d.LoadUtterance(id, 0); err != nil {
+			return err
+		}
+		items[j] = listening.Item{ID: id, Reference: evaluate.Postprocess(utts[j].Wave, d.Params)}
 	}
 	for i, ck := range listeningExportOpts.checkpoints {
-		m, head, mi, _, err := train.LoadModel(ck, be, true)
+		mi, err := evalModelInfo(ck)
 		if err != nil {
 			return err
 		}
-		err = func() error {
-			defer m.Free()
-			if err := evalCheckDump(ck, mi, d); err != nil {
+		if err := evalCheckDump(ck, mi, d); err != nil {
+			return err
+		}
+		for j, id := range ids {
+			u, err := d.LoadUtterance(id, mi.Model.CinPad)
+			if err != nil {
 				return err
 			}
-			syn, free, err := evalSynthesizerFor(m, head, mi, listeningExportOpts.seed)
-			if err != nil {
-				return fmt.Errorf("%s: %w", ck, err)
-			}
-			defer free()
-			bar := cliutil.NewBar(int64(len(ids)), "synthesise "+names[i], stderr, quiet)
-			defer bar.Finish()
-			for j, id := range ids {
-				u, err := d.LoadUtterance(id, mi.Model.CinPad)
-				if err != nil {
-					return err
-				}
-				y, err := syn(u.Mel, u.Frames)
-				if err != nil {
-					return fmt.Errorf("%s: utterance %s: %w", ck, id, err)
-				}
-				if i == 0 {
-					items[j] = listening.Item{ID: id, Reference: evaluate.Postprocess(u.Wave, d.Params)}
-				}
-				items[j].Systems = append(items[j].Systems, listening.Rendition{System: names[i], Audio: evaluate.Postprocess(y, mi.Preprocess)})
-				bar.Add(1)
-			}
-			return nil
-		}()
+			mels[j], frames[j] = u.Mel, u.Frames
+		}
+		if !quiet {
+			fmt.Fprintf(stderr, "synthesising %d utterances with %s (%s)\n", len(ids), listeningNames[i], ck)
+		}
+		syn, free, err := evalSynthesizerFor(ck, true, listeningExportOpts.seed)
 		if err != nil {
 			return err
+		}
+		ys, err := syn(mels, frames)
+		free()
+		if err != nil {
+			return fmt.Errorf("%s: %w", ck, err)
+		}
+		for j := range ids {
+			items[j].Systems = append(items[j].Systems, listening.Rendition{System: listeningNames[i], Audio: evaluate.Postprocess(ys[j], mi.Preprocess)})
 		}
 	}
 	key, err := listening.Export(items, listening.ExportOptions{
