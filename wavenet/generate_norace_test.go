@@ -1,0 +1,5 @@
+//go:build !race
+
+package wavenet
+
+const raceEnabled = false
