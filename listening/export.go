@@ -192,7 +192,9 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 		fmt.Fprintf(&y, "    - type: mushra\n      id: %s\n      name: %s\n      content: %s\n", yamlString(fmt.Sprintf("trial%d", i+1)), yamlString(fmt.Sprintf("Sentence %d of %d", i+1, len(pages))), yamlString("Rate the quality of each sample against the reference."))
 		fmt.Fprintf(&y, "      showWaveform: false\n      enableLooping: true\n      reference: %s\n      createAnchor35: false\n      createAnchor70: false\n      stimuli:\n", yamlString(opt.MushraAudioPrefix+"/"+pg.reference))
 		for _, s := range pg.stimuli {
-			fmt.Fprintf(&y, "          %s: %s\n", strings.TrimSuffix(s.File, ".wav"), yamlString(opt.MushraAudioPrefix+"/"+s.File))
+			// Quoted: an all-digit or digits-e-digits hex name would
+			// otherwise load as a number.
+			fmt.Fprintf(&y, "          %s: %s\n", yamlString(strings.TrimSuffix(s.File, ".wav")), yamlString(opt.MushraAudioPrefix+"/"+s.File))
 		}
 	}
 	fmt.Fprintf(&y, "    - type: finish\n      name: Thank you\n      content: Thank you for taking part.\n      showResults: false\n      writeResults: true\n")

@@ -178,6 +178,7 @@ for p in c["pages"]:
     assert "type" in p and "name" in p, p
     if p["type"] == "mushra":
         assert p["createAnchor35"] is False and p["createAnchor70"] is False
+        assert all(isinstance(k, str) for k in p["stimuli"]), p["stimuli"]
         out["pages"].append({"reference": p["reference"], "stimuli": p["stimuli"]})
 assert c["pages"][0]["type"] == "generic" and c["pages"][-1]["type"] == "finish"
 print(json.dumps(out))
