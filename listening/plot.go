@@ -64,6 +64,7 @@ func PlotSpectrograms(path, title string, rs []Rendition, sampleRate int) error 
 		hm := plotter.NewHeatMap(grids[i], pal.Palette(256))
 		hm.Min, hm.Max = top-4, top
 		hm.Underflow = pal.Palette(256).Colors()[0]
+		hm.Rasterized = true // one image, no seams between cells
 		p.Add(hm)
 		rows[i] = []*plot.Plot{p}
 	}

@@ -170,8 +170,8 @@ func meanCI(xs []float64) (mean, ci float64) {
 	return mean, t * math.Sqrt(ss/(n-1)/n)
 }
 
-// Score computes each system's MOS, ground truth first, then the others by
-// name.
+// Score computes each system's MOS: ground truth first, then the systems by
+// name, the anchor last.
 func Score(ratings []Rating) []SystemScore {
 	bySys := map[string][]float64{}
 	byRater := map[string]map[string][]float64{}
@@ -187,9 +187,18 @@ func Score(ratings []Rating) []SystemScore {
 	for s := range bySys {
 		names = append(names, s)
 	}
+	rank := func(s string) int { // ground truth first, the anchor last
+		switch s {
+		case GroundTruth:
+			return 0
+		case Anchor:
+			return 2
+		}
+		return 1
+	}
 	sort.Slice(names, func(i, j int) bool {
-		if (names[i] == GroundTruth) != (names[j] == GroundTruth) {
-			return names[i] == GroundTruth
+		if ri, rj := rank(names[i]), rank(names[j]); ri != rj {
+			return ri < rj
 		}
 		return names[i] < names[j]
 	})

@@ -79,6 +79,9 @@ func TestListeningExportAndScore(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, stdout)
 		}
 	}
+	if gt, ac, ga, an := strings.Index(stdout, "| ground_truth"), strings.Index(stdout, "| adacat"), strings.Index(stdout, "| gauss"), strings.Index(stdout, "| anchor"); !(gt < ac && ac < ga && ga < an) {
+		t.Errorf("rows not ground truth, systems by name, anchor:\n%s", stdout)
+	}
 	if _, err := os.Stat(filepath.Join(out, "mos.png")); err != nil {
 		t.Errorf("bar plot: %v", err)
 	}
