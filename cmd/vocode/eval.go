@@ -12,6 +12,7 @@ import (
 
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/compute/cuda"
 	"github.com/wavecat/wavecat/evaluate"
 	"github.com/wavecat/wavecat/internal/atomicfile"
 	"github.com/wavecat/wavecat/internal/cliutil"
@@ -91,8 +92,26 @@ func evalModelInfo(ck string) (train.ModelInfo, error) {
 	return mi, nil
 }
 
-// newEvalBackend is the backend models are loaded on.
-var newEvalBackend = func() (compute.Backend, error) { return cpu.New(cpu.Options{}) }
+// newEvalBackend opens the device of the teacher-forced pass; free releases
+// it. Synthesis always runs on the CPU (the generator's per-sample step needs
+// host memory).
+func newEvalBackend(device string) (be compute.Backend, free func(), err error) {
+	switch device {
+	case "cpu":
+		c, err := cpu.New(cpu.Options{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("--device cpu: %w", err)
+		}
+		return c, func() {}, nil
+	case "cuda":
+		g, err := cuda.New(cuda.Options{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("--device cuda: %w", err)
+		}
+		return g, func() { g.Close() }, nil
+	}
+	return nil, nil, fmt.Errorf("--device %q: want cpu or cuda", device)
+}
 
 // evalPathList is a repeatable string flag. pflag's own string-array flag
 // remembers across in-process runs that it was set, so a second run would
@@ -113,6 +132,7 @@ var evalOpts struct {
 	chunk       int
 	raw         bool
 	seed        uint64
+	device      string
 }
 
 var evalCmd = &cobra.Command{
@@ -144,7 +164,8 @@ func init() {
 	f.IntVar(&evalOpts.maxUtts, "max-utterances", 0, "score only the first N utterances of the split (0 = all)")
 	f.IntVar(&evalOpts.chunk, "chunk-frames", 32, "mel frames per teacher-forced pass (memory bound)")
 	f.BoolVar(&evalOpts.raw, "raw-weights", false, "evaluate the raw weights instead of the EMA weights")
-	f.Uint64Var(&evalOpts.seed, "seed", 1, "sampling seed for synthesis")
+	f.Uint64Var(&evalOpts.seed, "seed", 1, "sampling seed for synthesis (utterance n of a checkpoint uses seed+n)")
+	f.StringVar(&evalOpts.device, "device", "cpu", "device of the teacher-forced pass: cpu or cuda (synthesis runs on the CPU)")
 	evalCmd.MarkFlagRequired("checkpoint")
 	evalCmd.MarkFlagRequired("data")
 	rootCmd.AddCommand(evalCmd)
@@ -193,10 +214,11 @@ func runEval(stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	be, err := newEvalBackend()
+	be, free, err := newEvalBackend(evalOpts.device)
 	if err != nil {
 		return err
 	}
+	defer free()
 	var rows []evaluate.Row
 	for _, ck := range evalOpts.checkpoints {
 		row, err := evalCheckpoint(ck, be, d, ids, stderr)

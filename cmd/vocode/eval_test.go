@@ -116,7 +116,7 @@ func evalStandInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
 func resetEvalOpts() {
 	evalOpts.checkpoints = nil
 	evalOpts.data, evalOpts.split, evalOpts.out = "", "eval", ""
-	evalOpts.noSynth, evalOpts.maxUtts, evalOpts.chunk, evalOpts.raw, evalOpts.seed = false, 0, 32, false, 1
+	evalOpts.noSynth, evalOpts.maxUtts, evalOpts.chunk, evalOpts.raw, evalOpts.seed, evalOpts.device = false, 0, 32, false, 1, "cpu"
 }
 
 func TestEvalTable(t *testing.T) {
@@ -219,6 +219,10 @@ func TestEvalNoSynthesisAndErrors(t *testing.T) {
 	}
 	if strings.Contains(stdout, "| - |") || strings.Contains(stdout, "NaN") {
 		t.Errorf("want MCD and L1 from real synthesis:\n%s", stdout)
+	}
+	resetEvalOpts()
+	if _, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir, "--no-synthesis", "--device", "tpu"); err == nil || !strings.Contains(err.Error(), "want cpu or cuda") {
+		t.Errorf("unknown device: %v", err)
 	}
 	resetEvalOpts()
 	if _, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir, "--split", "test", "--no-synthesis"); err == nil || !strings.Contains(err.Error(), "test") {
