@@ -237,3 +237,21 @@ func TestLogMelL1(t *testing.T) {
 		t.Error("empty waveform accepted")
 	}
 }
+
+// BenchmarkMCD5s is the MCD of 5 s of audio against a noisy copy (two
+// mel-cepstral analyses and a 431 x 431 DTW).
+func BenchmarkMCD5s(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ref := speechLike(5*22050, rng)
+	test := make([]float32, len(ref))
+	for i, v := range ref {
+		test[i] = v + float32(0.01*rng.NormFloat64())
+	}
+	cfg := DefaultMCepConfig()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := MCD(ref, test, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

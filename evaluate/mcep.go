@@ -38,8 +38,13 @@ func Freqt(c []float64, order int, alpha float64) []float64 {
 // log|H(e^jw)| = c[0] + sum c[m] cos(m w), the convention of SPTK's mel-
 // cepstra (log magnitude, not log power).
 func MinPhaseCepstrum(logMag []float64, n int) []float64 {
+	return minPhaseCepstrum(fourier.NewFFT(2*(len(logMag)-1)), logMag, n)
+}
+
+// minPhaseCepstrum is MinPhaseCepstrum with a caller's FFT plan of size
+// 2*(len(logMag)-1) (building a plan per frame cost more than the transform).
+func minPhaseCepstrum(fft *fourier.FFT, logMag []float64, n int) []float64 {
 	nfft := 2 * (len(logMag) - 1)
-	fft := fourier.NewFFT(nfft)
 	coef := make([]complex128, len(logMag))
 	for i, v := range logMag {
 		coef[i] = complex(v, 0)
@@ -96,8 +101,13 @@ func (c MCepConfig) Validate() error {
 }
 
 // MelCepstrumFromPower is the mel-cepstrum (order+1 coefficients) of one
-// frame's one-sided power spectrum (nfft/2+1 bins), floored at eps.
+// frame's one-sided power spectrum (nfft/2+1 bins), floored at eps;
+// warpTerms cepstral coefficients enter the warping (0: all nfft/2).
 func MelCepstrumFromPower(power []float64, order int, alpha, eps float64, warpTerms int) []float64 {
+	return melCepstrumFromPower(fourier.NewFFT(2*(len(power)-1)), power, order, alpha, eps, warpTerms)
+}
+
+func melCepstrumFromPower(fft *fourier.FFT, power []float64, order int, alpha, eps float64, warpTerms int) []float64 {
 	logMag := make([]float64, len(power))
 	for i, p := range power {
 		logMag[i] = 0.5 * math.Log(math.Max(p, eps))
@@ -105,7 +115,7 @@ func MelCepstrumFromPower(power []float64, order int, alpha, eps float64, warpTe
 	if warpTerms <= 0 {
 		warpTerms = len(power) - 1
 	}
-	return Freqt(MinPhaseCepstrum(logMag, warpTerms), order, alpha)
+	return Freqt(minPhaseCepstrum(fft, logMag, warpTerms), order, alpha)
 }
 
 // MelCepstra analyses y frame by frame (frames centred every Hop samples,
@@ -143,7 +153,7 @@ func MelCepstra(y []float32, c MCepConfig) ([][]float64, error) {
 		for i, v := range coef {
 			power[i] = real(v)*real(v) + imag(v)*imag(v)
 		}
-		out[f] = MelCepstrumFromPower(power, c.Order, c.Alpha, c.PowerEps, c.WarpTerms)
+		out[f] = melCepstrumFromPower(fft, power, c.Order, c.Alpha, c.PowerEps, c.WarpTerms)
 	}
 	return out, nil
 }

@@ -2,7 +2,13 @@ package listening
 
 import (
 	"math"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/wavecat/wavecat/audio"
 )
 
 // The 48 kHz coefficients tabulated in ITU-R BS.1770-4 (Tables 1 and 2).
@@ -93,5 +99,64 @@ func TestNormalize(t *testing.T) {
 	}
 	if _, _, err := Normalize(make([]float32, int(fs)), fs, -23); err == nil {
 		t.Error("silence was normalised")
+	}
+}
+
+// An independent numpy/scipy implementation (the standard's tabulated 48 kHz
+// coefficients through scipy.signal.lfilter, gating written out with numpy)
+// on a signal with loud, quiet and silent stretches, which exercises both
+// gates.
+func TestLoudnessMatchesNumpy(t *testing.T) {
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import numpy, scipy.signal").Run(); err != nil {
+		t.Skip("skipping the numpy cross-check: /usr/bin/python3 with numpy and scipy not available")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.npy")
+	script := `
+import sys, numpy as np
+from scipy.signal import lfilter
+fs = 48000
+rng = np.random.default_rng(5)
+n = 7 * fs
+t = np.arange(n) / fs
+env = np.where(t < 2, 0.3, np.where(t < 3.5, 0.02, np.where(t < 4.5, 0.0, 0.15 * (1 + np.sin(2 * np.pi * 0.7 * t)))))
+x = (env * rng.standard_normal(n)).astype(np.float32)
+np.save(sys.argv[1], x)
+y = lfilter([1.53512485958697, -2.69169618940638, 1.19839281085285], [1.0, -1.69065929318241, 0.73248077421585], x.astype(np.float64))
+y = lfilter([1.0, -2.0, 1.0], [1.0, -1.99004745483398, 0.99007225036621], y)
+blk, step = int(0.4 * fs), int(0.1 * fs)
+z = np.array([np.mean(y[j:j + blk] ** 2) for j in range(0, len(y) - blk + 1, step)])
+l = -0.691 + 10 * np.log10(z)
+z1 = z[l > -70]
+gate = -0.691 + 10 * np.log10(z1.mean()) - 10
+z2 = z[(l > -70) & (l > gate)]
+print(repr(-0.691 + 10 * np.log10(z2.mean())))
+`
+	out, err := exec.Command(py, "-c", script, path).Output()
+	if err != nil {
+		t.Fatalf("numpy reference: %v", err)
+	}
+	want, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _, err := audio.ReadNPY(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Loudness(x, 48000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(got-want) > 1e-4 {
+		t.Errorf("loudness %.6f LUFS, numpy %.6f", got, want)
+	}
+}
+
+func BenchmarkLoudness10s(b *testing.B) {
+	y := sineAt(22050, 440, 0.3, 10)
+	for i := 0; i < b.N; i++ {
+		Loudness(y, 22050)
 	}
 }
