@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/wavecat/wavecat/audio"
 	"github.com/wavecat/wavecat/internal/atomicfile"
@@ -80,7 +81,9 @@ type Stimulus struct {
 // already hold one). Every stimulus of an utterance gets the reference's
 // length (synthesis output is cut or zero-padded to it) and the same
 // integrated loudness, and is written as 16-bit mono WAV at one rate, so a
-// file's size reveals only the utterance's duration. Names are random hex.
+// file's size reveals only the utterance's duration. Names are random hex,
+// and the files are written in a random order with one shared modification
+// time.
 // It returns the key, sorted by file name.
 func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 	if len(items) == 0 {
@@ -108,6 +111,7 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 	}
 	fs := float64(opt.SampleRate)
 	used := map[string]bool{}
+	audioOf := map[string][]float32{} // written at the end, in random order
 	var key []Stimulus
 	type page struct {
 		id        string
@@ -139,9 +143,7 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := audio.WriteWAV16(filepath.Join(audioDir, name), y, opt.SampleRate); err != nil {
-				return nil, err
-			}
+			audioOf[name] = y
 			s := Stimulus{File: name, System: r.System, Utterance: it.ID}
 			key = append(key, s)
 			if r.System == GroundTruth {
@@ -162,6 +164,30 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 		}
 	}
 	sort.Slice(key, func(i, j int) bool { return key[i].File < key[j].File })
+
+	// Write the stimuli in a random order and give them all one modification
+	// time, so neither timestamps nor creation order (which survive zipping)
+	// group them by system.
+	names := make([]string, len(key))
+	for i, s := range key {
+		names[i] = s.File
+	}
+	if err := shuffle(names, rnd); err != nil {
+		return nil, err
+	}
+	stamp := time.Now().Truncate(time.Second)
+	for _, name := range names {
+		p := filepath.Join(audioDir, name)
+		if err := audio.WriteWAV16(p, audioOf[name], opt.SampleRate); err != nil {
+			return nil, err
+		}
+		delete(audioOf, name)
+	}
+	for _, name := range names {
+		if err := os.Chtimes(filepath.Join(audioDir, name), stamp, stamp); err != nil {
+			return nil, err
+		}
+	}
 
 	// The MOS page lists every stimulus once, in a random order (each rater
 	// then gets their own order, seeded by their id).

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wavecat/wavecat/audio"
 )
@@ -73,6 +74,7 @@ func TestExportLayoutAndLoudness(t *testing.T) {
 	name := regexp.MustCompile(`^[0-9a-f]{16}\.wav$`)
 	sizes := map[string]map[int64]bool{}
 	var header []byte
+	var mtime time.Time
 	for i, s := range key {
 		if !name.MatchString(s.File) {
 			t.Errorf("stimulus name %q is not 16 random hex digits", s.File)
@@ -89,6 +91,11 @@ func TestExportLayoutAndLoudness(t *testing.T) {
 			sizes[s.Utterance] = map[int64]bool{}
 		}
 		sizes[s.Utterance][st.Size()] = true
+		if mtime == (time.Time{}) {
+			mtime = st.ModTime()
+		} else if !st.ModTime().Equal(mtime) {
+			t.Errorf("%s: modified %v, others %v (timestamps would order the systems)", s.File, st.ModTime(), mtime)
+		}
 		raw, _ := os.ReadFile(p)
 		// Same format for every file: the header bytes that do not hold a
 		// length (RIFF id, WAVE, fmt chunk) are identical.
