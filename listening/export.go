@@ -102,8 +102,10 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	if _, err := os.Stat(filepath.Join(opt.Dir, KeyFile)); err == nil {
-		return nil, fmt.Errorf("%s already holds a listening test (%s); export into a new directory so keys are never mixed", opt.Dir, KeyFile)
+	for _, f := range []string{KeyFile, MOSDir} {
+		if _, err := os.Stat(filepath.Join(opt.Dir, f)); err == nil {
+			return nil, fmt.Errorf("%s already holds a listening test (%s exists); export into a new directory so keys and stimuli are never mixed", opt.Dir, f)
+		}
 	}
 	audioDir := filepath.Join(opt.Dir, MOSDir, AudioDir)
 	if err := os.MkdirAll(audioDir, 0o755); err != nil {
