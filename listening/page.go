@@ -20,10 +20,12 @@ var configMarker = []byte("/*__CONFIG__*/null")
 // name, as in the key).
 //
 // For automated tests the page takes URL parameters ?autotest=1&rater=ID: it
-// then consents, rates every stimulus with 1 + FNV-1a(rater|stimulus) mod 5,
-// submits, and leaves the CSV in <pre id="results-csv"> and the checks it made
-// (submit blocked until every stimulus was rated) in data- attributes of
-// <body>, so `chromium --headless --dump-dom` can read them back.
+// then consents, "plays" (fires the play event of) and rates every stimulus
+// with 1 + FNV-1a(rater|stimulus) mod 5, submits, and leaves the CSV in
+// <pre id="results-csv"> and the checks it made (ratings locked until the
+// sample was played, submit blocked until every stimulus was rated) in data-
+// attributes of <body>, so `chromium --headless --dump-dom` can read them
+// back. Raters must play a sample before they can rate it.
 func MOSPage(title string, stimuli []string) ([]byte, error) {
 	cfg, err := json.Marshal(map[string]any{"title": title, "stimuli": stimuli})
 	if err != nil {

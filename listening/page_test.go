@@ -120,8 +120,8 @@ func TestMOSPageInChromium(t *testing.T) {
 	want := map[string][]float64{}
 	for _, r := range raters {
 		attrs, text := runPage(t, page, r)
-		if attrs["autotest"] != "done" || attrs["blocked-at-start"] != "true" || attrs["blocked-before-last"] != "true" || attrs["enabled-when-done"] != "true" {
-			t.Errorf("rater %q: submit gating %v: want blocked until the last rating, enabled after", r, attrs)
+		if attrs["autotest"] != "done" || attrs["blocked-at-start"] != "true" || attrs["blocked-before-last"] != "true" || attrs["enabled-when-done"] != "true" || attrs["locked-until-played"] != "true" {
+			t.Errorf("rater %q: gating %v: want ratings locked until played, submit blocked until the last rating and enabled after", r, attrs)
 		}
 		orders[r] = attrs["order"]
 		got := strings.Fields(attrs["order"])
