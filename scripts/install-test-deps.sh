@@ -4,7 +4,7 @@
 # sox for cross-checking WAV files; with "torch", also python3-torch for the
 # PyTorch cross-checks. Without root or apt-get it only says what is missing.
 set -u
-pkgs=(python3-numpy python3-scipy espeak-ng sox libopenblas0-pthread)
+pkgs=(python3-numpy python3-scipy python3-yaml espeak-ng sox libopenblas0-pthread chromium)
 [ "${1:-}" = torch ] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
