@@ -66,8 +66,10 @@ def main():
     r = torch.randn(B, cfg["out_channels"], T, dtype=dtype)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     nparams = sum(p.numel() for p in model.parameters())
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS")
+                   if k in os.environ)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
-          f"{nparams} parameters, batch {B} x {T}")
+          f"{nparams} parameters, batch {B} x {T} {env}".rstrip())
 
     def step():
         opt.zero_grad(set_to_none=True)
