@@ -286,6 +286,14 @@ func TestSynthBatchAndDir(t *testing.T) {
 	if bytes.Equal(one[0][44:], one[2][44:len(one[2])]) {
 		t.Error("different inputs gave the same audio")
 	}
+	// --wide is not bit-identical to batch 1 by design; it must still
+	// write every file at full length.
+	wide := files(filepath.Join(dir, "wide"), "--wide")
+	for i := range wide {
+		if len(wide[i]) != len(one[i]) {
+			t.Errorf("input %d: --wide wrote %d bytes, batch 1 %d", i, len(wide[i]), len(one[i]))
+		}
+	}
 }
 
 // TestSynthModelResolution: without --checkpoint, $WAVECAT_CHECKPOINT wins,
