@@ -12,11 +12,14 @@ import (
 
 // BenchmarkGenerate times incremental synthesis of the reference config
 // (24 layers, 128/256/128, k=3, 80 mels, hop 256) with a MoL head (10
-// logistics, 30 channels) at batch 1 and 16 (aggregate samples/s; each
-// utterance 4 frames = 1024 samples, conditioning included). weightGB/s is
-// samples/s times the step's weight bytes (12.6 MB): the traffic a batch-1
-// step must stream, to compare with BenchmarkRoofline. The PyTorch
-// counterpart is bench/pytorch/generate.py.
+// logistics, 30 channels); each utterance is 4 frames = 1024 samples,
+// conditioning included; batch 16 is aggregate samples/s. Variants: the
+// OpenBLAS thread count (vocode always uses 1, so output does not depend on
+// it), Workers (slot groups on goroutines) and Wide (one GEMM per layer over
+// the batch, not bit-identical to batch 1). weightGB/s is samples/s times
+// the step's weight bytes (12.6 MB, what a batch-1 step streams) and GFLOP/s
+// uses StepFLOPs (6.3 MFLOP/sample); compare with BenchmarkRoofline and with
+// bench/pytorch/generate.py run in the same session.
 func BenchmarkGenerate(b *testing.B) {
 	if testing.Short() {
 		b.Skip("reference-size generation skipped in -short")
