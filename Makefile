@@ -4,7 +4,7 @@ BIN       := bin
 PY        ?= /usr/bin/python3
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-reference bench demo lint deps-test fuzz clean
+.PHONY: all build test test-reference bench demo lint deps-test fuzz clean default-model
 
 all: build
 
@@ -40,6 +40,17 @@ fuzz:
 
 demo: build
 	@bash scripts/demo.sh
+
+# Retrains the small model embedded in vocode (cmd/vocode/model/default; see
+# its README): an espeak-ng corpus, preprocessing, ~1 hour of CPU training.
+default-model: build
+	$(BIN)/train-wavenet make-corpus --out build/default-model/corpus --n 150 -q
+	$(BIN)/train-wavenet preprocess --data build/default-model/corpus --out build/default-model/dump -q
+	$(BIN)/train-wavenet --data build/default-model/dump --preset tiny --layers 12 --stacks 2 \
+		--residual-channels 32 --gate-channels 64 --skip-channels 32 --max-time-steps 4096 --batch-size 4 \
+		--ema-decay 0.999 --lr 3e-4 --clip-norm 1 --steps 6000 --checkpoint-interval 250 --keep 0 \
+		--eval-interval 0 --threads 1 --out build/default-model/run -q
+	$(GO) run ./cmd/vocode/model/mkdefault --run build/default-model/run --out cmd/vocode/model/default
 
 clean:
 	rm -rf $(BIN) demo-out

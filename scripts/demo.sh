@@ -6,7 +6,8 @@
 #  3. preprocessing into a training dump;
 #  4. a few minutes of CPU training of the tiny preset with the AdaCat head;
 #  5. scores of the held-out eval split (vocode eval), when available;
-#  6. where the run, the plot and the metrics are.
+#  6. synthesis of a held-out utterance (vocode);
+#  7. where the run, the plot and the metrics are.
 # DEMO_STEPS overrides the number of training steps (default 1500, about
 # 2-3 minutes on 2 cores).
 set -euo pipefail
@@ -57,8 +58,13 @@ if bin/vocode eval --help >/dev/null 2>&1; then
   bin/vocode eval --checkpoint "$run" --data "$out/dump" --split eval -o "$out/eval.md"
   echo
 fi
-# Synthesis of a held-out utterance to a WAV, once bin/vocode does it:
-# bin/vocode "$out/dump/<eval id>-feats.npy" -o "$out/heldout.wav" --checkpoint "$run"
+# Synthesis of a held-out utterance (the last id of the eval split) to a WAV.
+heldout=$(awk '/"eval"/{f=1;next} f&&/\]/{exit} f{gsub(/[ ",]/,""); if($0!="") last=$0} END{print last}' "$out/dump/split.json")
+if [ -n "$heldout" ]; then
+  echo "== synthesising held-out utterance $heldout"
+  bin/vocode "$out/dump/$heldout-feats.npy" -o "$out/heldout-$heldout.wav" --checkpoint "$run"
+  echo
+fi
 
 echo "demo outputs are in $out/:"
 echo "  mel spectrograms: $out/mels/"
@@ -68,4 +74,5 @@ echo "  run:              $run/ (checkpoints: $run/$(cat "$run/latest" 2>/dev/nu
 echo "  metrics:          $run/metrics.jsonl"
 echo "  plot:             $run/loss.png"
 [ -f "$out/eval.md" ] && echo "  held-out scores:  $out/eval.md"
+[ -n "$heldout" ] && echo "  held-out speech:  $out/heldout-$heldout.wav (ground truth: $corpus/wavs/$heldout.wav)"
 exit 0
