@@ -23,15 +23,8 @@ type Synthesize func(mels [][]float32, frames []int) ([][]float32, error)
 // Postprocess turns a target-domain waveform back into audio as synthesis
 // does (REFERENCE.md §3): invert pre-emphasis, undo the gain, clip to [-1,1].
 func Postprocess(y []float32, p ljspeech.Params) []float32 {
-	out := make([]float32, len(y))
-	melspec.DeEmphasis(out, y, p.Preemphasis)
-	g := float32(1)
-	if p.Gain != 0 {
-		g = float32(1 / p.Gain)
-	}
-	for i, v := range out {
-		out[i] = max(-1, min(1, v*g))
-	}
+	out := append([]float32(nil), y...)
+	p.Restore(out)
 	return out
 }
 

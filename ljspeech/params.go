@@ -116,3 +116,20 @@ func padName(m melspec.PadMode) string {
 	}
 	return "constant"
 }
+
+// Restore turns a waveform in the training-target domain (gain, then
+// pre-emphasis) back into audio in place: inverse pre-emphasis, divide by the
+// gain, clip to [-1, 1]. Synthesis, evaluation and listening tests all use
+// it, so what is scored is exactly what is written.
+func (p Params) Restore(y []float32) {
+	if p.Preemphasis != 0 {
+		melspec.DeEmphasis(y, y, p.Preemphasis)
+	}
+	gain := p.Gain
+	if gain == 0 {
+		gain = 1
+	}
+	for i, v := range y {
+		y[i] = float32(min(max(float64(v)/gain, -1), 1))
+	}
+}

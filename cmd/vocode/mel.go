@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -49,43 +48,19 @@ func init() {
 	rootCmd.AddCommand(melCmd)
 }
 
-// melOutputs maps inputs to output paths: a single input may name a file,
-// otherwise -o is a directory (created if missing).
-func melOutputs(ins []string, out string) ([]string, error) {
-	single := len(ins) == 1 && strings.HasSuffix(strings.ToLower(out), ".npy")
-	if !single {
-		if st, err := os.Stat(out); err == nil && !st.IsDir() {
-			return nil, fmt.Errorf("%s: not a directory (with %d inputs, -o must be a directory)", out, len(ins))
-		}
-		if err := os.MkdirAll(out, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	outs := make([]string, len(ins))
-	seen := map[string]string{}
-	for i, in := range ins {
-		if single {
-			outs[i] = out
-			continue
-		}
-		base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in)) + ".npy"
-		outs[i] = filepath.Join(out, base)
-		if prev, dup := seen[outs[i]]; dup {
-			return nil, fmt.Errorf("%s and %s would both write %s", prev, in, outs[i])
-		}
-		seen[outs[i]] = in
-	}
-	return outs, nil
-}
-
 func runMel(cmd *cobra.Command, ins []string) error {
 	cfg := melOpts.cfg
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	outs, err := melOutputs(ins, melOpts.out)
+	outs, err := outputPaths(ins, melOpts.out, ".npy", "")
 	if err != nil {
 		return err
+	}
+	if !strings.HasSuffix(strings.ToLower(melOpts.out), ".npy") {
+		if err := os.MkdirAll(melOpts.out, 0o755); err != nil {
+			return err
+		}
 	}
 	type summary struct {
 		frames  int

@@ -138,3 +138,18 @@ func TestMelReportsEveryFailedFile(t *testing.T) {
 		t.Fatal("the good file should still be converted")
 	}
 }
+
+func TestMelSeveralInputsNeedADirectory(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.wav"), filepath.Join(dir, "b.wav")
+	audio.WriteWAV16(a, sine(4000, 200), 22050)
+	audio.WriteWAV16(b, sine(4000, 300), 22050)
+	out := filepath.Join(dir, "both.npy")
+	_, _, err := run(t, "mel", a, b, "-o", out, "-q")
+	if err == nil || !strings.Contains(err.Error(), "must be a directory") {
+		t.Fatalf("error %v, want a -o must be a directory error", err)
+	}
+	if _, serr := os.Stat(out); serr == nil {
+		t.Fatal("something was written at -o")
+	}
+}

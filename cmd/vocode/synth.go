@@ -250,51 +250,6 @@ func readInputs(paths []string, lm *loadedModel, stderr io.Writer) ([]synthInput
 	return ins, nil
 }
 
-// synthOutputs maps inputs to .wav paths: one input may name the file,
-// otherwise -o is a directory (created if missing).
-func synthOutputs(ins []string, out string) ([]string, error) {
-	isWAV := strings.HasSuffix(strings.ToLower(out), ".wav")
-	if len(ins) > 1 && isWAV {
-		return nil, fmt.Errorf("-o %s: with %d inputs, -o must be a directory", out, len(ins))
-	}
-	single := len(ins) == 1 && isWAV
-	if !single {
-		if st, err := os.Stat(out); err == nil && !st.IsDir() {
-			return nil, fmt.Errorf("%s: not a directory (with %d inputs, -o must be a directory)", out, len(ins))
-		}
-	}
-	outs := make([]string, len(ins))
-	seen := map[string]string{}
-	for i, in := range ins {
-		if single {
-			outs[i] = out
-			continue
-		}
-		base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in))
-		base = strings.TrimSuffix(base, "-feats") + ".wav"
-		outs[i] = filepath.Join(out, base)
-		if prev, dup := seen[outs[i]]; dup {
-			return nil, fmt.Errorf("%s and %s would both write %s", prev, in, outs[i])
-		}
-		seen[outs[i]] = in
-	}
-	return outs, nil
-}
-
-// postprocess undoes the training targets' preprocessing in place: inverse
-// pre-emphasis, divide by the gain, clip to [-1, 1].
-func postprocess(y []float32, preemphasis, gain float64) {
-	if preemphasis != 0 {
-		melspec.DeEmphasis(y, y, preemphasis)
-	}
-	if gain == 0 {
-		gain = 1
-	}
-	for i, v := range y {
-		y[i] = float32(min(max(float64(v)/gain, -1), 1))
-	}
-}
-
 // plan splits the threads. The per-sample products always run on one
 // OpenBLAS thread: a multi-threaded sgemv sums in a different order, and
 // sampling turns any last-bit difference into a different waveform, so
@@ -335,7 +290,7 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	case o.threads < 0:
 		return fmt.Errorf("--threads %d: must be >= 0", o.threads)
 	}
-	outs, err := synthOutputs(args, o.out)
+	outs, err := outputPaths(args, o.out, ".wav", "-feats")
 	if err != nil {
 		return err
 	}
@@ -407,7 +362,7 @@ func runSynth(cmd *cobra.Command, args []string) error {
 		Batch: batch, Workers: workers, Wide: o.wide,
 		Progress: bar.add,
 		OnDone: func(i int, y []float32) {
-			postprocess(y, pp.Preemphasis, pp.Gain)
+			pp.Restore(y)
 			err := audio.WriteWAV16(outs[i], y, rate)
 			mu.Lock()
 			defer mu.Unlock()
