@@ -11,24 +11,9 @@ import (
 // categoricalLoss is softmax cross-entropy for class q over logits z; it
 // writes softmax(z) - onehot(q) into g. Pure: the CUDA kernel mirrors it.
 func categoricalLoss(z []float64, q int, g []float64) float64 {
-	mx := z[0]
-	for _, v := range z[1:] {
-		if v > mx {
-			mx = v
-		}
-	}
-	sum := 0.0
-	for j, v := range z {
-		e := math.Exp(v - mx)
-		g[j] = e
-		sum += e
-	}
-	inv := 1 / sum
-	for j := range g[:len(z)] {
-		g[j] *= inv
-	}
+	ls := softmax(z, g)
 	g[q]--
-	return mx + math.Log(sum) - z[q]
+	return ls - z[q]
 }
 
 // logSoftmaxAt is log softmax(z)_q.

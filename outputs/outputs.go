@@ -321,9 +321,9 @@ func runBits(k stepper, head string, logits []float32, stride, T int, targets []
 	})
 }
 
-// logSoftmax writes lz = log softmax(z) and e = softmax(z) (one exp per
-// element; max-shifted so +-1e4 logits stay finite) and returns nothing else.
-func logSoftmax(z, lz, e []float64) {
+// softmax writes e = softmax(z) (one exp per element; max-shifted so +-1e4
+// logits stay finite) and returns log sum exp(z).
+func softmax(z, e []float64) float64 {
 	mx := z[0]
 	for _, v := range z[1:] {
 		if v > mx {
@@ -336,11 +336,18 @@ func logSoftmax(z, lz, e []float64) {
 		e[j] = x
 		sum += x
 	}
-	ls := mx + math.Log(sum)
 	inv := 1 / sum
+	for j := range z {
+		e[j] *= inv
+	}
+	return mx + math.Log(sum)
+}
+
+// logSoftmax writes lz = log softmax(z) and e = softmax(z).
+func logSoftmax(z, lz, e []float64) {
+	ls := softmax(z, e)
 	for j, v := range z {
 		lz[j] = v - ls
-		e[j] *= inv
 	}
 }
 
