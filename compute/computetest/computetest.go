@@ -166,8 +166,9 @@ func testBoundsPanic(t *testing.T, be compute.Backend) {
 	})
 }
 
-// refGemm is C = alpha*op(A)*op(B) + beta*C in float64.
-func refGemm(transA, transB bool, m, n, k int, alpha float64, a []float32, lda int, b []float32, ldb int, beta float64, c []float32, ldc int) []float64 {
+// RefGemm is the row-major GEMM every backend promises, C = alpha*op(A)*op(B) + beta*C,
+// in float64 (beta == 0 ignores C, so NaN there is overwritten, as BLAS does).
+func RefGemm(transA, transB bool, m, n, k int, alpha float64, a []float32, lda int, b []float32, ldb int, beta float64, c []float32, ldc int) []float64 {
 	out := to64(c)
 	for i := 0; i < m; i++ {
 		for j := 0; j < n; j++ {
@@ -222,7 +223,7 @@ func testGemm(t *testing.T, be compute.Backend) {
 					if beta == 0 {
 						c[0] = float32(math.NaN()) // beta 0 must overwrite, not scale
 					}
-					want := refGemm(tA, tB, m, n, k, 0.7, a, lda, b, ldb, float64(beta), c, ldc)
+					want := RefGemm(tA, tB, m, n, k, 0.7, a, lda, b, ldb, float64(beta), c, ldc)
 					av, bv, cv := upload(be, a, 5), upload(be, b, 3), upload(be, c, 4)
 					be.Gemm(tA, tB, m, n, k, 0.7, av, lda, bv, ldb, beta, cv, ldc)
 					got := download(be, cv, len(c))
@@ -259,7 +260,7 @@ func testGemmStridedBatched(t *testing.T, be compute.Backend) {
 				c := randn(r, sc*batch)
 				want := to64(c)
 				for i := 0; i < batch; i++ {
-					w := refGemm(tA, tB, m, n, k, 1.5, a[i*sa:], lda, b[i*sb:], ldb, 0.5, c[i*sc:], ldc)
+					w := RefGemm(tA, tB, m, n, k, 1.5, a[i*sa:], lda, b[i*sb:], ldb, 0.5, c[i*sc:], ldc)
 					for p := 0; p < m; p++ {
 						copy(want[i*sc+p*ldc:i*sc+p*ldc+n], w[p*ldc:p*ldc+n])
 					}

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/computetest"
 )
 
 // fakeGPU stands in for libcuda and cuBLAS so the Backend's own code (view
@@ -415,7 +416,7 @@ func TestFakeGemm(t *testing.T) {
 			av, bv, cv := upload(be, a, 3), upload(be, b, 1), upload(be, c, 2)
 
 			be.Gemm(tA, tB, m, n, k, 1.5, av, lda, bv, ldb, 0.5, cv, ldc)
-			want := rowGemmRef(tA, tB, m, n, k, 1.5, a, lda, b, ldb, 0.5, c, ldc)
+			want := computetest.RefGemm(tA, tB, m, n, k, 1.5, a, lda, b, ldb, 0.5, c, ldc)
 			name := fmt.Sprintf("Gemm transA=%v transB=%v", tA, tB)
 			assertClose(t, name, download(be, cv, len(c)), want, 1e-5)
 
@@ -426,7 +427,7 @@ func TestFakeGemm(t *testing.T) {
 				wantB[i] = float64(c[i])
 			}
 			for i := 0; i < batch; i++ {
-				item := rowGemmRef(tA, tB, m, n, k, -1, a[i*sa:], lda, b[i*sb:], ldb, 1, c[i*sc:], ldc)
+				item := computetest.RefGemm(tA, tB, m, n, k, -1, a[i*sa:], lda, b[i*sb:], ldb, 1, c[i*sc:], ldc)
 				for j := 0; j < matExtent(m, n, ldc); j++ {
 					if j%ldc < n {
 						wantB[i*sc+j] = item[j]

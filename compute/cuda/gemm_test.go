@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/wavecat/wavecat/compute/computetest"
 )
 
 // colSgemm is the reference column-major BLAS sgemm, written from its
@@ -51,35 +53,6 @@ func colSgemm(transa, transb bool, m, n, k int, alpha float32, a []float32, lda 
 	return nil
 }
 
-// rowGemmRef is the row-major definition the backend promises, in float64.
-func rowGemmRef(transA, transB bool, m, n, k int, alpha float64, a []float32, lda int, b []float32, ldb int, beta float64, c []float32, ldc int) []float64 {
-	out := make([]float64, len(c))
-	for i := range c {
-		out[i] = float64(c[i])
-	}
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			s := 0.0
-			for p := 0; p < k; p++ {
-				var av, bv float32
-				if transA {
-					av = a[p*lda+i]
-				} else {
-					av = a[i*lda+p]
-				}
-				if transB {
-					bv = b[j*ldb+p]
-				} else {
-					bv = b[p*ldb+j]
-				}
-				s += float64(av) * float64(bv)
-			}
-			out[i*ldc+j] = alpha*s + beta*float64(c[i*ldc+j])
-		}
-	}
-	return out
-}
-
 func randSlice(r *rand.Rand, n int) []float32 {
 	s := make([]float32, n)
 	for i := range s {
@@ -117,7 +90,7 @@ func TestColMajorMapping(t *testing.T) {
 					a := randSlice(r, max(1, matExtent(ar, ac, lda)))
 					b := randSlice(r, max(1, matExtent(br, bc, ldb)))
 					c := randSlice(r, matExtent(m, n, ldc))
-					want := rowGemmRef(tA, tB, m, n, k, 0.7, a, lda, b, ldb, -0.3, c, ldc)
+					want := computetest.RefGemm(tA, tB, m, n, k, 0.7, a, lda, b, ldb, -0.3, c, ldc)
 
 					cg := toColMajor(tA, tB, m, n, k, lda, ldb, ldc, 0, 0, 0)
 					first, second := a, b

@@ -204,7 +204,7 @@ func TestTF32(t *testing.T) {
 	be.Gemm(false, false, m, n, k, 1, av, k, bv, n, 0, cv, n)
 	got := make([]float32, m*n)
 	be.Download(got, cv)
-	want := rowGemmRef(false, false, m, n, k, 1, a, k, b, n, 0, make([]float32, m*n), n)
+	want := computetest.RefGemm(false, false, m, n, k, 1, a, k, b, n, 0, make([]float32, m*n), n)
 	for i := range want {
 		if d := math.Abs(float64(got[i]) - want[i]); d > 2e-2*math.Sqrt(float64(k)) {
 			t.Fatalf("TF32 element %d = %g, want %g", i, got[i], want[i])
