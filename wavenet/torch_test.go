@@ -21,7 +21,8 @@ func havePyTorch(t *testing.T) {
 }
 
 // TestMatchesPyTorch builds an independent PyTorch module tree with r9y9's
-// structure and names (testdata/torch_ref.py), loads our exported tensors
+// structure and names (bench/pytorch/wavenet_ref.py, driven by
+// testdata/torch_ref.py), loads our exported tensors
 // with load_state_dict(strict=True) — so every name, shape and the
 // tap-major <-> [out][in][K] conversion must be right — and compares the
 // output, every parameter gradient and the mel gradient from autograd in
