@@ -55,7 +55,12 @@ func smallBenchConfig() wavenet.Config {
 // resident set (VmHWM: everything, OpenBLAS buffers included; it is
 // process-wide, so run one benchmark per process for a clean figure).
 func benchTrainStep(b *testing.B, blas string, cfg wavenet.Config, B, T int) {
-	be := newBackend(b, blas)
+	benchTrainStepOn(b, newBackend(b, blas), cfg, B, T)
+}
+
+// benchTrainStepOn is benchTrainStep on any backend (the CUDA benchmark
+// passes its GPU backend).
+func benchTrainStepOn(b *testing.B, be compute.Backend, cfg wavenet.Config, B, T int) {
 	m, err := wavenet.New(cfg, be, 1)
 	if err != nil {
 		b.Fatal(err)

@@ -15,7 +15,12 @@ Prints every step's time, then best and median samples/s and the peak RSS.
 
 Usage: /usr/bin/python3 bench/pytorch/train_step.py [--threads 2] [--steps 5]
        [--batch 1] [--T 10240] [--config reference|small] [--checkpoint DIR]
-       [--dtype float32]
+       [--dtype float32] [--device cpu|cuda] [--tf32]
+
+With --device cuda the model and tensors live on the GPU, each timed step
+ends with torch.cuda.synchronize(), and the peak figure is the GPU's
+(torch.cuda.max_memory_allocated); the counterpart is
+bench.BenchmarkTrainStepCUDA.
 """
 import argparse
 import os
@@ -48,7 +53,14 @@ def main():
     ap.add_argument("--config", choices=["reference", "small"], default="reference")
     ap.add_argument("--checkpoint", help="wavecat checkpoint directory (overrides --config)")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls and convolutions (GPU)")
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cudnn.benchmark = True
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
@@ -57,18 +69,20 @@ def main():
     else:
         cfg = REFERENCE if args.config == "reference" else SMALL
         model = wavenet_ref.WaveNet(cfg).to(dtype)
+    model = model.to(dev)
     hop = wavenet_ref.hop_size(cfg)
     if args.T % hop:
         sys.exit(f"train_step.py: T = {args.T} is not a multiple of the hop size {hop}")
     B, T = args.batch, args.T
-    x = torch.rand(B, cfg["in_channels"], T, dtype=dtype) * 2 - 1
-    mel = torch.randn(B, cfg["cin_channels"], T // hop + 2 * cfg["cin_pad"], dtype=dtype)
-    r = torch.randn(B, cfg["out_channels"], T, dtype=dtype)
+    x = (torch.rand(B, cfg["in_channels"], T, dtype=dtype) * 2 - 1).to(dev)
+    mel = torch.randn(B, cfg["cin_channels"], T // hop + 2 * cfg["cin_pad"], dtype=dtype).to(dev)
+    r = torch.randn(B, cfg["out_channels"], T, dtype=dtype).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     nparams = sum(p.numel() for p in model.parameters())
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS")
                    if k in os.environ)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
+    where = f"{torch.cuda.get_device_name()} tf32={args.tf32}" if args.device == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, {args.dtype}, "
           f"{nparams} parameters, batch {B} x {T} {env}".rstrip())
 
     def step():
@@ -76,6 +90,8 @@ def main():
         loss = (model(x, mel) * r).sum()
         loss.backward()
         opt.step()
+        if args.device == "cuda":
+            torch.cuda.synchronize()
 
     step()  # warm-up: allocator, oneDNN/OpenBLAS buffers
     times = []
@@ -89,8 +105,11 @@ def main():
         print(f"step {i + 1}: {times[-1]:.3f} s ({B * T / times[-1]:.0f} samples/s), cpu {cpu:.2f} s")
     best, med = min(times), statistics.median(times)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(f"best {B * T / best:.0f} samples/s ({best:.3f} s/step), median {B * T / med:.0f} samples/s "
-          f"({med:.3f} s/step), peak RSS {rss_mb:.0f} MiB")
+    peak = f"peak RSS {rss_mb:.0f} MiB"
+    if args.device == "cuda":
+        peak = f"peak GPU {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+    print(f"best {B * T / best:.0f} samples/s ({best:.4f} s/step), median {B * T / med:.0f} samples/s "
+          f"({med:.4f} s/step), {peak}")
 
 
 if __name__ == "__main__":

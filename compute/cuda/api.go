@@ -52,6 +52,14 @@ type driverAPI struct {
 	cuModuleGetFunction       func(f *uintptr, m uintptr, name string) cuResult
 	cuLaunchKernel            func(f uintptr, gx, gy, gz, bx, by, bz, shmem uint32, s uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
 	cuGetErrorName            func(r cuResult, s *unsafe.Pointer) cuResult
+
+	// CUDA graphs (optional: Capture reports their absence).
+	cuStreamBeginCapture        func(s uintptr, mode int32) cuResult
+	cuStreamEndCapture          func(s uintptr, g *uintptr) cuResult
+	cuGraphInstantiateWithFlags func(e *uintptr, g uintptr, flags uint64) cuResult
+	cuGraphLaunch               func(e uintptr, s uintptr) cuResult
+	cuGraphExecDestroy          func(e uintptr) cuResult
+	cuGraphDestroy              func(g uintptr) cuResult
 }
 
 func (d *driverAPI) symbols() []symbol {
@@ -82,6 +90,12 @@ func (d *driverAPI) symbols() []symbol {
 		{"cuModuleGetFunction", &d.cuModuleGetFunction, false},
 		{"cuLaunchKernel", &d.cuLaunchKernel, false},
 		{"cuGetErrorName", &d.cuGetErrorName, false},
+		{"cuStreamBeginCapture_v2", &d.cuStreamBeginCapture, true},
+		{"cuStreamEndCapture", &d.cuStreamEndCapture, true},
+		{"cuGraphInstantiateWithFlags", &d.cuGraphInstantiateWithFlags, true},
+		{"cuGraphLaunch", &d.cuGraphLaunch, true},
+		{"cuGraphExecDestroy", &d.cuGraphExecDestroy, true},
+		{"cuGraphDestroy", &d.cuGraphDestroy, true},
 	}
 }
 

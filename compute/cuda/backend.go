@@ -50,6 +50,7 @@ type Backend struct {
 	handle        uintptr
 	module        uintptr
 	funcs         map[string]uintptr
+	modules       map[string]*module // Compile's, by source
 	devName       string
 	ccMajor       int
 	ccMinor       int
@@ -313,6 +314,10 @@ func (be *Backend) release() error {
 	if be.module != 0 {
 		errs = append(errs, d.check("cuModuleUnload", d.cuModuleUnload(be.module)))
 		be.module = 0
+	}
+	for src, m := range be.modules {
+		errs = append(errs, d.check("cuModuleUnload("+m.name+")", d.cuModuleUnload(m.mod)))
+		delete(be.modules, src)
 	}
 	if be.stream != 0 {
 		errs = append(errs, d.check("cuStreamDestroy_v2", d.cuStreamDestroy(be.stream)))

@@ -207,15 +207,20 @@ func ptxCacheDir() (string, error) {
 // NVRTC compile (then stored; a cache that cannot be written is skipped,
 // since it only saves time). fromCache says which.
 func cachedPTX(n *nvrtcAPI, arch string, driverVersion int) (ptx []byte, fromCache bool, err error) {
+	return cachedPTXOf(n, kernelSource, "wavecat_kernels.cu", arch, driverVersion)
+}
+
+// cachedPTXOf is cachedPTX for any source (the modules of Compile).
+func cachedPTXOf(n *nvrtcAPI, src, name, arch string, driverVersion int) (ptx []byte, fromCache bool, err error) {
 	dir, derr := ptxCacheDir()
 	var path string
 	if derr == nil {
-		path = filepath.Join(dir, ptxCacheKey(kernelSource, arch, n.version(), driverVersion))
+		path = filepath.Join(dir, ptxCacheKey(src, arch, n.version(), driverVersion))
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 			return b, true, nil
 		}
 	}
-	ptx, _, err = n.compile(kernelSource, "wavecat_kernels.cu", compileOptions(arch))
+	ptx, _, err = n.compile(src, name, compileOptions(arch))
 	if err != nil {
 		return nil, false, err
 	}

@@ -1,0 +1,244 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"unsafe"
+
+	"github.com/wavecat/wavecat/compute"
+)
+
+// Modules of other packages (compute.KernelCompiler): the output heads and
+// the GPU generator embed their own .cu files and compile them here, with the
+// same NVRTC options, architecture and disk cache as kernels.cu.
+
+var (
+	_ compute.KernelCompiler = (*Backend)(nil)
+	_ compute.GraphCapturer  = (*Backend)(nil)
+)
+
+// ErrNoNVRTC is wrapped by CheckCompile's error when NVRTC cannot be loaded.
+var ErrNoNVRTC = errors.New("NVRTC not found")
+
+// module is one compiled source.
+type module struct {
+	be    *Backend
+	name  string
+	mod   uintptr
+	funcs map[string]uintptr
+	sigs  map[string]string
+}
+
+// Compile implements compute.KernelCompiler. A source is compiled once per
+// backend; each kernel's parameter kinds are read from the source so Launch
+// can refuse mismatched arguments before the GPU reads garbage.
+func (be *Backend) Compile(name, source string, kernels ...string) (compute.Module, error) {
+	sigs, err := kernelSignatures(source, kernels)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: %s: %w", name, err)
+	}
+	defer be.enter()()
+	if m, ok := be.modules[source]; ok {
+		for _, k := range kernels {
+			if _, ok := m.funcs[k]; !ok {
+				return nil, fmt.Errorf("cuda: %s: kernel %s was not resolved when the module was first compiled", name, k)
+			}
+		}
+		return m, nil
+	}
+	ptx, fromCache, err := cachedPTXOf(be.nv, source, name, be.arch, be.driverVersion)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: compiling %s: %w", name, err)
+	}
+	m := &module{be: be, name: name, funcs: map[string]uintptr{}, sigs: sigs}
+	r := be.drv.cuModuleLoadData(&m.mod, unsafe.Pointer(&nulTerminated(ptx)[0]))
+	if r != cuSuccess && fromCache {
+		if ptx, _, err = be.nv.compile(source, name, compileOptions(be.arch)); err != nil {
+			return nil, fmt.Errorf("cuda: compiling %s: %w", name, err)
+		}
+		r = be.drv.cuModuleLoadData(&m.mod, unsafe.Pointer(&nulTerminated(ptx)[0]))
+	}
+	if err := be.drv.check("cuModuleLoadData("+name+")", r); err != nil {
+		return nil, err
+	}
+	for _, k := range kernels {
+		var f uintptr
+		if err := be.drv.check("cuModuleGetFunction("+k+")", be.drv.cuModuleGetFunction(&f, m.mod, k)); err != nil {
+			be.drv.cuModuleUnload(m.mod)
+			return nil, fmt.Errorf("cuda: %s: %w", name, err)
+		}
+		m.funcs[k] = f
+	}
+	if be.modules == nil {
+		be.modules = map[string]*module{}
+	}
+	be.modules[source] = m
+	return m, nil
+}
+
+// Launch implements compute.Module.
+func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...compute.Arg) {
+	be := m.be
+	f, ok := m.funcs[kernel]
+	if !ok {
+		panic(fmt.Sprintf("cuda: %s: kernel %s not compiled", m.name, kernel))
+	}
+	sig := m.sigs[kernel]
+	if len(args) != len(sig) || len(args) > maxKernelArgs {
+		panic(fmt.Sprintf("cuda: %s: kernel %s takes %d arguments (%s), launched with %d", m.name, kernel, len(sig), sig, len(args)))
+	}
+	var vals [maxKernelArgs]uint64
+	for i, a := range args {
+		if a.Kind != sig[i] {
+			panic(fmt.Sprintf("cuda: %s: kernel %s argument %d is %c, want %c (signature %s)", m.name, kernel, i, a.Kind, sig[i], sig))
+		}
+		if a.Kind == 'p' {
+			vals[i] = be.dptr(a.View, a.N, kernel)
+		} else {
+			vals[i] = a.Bits
+		}
+	}
+	if grid <= 0 || block <= 0 {
+		return
+	}
+	defer be.enter()()
+	copy(be.argVals, vals[:len(args)])
+	r := be.drv.cuLaunchKernel(f, uint32(grid), 1, 1, uint32(block), 1, 1, uint32(sharedBytes), be.stream, unsafe.Add(be.args, 8*maxKernelArgs), nil)
+	be.must("cuLaunchKernel("+kernel+")", r)
+}
+
+var (
+	kernelDecl = regexp.MustCompile(`__global__\s+void\s+(\w+)\s*\(([^)]*)\)`)
+	spaces     = regexp.MustCompile(`\s+`)
+)
+
+// kernelSignatures reads the parameter kinds of each named kernel from
+// source: p for any pointer, l for long long, f for float.
+func kernelSignatures(source string, kernels []string) (map[string]string, error) {
+	found := map[string]string{}
+	for _, m := range kernelDecl.FindAllStringSubmatch(source, -1) {
+		var sig strings.Builder
+		params := strings.TrimSpace(m[2])
+		if params != "" && params != "void" {
+			for _, p := range strings.Split(params, ",") {
+				p = spaces.ReplaceAllString(strings.TrimSpace(p), " ")
+				switch {
+				case strings.Contains(p, "*"):
+					sig.WriteByte('p')
+				case strings.HasPrefix(p, "long long ") || strings.HasPrefix(p, "const long long ") || strings.HasPrefix(p, "ll ") || strings.HasPrefix(p, "const ll "):
+					sig.WriteByte('l')
+				case strings.HasPrefix(p, "float ") || strings.HasPrefix(p, "const float "):
+					sig.WriteByte('f')
+				default:
+					return nil, fmt.Errorf("kernel %s: parameter %q: only pointers, long long and float are supported", m[1], p)
+				}
+			}
+		}
+		found[m[1]] = sig.String()
+	}
+	out := map[string]string{}
+	for _, k := range kernels {
+		s, ok := found[k]
+		if !ok {
+			return nil, fmt.Errorf("no __global__ void %s(...) in the source", k)
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
+// CheckCompile compiles source with NVRTC for compute_80 (no driver or GPU
+// needed), so CI catches syntax errors in the embedded .cu files of every
+// package. It wraps ErrNoNVRTC when NVRTC cannot be loaded.
+func CheckCompile(name, source string) error {
+	nv, err := loadNVRTC()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNoNVRTC, err)
+	}
+	arch := "compute_80"
+	if archs := nv.supportedArchs(); len(archs) > 0 {
+		sm, err := pickArch(80, archs)
+		if err != nil {
+			return err
+		}
+		arch = fmt.Sprintf("compute_%d", sm)
+	}
+	_, log, err := nv.compile(source, name, compileOptions(arch))
+	if err != nil {
+		return fmt.Errorf("cuda: %s: %w", name, err)
+	}
+	if strings.Contains(log, "warning") {
+		return fmt.Errorf("cuda: %s compiles with warnings:\n%s", name, log)
+	}
+	return nil
+}
+
+// graph is a captured, instantiated CUDA graph.
+type graph struct {
+	be      *Backend
+	g, exec uintptr
+	freed   bool
+}
+
+// Capture implements compute.GraphCapturer: fn's launches are recorded on
+// the stream (relaxed mode, so other threads' CUDA calls are not
+// disturbed) and instantiated.
+func (be *Backend) Capture(fn func()) (compute.Graph, error) {
+	d := be.drv
+	if d.cuStreamBeginCapture == nil || d.cuStreamEndCapture == nil || d.cuGraphInstantiateWithFlags == nil || d.cuGraphLaunch == nil {
+		return nil, errors.New("cuda: this driver has no CUDA graph API (needs CUDA 11.4 or newer)")
+	}
+	const captureModeRelaxed = 2
+	func() {
+		defer be.enter()()
+		be.must("cuStreamBeginCapture", d.cuStreamBeginCapture(be.stream, captureModeRelaxed))
+	}()
+	captured := false
+	var g uintptr
+	defer func() {
+		if !captured {
+			// fn panicked: end the capture so the stream is usable again.
+			func() {
+				defer be.enter()()
+				d.cuStreamEndCapture(be.stream, &g)
+				if g != 0 {
+					d.cuGraphDestroy(g)
+				}
+			}()
+		}
+	}()
+	fn()
+	captured = true
+	defer be.enter()()
+	if err := d.check("cuStreamEndCapture", d.cuStreamEndCapture(be.stream, &g)); err != nil {
+		return nil, err
+	}
+	gr := &graph{be: be, g: g}
+	if err := d.check("cuGraphInstantiateWithFlags", d.cuGraphInstantiateWithFlags(&gr.exec, g, 0)); err != nil {
+		d.cuGraphDestroy(g)
+		return nil, err
+	}
+	return gr, nil
+}
+
+// Launch implements compute.Graph.
+func (g *graph) Launch() {
+	if g.freed {
+		panic("cuda: graph launched after Free")
+	}
+	defer g.be.enter()()
+	g.be.must("cuGraphLaunch", g.be.drv.cuGraphLaunch(g.exec, g.be.stream))
+}
+
+// Free implements compute.Graph.
+func (g *graph) Free() {
+	if g.freed {
+		return
+	}
+	g.freed = true
+	defer g.be.enter()()
+	g.be.drv.cuGraphExecDestroy(g.exec)
+	g.be.drv.cuGraphDestroy(g.g)
+}

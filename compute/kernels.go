@@ -1,0 +1,62 @@
+package compute
+
+import "math"
+
+// Run-time compiled device kernels. Packages that own device maths (each
+// output head, the GPU generator) embed their CUDA C beside their Go code
+// and launch it through these optional interfaces, which only a GPU backend
+// implements; on the CPU backend those packages run their Go maths instead.
+
+// Arg is one kernel argument: a device pointer (a View whose n elements are
+// bounds-checked before the launch), or an 8-byte integer or a float32,
+// matching a kernel parameter of type float* / long long / float.
+type Arg struct {
+	View View
+	N    int
+	Bits uint64
+	Kind byte // 'p' pointer, 'l' long long, 'f' float
+}
+
+// Ptr is a pointer argument covering n elements of v.
+func Ptr(v View, n int) Arg { return Arg{View: v, N: n, Kind: 'p'} }
+
+// Int is a long long argument.
+func Int(n int) Arg { return Arg{Bits: uint64(int64(n)), Kind: 'l'} }
+
+// Float is a float argument.
+func Float(x float32) Arg { return Arg{Bits: uint64(float32bits(x)), Kind: 'f'} }
+
+// KernelCompiler is implemented by backends that compile CUDA C at run time
+// (compute/cuda, through NVRTC, with the PTX cached on disk).
+type KernelCompiler interface {
+	// Compile compiles source (once per process for a given source; later
+	// calls return the same Module) and resolves the named extern "C"
+	// kernels. name labels compiler errors.
+	Compile(name, source string, kernels ...string) (Module, error)
+}
+
+// Module is a compiled set of kernels.
+type Module interface {
+	// Launch queues kernel on the backend's stream with a 1-D grid of
+	// blocks of block threads and sharedBytes of dynamic shared memory.
+	// The argument kinds must match the kernel's parameters.
+	Launch(kernel string, grid, block, sharedBytes int, args ...Arg)
+}
+
+// GraphCapturer is implemented by backends that can record a sequence of
+// launches once and replay it with one call (CUDA graphs): the per-sample
+// step of synthesis is hundreds of tiny kernels, and replaying them as a
+// graph removes the host's launch cost from every sample.
+type GraphCapturer interface {
+	// Capture records the kernels and copies that fn queues (fn must not
+	// read results back to the host) into a replayable graph.
+	Capture(fn func()) (Graph, error)
+}
+
+// Graph is a captured sequence of device work.
+type Graph interface {
+	Launch() // queue one replay on the backend's stream
+	Free()
+}
+
+func float32bits(x float32) uint32 { return math.Float32bits(x) }
