@@ -1,0 +1,1076 @@
+package outputs
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/mulaw"
+)
+
+// The device heads are checked against the CPU heads (the Go steppers are
+// the reference) on two backends:
+//   - TestDevice*: a real GPU (compute/cuda; skipped without one);
+//   - TestCPUSim*: the same checks with the .cu files compiled by g++ for the
+//     host (skipped without g++): every block runs its threads as ucontext
+//     fibers, __syncthreads and the warp intrinsics are barriers over the
+//     block, so the kernels' index arithmetic, reductions, warp sampler and
+//     argument lists are exercised on any machine. Host libm stands in for
+//     the device's exp/log.
+// TestDeviceSourcesCompile compiles every .cu with NVRTC (no GPU needed).
+
+// deviceSpecs are the heads checked on the device.
+var deviceSpecs = []string{
+	"adacat --components 15 --lambda 0.0001",
+	"adacat --components 128 --lambda 0.0001",
+	"adacat --components 15 --lambda 0",
+	"mol --mixtures 10 --levels 65536",
+	"mol --mixtures 3 --levels 256",
+	"gaussian",
+	"mulaw --bins 256",
+	"categorical --bins 256",
+}
+
+func TestDeviceSourcesCompile(t *testing.T) {
+	srcs := DeviceSources()
+	if len(srcs) != 4 {
+		t.Fatalf("DeviceSources has %d files, want 4", len(srcs))
+	}
+	for name, src := range srcs {
+		err := cuda.CheckCompile("outputs/"+name, src)
+		if errors.Is(err, cuda.ErrNoNVRTC) {
+			t.Skipf("NVRTC not available: %v", err)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestNewDeviceNeedsKernelCompiler(t *testing.T) {
+	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: "gonum"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := New("mulaw")
+	if _, err := NewDevice(h, be); err == nil {
+		t.Fatal("NewDevice on the CPU backend succeeded; want an error (the caller falls back to Go maths)")
+	}
+}
+
+// TestMuLawDeviceTable checks the mu-law class table of categorical.cu
+// against MuLaw.Class: a Go copy of mulaw_class over the thresholds gives
+// Class for float32 amplitudes at and around every threshold and at random.
+func TestMuLawDeviceTable(t *testing.T) {
+	for _, Q := range []int{3, 256, 1024} {
+		h, _ := NewMuLaw(Q)
+		tab := h.deviceTable()
+		thr := tab[:h.mu]
+		class := func(y float32) int { // mulaw_class
+			lo, hi := 0, h.mu
+			for lo < hi {
+				m := (lo + hi) / 2
+				if y >= thr[m] {
+					lo = m + 1
+				} else {
+					hi = m
+				}
+			}
+			return lo
+		}
+		check := func(y float32) {
+			if got, want := class(y), h.Class(float64(y)); got != want {
+				t.Fatalf("Q=%d: table class of %v (bits %08x) is %d, MuLaw.Class %d", Q, y, math.Float32bits(y), got, want)
+			}
+		}
+		for _, x := range thr {
+			k := orderedKey(x)
+			for d := int64(-3); d <= 3; d++ {
+				if y := fromOrderedKey(k + d); y >= -1 && y <= 1 {
+					check(y)
+				}
+			}
+		}
+		rng := rand.New(rand.NewPCG(uint64(Q), 3))
+		for i := 0; i < 200000; i++ {
+			check(float32(2*rng.Float64() - 1))
+		}
+		for _, y := range []float32{-1.5, -1, float32(math.Copysign(0, -1)), 0, 1, 1.5} {
+			check(y)
+		}
+		for q := 0; q < Q; q++ {
+			y := tab[h.mu+q]
+			if y != float32(mulaw.Dequantize(q, h.mu)) || int(tab[h.mu+Q+q]) != h.Class(float64(y)) {
+				t.Fatalf("Q=%d: sampler table entry %d is (%v, %v)", Q, q, y, tab[h.mu+Q+q])
+			}
+		}
+	}
+}
+
+// ---- backends ----
+
+var (
+	gpuOnce sync.Once
+	gpuBE   compute.Backend
+	gpuErr  error
+)
+
+func gpuBackend(tb testing.TB) compute.Backend {
+	tb.Helper()
+	gpuOnce.Do(func() {
+		be, err := cuda.New(cuda.Options{})
+		if err != nil {
+			gpuErr = err
+			return
+		}
+		gpuBE = be
+	})
+	if gpuErr != nil {
+		tb.Skipf("no CUDA GPU: %v", gpuErr)
+	}
+	return gpuBE
+}
+
+// deviceEnv is a backend under test and the sample sizes it can afford.
+type deviceEnv struct {
+	be compute.Backend
+	// sampleN is the number of utterances of the sampling test for a head
+	// sampled one warp per utterance (warp) or one thread per utterance.
+	sampleN func(warp bool) int
+}
+
+func gpuEnv(t *testing.T) deviceEnv {
+	return deviceEnv{be: gpuBackend(t), sampleN: func(bool) int { return 100000 }}
+}
+
+func simEnv(t *testing.T) deviceEnv {
+	return deviceEnv{be: simBackendFor(t), sampleN: func(warp bool) int {
+		if warp {
+			return 4000 // every warp op is a block-wide fiber switch in the simulator
+		}
+		return 100000
+	}}
+}
+
+func TestDeviceLoss(t *testing.T)   { checkDeviceLoss(t, gpuEnv(t)) }
+func TestDeviceBits(t *testing.T)   { checkDeviceBits(t, gpuEnv(t)) }
+func TestDeviceSample(t *testing.T) { checkDeviceSample(t, gpuEnv(t)) }
+func TestDeviceSeedRNG(t *testing.T) {
+	checkDeviceSeedRNG(t, gpuEnv(t))
+}
+
+func TestCPUSimLoss(t *testing.T)    { checkDeviceLoss(t, simEnv(t)) }
+func TestCPUSimBits(t *testing.T)    { checkDeviceBits(t, simEnv(t)) }
+func TestCPUSimSample(t *testing.T)  { checkDeviceSample(t, simEnv(t)) }
+func TestCPUSimSeedRNG(t *testing.T) { checkDeviceSeedRNG(t, simEnv(t)) }
+
+// ---- inputs ----
+
+const (
+	devB = 3
+	devT = 2999 // B*T is not a multiple of the block
+)
+
+// devLogits returns [C][T] logits of realistic scale for h, and for mol the
+// per-timestep component means and log-scales (targets near them reach the
+// bin-mass branch).
+func devLogits(h Head, T int, rng *rand.Rand) []float32 {
+	C := h.Channels()
+	z := make([]float32, C*T)
+	for c := 0; c < C; c++ {
+		for t := 0; t < T; t++ {
+			var v float64
+			switch h := h.(type) {
+			case *AdaCat:
+				v = 1.5 * rng.NormFloat64()
+				if c >= h.k {
+					v = 2 * rng.NormFloat64()
+				}
+			case *MoL:
+				switch c / h.m {
+				case 0:
+					v = 1.5 * rng.NormFloat64()
+				case 1:
+					v = 0.9 * (2*rng.Float64() - 1)
+				default:
+					v = logScale(rng)
+				}
+			case *Gaussian:
+				if c == 0 {
+					v = 0.4 * rng.NormFloat64()
+				} else {
+					v = logScale(rng)
+				}
+			default:
+				v = 2.5 * rng.NormFloat64()
+			}
+			z[c*T+t] = float32(v)
+		}
+	}
+	return z
+}
+
+// logScale is a log-scale in [-7, 0], or one time in 20 in [-17, -15.5]
+// (around the default log-scale-min -16, so the clamp is exercised).
+func logScale(rng *rand.Rand) float64 {
+	if rng.IntN(20) == 0 {
+		return -17 + 1.5*rng.Float64()
+	}
+	return -7 + 7*rng.Float64()
+}
+
+// devTargets draws T targets for the [C][T] logits z: uniform amplitudes,
+// class centres for the one-hot heads, points near the component means for
+// mol and gaussian, and the edges -1, 1, +-0.9995 and 0.
+func devTargets(h Head, z []float32, T int, rng *rand.Rand) []float32 {
+	y := make([]float32, T)
+	special := []float64{-1, 1, 0, -0.9995, 0.9995}
+	for t := range y {
+		v := 2*rng.Float64() - 1
+		switch r := rng.IntN(10); {
+		case r == 0:
+			v = special[rng.IntN(len(special))]
+		case r < 4:
+			switch h := h.(type) {
+			case *Categorical:
+				v = -1 + (float64(rng.IntN(h.q))+0.5)*2/float64(h.q)
+			case *MuLaw:
+				v = mulaw.Expand((2*float64(rng.IntN(h.mu))+1)/float64(h.mu)-1, float64(h.mu))
+			case *MoL:
+				j := rng.IntN(h.m)
+				mu, s := float64(z[(h.m+j)*T+t]), float64(z[(2*h.m+j)*T+t])
+				v = clamp(mu+math.Exp(s)*rng.NormFloat64(), -1, 1)
+			case *Gaussian:
+				v = clamp(float64(z[t])+math.Exp(float64(z[T+t]))*rng.NormFloat64(), -1, 1)
+			}
+		}
+		y[t] = float32(v)
+	}
+	return y
+}
+
+func devMask(T int, rng *rand.Rand) []float32 {
+	m := make([]float32, T)
+	for t := range m {
+		switch r := rng.IntN(20); {
+		case r < 3:
+			m[t] = 0
+		case r < 15:
+			m[t] = 1
+		default:
+			m[t] = float32(2 * rng.Float64())
+		}
+	}
+	return m
+}
+
+func upload(be compute.Backend, x []float32) compute.Buffer {
+	b := be.Alloc(len(x))
+	be.Upload(compute.V(b), x)
+	return b
+}
+
+func download(be compute.Backend, b compute.Buffer, n int) []float32 {
+	x := make([]float32, n)
+	be.Download(x, compute.V(b))
+	return x
+}
+
+func newDevice(t *testing.T, be compute.Backend, spec string) (Head, *Device) {
+	t.Helper()
+	h, err := New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDevice(h, be)
+	if err != nil {
+		t.Fatalf("NewDevice(%s): %v", spec, err)
+	}
+	t.Cleanup(d.Free)
+	if d.Head() != h {
+		t.Fatal("Device.Head is not the head")
+	}
+	return h, d
+}
+
+// relErr is |got-want| over max(|want|, floor).
+func relErr(got, want, floor float64) float64 {
+	return math.Abs(got-want) / math.Max(math.Abs(want), floor)
+}
+
+const devTol = 1e-4
+
+// ---- checks ----
+
+func checkDeviceLoss(t *testing.T, env deviceEnv) {
+	be := env.be
+	for i, spec := range deviceSpecs {
+		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
+			h, d := newDevice(t, be, spec)
+			C := h.Channels()
+			rng := rand.New(rand.NewPCG(7, uint64(i)))
+			logits := make([]float32, 0, devB*C*devT)
+			targets := make([]float32, 0, devB*devT)
+			for b := 0; b < devB; b++ {
+				z := devLogits(h, devT, rng)
+				logits = append(logits, z...)
+				targets = append(targets, devTargets(h, z, devT, rng)...)
+			}
+			mask := devMask(devB*devT, rng)
+			const scale = 0.37
+			lb, tb, mb := upload(be, logits), upload(be, targets), upload(be, mask)
+			gb := be.Alloc(len(logits))
+			defer func() {
+				for _, b := range []compute.Buffer{lb, tb, mb, gb} {
+					be.Free(b)
+				}
+			}()
+			for _, masked := range []bool{true, false} {
+				want := make([]float32, len(logits))
+				wantSum := 0.0
+				for b := 0; b < devB; b++ {
+					var m []float32
+					if masked {
+						m = mask[b*devT : (b+1)*devT]
+					}
+					wantSum += h.Loss(logits[b*C*devT:(b+1)*C*devT], devT, devT, targets[b*devT:(b+1)*devT], m, want[b*C*devT:(b+1)*C*devT], scale)
+				}
+				nan := make([]float32, len(logits))
+				for j := range nan {
+					nan[j] = float32(math.NaN())
+				}
+				be.Upload(compute.V(gb), nan) // every element must be written
+				mv := compute.View{}
+				if masked {
+					mv = compute.V(mb)
+				}
+				gotSum := d.Loss(compute.V(lb), devB, devT, compute.V(tb), mv, compute.V(gb), scale)
+				if e := relErr(gotSum, wantSum, 1e-300); !(e <= 1e-6) {
+					t.Errorf("masked=%v: loss sum %.12g, CPU %.12g (relative error %.2g)", masked, gotSum, wantSum, e)
+				}
+				got := download(be, gb, len(logits))
+				// Relative error per element, with a floor of 1e-9 of the
+				// largest gradient (float64 rounding of a cancelling sum).
+				floor := 0.0
+				for _, v := range want {
+					floor = math.Max(floor, math.Abs(float64(v)))
+				}
+				floor *= 1e-9
+				worst, bad := 0.0, 0
+				for j := range got {
+					e := relErr(float64(got[j]), float64(want[j]), floor)
+					if !(e <= devTol) {
+						if bad++; bad <= 5 {
+							b, c, tt := j/(C*devT), j/devT%C, j%devT
+							t.Errorf("masked=%v: grad[b=%d][c=%d][t=%d] = %g, CPU %g (target %v, mask %v)", masked, b, c, tt, got[j], want[j], targets[b*devT+tt], mask[b*devT+tt])
+						}
+					}
+					if e > worst || e != e {
+						worst = e
+					}
+				}
+				if bad > 0 {
+					t.Errorf("masked=%v: %d of %d gradient elements differ from the CPU by more than %g", masked, bad, len(got), devTol)
+				}
+				t.Logf("masked=%v: loss %.10g (CPU %.10g), worst gradient relative error %.3g", masked, gotSum, wantSum, worst)
+			}
+		})
+	}
+}
+
+func checkDeviceBits(t *testing.T, env deviceEnv) {
+	be := env.be
+	for i, spec := range deviceSpecs {
+		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
+			h, d := newDevice(t, be, spec)
+			C := h.Channels()
+			rng := rand.New(rand.NewPCG(8, uint64(i)))
+			logits := make([]float32, 0, devB*C*devT)
+			targets := make([]float32, 0, devB*devT)
+			for b := 0; b < devB; b++ {
+				z := devLogits(h, devT, rng)
+				logits = append(logits, z...)
+				targets = append(targets, devTargets(h, z, devT, rng)...)
+			}
+			want := make([]float64, devB*devT)
+			for b := 0; b < devB; b++ {
+				h.Bits(logits[b*C*devT:(b+1)*C*devT], devT, devT, targets[b*devT:(b+1)*devT], want[b*devT:(b+1)*devT])
+			}
+			lb, tb := upload(be, logits), upload(be, targets)
+			ob := be.Alloc(len(targets))
+			defer func() {
+				for _, b := range []compute.Buffer{lb, tb, ob} {
+					be.Free(b)
+				}
+			}()
+			d.Bits(compute.V(lb), devB, devT, compute.V(tb), compute.V(ob))
+			got := download(be, ob, len(targets))
+			worst, bad := 0.0, 0
+			for j := range got {
+				// float32 output: relative 1e-4 with a floor of 0.1 bit.
+				e := relErr(float64(got[j]), want[j], 0.1)
+				if !(e <= devTol) {
+					if bad++; bad <= 5 {
+						t.Errorf("bits[%d] = %g, CPU %g (target %v)", j, got[j], want[j], targets[j])
+					}
+				}
+				if e > worst || e != e {
+					worst = e
+				}
+			}
+			if bad > 0 {
+				t.Errorf("%d of %d bits differ from the CPU by more than %g", bad, len(got), devTol)
+			}
+			t.Logf("worst relative error %.3g", worst)
+		})
+	}
+}
+
+// sampleLogits is one timestep's logits for the sampling test.
+func sampleLogits(h Head, rng *rand.Rand) []float32 {
+	switch h := h.(type) {
+	case *AdaCat:
+		return f32(randLogits(rng, 2*h.k, 0.7))
+	case *MoL:
+		z := make([]float64, 3*h.m)
+		for j := 0; j < h.m; j++ {
+			z[j] = rng.NormFloat64()
+			z[h.m+j] = 0.7 * (2*rng.Float64() - 1)
+			z[2*h.m+j] = -3 + 1.5*rng.Float64()
+		}
+		return f32(z)
+	case *Gaussian:
+		return []float32{0.1, float32(math.Log(0.45))}
+	default:
+		return f32(randLogits(rng, h.Channels(), 1))
+	}
+}
+
+// sampleCells returns the cell probabilities of h's sampler for logits z
+// (computed independently, as sample_test.go) and the cell of a sample.
+func sampleCells(h Head, z []float32) ([]float64, func(y float32) int) {
+	const n = 40
+	switch h := h.(type) {
+	case *AdaCat:
+		k := h.k
+		w, hh := softmax64(f64(z[:k])), softmax64(f64(z[k:]))
+		cdf := func(y float64) float64 {
+			x, c, F := (y+1)/2, 0.0, 0.0
+			for i := 0; i < k; i++ {
+				if x <= c+w[i] || i == k-1 {
+					return F + math.Min(x-c, w[i])*hh[i]/w[i]
+				}
+				c += w[i]
+				F += hh[i]
+			}
+			return 1
+		}
+		return cellProbs(n, cdf), equalCells(n)
+	case *MoL:
+		M := h.m
+		pi := softmax64(f64(z[:M]))
+		cdf := func(y float64) float64 {
+			F := 0.0
+			for j := 0; j < M; j++ {
+				s := math.Max(float64(z[2*M+j]), h.logScaleMin)
+				F += pi[j] / (1 + math.Exp(-(y-float64(z[M+j]))/math.Exp(s)))
+			}
+			return F
+		}
+		return cellProbs(n, cdf), equalCells(n)
+	case *Gaussian:
+		mu, sd := float64(z[0]), math.Exp(math.Max(float64(z[1]), h.logScaleMin))
+		cdf := func(y float64) float64 { return 0.5 * math.Erfc(-(y-mu)/(sd*math.Sqrt2)) }
+		return cellProbs(n, cdf), equalCells(n)
+	case *Categorical:
+		pc := softmax64(f64(z))
+		p := make([]float64, 2*h.q) // half bins: uniform within each bin
+		for i := range p {
+			p[i] = pc[i/2] / 2
+		}
+		return p, equalCells(2 * h.q)
+	case *MuLaw:
+		reps := make([]float32, h.q)
+		for q := range reps {
+			reps[q] = float32(mulaw.Dequantize(q, h.mu))
+		}
+		return softmax64(f64(z)), func(y float32) int {
+			i := sort.Search(h.q, func(i int) bool { return reps[i] >= y })
+			if i == h.q || reps[i] != y {
+				return -1
+			}
+			return i
+		}
+	}
+	panic("no cells for " + h.Name())
+}
+
+// mergeCells joins adjacent cells until each expects at least 20 of n draws.
+func mergeCells(p []float64, n int) (group []int, gp []float64) {
+	group = make([]int, len(p))
+	acc := 0.0
+	for i, v := range p {
+		group[i] = len(gp)
+		acc += v
+		if acc*float64(n) >= 20 {
+			gp = append(gp, acc)
+			acc = 0
+		}
+	}
+	if acc > 0 || len(gp) == 0 {
+		if len(gp) == 0 {
+			gp = append(gp, acc)
+		} else {
+			gp[len(gp)-1] += acc // the short tail joins the last group
+			for i := range group {
+				group[i] = min(group[i], len(gp)-1)
+			}
+		}
+	}
+	return group, gp
+}
+
+func checkDeviceSample(t *testing.T, env deviceEnv) {
+	be := env.be
+	for i, spec := range deviceSpecs {
+		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
+			h, d := newDevice(t, be, spec)
+			C, IC := h.Channels(), h.InputChannels()
+			B := env.sampleN(d.sampleWarp)
+			rng := rand.New(rand.NewPCG(9, uint64(i)))
+			z := sampleLogits(h, rng)
+			logits := make([]float32, B*C)
+			for b := 0; b < B; b++ {
+				copy(logits[b*C:], z)
+			}
+			lb, rb, yb, eb := upload(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*IC)
+			defer func() {
+				for _, b := range []compute.Buffer{lb, rb, yb, eb} {
+					be.Free(b)
+				}
+			}()
+			d.SeedRNG(compute.V(rb), B, 12345)
+			d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
+			y := download(be, yb, B)
+			enc := download(be, eb, B*IC)
+			want := make([]float32, IC)
+			for b := 0; b < B; b++ {
+				if !(y[b] >= -1 && y[b] <= 1) {
+					t.Fatalf("utterance %d: sample %v outside [-1,1]", b, y[b])
+				}
+				h.EncodeInput(y[b], want)
+				for c := range want {
+					if enc[b*IC+c] != want[c] {
+						t.Fatalf("utterance %d: enc[%d] = %v, EncodeInput(%v) gives %v", b, c, enc[b*IC+c], y[b], want[c])
+					}
+				}
+			}
+			p, cell := sampleCells(h, z)
+			group, gp := mergeCells(p, B)
+			counts := make([]int, len(gp))
+			for b, v := range y {
+				c := cell(v)
+				if c < 0 {
+					t.Fatalf("utterance %d: sample %v is not a class representative", b, v)
+				}
+				counts[group[c]]++
+			}
+			stat := chiSquare(counts, gp, B)
+			limit := distuv.ChiSquared{K: float64(len(gp) - 1)}.Quantile(0.999)
+			if stat > limit {
+				t.Errorf("chi-square %.1f > %.1f (0.999 quantile, %d cells, %d draws): device samples do not follow the head's density", stat, limit, len(gp), B)
+			} else {
+				t.Logf("chi-square %.1f (limit %.1f, %d cells, %d draws)", stat, limit, len(gp), B)
+			}
+		})
+	}
+}
+
+func checkDeviceSeedRNG(t *testing.T, env deviceEnv) {
+	be := env.be
+	const B = 64
+	for i, spec := range deviceSpecs {
+		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
+			h, d := newDevice(t, be, spec)
+			C, IC := h.Channels(), h.InputChannels()
+			rng := rand.New(rand.NewPCG(10, uint64(i)))
+			z := sampleLogits(h, rng)
+			logits := make([]float32, B*C)
+			for b := 0; b < B; b++ {
+				copy(logits[b*C:], z)
+			}
+			lb, rb, yb, eb := upload(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*IC)
+			defer func() {
+				for _, b := range []compute.Buffer{lb, rb, yb, eb} {
+					be.Free(b)
+				}
+			}()
+			draw := func() []float32 {
+				d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
+				return download(be, yb, B)
+			}
+			seed := func(s uint64) []float32 {
+				d.SeedRNG(compute.V(rb), B, s)
+				return download(be, rb, 2*B)
+			}
+			st := seed(1)
+			seen := map[[2]uint32]bool{}
+			for b := 0; b < B; b++ {
+				k := [2]uint32{math.Float32bits(st[2*b]), math.Float32bits(st[2*b+1])}
+				if seen[k] {
+					t.Fatalf("utterances share the RNG state %08x%08x", k[1], k[0])
+				}
+				seen[k] = true
+			}
+			a1, a2 := draw(), draw()
+			st2 := download(be, rb, 2*B)
+			for b := 0; b < B; b++ {
+				if math.Float32bits(st2[2*b]) == math.Float32bits(st[2*b]) && math.Float32bits(st2[2*b+1]) == math.Float32bits(st[2*b+1]) {
+					t.Fatalf("utterance %d: Sample did not advance its RNG state", b)
+				}
+			}
+			seed(1)
+			b1, b2 := draw(), draw()
+			seed(2)
+			c1 := draw()
+			if !equalF32(a1, b1) || !equalF32(a2, b2) {
+				t.Error("the same seed gave different draws")
+			}
+			if diff := countDiff(a1, c1); diff < 2 {
+				t.Errorf("seeds 1 and 2 gave %d different draws of %d", diff, B)
+			}
+			if diff := countDiff(a1, a2); diff < 2 {
+				t.Errorf("two successive draws differ in %d of %d utterances", diff, B)
+			}
+			if diff := distinct(a1); diff < 2 {
+				t.Errorf("%d utterances with identical logits drew %d distinct values", B, diff)
+			}
+			// One utterance seeded at an offset (as the generator does) draws
+			// what utterance 0 of a batch with that seed draws.
+			d.SeedRNG(compute.V(rb).At(2*7), 1, 1)
+			one := download(be, rb, 2*B)
+			if math.Float32bits(one[14]) != math.Float32bits(st[0]) || math.Float32bits(one[15]) != math.Float32bits(st[1]) {
+				t.Error("SeedRNG of one utterance at an offset differs from utterance 0 of a batch")
+			}
+		})
+	}
+}
+
+func equalF32(a, b []float32) bool {
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}
+
+func countDiff(a, b []float32) int {
+	n := 0
+	for i := range a {
+		if a[i] != b[i] {
+			n++
+		}
+	}
+	return n
+}
+
+func distinct(a []float32) int {
+	m := map[float32]bool{}
+	for _, v := range a {
+		m[v] = true
+	}
+	return len(m)
+}
+
+// ---- the CPU simulator ----
+
+// simBackend is the CPU backend plus a compute.KernelCompiler that builds
+// each source with g++ into a shared library.
+type simBackend struct {
+	*cpu.Backend
+	dir  string
+	mu   sync.Mutex
+	mods map[string]*simModule
+}
+
+type simModule struct {
+	be     *simBackend
+	name   string
+	sigs   map[string]string
+	launch func(name string, grid, block uint32, params unsafe.Pointer) int32
+}
+
+var (
+	simOnce sync.Once
+	simBE   *simBackend
+	simErr  error
+)
+
+func simBackendFor(t *testing.T) *simBackend {
+	t.Helper()
+	simOnce.Do(func() {
+		if _, err := exec.LookPath("g++"); err != nil {
+			simErr = fmt.Errorf("no g++ to build the kernels for the CPU: %w", err)
+			return
+		}
+		be, err := cpu.New(cpu.Options{Threads: 1, BLAS: "gonum"})
+		if err != nil {
+			simErr = err
+			return
+		}
+		simBE = &simBackend{Backend: be, mods: map[string]*simModule{}}
+	})
+	if simErr != nil {
+		t.Skip(simErr)
+	}
+	return simBE
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if simBE != nil && simBE.dir != "" {
+		os.RemoveAll(simBE.dir)
+	}
+	os.Exit(code)
+}
+
+var simKernelDecl = regexp.MustCompile(`__global__\s+void\s+(\w+)\s*\(([^)]*)\)`)
+
+// simSignatures reads each kernel's parameter kinds (p, l, f) from source.
+func simSignatures(source string) map[string]string {
+	sigs := map[string]string{}
+	for _, m := range simKernelDecl.FindAllStringSubmatch(source, -1) {
+		var sb strings.Builder
+		for _, p := range strings.Split(m[2], ",") {
+			p = strings.TrimSpace(p)
+			switch {
+			case strings.Contains(p, "*"):
+				sb.WriteByte('p')
+			case strings.HasPrefix(p, "long long "):
+				sb.WriteByte('l')
+			case strings.HasPrefix(p, "float "):
+				sb.WriteByte('f')
+			default:
+				sb.WriteByte('?')
+			}
+		}
+		sigs[m[1]] = sb.String()
+	}
+	return sigs
+}
+
+func (s *simBackend) Compile(name, source string, kernels ...string) (compute.Module, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.mods[source]; ok {
+		return m, nil
+	}
+	sigs := simSignatures(source)
+	for _, k := range kernels {
+		sig, ok := sigs[k]
+		if !ok {
+			return nil, fmt.Errorf("sim: %s: no kernel %s", name, k)
+		}
+		if strings.Contains(sig, "?") {
+			return nil, fmt.Errorf("sim: %s: kernel %s has a parameter that is not float*, long long or float", name, k)
+		}
+	}
+	if s.dir == "" {
+		dir, err := os.MkdirTemp("", "wavecat-headsim-")
+		if err != nil {
+			return nil, err
+		}
+		s.dir = dir
+	}
+	n := len(s.mods)
+	src := filepath.Join(s.dir, fmt.Sprintf("m%d.cpp", n))
+	lib := filepath.Join(s.dir, fmt.Sprintf("libm%d.so", n))
+	code := simPrelude + "\n#line 1 \"" + name + "\"\n" + source + simLauncher(kernels)
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+		return nil, err
+	}
+	out, err := exec.Command("g++", "-std=c++17", "-O2", "-Wall", "-Werror", "-Wno-unused-function", "-fPIC", "-shared", "-o", lib, src).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("sim: g++ %s: %v\n%s", name, err, out)
+	}
+	h, err := purego.Dlopen(lib, purego.RTLD_NOW|purego.RTLD_LOCAL)
+	if err != nil {
+		return nil, err
+	}
+	m := &simModule{be: s, name: name, sigs: sigs}
+	purego.RegisterLibFunc(&m.launch, h, "hb_sim_launch")
+	s.mods[source] = m
+	return m, nil
+}
+
+func (m *simModule) Launch(kernel string, grid, block, sharedBytes int, args ...compute.Arg) {
+	sig, ok := m.sigs[kernel]
+	if !ok || len(sig) != len(args) {
+		panic(fmt.Sprintf("sim: %s: kernel %s (%s) launched with %d arguments", m.name, kernel, sig, len(args)))
+	}
+	vals := make([]uint64, len(args))
+	ptrs := make([]unsafe.Pointer, len(args))
+	keep := make([][]float32, 0, len(args))
+	for i, a := range args {
+		if a.Kind != sig[i] {
+			panic(fmt.Sprintf("sim: %s: kernel %s argument %d is %c, want %c", m.name, kernel, i, a.Kind, sig[i]))
+		}
+		if a.Kind == 'p' {
+			h := m.be.Host(a.View, a.N)
+			keep = append(keep, h)
+			if len(h) > 0 {
+				vals[i] = uint64(uintptr(unsafe.Pointer(&h[0])))
+			}
+		} else {
+			vals[i] = a.Bits
+		}
+		ptrs[i] = unsafe.Pointer(&vals[i])
+	}
+	if grid <= 0 || block <= 0 {
+		return
+	}
+	if block%32 != 0 || block > 1024 {
+		panic(fmt.Sprintf("sim: block of %d threads", block))
+	}
+	if rc := m.launch(kernel, uint32(grid), uint32(block), unsafe.Pointer(&ptrs[0])); rc != 0 {
+		panic(fmt.Sprintf("sim: %s: kernel %s failed (code %d: 2 means threads of a block diverged at a barrier or warp operation)", m.name, kernel, rc))
+	}
+	runtime.KeepAlive(keep)
+	runtime.KeepAlive(vals)
+}
+
+// simPrelude maps the CUDA built-ins the head kernels use onto the host.
+// Threads of a block are fibers on one OS thread; a barrier switches to the
+// scheduler, which runs every live thread up to its next barrier. Warp
+// shuffles and ballots exchange values through a block-wide array between
+// two barriers, so every thread of a block must reach them equally often
+// (the kernels keep whole blocks on the same path).
+const simPrelude = `
+#include <math.h>
+#include <string.h>
+#include <ucontext.h>
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+struct hb_sim_dim3 { unsigned x, y, z; };
+static hb_sim_dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+using std::min;
+using std::max;
+
+static inline double __longlong_as_double(long long b) { double d; memcpy(&d, &b, 8); return d; }
+static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
+
+static ucontext_t hb_sim_main;
+static std::vector<ucontext_t> hb_sim_fib;
+static std::vector<std::vector<char> > hb_sim_stack;
+static std::vector<char> hb_sim_done;
+static unsigned hb_sim_cur;
+static void (*hb_sim_fn)(void **);
+static void **hb_sim_params;
+static unsigned long long hb_sim_x[2 * 1024];
+
+static void hb_sim_barrier() {
+    unsigned me = hb_sim_cur;
+    swapcontext(&hb_sim_fib[me], &hb_sim_main);
+    threadIdx.x = me;
+}
+static void __syncthreads() { hb_sim_barrier(); }
+
+// Exchanges alternate between two halves of hb_sim_x, so one barrier each
+// suffices: a thread rewrites a half only after the next barrier, which
+// every thread passes after its read of that half.
+static unsigned hb_sim_phase[1024];
+static unsigned long long *hb_sim_slot() {
+    unsigned ph = hb_sim_phase[threadIdx.x];
+    hb_sim_phase[threadIdx.x] = ph ^ 1;
+    return hb_sim_x + 1024 * ph;
+}
+template <class T> static T hb_sim_exchange(T v, unsigned src) {
+    unsigned long long u = 0, *x = hb_sim_slot();
+    memcpy(&u, &v, sizeof(T));
+    x[threadIdx.x] = u;
+    hb_sim_barrier();
+    unsigned long long r = x[src];
+    T out;
+    memcpy(&out, &r, sizeof(T));
+    return out;
+}
+template <class T> static T __shfl_sync(unsigned, T v, int lane) { return hb_sim_exchange(v, (threadIdx.x & ~31u) + (unsigned)lane); }
+template <class T> static T __shfl_xor_sync(unsigned, T v, int m) { return hb_sim_exchange(v, threadIdx.x ^ (unsigned)m); }
+template <class T> static T __shfl_up_sync(unsigned, T v, unsigned d) {
+    return hb_sim_exchange(v, (threadIdx.x & 31u) >= d ? threadIdx.x - d : threadIdx.x);
+}
+static unsigned __ballot_sync(unsigned, int p) {
+    unsigned long long *x = hb_sim_slot();
+    x[threadIdx.x] = p != 0;
+    hb_sim_barrier();
+    unsigned m = 0, base = threadIdx.x & ~31u;
+    for (unsigned l = 0; l < 32; l++)
+        if (x[base + l]) m |= 1u << l;
+    return m;
+}
+
+static void hb_sim_thread() {
+    hb_sim_fn(hb_sim_params);
+    hb_sim_done[hb_sim_cur] = 1;
+}
+`
+
+// simLauncher is the C++ tail: a typed trampoline per kernel and the block
+// scheduler.
+func simLauncher(kernels []string) string {
+	var sb strings.Builder
+	sb.WriteString(`
+template <typename... A, size_t... I>
+static void hb_sim_call(void (*k)(A...), void **p, std::index_sequence<I...>) { k(*static_cast<A *>(p[I])...); }
+template <typename... A>
+static void hb_sim_invoke(void (*k)(A...), void **p) { hb_sim_call(k, p, std::index_sequence_for<A...>{}); }
+`)
+	for _, k := range kernels {
+		fmt.Fprintf(&sb, "static void hb_sim_tramp_%s(void **p) { hb_sim_invoke(%s, p); }\n", k, k)
+	}
+	sb.WriteString("struct hb_sim_entry { const char *name; void (*fn)(void **); };\nstatic const hb_sim_entry hb_sim_table[] = {\n")
+	for _, k := range kernels {
+		fmt.Fprintf(&sb, "    {%q, hb_sim_tramp_%s},\n", k, k)
+	}
+	sb.WriteString(`};
+
+extern "C" int hb_sim_launch(const char *name, unsigned grid, unsigned block, void **params) {
+    hb_sim_fn = 0;
+    for (const hb_sim_entry &e : hb_sim_table)
+        if (strcmp(e.name, name) == 0) hb_sim_fn = e.fn;
+    if (!hb_sim_fn) return 1;
+    hb_sim_params = params;
+    gridDim.x = grid; gridDim.y = gridDim.z = 1;
+    blockDim.x = block; blockDim.y = blockDim.z = 1;
+    threadIdx.y = threadIdx.z = blockIdx.y = blockIdx.z = 0;
+    hb_sim_fib.resize(block);
+    hb_sim_done.assign(block, 0);
+    if (hb_sim_stack.size() < block) hb_sim_stack.resize(block);
+    for (unsigned t = 0; t < block; t++) hb_sim_stack[t].resize(64 << 10);
+    for (unsigned b = 0; b < grid; b++) {
+        blockIdx.x = b;
+        for (unsigned t = 0; t < block; t++) {
+            getcontext(&hb_sim_fib[t]);
+            hb_sim_fib[t].uc_stack.ss_sp = hb_sim_stack[t].data();
+            hb_sim_fib[t].uc_stack.ss_size = hb_sim_stack[t].size();
+            hb_sim_fib[t].uc_link = &hb_sim_main;
+            makecontext(&hb_sim_fib[t], hb_sim_thread, 0);
+            hb_sim_done[t] = 0;
+            hb_sim_phase[t] = 0;
+        }
+        for (unsigned live = block; live > 0;) {
+            live = 0;
+            unsigned finished = 0;
+            for (unsigned t = 0; t < block; t++) {
+                if (hb_sim_done[t]) { finished++; continue; }
+                hb_sim_cur = t;
+                threadIdx.x = t;
+                swapcontext(&hb_sim_main, &hb_sim_fib[t]);
+                if (!hb_sim_done[t]) live++;
+                else finished++;
+            }
+            if (live > 0 && finished > 0) return 2;
+        }
+    }
+    return 0;
+}
+`)
+	return sb.String()
+}
+
+// BenchmarkDeviceLoss times Device.Loss (kernel, reduction and the one
+// download) at the reference training shape, 8 x 10240 timesteps, on a GPU.
+func BenchmarkDeviceLoss(b *testing.B) {
+	const B, T = 8, 10240
+	for _, spec := range deviceSpecs {
+		b.Run(strings.ReplaceAll(spec, " ", "_"), func(b *testing.B) {
+			be := gpuBackend(b)
+			h, _ := New(spec)
+			d, err := NewDevice(h, be)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Free()
+			rng := rand.New(rand.NewPCG(1, 2))
+			var logits, targets []float32
+			for i := 0; i < B; i++ {
+				z := devLogits(h, T, rng)
+				logits = append(logits, z...)
+				targets = append(targets, devTargets(h, z, T, rng)...)
+			}
+			lb, tb, gb := upload(be, logits), upload(be, targets), be.Alloc(len(logits))
+			defer func() {
+				for _, x := range []compute.Buffer{lb, tb, gb} {
+					be.Free(x)
+				}
+			}()
+			d.Loss(compute.V(lb), B, T, compute.V(tb), compute.View{}, compute.V(gb), 1)
+			b.ResetTimer()
+			for range b.N {
+				d.Loss(compute.V(lb), B, T, compute.V(tb), compute.View{}, compute.V(gb), 1)
+			}
+		})
+	}
+}
+
+// BenchmarkDeviceSample times one Device.Sample step (queued and synced)
+// for 1 and 32 utterances on a GPU.
+func BenchmarkDeviceSample(b *testing.B) {
+	for _, spec := range deviceSpecs {
+		for _, B := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/B=%d", strings.ReplaceAll(spec, " ", "_"), B), func(b *testing.B) {
+				be := gpuBackend(b)
+				h, _ := New(spec)
+				d, err := NewDevice(h, be)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer d.Free()
+				rng := rand.New(rand.NewPCG(1, 3))
+				var logits []float32
+				for i := 0; i < B; i++ {
+					logits = append(logits, sampleLogits(h, rng)...)
+				}
+				lb, rb, yb, eb := upload(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*h.InputChannels())
+				defer func() {
+					for _, x := range []compute.Buffer{lb, rb, yb, eb} {
+						be.Free(x)
+					}
+				}()
+				d.SeedRNG(compute.V(rb), B, 1)
+				b.ResetTimer()
+				for range b.N {
+					d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
+				}
+				be.Sync()
+			})
+		}
+	}
+}
