@@ -60,10 +60,13 @@ func benchTrainStep(b *testing.B, blas string, cfg wavenet.Config, B, T int) {
 
 // benchTrainStepOn is benchTrainStep on any backend (the CUDA benchmark
 // passes its GPU backend).
-func benchTrainStepOn(b *testing.B, be compute.Backend, cfg wavenet.Config, B, T int) {
+func benchTrainStepOn(b *testing.B, be compute.Backend, cfg wavenet.Config, B, T int, setup ...func(*wavenet.Model)) {
 	m, err := wavenet.New(cfg, be, 1)
 	if err != nil {
 		b.Fatal(err)
+	}
+	for _, f := range setup {
+		f(m)
 	}
 	defer m.Free()
 	ws, err := m.NewWorkspace(B, T)

@@ -31,8 +31,9 @@
 // CUDA seam: each head's per-timestep maths is a small pure float64 function
 // over one timestep's channels (adacatLoss, molComponent, gaussianLoss,
 // categoricalLoss, ...), driven by runLoss/runBits. A GPU backend mirrors
-// those functions in a .cu file beside each .go file (one thread block per
-// timestep) and keeps this package's tests as its reference.
+// those functions in a .cu file beside each .go file (one thread per
+// timestep; Device in device.go runs them) and keeps this package's tests
+// as its reference.
 package outputs
 
 import (

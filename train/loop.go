@@ -157,7 +157,12 @@ type trainer struct {
 	lastSave int64
 	bar      *progressbar.ProgressBar
 
-	// host staging when the backend is not host memory
+	// dhead runs the head's loss and gradient on a GPU backend, so a step
+	// reads back only the loss; targets is its [B][T] waveform buffer.
+	dhead   *outputs.Device
+	targets compute.Buffer
+	// host staging when the backend is neither host memory nor able to run
+	// the head's kernels
 	logits, grad []float32
 	// spare input buffers handed back by the loop to the prefetcher (a
 	// one-hot batch at 8 x 10240 x 256 is 84 MB; no need to allocate it at
@@ -311,7 +316,14 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 	}
 	nOut := cfg.BatchSize * mcfg.OutChannels * cfg.MaxTimeSteps
 	if _, ok := tr.be.(compute.HostAccessor); !ok {
-		tr.logits, tr.grad = make([]float32, nOut), make([]float32, nOut)
+		if _, ok := tr.be.(compute.KernelCompiler); ok {
+			if tr.dhead, err = outputs.NewDevice(tr.head, tr.be); err != nil {
+				return nil, fmt.Errorf("train: head %q on %s: %w", tr.head.Spec(), tr.be.Name(), err)
+			}
+			tr.targets = tr.be.Alloc(cfg.BatchSize * cfg.MaxTimeSteps)
+		} else {
+			tr.logits, tr.grad = make([]float32, nOut), make([]float32, nOut)
+		}
 	}
 	tr.spare = make(chan []float32, 2)
 	return tr, nil
@@ -391,6 +403,10 @@ func (tr *trainer) free() {
 	if tr.evalM != nil {
 		tr.evalM.Free()
 	}
+	if tr.dhead != nil {
+		tr.dhead.Free()
+		tr.be.Free(tr.targets)
+	}
 	if tr.metrics != nil {
 		tr.metrics.Close()
 	}
@@ -469,6 +485,13 @@ func (tr *trainer) forwardLoss(p *prepared) float64 {
 	be.Upload(ws.X(), p.x)
 	be.Upload(ws.Mel(), p.b.Mel)
 	out := m.Forward(ws, ws.X(), ws.Mel())
+	// Mean over every sample of the batch: each item's summed loss and its
+	// gradient are scaled by 1/(B*T).
+	scale := float32(1 / float64(B*T))
+	if tr.dhead != nil {
+		be.Upload(compute.V(tr.targets), p.b.Wave[:B*T])
+		return tr.dhead.Loss(out, B, T, compute.V(tr.targets), compute.View{}, ws.DOut(), scale) / float64(B*T)
+	}
 	n := B * C * T
 	logits, grad := tr.logits, tr.grad
 	ha, host := be.(compute.HostAccessor)
@@ -477,9 +500,6 @@ func (tr *trainer) forwardLoss(p *prepared) float64 {
 	} else {
 		be.Download(logits, out)
 	}
-	// Mean over every sample of the batch: each item's summed loss and its
-	// gradient are scaled by 1/(B*T).
-	scale := float32(1 / float64(B*T))
 	var sum float64
 	for b := 0; b < B; b++ {
 		o := b * C * T

@@ -141,14 +141,29 @@ type genOffsets struct {
 func NewGenerator(m *Model, s Sampler) (*Generator, error) {
 	host, ok := m.Backend().(compute.HostAccessor)
 	if !ok {
-		return nil, fmt.Errorf("wavenet: incremental generation needs a host-memory backend (cpu), not %s", m.Backend().Name())
+		return nil, fmt.Errorf("wavenet: incremental generation needs a host-memory backend (cpu), not %s (use NewGPUGenerator)", m.Backend().Name())
 	}
+	g, w, err := newPlan(m, s)
+	if err != nil {
+		return nil, err
+	}
+	g.host = host
+	g.w = g.be.Alloc(len(w))
+	g.be.Upload(compute.V(g.w), w)
+	g.wh = host.Host(compute.V(g.w), len(w))
+	return g, nil
+}
+
+// newPlan checks the head against the model and folds the weights into the
+// step layout (genOffsets), returning the host copy; the CPU and GPU
+// generators share it.
+func newPlan(m *Model, s Sampler) (*Generator, []float32, error) {
 	cfg := m.Config()
 	if s.Channels() != cfg.OutChannels || s.InputChannels() != cfg.InputChannels {
-		return nil, fmt.Errorf("wavenet: generator: head needs %d output / %d input channels, model has %d / %d",
+		return nil, nil, fmt.Errorf("wavenet: generator: head needs %d output / %d input channels, model has %d / %d",
 			s.Channels(), s.InputChannels(), cfg.OutChannels, cfg.InputChannels)
 	}
-	g := &Generator{be: m.Backend(), host: host, s: s, cfg: cfg,
+	g := &Generator{be: m.Backend(), s: s, cfg: cfg,
 		R: cfg.ResidualChannels, G: cfg.GateChannels, H: cfg.GateChannels / 2,
 		S: cfg.SkipChannels, O: cfg.OutChannels, K: cfg.KernelSize,
 		C: cfg.CinChannels, Cin: cfg.InputChannels, L: cfg.Layers, hop: cfg.HopSize(),
@@ -244,7 +259,7 @@ func NewGenerator(m *Model, s Sampler) (*Generator, error) {
 		copyIn(off, fmt.Sprintf("upsample_net.upsample.up_layers.%d.weight", 2*i+1), 2*sc+1)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	g.stageK = max(K*R, H, S, g.Cin)
 	g.stageM = max(G, R+S, S, O)
@@ -254,10 +269,7 @@ func NewGenerator(m *Model, s Sampler) (*Generator, error) {
 			g.skipBias[s] += w[o.rsB[l]+R+s]
 		}
 	}
-	g.w = g.be.Alloc(len(w))
-	g.be.Upload(compute.V(g.w), w)
-	g.wh = host.Host(compute.V(g.w), len(w))
-	return g, nil
+	return g, w, nil
 }
 
 // Free releases the generator's weight copy (the model is not touched).

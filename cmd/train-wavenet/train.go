@@ -80,7 +80,7 @@ type trainOpts struct {
 	steps, lrDecaySteps, evalEvery, ckptEvery, logEvery int64
 	lr, lrGamma, emaDecay, clip                         float64
 	seed                                                uint64
-	resume                                              bool
+	resume, tf32                                        bool
 }
 
 func defaultTrainOpts() trainOpts {
@@ -128,6 +128,7 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.StringVar(&o.device, "device", o.device, "compute device: cpu or cuda")
 	f.IntVar(&o.threads, "threads", 0, "cpu: threads (0: all cores)")
 	f.StringVar(&o.blas, "blas", o.blas, "cpu: GEMM library: auto, openblas or gonum")
+	f.BoolVar(&o.tf32, "tf32", false, "cuda: TF32 tensor-core GEMMs (about 2x faster steps, ~1e-3 relative GEMM error instead of fp32's ~1e-6)")
 	f.Int64Var(&o.evalEvery, "eval-interval", o.evalEvery, "steps between validations (0: none)")
 	f.StringVar(&o.evalSplit, "eval-split", o.evalSplit, "split validated on: dev or eval")
 	f.IntVar(&o.evalMax, "eval-max-samples", o.evalMax, "validate on at most this many samples of each utterance (0: whole, the paper's protocol)")
@@ -187,7 +188,7 @@ func newBackend(o *trainOpts) (compute.Backend, error) {
 		}
 		return be, nil
 	case "cuda":
-		be, err := cuda.New(cuda.Options{})
+		be, err := cuda.New(cuda.Options{TF32: o.tf32})
 		if err != nil {
 			return nil, fmt.Errorf("--device cuda: %w", err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/compute/cuda"
 	"github.com/wavecat/wavecat/melspec"
+	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/train"
 	"github.com/wavecat/wavecat/wavenet"
 )
@@ -73,8 +74,8 @@ resynthesised.`
 	f.StringVar(&synthOpts.checkpoint, "checkpoint", "", "checkpoint or run directory (default: $"+checkpointEnv+", the newest run under ./runs, the built-in model)")
 	f.BoolVar(&synthOpts.noEMA, "no-ema", false, "use the raw weights instead of the EMA weights")
 	f.Uint64Var(&synthOpts.seed, "seed", 1, "sampling seed; input i uses seed+i, whatever the batch")
-	f.IntVar(&synthOpts.batch, "batch", 0, "utterances generated at once (0: one per thread); results do not depend on it")
-	f.StringVar(&synthOpts.device, "device", "cpu", "compute device: cpu or cuda")
+	f.IntVar(&synthOpts.batch, "batch", 0, "utterances generated at once (0: one per thread on the CPU, all inputs up to 64 on a GPU); results do not depend on it")
+	f.StringVar(&synthOpts.device, "device", "cpu", "compute device: cpu or cuda (NVIDIA GPU: synthesis and sampling on the GPU)")
 	f.IntVar(&synthOpts.threads, "threads", 0, "CPU threads: utterance groups generated in parallel with --batch (0: all cores); results do not depend on it")
 	f.BoolVar(&synthOpts.melNormalized, "mel-normalized", false, "the input mels are already normalised with the checkpoint's statistics")
 	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
@@ -148,9 +149,8 @@ func newestRun(dir string) (string, bool) {
 	return best, best != ""
 }
 
-// newBackend opens the device. The generator's per-sample step needs host
-// memory, so cuda is refused with the reason (after checking it would open,
-// so the message is the useful one).
+// newBackend opens the device: the CPU backend with blasThreads BLAS
+// threads, or the CUDA GPU (the generator then runs its GPU step).
 func newBackend(device string, blasThreads int) (compute.Backend, error) {
 	switch device {
 	case "cpu":
@@ -160,12 +160,49 @@ func newBackend(device string, blasThreads int) (compute.Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--device cuda: %w", err)
 		}
-		be.Close()
-		return nil, errors.New("--device cuda: synthesis runs on the CPU only for now (the per-sample step is hundreds of tiny products, launch-bound on a GPU; a persistent-kernel generator is future work); use --device cpu")
+		return be, nil
 	default:
 		return nil, fmt.Errorf("--device %q: want cpu or cuda", device)
 	}
 }
+
+// closeBackend releases a GPU backend (the CPU one holds nothing).
+func closeBackend(be compute.Backend) {
+	if c, ok := be.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
+
+// generator is the CPU or the GPU generator.
+type generator interface {
+	Generate(utts []wavenet.Utterance, opts wavenet.GenerateOptions) ([][]float32, error)
+	Free()
+}
+
+// newGenerator builds the generator for m's backend: on a GPU the head
+// samples on the device too (outputs.Device).
+func newGenerator(m *wavenet.Model, head outputs.Head) (generator, func(), error) {
+	if _, host := m.Backend().(compute.HostAccessor); host {
+		g, err := wavenet.NewGenerator(m, head)
+		if err != nil {
+			return nil, nil, err
+		}
+		return g, g.Free, nil
+	}
+	dev, err := outputs.NewDevice(head, m.Backend())
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := wavenet.NewGPUGenerator(m, head, dev)
+	if err != nil {
+		dev.Free()
+		return nil, nil, err
+	}
+	return g, func() { g.Free(); dev.Free() }, nil
+}
+
+// gpuDefaultBatch is --batch 0's group size on a GPU.
+const gpuDefaultBatch = 64
 
 // synthInput is one validated input.
 type synthInput struct {
@@ -295,10 +332,19 @@ func runSynth(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	blasThreads, workers, batch := plan(o.threads, o.batch, len(args), o.wide)
+	if o.device == "cuda" {
+		// One lockstep group on the GPU: every input at once up to
+		// gpuDefaultBatch (each costs a few MB of device memory).
+		workers, batch = 1, o.batch
+		if batch == 0 {
+			batch = min(len(args), gpuDefaultBatch)
+		}
+	}
 	be, err := newBackend(o.device, blasThreads)
 	if err != nil {
 		return err
 	}
+	defer closeBackend(be)
 	path, source, cleanup, err := resolveModel(o.checkpoint)
 	if err != nil {
 		return err
@@ -338,11 +384,11 @@ func runSynth(cmd *cobra.Command, args []string) error {
 			return err
 		}
 	}
-	gen, err := wavenet.NewGenerator(m, head)
+	gen, freeGen, err := newGenerator(m, head)
 	if err != nil {
 		return err
 	}
-	defer gen.Free()
+	defer freeGen()
 
 	utts := make([]wavenet.Utterance, len(ins))
 	total := int64(0)

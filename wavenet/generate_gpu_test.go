@@ -1,0 +1,308 @@
+package wavenet
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/outputs"
+)
+
+// The GPU generator's tests need a CUDA GPU (scripts/gpu-check.sh runs them
+// on one); without one they skip, saying why. TestGenerateSourceCompiles
+// needs only NVRTC.
+
+var (
+	gpuOnce sync.Once
+	gpuBe   *cuda.Backend
+	gpuErr  error
+)
+
+func gpuOrSkip(tb testing.TB) *cuda.Backend {
+	tb.Helper()
+	gpuOnce.Do(func() { gpuBe, gpuErr = cuda.New(cuda.Options{}) })
+	if gpuErr != nil {
+		tb.Skipf("no CUDA GPU here, GPU test skipped: %s", strings.SplitN(gpuErr.Error(), "\n", 2)[0])
+	}
+	return gpuBe
+}
+
+// TestGenerateSourceCompiles compiles generate.cu with NVRTC (CI installs
+// it; no GPU needed).
+func TestGenerateSourceCompiles(t *testing.T) {
+	err := cuda.CheckCompile("wavenet/generate.cu", GenerateSource())
+	if errors.Is(err, cuda.ErrNoNVRTC) {
+		t.Skipf("NVRTC not installed (scripts/install-nvrtc.sh): %s", strings.SplitN(err.Error(), "\n", 2)[0])
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gpuTwin builds a GPU model with the CPU model's parameters.
+func gpuTwin(t *testing.T, be compute.Backend, m *Model) *Model {
+	t.Helper()
+	g, err := New(m.Config(), be, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ImportTensors(m.ExportTensors()); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// gpuCase is one model for the GPU generator tests: the tiny model of every
+// head at k = 2 and 3, and a wider one (64/128/64, 6 layers) so the step
+// kernels' warp loops and block slices run at sizes like the reference's.
+type gpuCase struct {
+	name string
+	spec string
+	k    int
+	wide bool
+}
+
+func gpuCases() []gpuCase {
+	var cs []gpuCase
+	for _, spec := range genHeads {
+		for _, k := range []int{2, 3} {
+			cs = append(cs, gpuCase{fmt.Sprintf("%s/k%d", strings.Fields(spec)[0], k), spec, k, false})
+		}
+	}
+	return append(cs, gpuCase{"mol-wide/k3", "mol --mixtures 10 --levels 65536", 3, true},
+		gpuCase{"mulaw256-wide/k2", "mulaw --bins 256", 2, true})
+}
+
+func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Head) {
+	t.Helper()
+	if !c.wide {
+		return genModel(t, cpuBe, c.spec, c.k, int64(c.k*100+len(c.spec)))
+	}
+	h, err := outputs.New(c.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := TinyConfig(h.Channels(), h.InputChannels(), 20)
+	cfg.Layers, cfg.Stacks, cfg.KernelSize = 6, 2, c.k
+	cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels = 64, 128, 64
+	m, err := New(cfg, cpuBe, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := m.ExportTensors()
+	rng := rand.New(rand.NewPCG(9, 7))
+	for _, tt := range ts {
+		if strings.HasSuffix(tt.Name, ".bias") {
+			for i := range tt.Data {
+				tt.Data[i] = float32(0.2 * rng.NormFloat64())
+			}
+		}
+	}
+	if err := m.ImportTensors(ts); err != nil {
+		t.Fatal(err)
+	}
+	return m, h
+}
+
+// TestGPUGenerateMatchesForward: teacher-forced on random waveforms, the GPU
+// step's head outputs at every sample equal the CPU parallel Forward's,
+// for three utterances of different lengths batched in lockstep (so the
+// rings wrap, chunks and graph replays cross, and shorter utterances run
+// past their end).
+func TestGPUGenerateMatchesForward(t *testing.T) {
+	be := gpuOrSkip(t)
+	cpuBe := newCPU(t)
+	for _, c := range gpuCases() {
+		t.Run(c.name, func(t *testing.T) {
+			m, h := c.model(t, cpuBe)
+			defer m.Free()
+			gm := gpuTwin(t, be, m)
+			defer gm.Free()
+			dev, err := outputs.NewDevice(h, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dev.Free()
+			g, err := NewGPUGenerator(gm, h, dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Free()
+			cfg := m.Config()
+			C, O, Cin, hop := cfg.CinChannels, cfg.OutChannels, cfg.InputChannels, cfg.HopSize()
+			frames := []int{(gpuChunk + 3*hop) / hop * 2, gpuChunk/hop + 1, 7} // longest first
+			B := len(frames)
+			Tmax := frames[0] * hop
+			if Tmax <= cfg.ReceptiveField() || Tmax <= 2*gpuChunk {
+				t.Fatalf("Tmax=%d too short for the receptive field %d and two chunks", Tmax, cfg.ReceptiveField())
+			}
+			rng := rand.New(rand.NewPCG(11, uint64(len(c.name))))
+			utts := make([]Utterance, B)
+			ys := make([][]float32, B)
+			encAll := make([]float32, Tmax*B*Cin)
+			enc := make([]float32, Cin)
+			for b := range utts {
+				utts[b] = Utterance{Mel: randMel(rng, frames[b], C), Seed: uint64(b)}
+				T := frames[b] * hop
+				ys[b] = make([]float32, T)
+				for i := range ys[b] {
+					ys[b][i] = float32(0.6 * math.Sin(float64(i)*0.05*float64(b+1)) * (0.8 + 0.2*rng.Float64()))
+				}
+				for tt := 0; tt < T; tt++ {
+					prev := float32(0)
+					if tt > 0 {
+						prev = ys[b][tt-1]
+					}
+					h.EncodeInput(prev, enc)
+					copy(encAll[(tt*B+b)*Cin:], enc)
+				}
+			}
+			fb, tb := be.Alloc(len(encAll)), be.Alloc(Tmax*B*O)
+			defer be.Free(fb)
+			defer be.Free(tb)
+			be.Upload(compute.V(fb), encAll)
+			g.force, g.trace = compute.V(fb), compute.V(tb)
+			if _, err := g.Generate(utts, GenerateOptions{Batch: B}); err != nil {
+				t.Fatal(err)
+			}
+			trace := make([]float32, Tmax*B*O)
+			be.Download(trace, compute.V(tb))
+			for b := range utts {
+				T := frames[b] * hop
+				ref := forwardOutputs(t, m, h, utts[b].Mel, ys[b])
+				worst, scale := 0.0, 0.0
+				for tt := 0; tt < T; tt++ {
+					for o := 0; o < O; o++ {
+						r := float64(ref[o*T+tt])
+						scale = max(scale, math.Abs(r))
+						worst = max(worst, math.Abs(float64(trace[(tt*B+b)*O+o])-r))
+					}
+				}
+				if scale == 0 {
+					t.Fatal("parallel output is all zero")
+				}
+				if worst > 1e-4*max(1, scale) {
+					t.Errorf("utterance %d (%d samples): max |GPU step - CPU Forward| = %.3g (scale %.3g), want <= 1e-4", b, T, worst, scale)
+				}
+			}
+		})
+	}
+}
+
+// TestGPUGenerateFreeRunning: sampling on the GPU feeds back what the head
+// encodes (the step outputs over the generated waveform equal the CPU
+// Forward over it), samples are finite and in [-1,1], a seed reproduces its
+// waveform, and an utterance's samples do not depend on its batch-mates.
+func TestGPUGenerateFreeRunning(t *testing.T) {
+	be := gpuOrSkip(t)
+	cpuBe := newCPU(t)
+	for _, c := range gpuCases() {
+		t.Run(c.name, func(t *testing.T) {
+			m, h := c.model(t, cpuBe)
+			defer m.Free()
+			gm := gpuTwin(t, be, m)
+			defer gm.Free()
+			dev, err := outputs.NewDevice(h, be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dev.Free()
+			g, err := NewGPUGenerator(gm, h, dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Free()
+			cfg := m.Config()
+			C, O, hop := cfg.CinChannels, cfg.OutChannels, cfg.HopSize()
+			rng := rand.New(rand.NewPCG(5, 6))
+			frames := []int{gpuChunk/hop + 9, 40, gpuChunk/hop + 2}
+			utts := make([]Utterance, len(frames))
+			for i, f := range frames {
+				utts[i] = Utterance{Mel: randMel(rng, f, C), Seed: uint64(100 + i)}
+			}
+			B := len(utts)
+			Tmax := frames[0] * hop
+			tb := be.Alloc(Tmax * B * O)
+			defer be.Free(tb)
+			g.trace = compute.V(tb)
+			ys, err := g.Generate(utts, GenerateOptions{Batch: B})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.trace = compute.View{}
+			trace := make([]float32, Tmax*B*O)
+			be.Download(trace, compute.V(tb))
+			// Slots are the utterances sorted longest first.
+			slotOf := []int{0, 2, 1}
+			for i, y := range ys {
+				if len(y) != frames[i]*hop {
+					t.Fatalf("utterance %d: %d samples, want %d", i, len(y), frames[i]*hop)
+				}
+				distinct := map[float32]bool{}
+				for j, v := range y {
+					if math.IsNaN(float64(v)) || v < -1 || v > 1 {
+						t.Fatalf("utterance %d sample %d = %v, want finite in [-1,1]", i, j, v)
+					}
+					distinct[v] = true
+				}
+				if len(distinct) < 3 {
+					t.Errorf("utterance %d: only %d distinct sample values", i, len(distinct))
+				}
+				T := len(y)
+				ref := forwardOutputs(t, m, h, utts[i].Mel, y)
+				b := slotOf[i]
+				worst, scale := 0.0, 0.0
+				for tt := 0; tt < T; tt++ {
+					for o := 0; o < O; o++ {
+						r := float64(ref[o*T+tt])
+						scale = max(scale, math.Abs(r))
+						worst = max(worst, math.Abs(float64(trace[(tt*B+b)*O+o])-r))
+					}
+				}
+				if worst > 1e-4*max(1, scale) {
+					t.Errorf("utterance %d: step outputs over the generated waveform differ from Forward by %.3g (scale %.3g)", i, worst, scale)
+				}
+			}
+			again, err := g.Generate(utts, GenerateOptions{Batch: B})
+			if err != nil {
+				t.Fatal(err)
+			}
+			alone, err := g.Generate(utts[1:2], GenerateOptions{Batch: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range ys {
+				for j := range ys[i] {
+					if again[i][j] != ys[i][j] {
+						t.Fatalf("utterance %d: a second run with the same seeds differs at sample %d", i, j)
+					}
+				}
+			}
+			for j := range alone[0] {
+				if alone[0][j] != ys[1][j] {
+					t.Fatalf("utterance 1 alone differs from it in a batch of 3 at sample %d", j)
+				}
+			}
+			other := []Utterance{{Mel: utts[1].Mel, Seed: 7}}
+			diff, err := g.Generate(other, GenerateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			same := 0
+			for j := range diff[0] {
+				if diff[0][j] == ys[1][j] {
+					same++
+				}
+			}
+			if same == len(diff[0]) {
+				t.Errorf("another seed gave the same waveform")
+			}
+		})
+	}
+}
