@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/wavecat/wavecat/compute/cuda"
-	"github.com/wavecat/wavecat/wavenet"
 )
 
 // BenchmarkTrainStepCUDA times the reference training step on the GPU at
@@ -14,18 +13,17 @@ import (
 // It skips with the loader's message where there is no GPU.
 func BenchmarkTrainStepCUDA(b *testing.B) {
 	for _, c := range []struct {
-		name    string
-		B       int
-		tf32    bool
-		perItem bool // weight gradients one GEMM per batch item (the CPU's way)
-	}{{"fp32/B=8", 8, false, false}, {"tf32/B=8", 8, true, false}, {"fp32/B=1", 1, false, false}, {"fp32-peritem-wgrad/B=8", 8, false, true}} {
+		name string
+		B    int
+		tf32 bool
+	}{{"fp32/B=8", 8, false}, {"tf32/B=8", 8, true}, {"fp32/B=1", 1, false}} {
 		b.Run(c.name, func(b *testing.B) {
 			be, err := cuda.New(cuda.Options{TF32: c.tf32})
 			if err != nil {
 				b.Skipf("no CUDA backend: %v", err)
 			}
 			defer be.Close()
-			benchTrainStepOn(b, be, referenceBenchConfig(), c.B, 10240, func(m *wavenet.Model) { m.SetBatchedWeightGrads(!c.perItem) })
+			benchTrainStepOn(b, be, referenceBenchConfig(), c.B, 10240)
 		})
 	}
 }

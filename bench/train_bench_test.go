@@ -60,13 +60,10 @@ func benchTrainStep(b *testing.B, blas string, cfg wavenet.Config, B, T int) {
 
 // benchTrainStepOn is benchTrainStep on any backend (the CUDA benchmark
 // passes its GPU backend).
-func benchTrainStepOn(b *testing.B, be compute.Backend, cfg wavenet.Config, B, T int, setup ...func(*wavenet.Model)) {
+func benchTrainStepOn(b *testing.B, be compute.Backend, cfg wavenet.Config, B, T int, afterWarmup ...func()) {
 	m, err := wavenet.New(cfg, be, 1)
 	if err != nil {
 		b.Fatal(err)
-	}
-	for _, f := range setup {
-		f(m)
 	}
 	defer m.Free()
 	ws, err := m.NewWorkspace(B, T)
@@ -97,6 +94,9 @@ func benchTrainStepOn(b *testing.B, be compute.Backend, cfg wavenet.Config, B, T
 		adam.Step(m.Params(), m.Grads(), m.NumParams(), 1e-3)
 	}
 	step() // warm-up, as train_step.py
+	for _, f := range afterWarmup {
+		f()
+	}
 	b.Logf("%s; %d parameters; batch %d x %d", be.Describe(), m.NumParams(), B, T)
 	b.ReportAllocs()
 	cpu0 := cpuSeconds()

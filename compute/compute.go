@@ -79,6 +79,12 @@ type Backend interface {
 	// b.At(i*strideB), c.At(i*strideC). A stride of 0 shares the operand
 	// (the weights of a conv applied to every batch item).
 	GemmStridedBatched(transA, transB bool, m, n, k int, alpha float32, a View, lda, strideA int, b View, ldb, strideB int, beta float32, c View, ldc, strideC int, batch int)
+	// GemmSum is the reduction over a batch: C = alpha * sum_i
+	// op(A_i)*op(B_i) + beta*C with A_i = a.At(i*strideA), B_i =
+	// b.At(i*strideB) (weight gradients summed over the batch items). A
+	// backend may split each product along k (a GPU does, to fill its SMs
+	// when m*n is small and k large), so the summation order is its own.
+	GemmSum(transA, transB bool, m, n, k int, alpha float32, a View, lda, strideA int, b View, ldb, strideB int, beta float32, c View, ldc int, batch int)
 
 	// Elementwise on n elements.
 	Scale(x View, n int, alpha float32)             // x *= alpha

@@ -32,17 +32,7 @@ type Model struct {
 	last2  *conv
 	convIn *conv
 	up     []*conv
-
-	// batchedWGrad computes each weight gradient as one batched GEMM into
-	// per-item slices plus a reduction, instead of one GEMM per batch item
-	// (see wgrad). On by default on device backends.
-	batchedWGrad bool
 }
-
-// SetBatchedWeightGrads chooses how weight gradients over a batch are
-// computed (see wgrad); New picks batched on device backends, per item on
-// the CPU. Results agree to float32 rounding either way.
-func (m *Model) SetBatchedWeightGrads(on bool) { m.batchedWGrad = on }
 
 type resLayer struct {
 	dil                   int
@@ -56,8 +46,6 @@ func New(cfg Config, be compute.Backend, seed int64) (*Model, error) {
 	}
 	cfg.UpsampleScales = append([]int(nil), cfg.UpsampleScales...)
 	m := &Model{cfg: cfg, be: be, byName: map[string]int{}}
-	_, host := be.(compute.HostAccessor)
-	m.batchedWGrad = !host
 	R, G, S := cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels
 	wn := cfg.WeightNorm
 	mk := func(prefix string, out, in, k int, bias bool, init convInit) *conv {
@@ -289,11 +277,6 @@ type Workspace struct {
 	dz, dpre, dh, da      compute.Buffer
 	dc, dA, dB            compute.Buffer
 
-	// wg holds per-item weight gradients [B][out*in] and ones [B] for the
-	// batched weight-gradient path (allocated by the first Backward that
-	// uses it).
-	wg, ones compute.Buffer
-
 	// Inputs of the last Forward, kept for Backward.
 	x, mel compute.View
 	ready  bool
@@ -356,7 +339,6 @@ func (ws *Workspace) Free() {
 		ws.be.Free(b)
 	}
 	ws.bufs = nil
-	ws.wg, ws.ones = nil, nil
 }
 
 // X is a workspace-owned input buffer [B][InputChannels][T] to upload the
@@ -525,11 +507,11 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 	// Head.
 	a1, a2, da := compute.V(ws.a1), compute.V(ws.a2), compute.V(ws.da)
 	n := B * S * T
-	m.weightGrad(ws, m.last2, dout, a2, O, S, T, B)
+	m.weightGrad(m.last2, dout, a2, O, S, T, B)
 	be.BiasGrad(m.dbias(m.last2), dout, B, O, T)
 	be.GemmStridedBatched(true, false, S, T, O, 1, m.w(m.last2), S, 0, dout, T, O*T, 0, da, T, S*T, B)
 	be.ReLUBackward(da, da, a2, n)
-	m.weightGrad(ws, m.last1, da, a1, S, S, T, B)
+	m.weightGrad(m.last1, da, a1, S, S, T, B)
 	be.BiasGrad(m.dbias(m.last1), da, B, S, T)
 	dskip := compute.V(ws.skip) // the skip sum is not needed any more
 	be.GemmStridedBatched(true, false, S, T, S, 1, m.w(m.last1), S, 0, da, T, S*T, 0, dskip, T, S*T, B)
@@ -550,18 +532,18 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 		pl := pre.At(l * B * G * T)
 		z := zAll.At(l * B * H * T)
 		be.GemmStridedBatched(true, false, H, T, S, 1, m.w(ly.skip), H, 0, dskip, T, S*T, 0, dz, T, H*T, B)
-		m.weightGrad(ws, ly.skip, dskip, z, S, H, T, B)
+		m.weightGrad(ly.skip, dskip, z, S, H, T, B)
 		be.BiasGrad(m.dbias(ly.skip), dskip, B, S, T)
 		if l < L-1 {
 			// out = (W z + b + h) * r: the same r*dout flows to both.
 			be.Scale(dh, B*R*T, r)
 			be.GemmStridedBatched(true, false, H, T, R, 1, m.w(ly.out), H, 0, dh, T, R*T, 1, dz, T, H*T, B)
-			m.weightGrad(ws, ly.out, dh, z, R, H, T, B)
+			m.weightGrad(ly.out, dh, z, R, H, T, B)
 			be.BiasGrad(m.dbias(ly.out), dh, B, R, T)
 		}
 		be.GatedTanhSigmoidBackward(dpre, dz, pl, B, H*T)
 		be.BiasGrad(m.dbias(ly.conv), dpre, B, G, T)
-		m.weightGrad(ws, ly.cond, dpre, c, G, C, T, B)
+		m.weightGrad(ly.cond, dpre, c, G, C, T, B)
 		be.GemmStridedBatched(true, false, C, T, G, 1, m.w(ly.cond), C, 0, dpre, T, G*T, 1, dc, T, C*T, B)
 		// Dilated conv taps: dW_k += dpre[:, s:] x[:, :T-s]^T, dx[:, :T-s] += W_k^T dpre[:, s:].
 		K := ly.conv.k
@@ -571,12 +553,12 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 			if s >= T {
 				continue
 			}
-			m.wgrad(ws, dw.At(k*G*R), G, R, T-s, dpre.At(s), T, G*T, hl, T, R*T, B)
+			m.wgrad(dw.At(k*G*R), G, R, T-s, dpre.At(s), T, G*T, hl, T, R*T, B)
 			be.GemmStridedBatched(true, false, R, T-s, G, 1, w.At(k*G*R), R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
 		}
 	}
 	// First conv (no gradient w.r.t. the network input).
-	m.weightGrad(ws, m.first, dh, ws.x, R, cfg.InputChannels, T, B)
+	m.weightGrad(m.first, dh, ws.x, R, cfg.InputChannels, T, B)
 	be.BiasGrad(m.dbias(m.first), dh, B, R, T)
 
 	m.upsampleBackward(ws, dmel)
@@ -585,43 +567,16 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 
 // weightGrad accumulates dW (out x in, row-major) += sum_b dy_b x_b^T over
 // [B][out][T] and [B][in][T] activations.
-func (m *Model) weightGrad(ws *Workspace, c *conv, dy, x compute.View, out, in, T, B int) {
-	m.wgrad(ws, m.dw(c), out, in, T, dy, T, out*T, x, T, in*T, B)
+func (m *Model) weightGrad(c *conv, dy, x compute.View, out, in, T, B int) {
+	m.wgrad(m.dw(c), out, in, T, dy, T, out*T, x, T, in*T, B)
 }
 
 // wgrad accumulates dw (out x in) += sum_b dy_b (out x K, leading dimension
-// ldy, item stride sy) times x_b^T (x_b is in x K, ldx, sx). A
-// strided-batched GEMM with a shared output would race on a GPU, so either
-// one GEMM per item (CPU: each is large enough to use every core), or
-// (batchedWGrad) one batched GEMM into per-item slices followed by their
-// sum as a GEMM with a ones vector: on a GPU a single GEMM with a 256x128
-// output and K = 10240 keeps only a few of the SMs busy.
-func (m *Model) wgrad(ws *Workspace, dw compute.View, out, in, K int, dy compute.View, ldy, sy int, x compute.View, ldx, sx, B int) {
-	be := m.be
-	if !m.batchedWGrad || B == 1 {
-		for b := 0; b < B; b++ {
-			be.Gemm(false, true, out, in, K, 1, dy.At(b*sy), ldy, x.At(b*sx), ldx, 1, dw, in)
-		}
-		return
-	}
-	n := out * in
-	if ws.wg == nil {
-		ws.wg, ws.ones = be.Alloc(B*m.maxWeightBlock()), be.Alloc(B)
-		ws.bufs = append(ws.bufs, ws.wg, ws.ones)
-		be.Fill(compute.V(ws.ones), B, 1)
-	}
-	wg := compute.V(ws.wg)
-	be.GemmStridedBatched(false, true, out, in, K, 1, dy, ldy, sy, x, ldx, sx, 0, wg, in, n, B)
-	be.Gemm(false, false, 1, n, B, 1, compute.V(ws.ones), B, wg, n, 1, dw, n)
-}
-
-// maxWeightBlock is the largest out*in of one conv tap.
-func (m *Model) maxWeightBlock() int {
-	n := 0
-	for _, c := range m.convs {
-		n = max(n, c.out*c.in)
-	}
-	return n
+// ldy, item stride sy) times x_b^T (x_b is in x K, ldx, sx): one GemmSum,
+// which the GPU backend splits along K (a single GEMM with a 256x128
+// output and K = 10240 keeps only a few SMs busy).
+func (m *Model) wgrad(dw compute.View, out, in, K int, dy compute.View, ldy, sy int, x compute.View, ldx, sx, B int) {
+	m.be.GemmSum(false, true, out, in, K, 1, dy, ldy, sy, x, ldx, sx, 1, dw, in, B)
 }
 
 // upsampleBackward propagates ws.dc through the upsampler to its weights,
@@ -643,7 +598,7 @@ func (m *Model) upsampleBackward(ws *Workspace, dmel compute.View) {
 	// conv_in: dW_k += dc0 mel[:, k:k+F]^T; dmel[:, k:k+F] += W_k^T dc0.
 	dw, w := m.dw(m.convIn), m.w(m.convIn)
 	for k := 0; k < m.convIn.k; k++ {
-		m.wgrad(ws, dw.At(k*C*C), C, C, F, dy, F, C*F, ws.mel.At(k), Fp, C*Fp, B)
+		m.wgrad(dw.At(k*C*C), C, C, F, dy, F, C*F, ws.mel.At(k), Fp, C*Fp, B)
 	}
 	if dmel.Buf != nil {
 		dmel.Check(B*C*Fp, "wavenet backward dmel")

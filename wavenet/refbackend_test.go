@@ -92,6 +92,13 @@ func (r *refBackend) GemmStridedBatched(tA, tB bool, m, n, k int, alpha float32,
 	}
 }
 
+func (r *refBackend) GemmSum(tA, tB bool, m, n, k int, alpha float32, a compute.View, lda, sA int, b compute.View, ldb, sB int, beta float32, c compute.View, ldc int, batch int) {
+	for i := 0; i < batch; i++ {
+		r.Gemm(tA, tB, m, n, k, alpha, a.At(i*sA), lda, b.At(i*sB), ldb, beta, c, ldc)
+		beta = 1
+	}
+}
+
 func (r *refBackend) Scale(x compute.View, n int, alpha float32) {
 	v := d(x, n, "scale")
 	for i := range v {

@@ -26,6 +26,7 @@ func RunConformance(t *testing.T, newBackend func() compute.Backend) {
 		{"BoundsPanic", testBoundsPanic},
 		{"Gemm", testGemm},
 		{"GemmStridedBatched", testGemmStridedBatched},
+		{"GemmSum", testGemmSum},
 		{"Elementwise", testElementwise},
 		{"Reductions", testReductions},
 		{"Bias", testBias},
@@ -269,6 +270,53 @@ func testGemmStridedBatched(t *testing.T, be compute.Backend) {
 				be.GemmStridedBatched(tA, tB, m, n, k, 1.5, av, lda, sa, bv, ldb, sb, 0.5, cv, ldc, sc, batch)
 				closeTo(t, name, download(be, cv, len(c)), want, 1e-5)
 				checkPads(t, be, cv, len(c), 2, name)
+			}
+		}
+	}
+}
+
+// testGemmSum: C = alpha*sum_i op(A_i) op(B_i) + beta*C against float64
+// sums of RefGemm, with a long k that a GPU splits into pieces (and a
+// remainder), a short one, a single item, and a C with padding rows
+// (ldc > n).
+func testGemmSum(t *testing.T, be compute.Backend) {
+	r := newRand(12)
+	for _, c := range []struct{ m, n, k, batch, ldcPad int }{
+		{5, 7, 1101, 3, 0}, {3, 4, 4096, 2, 0}, {6, 5, 9, 4, 0}, {4, 3, 700, 1, 0}, {5, 7, 1101, 3, 2}, {5, 7, 0, 2, 0},
+	} {
+		for _, tA := range []bool{false, true} {
+			for _, tB := range []bool{false, true} {
+				name := fmt.Sprintf("m=%d n=%d k=%d batch=%d ldc+%d tA=%v tB=%v", c.m, c.n, c.k, c.batch, c.ldcPad, tA, tB)
+				ar, ac := dims(tA, c.m, c.k)
+				br, bc := dims(tB, c.k, c.n)
+				lda, ldb, ldc := ac+1, bc+2, c.n+c.ldcPad
+				sa, sb := ar*lda+3, br*ldb+1
+				a := randn(r, sa*c.batch)
+				b := randn(r, sb*c.batch)
+				cm := randn(r, c.m*ldc)
+				want := make([]float64, len(cm))
+				for i := range want {
+					want[i] = 0.5 * float64(cm[i])
+				}
+				zero := make([]float32, len(cm))
+				for i := 0; i < c.batch; i++ {
+					w := RefGemm(tA, tB, c.m, c.n, c.k, 1.5, a[i*sa:], lda, b[i*sb:], ldb, 0, zero, ldc)
+					for p := 0; p < c.m; p++ {
+						for j := 0; j < c.n; j++ {
+							want[p*ldc+j] += w[p*ldc+j]
+						}
+					}
+				}
+				av, bv, cv := upload(be, a, 2), upload(be, b, 2), upload(be, cm, 2)
+				be.GemmSum(tA, tB, c.m, c.n, c.k, 1.5, av, lda, sa, bv, ldb, sb, 0.5, cv, ldc, c.batch)
+				got := download(be, cv, len(cm))
+				for p := 0; p < c.m; p++ {
+					for j := c.n; j < ldc; j++ {
+						want[p*ldc+j] = float64(cm[p*ldc+j]) // padding untouched
+					}
+				}
+				closeTo(t, name, got, want, 1e-4)
+				checkPads(t, be, cv, len(cm), 2, name)
 			}
 		}
 	}

@@ -69,6 +69,22 @@ func (be *Backend) gemmSlices(transA, transB bool, m, n, k int, alpha float32, a
 	be.gemm.sgemm(transA, transB, m, n, k, alpha, as, lda, bs, ldb, beta, cs, ldc)
 }
 
+// GemmSum accumulates the batch's products into C one GEMM at a time (each
+// GEMM already uses every thread).
+func (be *Backend) GemmSum(transA, transB bool, m, n, k int, alpha float32, a compute.View, lda, strideA int, b compute.View, ldb, strideB int, beta float32, c compute.View, ldc int, batch int) {
+	if batch < 0 {
+		panic(fmt.Sprintf("cpu: GemmSum: negative batch %d", batch))
+	}
+	if batch == 0 {
+		be.Gemm(transA, transB, m, n, 0, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	for i := 0; i < batch; i++ {
+		be.Gemm(transA, transB, m, n, k, alpha, a.At(i*strideA), lda, b.At(i*strideB), ldb, beta, c, ldc)
+		beta = 1
+	}
+}
+
 // GemmStridedBatched runs batch GEMMs at strides strideA/B/C (0 shares the
 // operand).
 func (be *Backend) GemmStridedBatched(transA, transB bool, m, n, k int, alpha float32, a compute.View, lda, strideA int, b compute.View, ldb, strideB int, beta float32, c compute.View, ldc, strideC int, batch int) {

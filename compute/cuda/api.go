@@ -186,6 +186,7 @@ type cublasAPI struct {
 	cublasGetVersion          func(h uintptr, v *int32) cublasStatus
 	cublasSgemm               func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uint64, lda int32, b uint64, ldb int32, beta *float32, c uint64, ldc int32) cublasStatus
 	cublasSgemmStridedBatched func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uint64, lda int32, sa int64, b uint64, ldb int32, sb int64, beta *float32, c uint64, ldc int32, sc int64, batch int32) cublasStatus
+	cublasSgemmBatched        func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uint64, lda int32, b uint64, ldb int32, beta *float32, c uint64, ldc int32, batch int32) cublasStatus
 }
 
 func (c *cublasAPI) symbols() []symbol {
@@ -197,6 +198,7 @@ func (c *cublasAPI) symbols() []symbol {
 		{"cublasGetVersion_v2", &c.cublasGetVersion, false},
 		{"cublasSgemm_v2", &c.cublasSgemm, false},
 		{"cublasSgemmStridedBatched", &c.cublasSgemmStridedBatched, false},
+		{"cublasSgemmBatched", &c.cublasSgemmBatched, false},
 	}
 }
 

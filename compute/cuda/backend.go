@@ -80,6 +80,10 @@ type Backend struct {
 	partialF    []float64
 
 	alpha, beta float32 // cuBLAS reads host scalars during the call
+
+	// GemmSum's scratch, ones vector and cached pointer arrays (gemmsum.go).
+	sumBuf, sumOnes compute.Buffer
+	sumArrays       map[sumKey]compute.Buffer
 }
 
 var _ compute.Backend = (*Backend)(nil)
@@ -295,6 +299,18 @@ func (be *Backend) release() error {
 	if be.ctx != 0 {
 		_ = d.cuCtxSetCurrent(be.ctx)
 	}
+	// GemmSum's buffers are live allocations of the backend itself.
+	own := []compute.Buffer{be.sumBuf, be.sumOnes}
+	for _, b := range be.sumArrays {
+		own = append(own, b)
+	}
+	for _, b := range own {
+		if db, ok := b.(*buffer); ok && db.ptr != 0 {
+			errs = append(errs, d.check("cuMemFree_v2", d.cuMemFree(db.ptr)))
+			db.ptr = 0
+		}
+	}
+	be.sumBuf, be.sumOnes, be.sumArrays = nil, nil, nil
 	errs = append(errs, be.dropCache())
 	if be.partialDev != 0 {
 		errs = append(errs, d.check("cuMemFree_v2", d.cuMemFree(be.partialDev)))

@@ -190,7 +190,19 @@ func newFakeBackend(t *testing.T) (*Backend, *fakeGPU) {
 		return 0
 	}
 
-	be := &Backend{drv: d, blas: bl, ctx: 1, stream: 2, handle: 3, devName: "FakeGPU", free: map[uint64][]uint64{}, funcs: map[string]uintptr{}}
+	bl.cublasSgemmBatched = func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uint64, lda int32, b uint64, ldb int32, beta *float32, c uint64, ldc int32, batch int32) cublasStatus {
+		ptr := func(arr uint64, i int32) uint64 {
+			return binary.LittleEndian.Uint64(f.region(arr+8*uint64(i), 8, "cublasSgemmBatched pointer array"))
+		}
+		for i := int32(0); i < batch; i++ {
+			if s := f.sgemm(ta, tb, m, n, k, *alpha, ptr(a, i), lda, ptr(b, i), ldb, *beta, ptr(c, i), ldc); s != 0 {
+				return s
+			}
+		}
+		return 0
+	}
+
+	be := &Backend{drv: d, blas: bl, ctx: 1, stream: 2, handle: 3, devName: "FakeGPU", sms: 132, free: map[uint64][]uint64{}, funcs: map[string]uintptr{}}
 	for i, name := range kernelNames {
 		id := uintptr(0x1000 + i)
 		be.funcs[name] = id

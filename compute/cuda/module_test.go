@@ -81,7 +81,7 @@ func TestGPUModuleAndGraph(t *testing.T) {
 	}
 	func() {
 		defer func() {
-			if r := recover(); r == nil || !strings.Contains(r.(string), "argument 2") {
+			if r := recover(); r == nil || !strings.Contains(r.(string), "argument 1 is f") {
 				t.Errorf("float passed for long long: recover() = %v", r)
 			}
 		}()
