@@ -55,7 +55,7 @@ __global__ void wg_first(const float *W, const float *tab, const float *enc, flo
 // utterance b, block sl owning gate rows [h0,h1) and (for l > 0) the
 // previous layer's skip rows [s0,s1). Dynamic shared memory: (K*R + H)
 // floats.
-__global__ void wg_layer(const float *W, const float *tab, float *X, float *ring, float *Z, float *skip,
+__global__ void __launch_bounds__(1024) wg_layer(const float *W, const float *tab, float *X, float *ring, float *Z, float *skip,
                          const float *proj, const float *tbuf, ll l, ll B, float resScale) {
     extern __shared__ float sh[];
     const int R = tab_at(tab, TR), G = tab_at(tab, TG), H = tab_at(tab, TH), S = tab_at(tab, TS);
@@ -136,7 +136,7 @@ __global__ void wg_layer(const float *W, const float *tab, float *X, float *ring
 // wg_head1: the last layer's skip rows (every block, full vector), then
 // a1 = ReLU(skip * skipNorm) and block sl's rows of a2 = ReLU(W1 a1 + b1).
 // Dynamic shared memory: (H + S) floats.
-__global__ void wg_head1(const float *W, const float *tab, const float *Z, const float *skip, float *A2, ll B, float skipNorm) {
+__global__ void __launch_bounds__(1024) wg_head1(const float *W, const float *tab, const float *Z, const float *skip, float *A2, ll B, float skipNorm) {
     extern __shared__ float sh[];
     const int R = tab_at(tab, TR), H = tab_at(tab, TH), S = tab_at(tab, TS), L = tab_at(tab, TL), nsl = tab_at(tab, TNSL);
     const ll b = blockIdx.x / nsl;

@@ -110,7 +110,7 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 }
 
 var (
-	kernelDecl = regexp.MustCompile(`__global__\s+void\s+(\w+)\s*\(([^)]*)\)`)
+	kernelDecl = regexp.MustCompile(`__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(([^)]*)\)`)
 	spaces     = regexp.MustCompile(`\s+`)
 )
 

@@ -27,6 +27,10 @@ func TestKernelSignaturesParsed(t *testing.T) {
 	if sigs["t_axpb"] != "pplff" || sigs["t_inc"] != "pl" {
 		t.Errorf("signatures %v, want t_axpb \"pplff\" and t_inc \"pl\"", sigs)
 	}
+	lb, err := kernelSignatures(`extern "C" __global__ void __launch_bounds__(1024) k(const float *x, long long n) {}`, []string{"k"})
+	if err != nil || lb["k"] != "pl" {
+		t.Errorf("kernel with __launch_bounds__: %v, %v (want \"pl\")", lb, err)
+	}
 	if _, err := kernelSignatures(testModuleSrc, []string{"t_missing"}); err == nil || !strings.Contains(err.Error(), "t_missing") {
 		t.Errorf("missing kernel: err = %v", err)
 	}
