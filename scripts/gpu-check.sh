@@ -20,6 +20,9 @@
 #       3. a 300-step training run of the tiny AdaCat model on cuda (dev bits
 #          by step, to compare with the same run on cpu), vocode --device cuda
 #          with the built-in model, and the heads' GPU tests.
+#   scripts/gpu-check.sh --run --quick   # about 2 minutes: the cuda and
+#                                 # generator tests, the training-step benchmarks
+#                                 # and PyTorch's, and synthesis with the MoL head.
 #     About 4 minutes (every step has a timeout), most important first; the
 #     summary goes to stdout and $OUT/summary.txt as it is made, all logs to
 #     $OUT/logs.tgz; exit 1 if a check failed.
@@ -58,6 +61,8 @@ for f in cuda.test outputs.test wavenet.test bench.test train-wavenet vocode; do
 		exit 2
 	fi
 done
+QUICK=0
+[[ "${2:-}" == "--quick" ]] && QUICK=1
 O="${OUT:-$B/out}"
 mkdir -p "$O"
 L=$(mktemp -d) # logs, packed into $O/logs.tgz at the end (the device tool returns few files)
@@ -106,8 +111,16 @@ for a in "" "--tf32"; do
 	timeout 40 "$PY" "$B/train_step.py" --device cuda --batch 8 --steps 3 $a >>"$L/torch-train.log" 2>&1
 done
 grep -E '^torch|^best' "$L/torch-train.log" | sed 's/^/pytorch: /' | tee -a "$S"
-timeout 45 "$B/wavenet.test" -test.run '^$' -test.bench 'GenerateCUDA' -test.benchtime 1x -test.timeout=40s >"$L/bench-generate.log" 2>&1
+GEN=GenerateCUDA
+[[ $QUICK -eq 1 ]] && GEN=GenerateCUDA/mol
+timeout 45 "$B/wavenet.test" -test.run '^$' -test.bench "$GEN" -test.benchtime 1x -test.timeout=40s >"$L/bench-generate.log" 2>&1
 bench "$L/bench-generate.log"
+if [[ $QUICK -eq 1 ]]; then
+	tar -C "$L" -czf "$O/logs.tgz" .
+	rm -rf "$W" "$L"
+	say "== done (quick): $([[ $FAILED -eq 0 ]] && echo 'all checks passed' || echo 'FAILURES above')"
+	exit $FAILED
+fi
 timeout 25 "$B/bench.test" -test.run '^$' -test.bench 'TrainStepCUDAProfile' -test.benchtime 1x -test.v -test.timeout=20s >"$L/bench-profile.log" 2>&1
 say "-- training-step profile (fp32, 8 x 10240, synced per call):"
 grep -E 'profile over|^ +[a-zA-Z].*ms/step' "$L/bench-profile.log" | head -16 | tee -a "$S"

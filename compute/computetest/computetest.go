@@ -286,37 +286,46 @@ func testGemmSum(t *testing.T, be compute.Backend) {
 	} {
 		for _, tA := range []bool{false, true} {
 			for _, tB := range []bool{false, true} {
-				name := fmt.Sprintf("m=%d n=%d k=%d batch=%d ldc+%d tA=%v tB=%v", c.m, c.n, c.k, c.batch, c.ldcPad, tA, tB)
-				ar, ac := dims(tA, c.m, c.k)
-				br, bc := dims(tB, c.k, c.n)
-				lda, ldb, ldc := ac+1, bc+2, c.n+c.ldcPad
-				sa, sb := ar*lda+3, br*ldb+1
-				a := randn(r, sa*c.batch)
-				b := randn(r, sb*c.batch)
-				cm := randn(r, c.m*ldc)
-				want := make([]float64, len(cm))
-				for i := range want {
-					want[i] = 0.5 * float64(cm[i])
-				}
-				zero := make([]float32, len(cm))
-				for i := 0; i < c.batch; i++ {
-					w := RefGemm(tA, tB, c.m, c.n, c.k, 1.5, a[i*sa:], lda, b[i*sb:], ldb, 0, zero, ldc)
-					for p := 0; p < c.m; p++ {
-						for j := 0; j < c.n; j++ {
-							want[p*ldc+j] += w[p*ldc+j]
+				for _, al := range []bool{true, false} {
+					// al: operands 16-byte aligned with strides a multiple of
+					// 4 floats (what a GPU may split along k), else odd
+					// offsets and strides.
+					name := fmt.Sprintf("m=%d n=%d k=%d batch=%d ldc+%d tA=%v tB=%v aligned=%v", c.m, c.n, c.k, c.batch, c.ldcPad, tA, tB, al)
+					ar, ac := dims(tA, c.m, c.k)
+					br, bc := dims(tB, c.k, c.n)
+					lda, ldb, ldc := ac+1, bc+2, c.n+c.ldcPad
+					sa, sb := ar*lda+3, br*ldb+1
+					pad := 2
+					if al {
+						sa, sb, pad = (sa+3)&^3, (sb+3)&^3, 4
+					}
+					a := randn(r, sa*c.batch)
+					b := randn(r, sb*c.batch)
+					cm := randn(r, c.m*ldc)
+					want := make([]float64, len(cm))
+					for i := range want {
+						want[i] = 0.5 * float64(cm[i])
+					}
+					zero := make([]float32, len(cm))
+					for i := 0; i < c.batch; i++ {
+						w := RefGemm(tA, tB, c.m, c.n, c.k, 1.5, a[i*sa:], lda, b[i*sb:], ldb, 0, zero, ldc)
+						for p := 0; p < c.m; p++ {
+							for j := 0; j < c.n; j++ {
+								want[p*ldc+j] += w[p*ldc+j]
+							}
 						}
 					}
-				}
-				av, bv, cv := upload(be, a, 2), upload(be, b, 2), upload(be, cm, 2)
-				be.GemmSum(tA, tB, c.m, c.n, c.k, 1.5, av, lda, sa, bv, ldb, sb, 0.5, cv, ldc, c.batch)
-				got := download(be, cv, len(cm))
-				for p := 0; p < c.m; p++ {
-					for j := c.n; j < ldc; j++ {
-						want[p*ldc+j] = float64(cm[p*ldc+j]) // padding untouched
+					av, bv, cv := upload(be, a, pad), upload(be, b, pad), upload(be, cm, 2)
+					be.GemmSum(tA, tB, c.m, c.n, c.k, 1.5, av, lda, sa, bv, ldb, sb, 0.5, cv, ldc, c.batch)
+					got := download(be, cv, len(cm))
+					for p := 0; p < c.m; p++ {
+						for j := c.n; j < ldc; j++ {
+							want[p*ldc+j] = float64(cm[p*ldc+j]) // padding untouched
+						}
 					}
+					closeTo(t, name, got, want, 1e-4)
+					checkPads(t, be, cv, len(cm), 2, name)
 				}
-				closeTo(t, name, got, want, 1e-4)
-				checkPads(t, be, cv, len(cm), 2, name)
 			}
 		}
 	}

@@ -2,6 +2,8 @@ package cuda
 
 import (
 	"errors"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -112,5 +114,68 @@ func TestGPUModuleAndGraph(t *testing.T) {
 		if want := 2*float32(i) + 0.5 + 15; v != want {
 			t.Fatalf("after 5 replays of 3 increments y[%d] = %g, want %g", i, v, want)
 		}
+	}
+}
+
+// TestGemmSumSplitsK: on aligned operands with a long k, GemmSum splits k
+// into pieces through one pointer-array batched GEMM (checked against the
+// plain sum); misaligned operands take the strided path instead.
+func TestGemmSumSplitsK(t *testing.T) {
+	if got := splitK(256, 128, 10240, 8, 132); got != 32 {
+		t.Errorf("splitK(256x128, k=10240, batch 8, 132 SMs) = %d, want 32", got)
+	}
+	if got := splitK(80, 80, 40, 8, 132); got != 1 {
+		t.Errorf("splitK with k=40 = %d, want 1", got)
+	}
+	be, _ := newFakeBackend(t)
+	batched := 0
+	inner := be.blas.cublasSgemmBatched
+	be.blas.cublasSgemmBatched = func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uint64, lda int32, b uint64, ldb int32, beta *float32, c uint64, ldc int32, count int32) cublasStatus {
+		batched++
+		if k%4 != 0 || count != 3*4 {
+			t.Errorf("pointer-array GEMM with k=%d, %d entries; want pieces of a multiple of 4 and 3 items x 4 pieces", k, count)
+		}
+		return inner(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, count)
+	}
+	const m, n, k, batch = 5, 8, 1100, 3 // strides m*k, n*k multiples of 4
+	r := rand.New(rand.NewPCG(1, 2))
+	a, b := make([]float32, batch*m*k), make([]float32, batch*n*k)
+	for i := range a {
+		a[i] = float32(r.NormFloat64())
+	}
+	for i := range b {
+		b[i] = float32(r.NormFloat64())
+	}
+	want := make([]float64, m*n)
+	for i := 0; i < batch; i++ {
+		for p := 0; p < m; p++ {
+			for q := 0; q < n; q++ {
+				s := 0.0
+				for j := 0; j < k; j++ {
+					s += float64(a[i*m*k+p*k+j]) * float64(b[i*n*k+q*k+j])
+				}
+				want[p*n+q] += s
+			}
+		}
+	}
+	for _, off := range []int{0, 1} {
+		batched = 0
+		ab, bb, cb := be.Alloc(len(a)+4), be.Alloc(len(b)+4), be.Alloc(m*n)
+		av, bv := compute.V(ab).At(off), compute.V(bb).At(off)
+		be.Upload(av, a)
+		be.Upload(bv, b)
+		be.GemmSum(false, true, m, n, k, 1, av, k, m*k, bv, k, n*k, 0, compute.V(cb), n, batch)
+		got := download(be, compute.V(cb), m*n)
+		for i := range got {
+			if d := math.Abs(float64(got[i]) - want[i]); d > 1e-3*(1+math.Abs(want[i])) {
+				t.Fatalf("offset %d: C[%d] = %g, want %g", off, i, got[i], want[i])
+			}
+		}
+		if wantB := map[int]int{0: 1, 1: 0}[off]; batched != wantB {
+			t.Errorf("operands %d floats off alignment: %d pointer-array GEMMs, want %d", off, batched, wantB)
+		}
+		be.Free(ab)
+		be.Free(bb)
+		be.Free(cb)
 	}
 }
