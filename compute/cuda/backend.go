@@ -813,7 +813,14 @@ func (be *Backend) RowConvSameBackward(dsrc, dw, dy, src, w compute.View, rows, 
 	}
 	defer be.enter()()
 	be.launch(kRowConvBwdSrc, gridFor(rows*t), reductionBlock, pds, pdy, pw, i64(rows), i64(t), i64(width))
-	be.launch(kRowConvBwdW, width, reductionBlock, pdw, pdy, ps, i64(rows), i64(t), i64(width))
+	// As many row shares per tap as the float64 partials buffer holds,
+	// one block each, at most one per row.
+	if width > maxPartials {
+		panic(fmt.Sprintf("cuda: RowConvSameBackward: kernel width %d above %d", width, maxPartials))
+	}
+	parts := max(1, min(rows, maxPartials/width))
+	be.launch(kRowConvBwdW, width*parts, reductionBlock, be.partialDev, pdy, ps, i64(rows), i64(t), i64(width), i64(parts))
+	be.launch(kRowConvWFinish, 1, reductionBlock, pdw, be.partialDev, i64(width), i64(parts))
 }
 
 // WeightNorm: w = g[o] * v / ||v[:, o, :]|| (one block per output row).

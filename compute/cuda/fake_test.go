@@ -577,10 +577,13 @@ func TestFakeLaunchArguments(t *testing.T) {
 
 	f.launches = nil
 	be.RowConvSameBackward(z, ww, y, x, gg, 4, 100, 9)
-	if len(f.launches) != 2 || f.launches[0].name != kRowConvBwdSrc || f.launches[1].name != kRowConvBwdW || f.launches[1].grid != 9 {
-		t.Errorf("RowConvSameBackward launches %+v, want src kernel then one block per tap (9)", f.launches)
-	} else if !slices.Equal(f.launches[1].args, []uint64{addr(ww), addr(y), addr(x), 4, 100, 9}) {
-		t.Errorf("RowConvSameBackward dw args %v", f.launches[1].args)
+	// 4 rows: one share per row, so 9 taps x 4 blocks, then the finish.
+	if len(f.launches) != 3 || f.launches[0].name != kRowConvBwdSrc || f.launches[1].name != kRowConvBwdW || f.launches[1].grid != 36 ||
+		f.launches[2].name != kRowConvWFinish {
+		t.Errorf("RowConvSameBackward launches %+v, want src kernel, 9 taps x 4 row shares, finish", f.launches)
+	} else if !slices.Equal(f.launches[1].args, []uint64{be.partialDev, addr(y), addr(x), 4, 100, 9, 4}) ||
+		!slices.Equal(f.launches[2].args, []uint64{addr(ww), be.partialDev, 9, 4}) {
+		t.Errorf("RowConvSameBackward dw args %v, finish args %v", f.launches[1].args, f.launches[2].args)
 	}
 
 	// Zero-size calls launch nothing (a grid of 0 blocks is a CUDA error).

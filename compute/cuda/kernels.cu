@@ -168,19 +168,33 @@ __global__ void wc_row_conv_same_backward_src(float *dsrc, const float *dy, cons
 }
 
 // One block per tap j: dw[j] += sum_{r,u} dy[r][u] * src[r][u + j - width/2].
-__global__ void wc_row_conv_same_backward_w(float *dw, const float *dy, const float *src, ll rows, ll t, ll width) {
+// dw of the row convolution in two deterministic passes: block (j, p)
+// sums tap j's products over its share of the rows into partial[j*parts+p]
+// (float64), then wc_row_conv_w_finish adds each tap's partials in order.
+// One block per tap alone left all but a handful of SMs idle (measured on
+// an H100: 1.4 ms per call at 640 rows x 10240).
+__global__ void wc_row_conv_same_backward_w(double *partial, const float *dy, const float *src, ll rows, ll t, ll width, ll parts) {
     __shared__ double sh[BLOCK];
-    ll j = blockIdx.x, off = j - width / 2;
+    ll j = blockIdx.x / parts, p = blockIdx.x % parts, off = j - width / 2;
     ll lo = off < 0 ? -off : 0;
     ll hi = off > 0 ? t - off : t;
+    ll r0 = p * rows / parts, r1 = (p + 1) * rows / parts;
     double acc = 0.0;
-    for (ll r = 0; r < rows; r++) {
+    for (ll r = r0; r < r1; r++) {
         const float *d = dy + r * t;
         const float *s = src + r * t;
         for (ll u = lo + threadIdx.x; u < hi; u += BLOCK) acc += (double)d[u] * (double)s[u + off];
     }
     double sum = block_sum_d(acc, sh);
-    if (threadIdx.x == 0) dw[j] += (float)sum;
+    if (threadIdx.x == 0) partial[blockIdx.x] = sum;
+}
+
+__global__ void wc_row_conv_w_finish(float *dw, const double *partial, ll width, ll parts) {
+    ll j = gtid();
+    if (j >= width) return;
+    double s = 0.0;
+    for (ll p = 0; p < parts; p++) s += partial[j * parts + p];
+    dw[j] += (float)s;
 }
 
 // Weight norm over a tap-major weight [groups][out][inner]; one block per

@@ -39,6 +39,7 @@ const (
 	kRowConv         = "wc_row_conv_same"
 	kRowConvBwdSrc   = "wc_row_conv_same_backward_src"
 	kRowConvBwdW     = "wc_row_conv_same_backward_w"
+	kRowConvWFinish  = "wc_row_conv_w_finish"
 	kWeightNorm      = "wc_weight_norm"
 	kWeightNormBwd   = "wc_weight_norm_backward"
 	kAdam            = "wc_adam"
@@ -49,7 +50,7 @@ const (
 var kernelNames = []string{
 	kScale, kAxpy, kAddScaled, kReLU, kReLUBackward, kDotPartial, kSumSqPartial,
 	kAddBias, kBiasGrad, kGated, kGatedBackward, kStretch, kStretchBackward,
-	kRowConv, kRowConvBwdSrc, kRowConvBwdW, kWeightNorm, kWeightNormBwd, kAdam, kEMA,
+	kRowConv, kRowConvBwdSrc, kRowConvBwdW, kRowConvWFinish, kWeightNorm, kWeightNormBwd, kAdam, kEMA,
 	kGemmScaleC,
 }
 
@@ -74,7 +75,8 @@ var kernelSigs = map[string]string{
 	kStretchBackward: "pplll",
 	kRowConv:         "ppplll",
 	kRowConvBwdSrc:   "ppplll",
-	kRowConvBwdW:     "ppplll",
+	kRowConvBwdW:     "pppllll",
+	kRowConvWFinish:  "ppll",
 	kWeightNorm:      "ppplll",
 	kWeightNormBwd:   "ppppplll",
 	kAdam:            "pppplfffff",
