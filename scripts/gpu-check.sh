@@ -34,35 +34,41 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 B=gpu-bin
 
+BINS="cuda.test outputs.test wavenet.test train.test bench.test train-wavenet vocode"
+
 if [[ "${1:-}" != "--run" ]]; then
 	set -e
 	mkdir -p "$B"
+	E=$(mktemp -d)
+	trap 'rm -rf "$E"' EXIT
 	export CGO_ENABLED=0 GOOS=linux GOARCH=amd64
-	for p in compute/cuda outputs wavenet bench; do
-		go test -c -ldflags="-s -w" -o "$B/$(basename "$p").test" "./$p"
+	for p in compute/cuda outputs wavenet train bench; do
+		go test -c -ldflags="-s -w" -o "$E/$(basename "$p").test" "./$p"
 	done
-	go build -ldflags="-s -w" -o "$B/train-wavenet" ./cmd/train-wavenet
-	go build -ldflags="-s -w" -o "$B/vocode" ./cmd/vocode
+	go build -ldflags="-s -w" -o "$E/train-wavenet" ./cmd/train-wavenet
+	go build -ldflags="-s -w" -o "$E/vocode" ./cmd/vocode
 	if ! ls "$B"/dump/*-done.json >/dev/null 2>&1; then
 		rm -rf "$B/dump"
 		# The committed mini corpus (LJSpeech layout), preprocessed here.
-		"$B/train-wavenet" preprocess --data testdata/minicorpus/LJSpeech-1.1 --out "$B/dump" >/dev/null
+		"$E/train-wavenet" preprocess --data testdata/minicorpus/LJSpeech-1.1 --out "$B/dump" >/dev/null
 	fi
-	"$B/vocode" mel -q demo/samples/demo1.wav -o "$B/mel-example.npy"
-	cp bench/pytorch/*.py "$B/" 2>/dev/null || true
+	"$E/vocode" mel -q demo/samples/demo1.wav -o "$B/mel-example.npy"
+	cp bench/pytorch/*.py "$B/"
+	# Compressed: the device tool carries at most 64 MiB.
+	for f in $BINS; do gzip -9 -c "$E/$f" >"$B/$f.gz"; done
 	du -sh "$B"
 	echo "built $B; on the GPU machine run: scripts/gpu-check.sh --run  (carry $B)"
 	exit 0
 fi
 
-for f in cuda.test outputs.test wavenet.test bench.test train-wavenet vocode; do
-	if [[ ! -x "$B/$f" ]]; then
-		echo "gpu-check: $B/$f missing: run scripts/gpu-check.sh (without --run) on a machine with Go first, and carry $B/" >&2
+E=$(mktemp -d)
+for f in $BINS; do
+	if [[ ! -f "$B/$f.gz" ]]; then
+		echo "gpu-check: $B/$f.gz missing: run scripts/gpu-check.sh (without --run) on a machine with Go first, and carry $B/" >&2
 		exit 2
 	fi
+	gunzip -c "$B/$f.gz" >"$E/$f" && chmod +x "$E/$f"
 done
-QUICK=0
-[[ "${2:-}" == "--quick" ]] && QUICK=1
 O="${OUT:-$B/out}"
 mkdir -p "$O"
 L=$(mktemp -d) # logs, packed into $O/logs.tgz at the end (the device tool returns few files)
@@ -81,7 +87,7 @@ tests() {
 	local name=$1 bin=$2 to=$3
 	shift 3
 	local log="$L/$name.log"
-	timeout "$to" "$B/$bin" -test.v -test.count=1 -test.timeout="$((to - 5))s" "$@" >"$log" 2>&1
+	timeout "$to" "$E/$bin" -test.v -test.count=1 -test.timeout="$((to - 5))s" "$@" >"$log" 2>&1
 	local rc=$?
 	[[ $rc -ne 0 ]] && FAILED=1
 	while read -r res tname; do
@@ -101,11 +107,12 @@ bench() { # bench LOG: one row per benchmark with its custom metrics
 say "== wavecat GPU check: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not available')"
 say "== 1. conformance"
 tests wavenet wavenet.test 90 -test.run 'GPU|SourceCompiles'
+tests train train.test 40 -test.run 'GPU'
 tests cuda cuda.test 45 -test.run '^Test(Conformance|MatchesCPU|TF32|GPU.*|CheckCompile|KernelSignaturesParsed|KernelsCompile)$'
 say "$(grep -h -m1 -o -E "cuda: [^;]*NVRTC [0-9.]+ kernels for compute_[0-9]+" "$L"/cuda.log)"
 
 say "== 2. benchmarks (reference config)"
-timeout 45 "$B/bench.test" -test.run '^$' -test.bench 'TrainStepCUDA$' -test.benchtime 3x -test.timeout=40s >"$L/bench-train.log" 2>&1
+timeout 45 "$E/bench.test" -test.run '^$' -test.bench 'TrainStepCUDA$' -test.benchtime 3x -test.timeout=40s >"$L/bench-train.log" 2>&1
 bench "$L/bench-train.log"
 for a in "" "--tf32"; do
 	timeout 40 "$PY" "$B/train_step.py" --device cuda --batch 8 --steps 3 $a >>"$L/torch-train.log" 2>&1
@@ -113,20 +120,20 @@ done
 grep -E '^torch|^best' "$L/torch-train.log" | sed 's/^/pytorch: /' | tee -a "$S"
 GEN=GenerateCUDA
 [[ $QUICK -eq 1 ]] && GEN=GenerateCUDA/mol
-timeout 45 "$B/wavenet.test" -test.run '^$' -test.bench "$GEN" -test.benchtime 1x -test.timeout=40s >"$L/bench-generate.log" 2>&1
+timeout 45 "$E/wavenet.test" -test.run '^$' -test.bench "$GEN" -test.benchtime 1x -test.timeout=40s >"$L/bench-generate.log" 2>&1
 bench "$L/bench-generate.log"
 if [[ $QUICK -eq 1 ]]; then
 	tar -C "$L" -czf "$O/logs.tgz" .
-	rm -rf "$W" "$L"
+	rm -rf "$W" "$L" "$E"
 	say "== done (quick): $([[ $FAILED -eq 0 ]] && echo 'all checks passed' || echo 'FAILURES above')"
 	exit $FAILED
 fi
-timeout 25 "$B/bench.test" -test.run '^$' -test.bench 'TrainStepCUDAProfile' -test.benchtime 1x -test.v -test.timeout=20s >"$L/bench-profile.log" 2>&1
+timeout 25 "$E/bench.test" -test.run '^$' -test.bench 'TrainStepCUDAProfile' -test.benchtime 1x -test.v -test.timeout=20s >"$L/bench-profile.log" 2>&1
 say "-- training-step profile (fp32, 8 x 10240, synced per call):"
 grep -E 'profile over|^ +[a-zA-Z].*ms/step' "$L/bench-profile.log" | head -16 | tee -a "$S"
 
 say "== 3. commands"
-timeout 40 "$B/train-wavenet" --data "$B/dump" --out "$W/run-cuda" --preset tiny --head adacat --components 15 --lambda 1e-4 \
+timeout 40 "$E/train-wavenet" --data "$B/dump" --out "$W/run-cuda" --preset tiny --head adacat --components 15 --lambda 1e-4 \
 	--steps 300 --batch-size 4 --max-time-steps 4096 --clip-norm 5 --eval-interval 100 --checkpoint-interval 0 \
 	--log-interval 50 --device cuda >"$L/train-cuda.log" 2>&1
 rc=$?
@@ -135,7 +142,7 @@ row "train-wavenet --device cuda (300 steps, tiny adacat)" "exit $rc"
 cp "$W/run-cuda/metrics.jsonl" "$L/metrics-cuda.jsonl" 2>/dev/null
 say "dev bits (EMA) by step: $(grep '"type":"eval"' "$L/metrics-cuda.jsonl" 2>/dev/null | sed -E 's/.*"step":([0-9]+).*"bits":([-0-9.e]+).*/ \1:\2/' | tr -d '\n')"
 say "steps/s: $(grep '"type":"train"' "$L/metrics-cuda.jsonl" 2>/dev/null | tail -1 | sed -E 's/.*"steps_per_s":([0-9.]+).*/\1/')"
-timeout 30 "$B/vocode" --device cuda -o "$W/vocode-cuda.wav" "$B/mel-example.npy" >"$L/vocode-cuda.log" 2>"$L/vocode-cuda.err"
+timeout 30 "$E/vocode" --device cuda -o "$W/vocode-cuda.wav" "$B/mel-example.npy" >"$L/vocode-cuda.log" 2>"$L/vocode-cuda.err"
 rc=$?
 [[ $rc -ne 0 ]] && FAILED=1
 row "vocode --device cuda (built-in model)" "exit $rc, $(stat -c %s "$W/vocode-cuda.wav" 2>/dev/null || echo 0) bytes"
@@ -144,6 +151,6 @@ tail -1 "$L/vocode-cuda.log" | tee -a "$S"
 tests outputs outputs.test 40 -test.run 'Device|Compile'
 
 tar -C "$L" -czf "$O/logs.tgz" .
-rm -rf "$W" "$L"
+rm -rf "$W" "$L" "$E"
 say "== done: $([[ $FAILED -eq 0 ]] && echo 'all checks passed' || echo 'FAILURES above')"
 exit $FAILED
