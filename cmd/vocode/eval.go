@@ -22,24 +22,27 @@ import (
 )
 
 // evalSynthesizerFor builds the synthesis function of a checkpoint for eval
-// and listening-test export: the incremental generator (wavenet.Generator)
-// on its own copy of the model on a single-threaded OpenBLAS backend (the
-// per-sample products must not depend on the thread count, as in vocode
-// synth), a batch's utterances spread over one worker per CPU. The n-th
-// utterance synthesised samples with seed+n. It is a variable so tests can
-// stand in for the generator; free releases everything.
-var evalSynthesizerFor = func(ck string, ema bool, seed uint64) (syn evaluate.Synthesize, free func(), err error) {
-	be, err := cpu.New(cpu.Options{Threads: 1})
+// and listening-test export: on the CPU the incremental generator
+// (wavenet.Generator) on its own copy of the model on a single-threaded
+// OpenBLAS backend (the per-sample products must not depend on the thread
+// count, as in vocode synth), a batch's utterances spread over one worker
+// per CPU; with device "cuda" the GPU generator, the batch in lockstep. The
+// n-th utterance synthesised samples with seed+n. It is a variable so tests
+// can stand in for the generator; free releases everything.
+var evalSynthesizerFor = func(ck string, ema bool, seed uint64, device string) (syn evaluate.Synthesize, free func(), err error) {
+	be, err := newBackend(device, 1)
 	if err != nil {
 		return nil, nil, err
 	}
 	m, head, _, _, err := train.LoadModel(ck, be, ema)
 	if err != nil {
+		closeBackend(be)
 		return nil, nil, err
 	}
-	g, err := wavenet.NewGenerator(m, head)
+	g, freeGen, err := newGenerator(m, head)
 	if err != nil {
 		m.Free()
+		closeBackend(be)
 		return nil, nil, fmt.Errorf("%s: %w", ck, err)
 	}
 	cfg := m.Config()
@@ -67,7 +70,7 @@ var evalSynthesizerFor = func(ck string, ema bool, seed uint64) (syn evaluate.Sy
 		workers := max(1, min(runtime.GOMAXPROCS(0), len(utts)))
 		return g.Generate(utts, wavenet.GenerateOptions{Batch: len(utts), Workers: workers})
 	}
-	return syn, func() { g.Free(); m.Free() }, nil
+	return syn, func() { freeGen(); m.Free(); closeBackend(be) }, nil
 }
 
 // evalModelInfo reads a checkpoint's model description without its weights.
@@ -165,7 +168,7 @@ func init() {
 	f.IntVar(&evalOpts.chunk, "chunk-frames", 32, "mel frames per teacher-forced pass (memory bound)")
 	f.BoolVar(&evalOpts.raw, "raw-weights", false, "evaluate the raw weights instead of the EMA weights")
 	f.Uint64Var(&evalOpts.seed, "seed", 1, "sampling seed for synthesis (utterance n of a checkpoint uses seed+n)")
-	f.StringVar(&evalOpts.device, "device", "cpu", "device of the teacher-forced pass: cpu or cuda (synthesis runs on the CPU)")
+	f.StringVar(&evalOpts.device, "device", "cpu", "compute device of the teacher-forced pass and the synthesis: cpu or cuda")
 	evalCmd.MarkFlagRequired("checkpoint")
 	evalCmd.MarkFlagRequired("data")
 	rootCmd.AddCommand(evalCmd)
@@ -254,7 +257,7 @@ func evalCheckpoint(ck string, be compute.Backend, d *ljspeech.Dump, ids []strin
 	opt := evaluate.Options{Bits: evaluate.BitsOptions{ChunkFrames: evalOpts.chunk}, MCep: evaluate.DefaultMCepConfig(), Preprocess: mi.Preprocess}
 	if !evalOpts.noSynth {
 		var free func()
-		if opt.Synthesize, free, err = evalSynthesizerFor(ck, !evalOpts.raw, evalOpts.seed); err != nil {
+		if opt.Synthesize, free, err = evalSynthesizerFor(ck, !evalOpts.raw, evalOpts.seed, evalOpts.device); err != nil {
 			return evaluate.Row{}, err
 		}
 		defer free()

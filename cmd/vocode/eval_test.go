@@ -84,7 +84,7 @@ func evalStandInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
 		t.Fatalf("eval utterances share a length; the stand-in cannot tell them apart")
 	}
 	old := evalSynthesizerFor
-	evalSynthesizerFor = func(ck string, ema bool, seed uint64) (evaluate.Synthesize, func(), error) {
+	evalSynthesizerFor = func(ck string, ema bool, seed uint64, device string) (evaluate.Synthesize, func(), error) {
 		mi, err := evalModelInfo(ck)
 		if err != nil {
 			return nil, nil, err

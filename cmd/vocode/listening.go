@@ -175,7 +175,7 @@ func runListeningExport(stdout, stderr io.Writer) error {
 		if !quiet {
 			fmt.Fprintf(stderr, "synthesising %d utterances with %s (%s)\n", len(ids), listeningNames[i], ck)
 		}
-		syn, free, err := evalSynthesizerFor(ck, true, listeningExportOpts.seed)
+		syn, free, err := evalSynthesizerFor(ck, true, listeningExportOpts.seed, "cpu")
 		if err != nil {
 			return err
 		}
