@@ -74,7 +74,7 @@ resynthesised.`
 	f.StringVar(&synthOpts.checkpoint, "checkpoint", "", "checkpoint or run directory (default: $"+checkpointEnv+", the newest run under ./runs, the built-in model)")
 	f.BoolVar(&synthOpts.noEMA, "no-ema", false, "use the raw weights instead of the EMA weights")
 	f.Uint64Var(&synthOpts.seed, "seed", 1, "sampling seed; input i uses seed+i, whatever the batch")
-	f.IntVar(&synthOpts.batch, "batch", 0, "utterances generated at once (0: one per thread on the CPU, all inputs up to 64 on a GPU); results do not depend on it")
+	f.IntVar(&synthOpts.batch, "batch", 0, "utterances generated at once (0: one per thread on the CPU, all inputs up to 32 on a GPU); results do not depend on it")
 	f.StringVar(&synthOpts.device, "device", "cpu", "compute device: cpu or cuda (NVIDIA GPU: synthesis and sampling on the GPU)")
 	f.IntVar(&synthOpts.threads, "threads", 0, "CPU threads: utterance groups generated in parallel with --batch (0: all cores); results do not depend on it")
 	f.BoolVar(&synthOpts.melNormalized, "mel-normalized", false, "the input mels are already normalised with the checkpoint's statistics")
@@ -202,7 +202,7 @@ func newGenerator(m *wavenet.Model, head outputs.Head) (generator, func(), error
 }
 
 // gpuDefaultBatch is --batch 0's group size on a GPU.
-const gpuDefaultBatch = 64
+const gpuDefaultBatch = 32
 
 // synthInput is one validated input.
 type synthInput struct {
@@ -333,8 +333,9 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	}
 	blasThreads, workers, batch := plan(o.threads, o.batch, len(args), o.wide)
 	if o.device == "cuda" {
-		// One lockstep group on the GPU: every input at once up to
-		// gpuDefaultBatch (each costs a few MB of device memory).
+		// Lockstep groups on the GPU of up to gpuDefaultBatch inputs (the
+		// batch measured in docs/benchmarks.md; each input holds its
+		// upsampled mel on the device, 70 MB per 10 s).
 		workers, batch = 1, o.batch
 		if batch == 0 {
 			batch = min(len(args), gpuDefaultBatch)
