@@ -5,35 +5,29 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
-	"unsafe"
 
-	"github.com/ebitengine/purego"
 	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/compute/cudasim"
 	"github.com/wavecat/wavecat/mulaw"
 )
 
 // The device heads are checked against the CPU heads (the Go steppers are
 // the reference) on two backends:
 //   - TestDevice*: a real GPU (compute/cuda; skipped without one);
-//   - TestCPUSim*: the same checks with the .cu files compiled by g++ for the
-//     host (skipped without g++): every block runs its threads as ucontext
-//     fibers, __syncthreads and the warp intrinsics are barriers over the
-//     block, so the kernels' index arithmetic, reductions, warp sampler and
-//     argument lists are exercised on any machine. Host libm stands in for
-//     the device's exp/log.
+//   - TestCPUSim*: the same checks on compute/cudasim, which compiles the
+//     .cu files with g++ for the host (skipped without g++) and runs every
+//     thread of a block as a fiber, with __syncthreads and the warp
+//     intrinsics as barriers, so the kernels' index arithmetic, reductions,
+//     warp sampler and argument lists are exercised on any machine. Host
+//     libm stands in for the device's exp/log.
 // TestDeviceSourcesCompile compiles every .cu with NVRTC (no GPU needed).
 
 // deviceSpecs are the heads checked on the device.
@@ -148,38 +142,17 @@ func gpuBackend(tb testing.TB) compute.Backend {
 	return gpuBE
 }
 
-// deviceEnv is a backend under test and the sample sizes it can afford.
-type deviceEnv struct {
-	be compute.Backend
-	// sampleN is the number of utterances of the sampling test for a head
-	// sampled one warp per utterance (warp) or one thread per utterance.
-	sampleN func(warp bool) int
-}
-
-func gpuEnv(t *testing.T) deviceEnv {
-	return deviceEnv{be: gpuBackend(t), sampleN: func(bool) int { return 100000 }}
-}
-
-func simEnv(t *testing.T) deviceEnv {
-	return deviceEnv{be: simBackendFor(t), sampleN: func(warp bool) int {
-		if warp {
-			return 4000 // every warp op is a block-wide fiber switch in the simulator
-		}
-		return 100000
-	}}
-}
-
-func TestDeviceLoss(t *testing.T)   { checkDeviceLoss(t, gpuEnv(t)) }
-func TestDeviceBits(t *testing.T)   { checkDeviceBits(t, gpuEnv(t)) }
-func TestDeviceSample(t *testing.T) { checkDeviceSample(t, gpuEnv(t)) }
+func TestDeviceLoss(t *testing.T)   { checkDeviceLoss(t, gpuBackend(t)) }
+func TestDeviceBits(t *testing.T)   { checkDeviceBits(t, gpuBackend(t)) }
+func TestDeviceSample(t *testing.T) { checkDeviceSample(t, gpuBackend(t)) }
 func TestDeviceSeedRNG(t *testing.T) {
-	checkDeviceSeedRNG(t, gpuEnv(t))
+	checkDeviceSeedRNG(t, gpuBackend(t))
 }
 
-func TestCPUSimLoss(t *testing.T)    { checkDeviceLoss(t, simEnv(t)) }
-func TestCPUSimBits(t *testing.T)    { checkDeviceBits(t, simEnv(t)) }
-func TestCPUSimSample(t *testing.T)  { checkDeviceSample(t, simEnv(t)) }
-func TestCPUSimSeedRNG(t *testing.T) { checkDeviceSeedRNG(t, simEnv(t)) }
+func TestCPUSimLoss(t *testing.T)    { checkDeviceLoss(t, simBackendFor(t)) }
+func TestCPUSimBits(t *testing.T)    { checkDeviceBits(t, simBackendFor(t)) }
+func TestCPUSimSample(t *testing.T)  { checkDeviceSample(t, simBackendFor(t)) }
+func TestCPUSimSeedRNG(t *testing.T) { checkDeviceSeedRNG(t, simBackendFor(t)) }
 
 // ---- inputs ----
 
@@ -319,8 +292,7 @@ const devTol = 1e-4
 
 // ---- checks ----
 
-func checkDeviceLoss(t *testing.T, env deviceEnv) {
-	be := env.be
+func checkDeviceLoss(t *testing.T, be compute.Backend) {
 	for i, spec := range deviceSpecs {
 		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
 			h, d := newDevice(t, be, spec)
@@ -395,8 +367,7 @@ func checkDeviceLoss(t *testing.T, env deviceEnv) {
 	}
 }
 
-func checkDeviceBits(t *testing.T, env deviceEnv) {
-	be := env.be
+func checkDeviceBits(t *testing.T, be compute.Backend) {
 	for i, spec := range deviceSpecs {
 		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
 			h, d := newDevice(t, be, spec)
@@ -547,13 +518,12 @@ func mergeCells(p []float64, n int) (group []int, gp []float64) {
 	return group, gp
 }
 
-func checkDeviceSample(t *testing.T, env deviceEnv) {
-	be := env.be
+func checkDeviceSample(t *testing.T, be compute.Backend) {
 	for i, spec := range deviceSpecs {
 		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
 			h, d := newDevice(t, be, spec)
 			C, IC := h.Channels(), h.InputChannels()
-			B := env.sampleN(d.sampleWarp)
+			const B = 100000
 			rng := rand.New(rand.NewPCG(9, uint64(i)))
 			z := sampleLogits(h, rng)
 			logits := make([]float32, B*C)
@@ -603,8 +573,7 @@ func checkDeviceSample(t *testing.T, env deviceEnv) {
 	}
 }
 
-func checkDeviceSeedRNG(t *testing.T, env deviceEnv) {
-	be := env.be
+func checkDeviceSeedRNG(t *testing.T, be compute.Backend) {
 	const B = 64
 	for i, spec := range deviceSpecs {
 		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
@@ -702,307 +671,26 @@ func distinct(a []float32) int {
 
 // ---- the CPU simulator ----
 
-// simBackend is the CPU backend plus a compute.KernelCompiler that builds
-// each source with g++ into a shared library.
-type simBackend struct {
-	*cpu.Backend
-	dir  string
-	mu   sync.Mutex
-	mods map[string]*simModule
-}
-
-type simModule struct {
-	be     *simBackend
-	name   string
-	sigs   map[string]string
-	launch func(name string, grid, block uint32, params unsafe.Pointer) int32
-}
-
 var (
 	simOnce sync.Once
-	simBE   *simBackend
+	simBE   *cudasim.Backend
 	simErr  error
 )
 
-func simBackendFor(t *testing.T) *simBackend {
+// simBackendFor is the simulator backend shared by the TestCPUSim* tests
+// (each head's module is compiled once); it skips without g++.
+func simBackendFor(t *testing.T) *cudasim.Backend {
 	t.Helper()
 	simOnce.Do(func() {
-		if _, err := exec.LookPath("g++"); err != nil {
-			simErr = fmt.Errorf("no g++ to build the kernels for the CPU: %w", err)
-			return
-		}
-		be, err := cpu.New(cpu.Options{Threads: 1, BLAS: "gonum"})
-		if err != nil {
-			simErr = err
-			return
-		}
-		simBE = &simBackend{Backend: be, mods: map[string]*simModule{}}
+		simBE, simErr = cudasim.New(cudasim.Options{CPU: cpu.Options{Threads: 1, BLAS: "gonum"}})
 	})
-	if simErr != nil {
+	if errors.Is(simErr, cudasim.ErrNoCompiler) {
 		t.Skip(simErr)
 	}
+	if simErr != nil {
+		t.Fatal(simErr)
+	}
 	return simBE
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if simBE != nil && simBE.dir != "" {
-		os.RemoveAll(simBE.dir)
-	}
-	os.Exit(code)
-}
-
-var simKernelDecl = regexp.MustCompile(`__global__\s+void\s+(\w+)\s*\(([^)]*)\)`)
-
-// simSignatures reads each kernel's parameter kinds (p, l, f) from source.
-func simSignatures(source string) map[string]string {
-	sigs := map[string]string{}
-	for _, m := range simKernelDecl.FindAllStringSubmatch(source, -1) {
-		var sb strings.Builder
-		for _, p := range strings.Split(m[2], ",") {
-			p = strings.TrimSpace(p)
-			switch {
-			case strings.Contains(p, "*"):
-				sb.WriteByte('p')
-			case strings.HasPrefix(p, "long long "):
-				sb.WriteByte('l')
-			case strings.HasPrefix(p, "float "):
-				sb.WriteByte('f')
-			default:
-				sb.WriteByte('?')
-			}
-		}
-		sigs[m[1]] = sb.String()
-	}
-	return sigs
-}
-
-func (s *simBackend) Compile(name, source string, kernels ...string) (compute.Module, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if m, ok := s.mods[source]; ok {
-		return m, nil
-	}
-	sigs := simSignatures(source)
-	for _, k := range kernels {
-		sig, ok := sigs[k]
-		if !ok {
-			return nil, fmt.Errorf("sim: %s: no kernel %s", name, k)
-		}
-		if strings.Contains(sig, "?") {
-			return nil, fmt.Errorf("sim: %s: kernel %s has a parameter that is not float*, long long or float", name, k)
-		}
-	}
-	if s.dir == "" {
-		dir, err := os.MkdirTemp("", "wavecat-headsim-")
-		if err != nil {
-			return nil, err
-		}
-		s.dir = dir
-	}
-	n := len(s.mods)
-	src := filepath.Join(s.dir, fmt.Sprintf("m%d.cpp", n))
-	lib := filepath.Join(s.dir, fmt.Sprintf("libm%d.so", n))
-	code := simPrelude + "\n#line 1 \"" + name + "\"\n" + source + simLauncher(kernels)
-	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
-		return nil, err
-	}
-	out, err := exec.Command("g++", "-std=c++17", "-O2", "-Wall", "-Werror", "-Wno-unused-function", "-fPIC", "-shared", "-o", lib, src).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("sim: g++ %s: %v\n%s", name, err, out)
-	}
-	h, err := purego.Dlopen(lib, purego.RTLD_NOW|purego.RTLD_LOCAL)
-	if err != nil {
-		return nil, err
-	}
-	m := &simModule{be: s, name: name, sigs: sigs}
-	purego.RegisterLibFunc(&m.launch, h, "hb_sim_launch")
-	s.mods[source] = m
-	return m, nil
-}
-
-func (m *simModule) Launch(kernel string, grid, block, sharedBytes int, args ...compute.Arg) {
-	sig, ok := m.sigs[kernel]
-	if !ok || len(sig) != len(args) {
-		panic(fmt.Sprintf("sim: %s: kernel %s (%s) launched with %d arguments", m.name, kernel, sig, len(args)))
-	}
-	vals := make([]uint64, len(args))
-	ptrs := make([]unsafe.Pointer, len(args))
-	keep := make([][]float32, 0, len(args))
-	for i, a := range args {
-		if a.Kind != sig[i] {
-			panic(fmt.Sprintf("sim: %s: kernel %s argument %d is %c, want %c", m.name, kernel, i, a.Kind, sig[i]))
-		}
-		if a.Kind == 'p' {
-			h := m.be.Host(a.View, a.N)
-			keep = append(keep, h)
-			if len(h) > 0 {
-				vals[i] = uint64(uintptr(unsafe.Pointer(&h[0])))
-			}
-		} else {
-			vals[i] = a.Bits
-		}
-		ptrs[i] = unsafe.Pointer(&vals[i])
-	}
-	if grid <= 0 || block <= 0 {
-		return
-	}
-	if block%32 != 0 || block > 1024 {
-		panic(fmt.Sprintf("sim: block of %d threads", block))
-	}
-	if rc := m.launch(kernel, uint32(grid), uint32(block), unsafe.Pointer(&ptrs[0])); rc != 0 {
-		panic(fmt.Sprintf("sim: %s: kernel %s failed (code %d: 2 means threads of a block diverged at a barrier or warp operation)", m.name, kernel, rc))
-	}
-	runtime.KeepAlive(keep)
-	runtime.KeepAlive(vals)
-}
-
-// simPrelude maps the CUDA built-ins the head kernels use onto the host.
-// Threads of a block are fibers on one OS thread; a barrier switches to the
-// scheduler, which runs every live thread up to its next barrier. Warp
-// shuffles and ballots exchange values through a block-wide array between
-// two barriers, so every thread of a block must reach them equally often
-// (the kernels keep whole blocks on the same path).
-const simPrelude = `
-#include <math.h>
-#include <string.h>
-#include <ucontext.h>
-#include <algorithm>
-#include <utility>
-#include <vector>
-
-struct hb_sim_dim3 { unsigned x, y, z; };
-static hb_sim_dim3 threadIdx, blockIdx, blockDim, gridDim;
-
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __shared__ static
-using std::min;
-using std::max;
-
-static inline double __longlong_as_double(long long b) { double d; memcpy(&d, &b, 8); return d; }
-static inline double __dmul_rn(double a, double b) { return a * b; }
-static inline double __dadd_rn(double a, double b) { return a + b; }
-static inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
-
-static ucontext_t hb_sim_main;
-static std::vector<ucontext_t> hb_sim_fib;
-static std::vector<std::vector<char> > hb_sim_stack;
-static std::vector<char> hb_sim_done;
-static unsigned hb_sim_cur;
-static void (*hb_sim_fn)(void **);
-static void **hb_sim_params;
-static unsigned long long hb_sim_x[2 * 1024];
-
-static void hb_sim_barrier() {
-    unsigned me = hb_sim_cur;
-    swapcontext(&hb_sim_fib[me], &hb_sim_main);
-    threadIdx.x = me;
-}
-static void __syncthreads() { hb_sim_barrier(); }
-
-// Exchanges alternate between two halves of hb_sim_x, so one barrier each
-// suffices: a thread rewrites a half only after the next barrier, which
-// every thread passes after its read of that half.
-static unsigned hb_sim_phase[1024];
-static unsigned long long *hb_sim_slot() {
-    unsigned ph = hb_sim_phase[threadIdx.x];
-    hb_sim_phase[threadIdx.x] = ph ^ 1;
-    return hb_sim_x + 1024 * ph;
-}
-template <class T> static T hb_sim_exchange(T v, unsigned src) {
-    unsigned long long u = 0, *x = hb_sim_slot();
-    memcpy(&u, &v, sizeof(T));
-    x[threadIdx.x] = u;
-    hb_sim_barrier();
-    unsigned long long r = x[src];
-    T out;
-    memcpy(&out, &r, sizeof(T));
-    return out;
-}
-template <class T> static T __shfl_sync(unsigned, T v, int lane) { return hb_sim_exchange(v, (threadIdx.x & ~31u) + (unsigned)lane); }
-template <class T> static T __shfl_xor_sync(unsigned, T v, int m) { return hb_sim_exchange(v, threadIdx.x ^ (unsigned)m); }
-template <class T> static T __shfl_up_sync(unsigned, T v, unsigned d) {
-    return hb_sim_exchange(v, (threadIdx.x & 31u) >= d ? threadIdx.x - d : threadIdx.x);
-}
-static unsigned __ballot_sync(unsigned, int p) {
-    unsigned long long *x = hb_sim_slot();
-    x[threadIdx.x] = p != 0;
-    hb_sim_barrier();
-    unsigned m = 0, base = threadIdx.x & ~31u;
-    for (unsigned l = 0; l < 32; l++)
-        if (x[base + l]) m |= 1u << l;
-    return m;
-}
-
-static void hb_sim_thread() {
-    hb_sim_fn(hb_sim_params);
-    hb_sim_done[hb_sim_cur] = 1;
-}
-`
-
-// simLauncher is the C++ tail: a typed trampoline per kernel and the block
-// scheduler.
-func simLauncher(kernels []string) string {
-	var sb strings.Builder
-	sb.WriteString(`
-template <typename... A, size_t... I>
-static void hb_sim_call(void (*k)(A...), void **p, std::index_sequence<I...>) { k(*static_cast<A *>(p[I])...); }
-template <typename... A>
-static void hb_sim_invoke(void (*k)(A...), void **p) { hb_sim_call(k, p, std::index_sequence_for<A...>{}); }
-`)
-	for _, k := range kernels {
-		fmt.Fprintf(&sb, "static void hb_sim_tramp_%s(void **p) { hb_sim_invoke(%s, p); }\n", k, k)
-	}
-	sb.WriteString("struct hb_sim_entry { const char *name; void (*fn)(void **); };\nstatic const hb_sim_entry hb_sim_table[] = {\n")
-	for _, k := range kernels {
-		fmt.Fprintf(&sb, "    {%q, hb_sim_tramp_%s},\n", k, k)
-	}
-	sb.WriteString(`};
-
-extern "C" int hb_sim_launch(const char *name, unsigned grid, unsigned block, void **params) {
-    hb_sim_fn = 0;
-    for (const hb_sim_entry &e : hb_sim_table)
-        if (strcmp(e.name, name) == 0) hb_sim_fn = e.fn;
-    if (!hb_sim_fn) return 1;
-    hb_sim_params = params;
-    gridDim.x = grid; gridDim.y = gridDim.z = 1;
-    blockDim.x = block; blockDim.y = blockDim.z = 1;
-    threadIdx.y = threadIdx.z = blockIdx.y = blockIdx.z = 0;
-    hb_sim_fib.resize(block);
-    hb_sim_done.assign(block, 0);
-    if (hb_sim_stack.size() < block) hb_sim_stack.resize(block);
-    for (unsigned t = 0; t < block; t++) hb_sim_stack[t].resize(64 << 10);
-    for (unsigned b = 0; b < grid; b++) {
-        blockIdx.x = b;
-        for (unsigned t = 0; t < block; t++) {
-            getcontext(&hb_sim_fib[t]);
-            hb_sim_fib[t].uc_stack.ss_sp = hb_sim_stack[t].data();
-            hb_sim_fib[t].uc_stack.ss_size = hb_sim_stack[t].size();
-            hb_sim_fib[t].uc_link = &hb_sim_main;
-            makecontext(&hb_sim_fib[t], hb_sim_thread, 0);
-            hb_sim_done[t] = 0;
-            hb_sim_phase[t] = 0;
-        }
-        for (unsigned live = block; live > 0;) {
-            live = 0;
-            unsigned finished = 0;
-            for (unsigned t = 0; t < block; t++) {
-                if (hb_sim_done[t]) { finished++; continue; }
-                hb_sim_cur = t;
-                threadIdx.x = t;
-                swapcontext(&hb_sim_main, &hb_sim_fib[t]);
-                if (!hb_sim_done[t]) live++;
-                else finished++;
-            }
-            if (live > 0 && finished > 0) return 2;
-        }
-    }
-    return 0;
-}
-`)
-	return sb.String()
 }
 
 // BenchmarkDeviceLoss times Device.Loss (kernel, reduction and the one

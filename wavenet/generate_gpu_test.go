@@ -5,18 +5,22 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/compute/cudasim"
 	"github.com/wavecat/wavecat/outputs"
 )
 
 // The GPU generator's tests need a CUDA GPU (scripts/gpu-check.sh runs them
-// on one); without one they skip, saying why. TestGenerateSourceCompiles
-// needs only NVRTC.
+// on one); without one they skip, saying why. Their TestCPUSim* twins run
+// the same checks on compute/cudasim, which builds generate.cu and the head
+// kernels with g++ for the CPU (they skip without g++).
+// TestGenerateSourceCompiles needs only NVRTC.
 
 var (
 	gpuOnce sync.Once
@@ -31,6 +35,48 @@ func gpuOrSkip(tb testing.TB) *cuda.Backend {
 		tb.Skipf("no CUDA GPU here, GPU test skipped: %s", strings.SplitN(gpuErr.Error(), "\n", 2)[0])
 	}
 	return gpuBe
+}
+
+var (
+	simOnce sync.Once
+	simBe   *cudasim.Backend
+	simErr  error
+)
+
+// simOrSkip is the CPU simulator of the GPU backend (compute/cudasim),
+// shared by the tests; it skips without g++.
+func simOrSkip(tb testing.TB) *cudasim.Backend {
+	tb.Helper()
+	simOnce.Do(func() { simBe, simErr = cudasim.New(cudasim.Options{}) })
+	if errors.Is(simErr, cudasim.ErrNoCompiler) {
+		tb.Skip(simErr)
+	}
+	if simErr != nil {
+		tb.Fatal(simErr)
+	}
+	return simBe
+}
+
+// simCases are the named gpuCases, for the simulator. A launch there costs
+// about a thousand times what it does on a GPU (every thread of every block
+// is a fiber on the CPU): a check takes 7-10 s per tiny model and 18-23 s
+// per wide one on two cores, so each simulated test runs two cases, which
+// keeps go test ./wavenet under a minute. Between them they cover kernel
+// sizes 2 and 3, one-hot and scalar inputs, a warp and a thread sampler,
+// and the wide model's multi-row warp loops and block slices; the GPU runs
+// every case.
+func simCases(t *testing.T, names ...string) []gpuCase {
+	t.Helper()
+	all := gpuCases()
+	var cs []gpuCase
+	for _, n := range names {
+		i := slices.IndexFunc(all, func(c gpuCase) bool { return c.name == n })
+		if i < 0 {
+			t.Fatalf("no gpuCase %q", n)
+		}
+		cs = append(cs, all[i])
+	}
+	return cs
 }
 
 // TestGenerateSourceCompiles compiles generate.cu with NVRTC (CI installs
@@ -116,9 +162,18 @@ func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Hea
 // rings wrap, chunks and graph replays cross, and shorter utterances run
 // past their end).
 func TestGPUGenerateMatchesForward(t *testing.T) {
-	be := gpuOrSkip(t)
+	checkGenerateMatchesForward(t, gpuOrSkip(t), gpuCases())
+}
+
+// TestCPUSimGenerateMatchesForward is the same check on the CPU simulator,
+// for a tiny one-hot model at k = 2 and the wide mixture model at k = 3.
+func TestCPUSimGenerateMatchesForward(t *testing.T) {
+	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mulaw/k2", "mol-wide/k3"))
+}
+
+func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCase) {
 	cpuBe := newCPU(t)
-	for _, c := range gpuCases() {
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m, h := c.model(t, cpuBe)
 			defer m.Free()
@@ -200,9 +255,20 @@ func TestGPUGenerateMatchesForward(t *testing.T) {
 // Forward over it), samples are finite and in [-1,1], a seed reproduces its
 // waveform, and an utterance's samples do not depend on its batch-mates.
 func TestGPUGenerateFreeRunning(t *testing.T) {
-	be := gpuOrSkip(t)
+	checkGenerateFreeRunning(t, gpuOrSkip(t), gpuCases())
+}
+
+// TestCPUSimGenerateFreeRunning is the same check on the CPU simulator, for
+// a head sampled by a warp per utterance with one-hot inputs (categorical,
+// k = 3) and one sampled by a thread per utterance with scalar inputs (mol,
+// k = 2).
+func TestCPUSimGenerateFreeRunning(t *testing.T) {
+	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "categorical/k3", "mol/k2"))
+}
+
+func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase) {
 	cpuBe := newCPU(t)
-	for _, c := range gpuCases() {
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m, h := c.model(t, cpuBe)
 			defer m.Free()
