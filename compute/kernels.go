@@ -1,6 +1,12 @@
 package compute
 
-import "math"
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+)
 
 // Run-time compiled device kernels. Packages that own device maths (each
 // output head, the GPU generator) embed their CUDA C beside their Go code
@@ -60,3 +66,64 @@ type Graph interface {
 }
 
 func float32bits(x float32) uint32 { return math.Float32bits(x) }
+
+// KernelDecl is what a launcher needs to know of one kernel, read from its
+// CUDA C source: the parameter kinds (Sig: p for any pointer, l for long
+// long, f for float, the only parameter types a Module accepts) and the
+// thread limit of its __launch_bounds__ (0: none).
+type KernelDecl struct {
+	Sig        string
+	MaxThreads int
+}
+
+var (
+	kernelDecl = regexp.MustCompile(`__global__\s+void\s+(?:__launch_bounds__\s*\(([^)]*)\)\s*)?(\w+)\s*\(([^)]*)\)`)
+	spaces     = regexp.MustCompile(`\s+`)
+)
+
+// ParseKernels reads the declarations of the named kernels from source, so
+// a backend can refuse a launch whose arguments do not match before a GPU
+// reads garbage. It fails on a missing kernel or a parameter of another
+// type.
+func ParseKernels(source string, kernels []string) (map[string]KernelDecl, error) {
+	found := map[string]KernelDecl{}
+	for _, m := range kernelDecl.FindAllStringSubmatch(source, -1) {
+		name := m[2]
+		var d KernelDecl
+		if m[1] != "" {
+			n, err := strconv.Atoi(strings.TrimSpace(strings.Split(m[1], ",")[0]))
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("kernel %s: __launch_bounds__(%s): want a positive integer thread count", name, m[1])
+			}
+			d.MaxThreads = n
+		}
+		var sig strings.Builder
+		params := strings.TrimSpace(m[3])
+		if params != "" && params != "void" {
+			for _, p := range strings.Split(params, ",") {
+				p = spaces.ReplaceAllString(strings.TrimSpace(p), " ")
+				switch {
+				case strings.Contains(p, "*"):
+					sig.WriteByte('p')
+				case strings.HasPrefix(p, "long long ") || strings.HasPrefix(p, "const long long ") || strings.HasPrefix(p, "ll ") || strings.HasPrefix(p, "const ll "):
+					sig.WriteByte('l')
+				case strings.HasPrefix(p, "float ") || strings.HasPrefix(p, "const float "):
+					sig.WriteByte('f')
+				default:
+					return nil, fmt.Errorf("kernel %s: parameter %q: only pointers, long long and float are supported", name, p)
+				}
+			}
+		}
+		d.Sig = sig.String()
+		found[name] = d
+	}
+	out := map[string]KernelDecl{}
+	for _, k := range kernels {
+		d, ok := found[k]
+		if !ok {
+			return nil, fmt.Errorf("no __global__ void %s(...) in the source", k)
+		}
+		out[k] = d
+	}
+	return out, nil
+}

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/compute/cudasim"
 	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/wavenet"
 )
@@ -26,6 +28,27 @@ func TestGPUTrainStepMatchesCPU(t *testing.T) {
 		t.Skipf("no CUDA GPU here, GPU test skipped: %s", strings.SplitN(err.Error(), "\n", 2)[0])
 	}
 	defer gbe.Close()
+	checkTrainStepMatchesCPU(t, gbe)
+}
+
+// TestCPUSimTrainStepMatchesCPU is the same step with the heads' kernels
+// run by the CPU simulator (compute/cudasim; the network's maths is then
+// the CPU backend's): it checks the device-head path of the step, and this
+// test itself, on machines without a GPU.
+func TestCPUSimTrainStepMatchesCPU(t *testing.T) {
+	sbe, err := cudasim.New(cudasim.Options{})
+	if errors.Is(err, cudasim.ErrNoCompiler) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTrainStepMatchesCPU(t, sbe)
+}
+
+// checkTrainStepMatchesCPU runs the step on gbe with the head on the
+// device and on a CPU backend with the head's Go maths.
+func checkTrainStepMatchesCPU(t *testing.T, gbe compute.Backend) {
 	cbe, err := cpu.New(cpu.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package cuda
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"unsafe"
 
@@ -28,14 +27,14 @@ type module struct {
 	name  string
 	mod   uintptr
 	funcs map[string]uintptr
-	sigs  map[string]string
+	decls map[string]compute.KernelDecl
 }
 
 // Compile implements compute.KernelCompiler. A source is compiled once per
 // backend; each kernel's parameter kinds are read from the source so Launch
 // can refuse mismatched arguments before the GPU reads garbage.
 func (be *Backend) Compile(name, source string, kernels ...string) (compute.Module, error) {
-	sigs, err := kernelSignatures(source, kernels)
+	decls, err := compute.ParseKernels(source, kernels)
 	if err != nil {
 		return nil, fmt.Errorf("cuda: %s: %w", name, err)
 	}
@@ -52,7 +51,7 @@ func (be *Backend) Compile(name, source string, kernels ...string) (compute.Modu
 	if err != nil {
 		return nil, fmt.Errorf("cuda: compiling %s: %w", name, err)
 	}
-	m := &module{be: be, name: name, funcs: map[string]uintptr{}, sigs: sigs}
+	m := &module{be: be, name: name, funcs: map[string]uintptr{}, decls: decls}
 	r := be.drv.cuModuleLoadData(&m.mod, unsafe.Pointer(&nulTerminated(ptx)[0]))
 	if r != cuSuccess && fromCache {
 		if ptx, _, err = be.nv.compile(source, name, compileOptions(be.arch)); err != nil {
@@ -85,7 +84,11 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 	if !ok {
 		panic(fmt.Sprintf("cuda: %s: kernel %s not compiled", m.name, kernel))
 	}
-	sig := m.sigs[kernel]
+	d := m.decls[kernel]
+	sig := d.Sig
+	if d.MaxThreads > 0 && block > d.MaxThreads {
+		panic(fmt.Sprintf("cuda: %s: kernel %s launched with %d threads per block, above its __launch_bounds__(%d)", m.name, kernel, block, d.MaxThreads))
+	}
 	if len(args) != len(sig) || len(args) > maxKernelArgs {
 		panic(fmt.Sprintf("cuda: %s: kernel %s takes %d arguments (%s), launched with %d", m.name, kernel, len(sig), sig, len(args)))
 	}
@@ -107,46 +110,6 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 	copy(be.argVals, vals[:len(args)])
 	r := be.drv.cuLaunchKernel(f, uint32(grid), 1, 1, uint32(block), 1, 1, uint32(sharedBytes), be.stream, unsafe.Add(be.args, 8*maxKernelArgs), nil)
 	be.must("cuLaunchKernel("+kernel+")", r)
-}
-
-var (
-	kernelDecl = regexp.MustCompile(`__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(([^)]*)\)`)
-	spaces     = regexp.MustCompile(`\s+`)
-)
-
-// kernelSignatures reads the parameter kinds of each named kernel from
-// source: p for any pointer, l for long long, f for float.
-func kernelSignatures(source string, kernels []string) (map[string]string, error) {
-	found := map[string]string{}
-	for _, m := range kernelDecl.FindAllStringSubmatch(source, -1) {
-		var sig strings.Builder
-		params := strings.TrimSpace(m[2])
-		if params != "" && params != "void" {
-			for _, p := range strings.Split(params, ",") {
-				p = spaces.ReplaceAllString(strings.TrimSpace(p), " ")
-				switch {
-				case strings.Contains(p, "*"):
-					sig.WriteByte('p')
-				case strings.HasPrefix(p, "long long ") || strings.HasPrefix(p, "const long long ") || strings.HasPrefix(p, "ll ") || strings.HasPrefix(p, "const ll "):
-					sig.WriteByte('l')
-				case strings.HasPrefix(p, "float ") || strings.HasPrefix(p, "const float "):
-					sig.WriteByte('f')
-				default:
-					return nil, fmt.Errorf("kernel %s: parameter %q: only pointers, long long and float are supported", m[1], p)
-				}
-			}
-		}
-		found[m[1]] = sig.String()
-	}
-	out := map[string]string{}
-	for _, k := range kernels {
-		s, ok := found[k]
-		if !ok {
-			return nil, fmt.Errorf("no __global__ void %s(...) in the source", k)
-		}
-		out[k] = s
-	}
-	return out, nil
 }
 
 // CheckCompile compiles source with NVRTC for compute_80 (no driver or GPU

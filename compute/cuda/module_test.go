@@ -21,26 +21,6 @@ extern "C" __global__ void t_inc(float *y, long long n) {
 }
 `
 
-func TestKernelSignaturesParsed(t *testing.T) {
-	sigs, err := kernelSignatures(testModuleSrc, []string{"t_axpb", "t_inc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sigs["t_axpb"] != "pplff" || sigs["t_inc"] != "pl" {
-		t.Errorf("signatures %v, want t_axpb \"pplff\" and t_inc \"pl\"", sigs)
-	}
-	lb, err := kernelSignatures(`extern "C" __global__ void __launch_bounds__(1024) k(const float *x, long long n) {}`, []string{"k"})
-	if err != nil || lb["k"] != "pl" {
-		t.Errorf("kernel with __launch_bounds__: %v, %v (want \"pl\")", lb, err)
-	}
-	if _, err := kernelSignatures(testModuleSrc, []string{"t_missing"}); err == nil || !strings.Contains(err.Error(), "t_missing") {
-		t.Errorf("missing kernel: err = %v", err)
-	}
-	if _, err := kernelSignatures(`extern "C" __global__ void k(double x) {}`, []string{"k"}); err == nil || !strings.Contains(err.Error(), "double x") {
-		t.Errorf("unsupported parameter type: err = %v", err)
-	}
-}
-
 // TestCheckCompile: a good source compiles, a broken one fails with
 // NVRTC's log naming the line. No GPU needed.
 func TestCheckCompile(t *testing.T) {

@@ -42,7 +42,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -145,12 +144,11 @@ func (be *Backend) Describe() string {
 
 // module is one compiled source: a copy of the library per worker.
 type module struct {
-	be     *Backend
-	name   string
-	index  map[string]int    // kernel -> entry of the library's table
-	sigs   map[string]string // kernel -> parameter kinds
-	bounds map[string]int    // kernel -> __launch_bounds__ threads, if any
-	libs   []library         // one per worker
+	be    *Backend
+	name  string
+	index map[string]int                // kernel -> entry of the library's table
+	decls map[string]compute.KernelDecl // kernel -> parameter kinds, __launch_bounds__
+	libs  []library                     // one per worker
 }
 
 // library is the entry points of one loaded copy.
@@ -173,7 +171,7 @@ func (be *Backend) Compile(name, source string, kernels ...string) (compute.Modu
 		}
 		return m, nil
 	}
-	sigs, bounds, err := kernelSignatures(source, kernels)
+	decls, err := compute.ParseKernels(source, kernels)
 	if err != nil {
 		return nil, fmt.Errorf("cudasim: %s: %w", name, err)
 	}
@@ -198,7 +196,7 @@ func (be *Backend) Compile(name, source string, kernels ...string) (compute.Modu
 	if err != nil {
 		return nil, err
 	}
-	m := &module{be: be, name: name, index: map[string]int{}, sigs: sigs, bounds: bounds}
+	m := &module{be: be, name: name, index: map[string]int{}, decls: decls}
 	for i, k := range kernels {
 		m.index[k] = i
 	}
@@ -245,7 +243,7 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 	if !ok {
 		panic(fmt.Sprintf("cudasim: %s: kernel %s not compiled", m.name, kernel))
 	}
-	sig := m.sigs[kernel]
+	sig := m.decls[kernel].Sig
 	if len(args) != len(sig) {
 		panic(fmt.Sprintf("cudasim: %s: kernel %s takes %d arguments (%s), launched with %d", m.name, kernel, len(sig), sig, len(args)))
 	}
@@ -273,7 +271,7 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 	if block > maxBlock {
 		panic(fmt.Sprintf("cudasim: %s: kernel %s launched with blocks of %d threads (at most %d)", m.name, kernel, block, maxBlock))
 	}
-	if b := m.bounds[kernel]; b > 0 && block > b {
+	if b := m.decls[kernel].MaxThreads; b > 0 && block > b {
 		panic(fmt.Sprintf("cudasim: %s: kernel %s launched with blocks of %d threads, more than its __launch_bounds__(%d)", m.name, kernel, block, b))
 	}
 	if sharedBytes < 0 || sharedBytes > maxShared {
@@ -351,58 +349,9 @@ func (g *graph) Launch() {
 func (g *graph) Free() { g.fn = nil }
 
 var (
-	kernelDecl   = regexp.MustCompile(`__global__\s+void\s+(?:__launch_bounds__\s*\(([^)]*)\)\s*)?(\w+)\s*\(([^)]*)\)`)
 	spaces       = regexp.MustCompile(`\s+`)
 	externShared = regexp.MustCompile(`extern\s+__shared__\s+(?:__align__\s*\([^)]*\)\s+)?([\w\s]+?)\s+(\w+)\s*\[\s*\]\s*;`)
 )
-
-// kernelSignatures reads the parameter kinds of each named kernel from
-// source (p for any pointer, l for long long, f for float: the forms the
-// CUDA backend accepts) and the thread count of its __launch_bounds__.
-func kernelSignatures(source string, kernels []string) (sigs map[string]string, bounds map[string]int, err error) {
-	found := map[string]string{}
-	lb := map[string]int{}
-	for _, m := range kernelDecl.FindAllStringSubmatch(source, -1) {
-		name := m[2]
-		if m[1] != "" {
-			n, err := strconv.Atoi(strings.TrimSpace(strings.Split(m[1], ",")[0]))
-			if err != nil || n <= 0 {
-				return nil, nil, fmt.Errorf("kernel %s: __launch_bounds__(%s): want a positive integer thread count", name, m[1])
-			}
-			lb[name] = n
-		}
-		var sig strings.Builder
-		params := strings.TrimSpace(m[3])
-		if params != "" && params != "void" {
-			for _, p := range strings.Split(params, ",") {
-				p = spaces.ReplaceAllString(strings.TrimSpace(p), " ")
-				switch {
-				case strings.Contains(p, "*"):
-					sig.WriteByte('p')
-				case strings.HasPrefix(p, "long long ") || strings.HasPrefix(p, "const long long ") || strings.HasPrefix(p, "ll ") || strings.HasPrefix(p, "const ll "):
-					sig.WriteByte('l')
-				case strings.HasPrefix(p, "float ") || strings.HasPrefix(p, "const float "):
-					sig.WriteByte('f')
-				default:
-					return nil, nil, fmt.Errorf("kernel %s: parameter %q: only pointers, long long and float are supported", name, p)
-				}
-			}
-		}
-		found[name] = sig.String()
-	}
-	sigs, bounds = map[string]string{}, map[string]int{}
-	for _, k := range kernels {
-		s, ok := found[k]
-		if !ok {
-			return nil, nil, fmt.Errorf("no __global__ void %s(...) in the source", k)
-		}
-		sigs[k] = s
-		if n, ok := lb[k]; ok {
-			bounds[k] = n
-		}
-	}
-	return sigs, bounds, nil
-}
 
 // hostSource is the C++ translation unit for source: the prelude, the
 // source with its dynamic shared arrays pointed at the simulator's buffer

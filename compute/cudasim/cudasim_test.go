@@ -595,29 +595,6 @@ func TestCompile(t *testing.T) {
 	}
 }
 
-func TestKernelSignatures(t *testing.T) {
-	src := `
-__global__ void __launch_bounds__( 256 ) a(const float *x, float* y,
-        long long n, const ll m, ll k, float s, const float t) {}
-__global__ void b() {}
-__global__ void c(void) {}
-__global__ void __launch_bounds__(1024, 1) d(float *p) {}
-`
-	sigs, bounds, err := kernelSignatures(src, []string{"a", "b", "c", "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sigs["a"] != "pplllff" || sigs["b"] != "" || sigs["c"] != "" || sigs["d"] != "p" {
-		t.Errorf("signatures %v", sigs)
-	}
-	if len(bounds) != 2 || bounds["a"] != 256 || bounds["d"] != 1024 {
-		t.Errorf("launch bounds %v", bounds)
-	}
-	if _, _, err := kernelSignatures("__global__ void __launch_bounds__(N) e(float *p) {}", []string{"e"}); err == nil {
-		t.Error("a symbolic launch bound was accepted")
-	}
-}
-
 func TestCapture(t *testing.T) {
 	be, mod := sim(t, variants[0])
 	out := be.Alloc(4 * 32)
