@@ -125,6 +125,40 @@ func gpuCases() []gpuCase {
 		gpuCase{"mulaw256-wide/k2", "mulaw --bins 256", 2, true})
 }
 
+// generator builds the case's model on the CPU and a GPU generator on be
+// with the same weights (all freed when the test ends).
+func (c gpuCase) generator(t *testing.T, cpuBe, be compute.Backend) (*Model, outputs.Head, *GPUGenerator) {
+	t.Helper()
+	m, h := c.model(t, cpuBe)
+	t.Cleanup(m.Free)
+	gm := gpuTwin(t, be, m)
+	t.Cleanup(gm.Free)
+	dev, err := outputs.NewDevice(h, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dev.Free)
+	g, err := NewGPUGenerator(gm, h, dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Free)
+	return m, h, g
+}
+
+// traceDiff compares slot b's step outputs in trace [T][B][O] with the
+// parallel output ref [O][T]: the largest difference and the largest |ref|.
+func traceDiff(trace, ref []float32, T, B, b, O int) (worst, scale float64) {
+	for tt := 0; tt < T; tt++ {
+		for o := 0; o < O; o++ {
+			r := float64(ref[o*T+tt])
+			scale = max(scale, math.Abs(r))
+			worst = max(worst, math.Abs(float64(trace[(tt*B+b)*O+o])-r))
+		}
+	}
+	return worst, scale
+}
+
 func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Head) {
 	t.Helper()
 	if !c.wide {
@@ -175,20 +209,7 @@ func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCa
 	cpuBe := newCPU(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m, h := c.model(t, cpuBe)
-			defer m.Free()
-			gm := gpuTwin(t, be, m)
-			defer gm.Free()
-			dev, err := outputs.NewDevice(h, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dev.Free()
-			g, err := NewGPUGenerator(gm, h, dev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Free()
+			m, h, g := c.generator(t, cpuBe, be)
 			cfg := m.Config()
 			C, O, Cin, hop := cfg.CinChannels, cfg.OutChannels, cfg.InputChannels, cfg.HopSize()
 			frames := []int{(gpuChunk + 3*hop) / hop * 2, gpuChunk/hop + 1, 7} // longest first
@@ -230,15 +251,7 @@ func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCa
 			be.Download(trace, compute.V(tb))
 			for b := range utts {
 				T := frames[b] * hop
-				ref := forwardOutputs(t, m, h, utts[b].Mel, ys[b])
-				worst, scale := 0.0, 0.0
-				for tt := 0; tt < T; tt++ {
-					for o := 0; o < O; o++ {
-						r := float64(ref[o*T+tt])
-						scale = max(scale, math.Abs(r))
-						worst = max(worst, math.Abs(float64(trace[(tt*B+b)*O+o])-r))
-					}
-				}
+				worst, scale := traceDiff(trace, forwardOutputs(t, m, h, utts[b].Mel, ys[b]), T, B, b, O)
 				if scale == 0 {
 					t.Fatal("parallel output is all zero")
 				}
@@ -270,20 +283,7 @@ func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase)
 	cpuBe := newCPU(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m, h := c.model(t, cpuBe)
-			defer m.Free()
-			gm := gpuTwin(t, be, m)
-			defer gm.Free()
-			dev, err := outputs.NewDevice(h, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dev.Free()
-			g, err := NewGPUGenerator(gm, h, dev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Free()
+			m, h, g := c.generator(t, cpuBe, be)
 			cfg := m.Config()
 			C, O, hop := cfg.CinChannels, cfg.OutChannels, cfg.HopSize()
 			rng := rand.New(rand.NewPCG(5, 6))
@@ -321,16 +321,7 @@ func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase)
 					t.Errorf("utterance %d: only %d distinct sample values", i, len(distinct))
 				}
 				T := len(y)
-				ref := forwardOutputs(t, m, h, utts[i].Mel, y)
-				b := slotOf[i]
-				worst, scale := 0.0, 0.0
-				for tt := 0; tt < T; tt++ {
-					for o := 0; o < O; o++ {
-						r := float64(ref[o*T+tt])
-						scale = max(scale, math.Abs(r))
-						worst = max(worst, math.Abs(float64(trace[(tt*B+b)*O+o])-r))
-					}
-				}
+				worst, scale := traceDiff(trace, forwardOutputs(t, m, h, utts[i].Mel, y), T, B, slotOf[i], O)
 				if worst > 1e-4*max(1, scale) {
 					t.Errorf("utterance %d: step outputs over the generated waveform differ from Forward by %.3g (scale %.3g)", i, worst, scale)
 				}
