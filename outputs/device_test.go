@@ -290,6 +290,20 @@ func relErr(got, want, floor float64) float64 {
 
 const devTol = 1e-4
 
+// devBatch draws devB items of devT timesteps: logits [devB][C][devT] and
+// targets [devB][devT].
+func devBatch(h Head, rng *rand.Rand) (logits, targets []float32) {
+	C := h.Channels()
+	logits = make([]float32, 0, devB*C*devT)
+	targets = make([]float32, 0, devB*devT)
+	for b := 0; b < devB; b++ {
+		z := devLogits(h, devT, rng)
+		logits = append(logits, z...)
+		targets = append(targets, devTargets(h, z, devT, rng)...)
+	}
+	return logits, targets
+}
+
 // ---- checks ----
 
 func checkDeviceLoss(t *testing.T, be compute.Backend) {
@@ -298,13 +312,7 @@ func checkDeviceLoss(t *testing.T, be compute.Backend) {
 			h, d := newDevice(t, be, spec)
 			C := h.Channels()
 			rng := rand.New(rand.NewPCG(7, uint64(i)))
-			logits := make([]float32, 0, devB*C*devT)
-			targets := make([]float32, 0, devB*devT)
-			for b := 0; b < devB; b++ {
-				z := devLogits(h, devT, rng)
-				logits = append(logits, z...)
-				targets = append(targets, devTargets(h, z, devT, rng)...)
-			}
+			logits, targets := devBatch(h, rng)
 			mask := devMask(devB*devT, rng)
 			const scale = 0.37
 			lb, tb, mb := upload(be, logits), upload(be, targets), upload(be, mask)
@@ -373,13 +381,7 @@ func checkDeviceBits(t *testing.T, be compute.Backend) {
 			h, d := newDevice(t, be, spec)
 			C := h.Channels()
 			rng := rand.New(rand.NewPCG(8, uint64(i)))
-			logits := make([]float32, 0, devB*C*devT)
-			targets := make([]float32, 0, devB*devT)
-			for b := 0; b < devB; b++ {
-				z := devLogits(h, devT, rng)
-				logits = append(logits, z...)
-				targets = append(targets, devTargets(h, z, devT, rng)...)
-			}
+			logits, targets := devBatch(h, rng)
 			want := make([]float64, devB*devT)
 			for b := 0; b < devB; b++ {
 				h.Bits(logits[b*C*devT:(b+1)*C*devT], devT, devT, targets[b*devT:(b+1)*devT], want[b*devT:(b+1)*devT])
