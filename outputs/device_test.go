@@ -520,24 +520,33 @@ func mergeCells(p []float64, n int) (group []int, gp []float64) {
 	return group, gp
 }
 
+// sampleBuffers makes the buffers of a Sample call for B utterances with
+// the same step logits z: logits, RNG states, samples and encoded inputs
+// (freed when the test ends).
+func sampleBuffers(t *testing.T, be compute.Backend, h Head, z []float32, B int) (lb, rb, yb, eb compute.Buffer) {
+	C, IC := h.Channels(), h.InputChannels()
+	logits := make([]float32, B*C)
+	for b := 0; b < B; b++ {
+		copy(logits[b*C:], z)
+	}
+	lb, rb, yb, eb = upload(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*IC)
+	t.Cleanup(func() {
+		for _, b := range []compute.Buffer{lb, rb, yb, eb} {
+			be.Free(b)
+		}
+	})
+	return lb, rb, yb, eb
+}
+
 func checkDeviceSample(t *testing.T, be compute.Backend) {
 	for i, spec := range deviceSpecs {
 		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
 			h, d := newDevice(t, be, spec)
-			C, IC := h.Channels(), h.InputChannels()
+			IC := h.InputChannels()
 			const B = 100000
 			rng := rand.New(rand.NewPCG(9, uint64(i)))
 			z := sampleLogits(h, rng)
-			logits := make([]float32, B*C)
-			for b := 0; b < B; b++ {
-				copy(logits[b*C:], z)
-			}
-			lb, rb, yb, eb := upload(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*IC)
-			defer func() {
-				for _, b := range []compute.Buffer{lb, rb, yb, eb} {
-					be.Free(b)
-				}
-			}()
+			lb, rb, yb, eb := sampleBuffers(t, be, h, z, B)
 			d.SeedRNG(compute.V(rb), B, 12345)
 			d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
 			y := download(be, yb, B)
@@ -580,19 +589,9 @@ func checkDeviceSeedRNG(t *testing.T, be compute.Backend) {
 	for i, spec := range deviceSpecs {
 		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
 			h, d := newDevice(t, be, spec)
-			C, IC := h.Channels(), h.InputChannels()
 			rng := rand.New(rand.NewPCG(10, uint64(i)))
 			z := sampleLogits(h, rng)
-			logits := make([]float32, B*C)
-			for b := 0; b < B; b++ {
-				copy(logits[b*C:], z)
-			}
-			lb, rb, yb, eb := upload(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*IC)
-			defer func() {
-				for _, b := range []compute.Buffer{lb, rb, yb, eb} {
-					be.Free(b)
-				}
-			}()
+			lb, rb, yb, eb := sampleBuffers(t, be, h, z, B)
 			draw := func() []float32 {
 				d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
 				return download(be, yb, B)
