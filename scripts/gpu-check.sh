@@ -69,6 +69,8 @@ for f in $BINS; do
 	fi
 	gunzip -c "$B/$f.gz" >"$E/$f" && chmod +x "$E/$f"
 done
+QUICK=0
+[[ "${2:-}" == "--quick" ]] && QUICK=1
 O="${OUT:-$B/out}"
 mkdir -p "$O"
 L=$(mktemp -d) # logs, packed into $O/logs.tgz at the end (the device tool returns few files)
