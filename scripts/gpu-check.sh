@@ -112,6 +112,10 @@ tests wavenet wavenet.test 90 -test.run '^TestGPU|SourceCompiles'
 tests train train.test 40 -test.run '^TestGPU'
 tests cuda cuda.test 45 -test.run '^Test(Conformance|MatchesCPU|TF32|GPU.*|CheckCompile|KernelsCompile)$'
 say "$(grep -h -m1 -o -E "cuda: [^;]*NVRTC [0-9.]+ kernels for compute_[0-9]+" "$L"/cuda.log)"
+if grep -q -- '--- SKIP: TestConformance' "$L/cuda.log"; then
+	say "NO GPU: the CUDA backend did not open, so the GPU tests skipped: $(grep -m1 -o 'GPU test skipped: .*' "$L/cuda.log")"
+	FAILED=1
+fi
 
 say "== 2. benchmarks (reference config)"
 timeout 45 "$E/bench.test" -test.run '^$' -test.bench 'TrainStepCUDA$' -test.benchtime 3x -test.timeout=40s >"$L/bench-train.log" 2>&1
