@@ -266,7 +266,7 @@ func download(be compute.Backend, b compute.Buffer, n int) []float32 {
 	return x
 }
 
-func newDevice(t *testing.T, be compute.Backend, spec string) (Head, *Device) {
+func newDevice(t testing.TB, be compute.Backend, spec string) (Head, *Device) {
 	t.Helper()
 	h, err := New(spec)
 	if err != nil {
@@ -290,16 +290,16 @@ func relErr(got, want, floor float64) float64 {
 
 const devTol = 1e-4
 
-// devBatch draws devB items of devT timesteps: logits [devB][C][devT] and
-// targets [devB][devT].
-func devBatch(h Head, rng *rand.Rand) (logits, targets []float32) {
+// devBatch draws B items of T timesteps: logits [B][C][T] and targets
+// [B][T].
+func devBatch(h Head, B, T int, rng *rand.Rand) (logits, targets []float32) {
 	C := h.Channels()
-	logits = make([]float32, 0, devB*C*devT)
-	targets = make([]float32, 0, devB*devT)
-	for b := 0; b < devB; b++ {
-		z := devLogits(h, devT, rng)
+	logits = make([]float32, 0, B*C*T)
+	targets = make([]float32, 0, B*T)
+	for b := 0; b < B; b++ {
+		z := devLogits(h, T, rng)
 		logits = append(logits, z...)
-		targets = append(targets, devTargets(h, z, devT, rng)...)
+		targets = append(targets, devTargets(h, z, T, rng)...)
 	}
 	return logits, targets
 }
@@ -312,7 +312,7 @@ func checkDeviceLoss(t *testing.T, be compute.Backend) {
 			h, d := newDevice(t, be, spec)
 			C := h.Channels()
 			rng := rand.New(rand.NewPCG(7, uint64(i)))
-			logits, targets := devBatch(h, rng)
+			logits, targets := devBatch(h, devB, devT, rng)
 			mask := devMask(devB*devT, rng)
 			const scale = 0.37
 			lb, tb, mb := upload(be, logits), upload(be, targets), upload(be, mask)
@@ -381,7 +381,7 @@ func checkDeviceBits(t *testing.T, be compute.Backend) {
 			h, d := newDevice(t, be, spec)
 			C := h.Channels()
 			rng := rand.New(rand.NewPCG(8, uint64(i)))
-			logits, targets := devBatch(h, rng)
+			logits, targets := devBatch(h, devB, devT, rng)
 			want := make([]float64, devB*devT)
 			for b := 0; b < devB; b++ {
 				h.Bits(logits[b*C*devT:(b+1)*C*devT], devT, devT, targets[b*devT:(b+1)*devT], want[b*devT:(b+1)*devT])
@@ -443,19 +443,7 @@ func sampleCells(h Head, z []float32) ([]float64, func(y float32) int) {
 	switch h := h.(type) {
 	case *AdaCat:
 		k := h.k
-		w, hh := softmax64(f64(z[:k])), softmax64(f64(z[k:]))
-		cdf := func(y float64) float64 {
-			x, c, F := (y+1)/2, 0.0, 0.0
-			for i := 0; i < k; i++ {
-				if x <= c+w[i] || i == k-1 {
-					return F + math.Min(x-c, w[i])*hh[i]/w[i]
-				}
-				c += w[i]
-				F += hh[i]
-			}
-			return 1
-		}
-		return cellProbs(n, cdf), equalCells(n)
+		return cellProbs(n, adacatCDF(z, k)), equalCells(n)
 	case *MoL:
 		M := h.m
 		pi := softmax64(f64(z[:M]))
@@ -701,19 +689,9 @@ func BenchmarkDeviceLoss(b *testing.B) {
 	for _, spec := range deviceSpecs {
 		b.Run(strings.ReplaceAll(spec, " ", "_"), func(b *testing.B) {
 			be := gpuBackend(b)
-			h, _ := New(spec)
-			d, err := NewDevice(h, be)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer d.Free()
+			h, d := newDevice(b, be, spec)
 			rng := rand.New(rand.NewPCG(1, 2))
-			var logits, targets []float32
-			for i := 0; i < B; i++ {
-				z := devLogits(h, T, rng)
-				logits = append(logits, z...)
-				targets = append(targets, devTargets(h, z, T, rng)...)
-			}
+			logits, targets := devBatch(h, B, T, rng)
 			lb, tb, gb := upload(be, logits), upload(be, targets), be.Alloc(len(logits))
 			defer func() {
 				for _, x := range []compute.Buffer{lb, tb, gb} {
@@ -736,12 +714,7 @@ func BenchmarkDeviceSample(b *testing.B) {
 		for _, B := range []int{1, 32} {
 			b.Run(fmt.Sprintf("%s/B=%d", strings.ReplaceAll(spec, " ", "_"), B), func(b *testing.B) {
 				be := gpuBackend(b)
-				h, _ := New(spec)
-				d, err := NewDevice(h, be)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer d.Free()
+				h, d := newDevice(b, be, spec)
 				rng := rand.New(rand.NewPCG(1, 3))
 				var logits []float32
 				for i := 0; i < B; i++ {

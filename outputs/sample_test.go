@@ -114,8 +114,15 @@ func TestAdaCatSampling(t *testing.T) {
 	const k = 6
 	z := f32([]float64{0.5, -0.3, 1.1, 0.2, -1, 0.4, 0.9, -0.2, 0.3, 1.2, -0.4, 0.1})
 	h, _ := NewAdaCat(k, 1e-4)
+	checkSamples(t, "adacat", h, z, cellProbs(20, adacatCDF(z, k)), equalCells(20))
+}
+
+// adacatCDF is the AdaCat CDF over y in [-1,1] for logits z (k widths,
+// then k heights), computed independently of adacat.go:
+// F(x) = sum_{j<i} h_j + (x-c_i) h_i/w_i on bin i.
+func adacatCDF(z []float32, k int) func(y float64) float64 {
 	w, hh := softmax64(f64(z[:k])), softmax64(f64(z[k:]))
-	cdf := func(y float64) float64 { // F(x) = sum_{j<i} h_j + (x-c_i) h_i/w_i
+	return func(y float64) float64 {
 		x, c, F := (y+1)/2, 0.0, 0.0
 		for i := 0; i < k; i++ {
 			if x <= c+w[i] || i == k-1 {
@@ -126,7 +133,6 @@ func TestAdaCatSampling(t *testing.T) {
 		}
 		return 1
 	}
-	checkSamples(t, "adacat", h, z, cellProbs(20, cdf), equalCells(20))
 }
 
 func TestGaussianSampling(t *testing.T) {
