@@ -371,18 +371,8 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		return nil, errors.New("wavenet: generator used after Free")
 	}
 	C, pad := g.C, g.cfg.CinPad
-	for i, u := range utts {
-		if len(u.Mel) == 0 || len(u.Mel)%C != 0 {
-			return nil, fmt.Errorf("wavenet: generate: utterance %d: mel has %d values, not a positive multiple of %d channels", i, len(u.Mel), C)
-		}
-		if f := len(u.Mel) / C; f > MaxGenerateFrames {
-			return nil, fmt.Errorf("wavenet: generate: utterance %d: %d frames is more than the %d allowed", i, f, MaxGenerateFrames)
-		}
-		for j, v := range u.Mel {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("wavenet: generate: utterance %d: mel value %d (frame %d, channel %d) is %v", i, j, j/C, j%C, v)
-			}
-		}
+	if err := checkUtterances(utts, C); err != nil {
+		return nil, err
 	}
 	B := opts.Batch
 	if B <= 0 {
@@ -434,16 +424,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		sl.t, sl.c0, sl.c1, sl.prev = 0, 0, 0, 0
 		sl.out = make([]float32, sl.T)
 		sl.rng = rand.New(rand.NewPCG(u.Seed, 0x5eed5eed5eed5eed))
-		// Pad with CinPad replicated edge frames each side (the reference's
-		// inference padding) and transpose to [C][frames+2*pad].
-		F, Fp := sl.frames, sl.frames+2*pad
-		sl.melP = make([]float32, C*Fp)
-		for f := 0; f < Fp; f++ {
-			src := min(max(f-pad, 0), F-1)
-			for c := 0; c < C; c++ {
-				sl.melP[c*Fp+f] = u.Mel[src*C+c]
-			}
-		}
+		sl.melP = padMel(u.Mel, C, pad)
 		g.be.Fill(sl.ring, lo.ringL, 0)
 		return true
 	}
@@ -503,6 +484,41 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 	}
 	wg.Wait()
 	return outs, nil
+}
+
+// checkUtterances refuses an empty or ragged mel, one over
+// MaxGenerateFrames, or one holding NaN or Inf, naming the utterance.
+func checkUtterances(utts []Utterance, C int) error {
+	for i, u := range utts {
+		if len(u.Mel) == 0 || len(u.Mel)%C != 0 {
+			return fmt.Errorf("wavenet: generate: utterance %d: mel has %d values, not a positive multiple of %d channels", i, len(u.Mel), C)
+		}
+		if f := len(u.Mel) / C; f > MaxGenerateFrames {
+			return fmt.Errorf("wavenet: generate: utterance %d: %d frames is more than the %d allowed", i, f, MaxGenerateFrames)
+		}
+		for j, v := range u.Mel {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("wavenet: generate: utterance %d: mel value %d (frame %d, channel %d) is %v", i, j, j/C, j%C, v)
+			}
+		}
+	}
+	return nil
+}
+
+// padMel pads a mel [frames][C] with pad replicated edge frames each side
+// (the reference's inference padding) and transposes it to
+// [C][frames+2*pad], the conditioning network's input.
+func padMel(mel []float32, C, pad int) []float32 {
+	F := len(mel) / C
+	Fp := F + 2*pad
+	out := make([]float32, C*Fp)
+	for f := 0; f < Fp; f++ {
+		src := min(max(f-pad, 0), F-1)
+		for c := 0; c < C; c++ {
+			out[c*Fp+f] = mel[src*C+c]
+		}
+	}
+	return out
 }
 
 // condChunk conditions the next chunk of sl's frames (with condMargin

@@ -216,19 +216,8 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 		return nil, errors.New("wavenet: GPU generator used after Free")
 	}
 	p := g.plan
-	C := p.C
-	for i, u := range utts {
-		if len(u.Mel) == 0 || len(u.Mel)%C != 0 {
-			return nil, fmt.Errorf("wavenet: generate: utterance %d: mel has %d values, not a positive multiple of %d channels", i, len(u.Mel), C)
-		}
-		if f := len(u.Mel) / C; f > MaxGenerateFrames {
-			return nil, fmt.Errorf("wavenet: generate: utterance %d: %d frames is more than the %d allowed", i, f, MaxGenerateFrames)
-		}
-		for j, v := range u.Mel {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("wavenet: generate: utterance %d: mel value %d (frame %d, channel %d) is %v", i, j, j/C, j%C, v)
-			}
-		}
+	if err := checkUtterances(utts, p.C); err != nil {
+		return nil, err
 	}
 	outs := make([][]float32, len(utts))
 	if len(utts) == 0 {
@@ -345,13 +334,7 @@ func (g *GPUGenerator) condition(mel []float32, pad int) compute.Buffer {
 	C := p.C
 	F := len(mel) / C
 	Fp := F + 2*pad
-	melP := make([]float32, C*Fp)
-	for f := 0; f < Fp; f++ {
-		src := min(max(f-pad, 0), F-1)
-		for c := 0; c < C; c++ {
-			melP[c*Fp+f] = mel[src*C+c]
-		}
-	}
+	melP := padMel(mel, C, pad)
 	T := F * p.hop
 	melC, convOut, upA := be.Alloc(C*Fp), be.Alloc(C*F), be.Alloc(C*T)
 	defer be.Free(melC)
