@@ -64,22 +64,24 @@ func (be *Backend) GemmSum(transA, transB bool, m, n, k int, alpha float32, a co
 		E += batch
 	}
 	mn := m * n
-	scratch, ones := be.sumScratch(E*mn, E)
 	pa, pb := be.dptr(a, 1, "GemmSum A"), be.dptr(b, 1, "GemmSum B")
-	ps := be.dptr(scratch, E*mn, "GemmSum scratch")
 	// cuBLAS cannot see the alignment of pointers that live in device
 	// arrays and its tensor-core (TF32) kernels assume 16 bytes: measured on
 	// an H100, a TF32 cublasSgemmBatched on views 1-3 floats off alignment
 	// (a dilated tap's shift, conv_in's frame offset) failed with
 	// CUDA_ERROR_MISALIGNED_ADDRESS. Such operands take one strided batch
-	// into per-item slices instead (no split of k), in every math mode.
+	// into per-item slices instead (no split of k), in every math mode. The
+	// scratch slots are aligned when m*n is a multiple of 4 (device
+	// allocations start 256-byte aligned).
 	aligned := func(p uint64, stride, step int) bool { return p%16 == 0 && stride%4 == 0 && (P == 1 || step*kc%4 == 0) }
-	if !aligned(pa, strideA, aStep) || !aligned(pb, strideB, bStep) || ps%16 != 0 || mn%4 != 0 {
-		scratch, ones = be.sumScratch(batch*mn, batch)
+	if !aligned(pa, strideA, aStep) || !aligned(pb, strideB, bStep) || mn%4 != 0 {
+		scratch, ones := be.sumScratch(batch*mn, batch)
 		be.GemmStridedBatched(transA, transB, m, n, k, 1, a, lda, strideA, b, ldb, strideB, 0, scratch, n, mn, batch)
 		be.Gemm(false, false, 1, mn, batch, alpha, ones, batch, scratch, mn, beta, c, mn)
 		return
 	}
+	scratch, ones := be.sumScratch(E*mn, E)
+	ps := be.dptr(scratch, E*mn, "GemmSum scratch")
 	arrays := be.sumPointers(sumKey{pa, pb, ps, strideA, strideB, aStep * kc, bStep * kc, mn, batch, P})
 	cg := toColMajor(transA, transB, m, n, kc, lda, ldb, n, 0, 0, 0)
 	nb := uint64(batch * P * 8)
