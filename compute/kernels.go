@@ -49,6 +49,18 @@ type Module interface {
 	Launch(kernel string, grid, block, sharedBytes int, args ...Arg)
 }
 
+// CoResident is implemented by Modules that can say how many blocks of a
+// kernel the device runs at once. A kernel whose blocks wait for each other
+// (the GPU generator's one-launch step, wavenet/generate.cu) must not be
+// launched with more: the blocks beyond it would only start when others
+// finish, and the others never finish.
+type CoResident interface {
+	// CoResidentBlocks is the number of blocks of kernel, with block
+	// threads and sharedBytes of dynamic shared memory each, that can be
+	// resident on the device at the same time (0: unknown).
+	CoResidentBlocks(kernel string, block, sharedBytes int) int
+}
+
 // GraphCapturer is implemented by backends that can record a sequence of
 // launches once and replay it with one call (CUDA graphs): the per-sample
 // step of synthesis is hundreds of tiny kernels, and replaying them as a

@@ -206,4 +206,255 @@ __global__ void wg_trace(float *trace, const float *out, const float *tbuf, ll n
     for (ll i = threadIdx.x; i < n; i += blockDim.x) trace[t * n + i] = out[i];
 }
 
+// ---- wf_step: the whole network step in one launch, for small batches ----
+//
+// A step of L+5 launches spends most of its time between kernels at batch
+// 1. wf_step runs the network part of a step (everything but sampling) as
+// one launch of NB blocks that all run at once (the host launches no more
+// than compute.CoResident allows) and hand each other their results through
+// tagged words instead of kernel boundaries: a word is the 32-bit value in
+// the low half and a tag, t*(L+2) + round + 1, in the high half, stored and
+// loaded as one 8-byte access, so a reader that sees the tag it waits for
+// sees the value written with it, and no fence or grid barrier is needed.
+// Words are cleared to 0 per utterance group (the host), and each round
+// writes its own region, so a tag is never ambiguous.
+//
+// Round l < L computes layer l for the current sample. Its inputs are layer
+// l-1's outputs, [x_{l-1}, z_{l-1}] (region l-1; for l = 0 the encoded input),
+// and the past taps of x_l from the ring. The current tap x_l(t) is not
+// waited for: with x_l = a (x_{l-1} + Wr z_{l-1} + br), the host folds
+// Wcur x_l into a Wcur x_{l-1} + (a Wcur Wr) z_{l-1} + a Wcur br, so a round
+// needs one exchange, not two. Each round's rows are one matrix over its
+// input vector (fused weights, see fusedWeights in generate_gpu.go): the
+// gate rows (in pairs a, b sharing a warp), the residual rows (x_l, also
+// written to the ring for later steps) and, from round 1, the skip rows of
+// layer l-1 (summed by their owner in skip[]). Round L adds the last skip
+// rows and publishes a1 = ReLU(skip * skipNorm), round L+1 a2 = ReLU(W1 a1 +
+// b1), round L+2 writes out = W2 a2 + b2. Block j owns rows [j*n/NB,
+// (j+1)*n/NB) of each kind; each warp takes one task (a row or a gate pair)
+// at a time for every utterance, its fresh weights read into registers
+// before it waits for the round's input.
+//
+// A wait longer than WF_SPIN_LIMIT pauses (the blocks were not all running:
+// another process sharing the GPU's SMs) sets status[0] = 1 and stops
+// waiting; the host checks status after the group and reruns it with the
+// layered kernels.
+
+#define WF_NREG 12      // fresh weights per lane held in registers (rows up to 384 long)
+#define WF_BMAX 4       // utterances per launch
+#define WF_SPIN_LIMIT (1ll << 22)
+
+enum { FR = 0, FH, FS, FO, FK, FL, FCIN, FCHUNK, FNB, FRINGPER, FHDR = 16, FPER = 12 };
+// Per round r, at FHDR + r*FPER: offset of the fresh-weight matrix [rows][flen], of
+// the row constants, of the past-tap matrix [2H][(K-1)R]; flen; the input region's
+// word offset and length per utterance; the output region's; the layer's ring offset,
+// dilation and span.
+enum { FW = 0, FC, FP, FLEN, FIN, FINLEN, FOUT, FOUTLEN, FRING, FDIL, FSPAN };
+
+typedef unsigned long long wf_word;
+
+__device__ __forceinline__ void wf_pause() {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 700
+    __nanosleep(32);
+#endif
+}
+
+// wf_gather reads this lane's elements lane + 32 i (i < WF_NREG, below
+// flen) of the round's input in into v, once each word carries tag. The
+// loads are all issued before any is checked, so a round waits about one
+// L2 round trip, not one per element. A wait over WF_SPIN_LIMIT pauses sets
+// status[0]; once it is set nobody waits (the values are then garbage, and
+// the host discards them).
+__device__ __forceinline__ void wf_gather(const wf_word *in, int flen, int lane, unsigned tag, float *status, float *v) {
+    const volatile wf_word *vp = (const volatile wf_word *)in;
+    const wf_word ready = (wf_word)tag << 32;
+    wf_word w[WF_NREG];
+#pragma unroll
+    for (int i = 0; i < WF_NREG; i++) w[i] = lane + 32 * i < flen ? vp[lane + 32 * i] : ready;
+    for (long long spins = 0;; spins++) {
+        bool ok = true;
+#pragma unroll
+        for (int i = 0; i < WF_NREG; i++) ok = ok && (unsigned)(w[i] >> 32) == tag;
+        if (ok || *(const volatile float *)status != 0.0f) break;
+        if (spins == WF_SPIN_LIMIT) {
+            *(volatile float *)status = 1.0f;
+            break;
+        }
+        wf_pause();
+#pragma unroll
+        for (int i = 0; i < WF_NREG; i++)
+            if ((unsigned)(w[i] >> 32) != tag) w[i] = vp[lane + 32 * i];
+    }
+#pragma unroll
+    for (int i = 0; i < WF_NREG; i++) v[i] = __uint_as_float((unsigned)w[i]);
+}
+
+// wf_wait is wf_gather for one word (the rows longer than WF_NREG*32).
+__device__ float wf_wait(const wf_word *p, unsigned tag, float *status) {
+    const volatile wf_word *vp = (const volatile wf_word *)p;
+    wf_word w = *vp;
+    for (long long spins = 0; (unsigned)(w >> 32) != tag; spins++) {
+        if (*(const volatile float *)status != 0.0f) break;
+        if (spins == WF_SPIN_LIMIT) {
+            *(volatile float *)status = 1.0f;
+            break;
+        }
+        wf_pause();
+        w = *vp;
+    }
+    return __uint_as_float((unsigned)w);
+}
+
+__device__ __forceinline__ void wf_put(wf_word *p, unsigned tag, float v) {
+    *(volatile wf_word *)p = ((wf_word)tag << 32) | __float_as_uint(v);
+}
+
+// wf_step: one step's network for B <= WF_BMAX utterances; see above.
+// Arguments as wg_layer's, plus the fused weights Wf and table ftab, the
+// exchange words xchF (float pairs) and status.
+__global__ void __launch_bounds__(256) wf_step(const float *Wf, const float *ftab, float *xchF, float *ring, float *skip,
+                                               const float *proj, const float *enc, float *out, const float *tbuf,
+                                               float *status, ll B, float skipNorm) {
+    wf_word *xch = (wf_word *)xchF;
+    const int R = tab_at(ftab, FR), H = tab_at(ftab, FH), S = tab_at(ftab, FS), O = tab_at(ftab, FO);
+    const int K = tab_at(ftab, FK), L = tab_at(ftab, FL), Cin = tab_at(ftab, FCIN), chunk = tab_at(ftab, FCHUNK);
+    const int NB = tab_at(ftab, FNB);
+    const ll ringPer = tab_at(ftab, FRINGPER);
+    const int G = 2 * H;
+    const int t = __float_as_int(tbuf[0]);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    const int j = blockIdx.x;
+    if (B > WF_BMAX || j >= NB) return;
+    const unsigned tag0 = (unsigned)t * (unsigned)(L + 2);
+    // Prologue: the past taps of every layer's gate pairs of this block
+    // depend only on earlier steps (the rings), so they are all summed
+    // here, with many loads in flight, instead of inside the rounds.
+    extern __shared__ float past[]; // [L][ngb][B][2]
+    const int gb0 = j * H / NB, ngb = (j + 1) * H / NB - gb0;
+    for (int q = warp; q < L * ngb; q += nw) {
+        const int l = q / ngb, h = gb0 + q % ngb, base = FHDR + l * FPER;
+        const int dil = tab_at(ftab, base + FDIL), span = tab_at(ftab, base + FSPAN);
+        const int KP = (K - 1) * R;
+        const float *pwa = Wf + tab_at(ftab, base + FP) + (ll)h * KP, *pwb = pwa + (ll)H * KP;
+        for (int b = 0; b < B; b++) {
+            float a = 0.0f, c = 0.0f;
+            if (span > 0) {
+                const float *rg = ring + tab_at(ftab, base + FRING) + b * ringPer;
+                for (int k = 0; k < K - 1; k++) {
+                    int p = (t - (K - 1 - k) * dil) % (span + 1);
+                    if (p < 0) p += span + 1;
+                    const float *xr = rg + (ll)p * R;
+                    for (int i = lane; i < R; i += 32) {
+                        a += pwa[k * R + i] * xr[i];
+                        c += pwb[k * R + i] * xr[i];
+                    }
+                }
+            }
+            a = warp_allsum(a);
+            c = warp_allsum(c);
+            if (lane == 0) past[(q * B + b) * 2] = a, past[(q * B + b) * 2 + 1] = c;
+        }
+    }
+    __syncthreads();
+    for (int r = 0; r < L + 3; r++) {
+        const int base = FHDR + r * FPER;
+        const float *Wm = Wf + tab_at(ftab, base + FW), *cst = Wf + tab_at(ftab, base + FC);
+        const int flen = tab_at(ftab, base + FLEN), nreg = min(flen, 32 * WF_NREG);
+        const ll inOff = tab_at(ftab, base + FIN), inLen = tab_at(ftab, base + FINLEN);
+        const ll outOff = tab_at(ftab, base + FOUT), outLen = tab_at(ftab, base + FOUTLEN);
+        const int span = tab_at(ftab, base + FSPAN);
+        float *rg0 = ring + tab_at(ftab, base + FRING);
+        const unsigned tagIn = tag0 + r, tagOut = tag0 + r + 1;
+        // This block's tasks: gate pairs, residual rows, skip rows, head rows.
+        const int ng = r < L ? H : 0, nr = r < L ? R : 0, ns = (r >= 1 && r <= L) ? S : 0;
+        const int nh = r == L + 1 ? S : (r == L + 2 ? O : 0);
+        const int g0 = j * ng / NB, g1 = (j + 1) * ng / NB;
+        const int r0 = j * nr / NB, r1 = (j + 1) * nr / NB;
+        const int s0 = j * ns / NB, s1 = (j + 1) * ns / NB;
+        const int h0 = j * nh / NB, h1 = (j + 1) * nh / NB;
+        const int ntask = (g1 - g0) + (r1 - r0) + (s1 - s0) + (h1 - h0);
+        for (int task = warp; task < ntask; task += nw) {
+            // kind 0 gate pair, 1 residual, 2 skip, 3 head; rowA/rowB in Wm.
+            int kind, idx, rowA, rowB = -1;
+            if (task < g1 - g0) {
+                kind = 0, idx = g0 + task, rowA = idx, rowB = H + idx;
+            } else if (task < (g1 - g0) + (r1 - r0)) {
+                kind = 1, idx = r0 + task - (g1 - g0), rowA = G + idx;
+            } else if (task < (g1 - g0) + (r1 - r0) + (s1 - s0)) {
+                kind = 2, idx = s0 + task - (g1 - g0) - (r1 - r0), rowA = (r < L ? G + R : 0) + idx;
+            } else {
+                kind = 3, idx = h0 + task - (g1 - g0) - (r1 - r0) - (s1 - s0), rowA = idx;
+            }
+            const bool pair = rowB >= 0;
+            const float *wa = Wm + (ll)rowA * flen, *wb = pair ? Wm + (ll)rowB * flen : wa;
+            float ra[WF_NREG], rb[WF_NREG];
+#pragma unroll
+            for (int i = 0; i < WF_NREG; i++) {
+                const int e = lane + 32 * i;
+                ra[i] = e < nreg ? wa[e] : 0.0f;
+                rb[i] = (pair && e < nreg) ? wb[e] : 0.0f;
+            }
+            // Everything that does not wait for this round's input, on lane 0:
+            // the row constants, a gate pair's past taps (the prologue's sums)
+            // and conditioning projection, and the running skip sum.
+            float pa[WF_BMAX], pb[WF_BMAX];
+#pragma unroll
+            for (int b = 0; b < WF_BMAX; b++) {
+                pa[b] = 0.0f, pb[b] = 0.0f;
+                if (b >= B || lane != 0) continue;
+                pa[b] = cst[rowA];
+                if (pair) {
+                    const float *pj = proj + (b * chunk + t % chunk) * ((ll)L * G) + (ll)r * G;
+                    const float *ps = past + (((ll)r * ngb + idx - gb0) * B + b) * 2;
+                    pa[b] += pj[idx] + ps[0];
+                    pb[b] = cst[rowB] + pj[H + idx] + ps[1];
+                }
+                if (kind == 2 && r > 1) pa[b] += skip[b * S + idx];
+            }
+#pragma unroll
+            for (int b = 0; b < WF_BMAX; b++) {
+                if (b >= B) break;
+                const wf_word *in = xch + B * inOff + b * inLen;
+                float v[WF_NREG];
+                if (r == 0) {
+                    const float *e0 = enc + b * Cin;
+#pragma unroll
+                    for (int i = 0; i < WF_NREG; i++) v[i] = lane + 32 * i < nreg ? e0[lane + 32 * i] : 0.0f;
+                } else {
+                    wf_gather(in, nreg, lane, tagIn, status, v);
+                }
+                float a = pa[b], c = pb[b];
+#pragma unroll
+                for (int i = 0; i < WF_NREG; i++) {
+                    a += ra[i] * v[i];
+                    c += rb[i] * v[i];
+                }
+                for (int e = nreg + lane; e < flen; e += 32) {
+                    const float x = r == 0 ? enc[b * Cin + e] : wf_wait(in + e, tagIn, status);
+                    a += wa[e] * x;
+                    if (pair) c += wb[e] * x;
+                }
+                a = warp_allsum(a);
+                if (pair) c = warp_allsum(c);
+                if (lane != 0) continue;
+                wf_word *o = xch + B * outOff + b * outLen;
+                if (kind == 0) {
+                    wf_put(o + R + idx, tagOut, tanhf(a) * (1.0f / (1.0f + expf(-c))));
+                } else if (kind == 1) {
+                    wf_put(o + idx, tagOut, a);
+                    if (span > 0) rg0[b * ringPer + (ll)(t % (span + 1)) * R + idx] = a;
+                } else if (kind == 2) {
+                    if (r < L) skip[b * S + idx] = a;
+                    else wf_put(o + idx, tagOut, fmaxf(a * skipNorm, 0.0f));
+                } else if (r == L + 1) {
+                    wf_put(o + idx, tagOut, fmaxf(a, 0.0f));
+                } else {
+                    out[b * O + idx] = a;
+                }
+            }
+        }
+        __syncthreads();
+    }
+}
+
 }  // extern "C"

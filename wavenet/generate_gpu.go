@@ -18,7 +18,7 @@ var generateSource string
 // GenerateSource is generate.cu, for compile checks (cuda.CheckCompile).
 func GenerateSource() string { return generateSource }
 
-var gpuKernels = []string{"wg_first", "wg_layer", "wg_head1", "wg_head2", "wg_advance", "wg_force", "wg_trace"}
+var gpuKernels = []string{"wg_first", "wg_layer", "wg_head1", "wg_head2", "wg_advance", "wg_force", "wg_trace", "wf_step"}
 
 // DeviceSampler draws one sample per utterance on the device
 // (outputs.Device satisfies it): from step logits [B][C] it writes y[b] and
@@ -50,6 +50,12 @@ type GPUGenerator struct {
 	tab  compute.Buffer
 	nsl  int
 	ring []int // ring offsets per layer (floats), then the total
+
+	// fused is the one-launch step for batches up to fusedMaxBatch (nil
+	// where the backend cannot say how many blocks run at once); path
+	// overrides the choice (tests, benchmarks).
+	fused *fusedStep
+	path  genPath
 
 	// Tests: force, when set, replaces sampling by teacher forcing with
 	// these encoded inputs [T][B][Cin]; trace, when set, records the step
@@ -127,6 +133,7 @@ func NewGPUGenerator(m *Model, s Sampler, ds DeviceSampler) (*GPUGenerator, erro
 	plan.w = g.w // upsample reads the weights through the plan (device memory; plan.wh stays nil)
 	g.tab = be.Alloc(len(tf))
 	be.Upload(compute.V(g.tab), tf)
+	g.fused = newFusedStep(be, mod, plan, w, max(g.ring[plan.L], 1), g.ring, 0)
 	return g, nil
 }
 
@@ -136,6 +143,10 @@ func (g *GPUGenerator) Free() {
 		g.be.Free(g.w)
 		g.be.Free(g.tab)
 		g.w, g.tab = nil, nil
+		if g.fused != nil {
+			g.fused.free(g.be)
+			g.fused = nil
+		}
 	}
 }
 
@@ -148,21 +159,48 @@ type gpuState struct {
 	B                                     int
 	X, ring, Z, skip, A2, out, y, enc, rg compute.Buffer
 	tbuf, proj                            compute.Buffer
+	// The one-launch step's exchange words (two floats each, a buffer of
+	// its own so they are 8-byte aligned) and stall flag; nil unless fused.
+	xch, status compute.Buffer
+	fused       bool
 }
 
-func (g *GPUGenerator) newState(B int) *gpuState {
+func (g *GPUGenerator) newState(B int, fused bool) *gpuState {
 	p, be := g.plan, g.be
-	return &gpuState{B: B,
+	st := &gpuState{B: B,
 		X: be.Alloc(p.L * B * p.R), ring: be.Alloc(B * max(g.ring[p.L], 1)), Z: be.Alloc(2 * B * p.H),
 		skip: be.Alloc(B * p.S), A2: be.Alloc(B * p.S), out: be.Alloc(B * p.O), y: be.Alloc(B),
 		enc: be.Alloc(B * p.Cin), rg: be.Alloc(2 * B), tbuf: be.Alloc(1),
 		proj: be.Alloc(B * gpuChunk * p.L * p.G)}
+	if fused {
+		st.fused, st.xch, st.status = true, be.Alloc(2*B*g.fused.words), be.Alloc(1)
+	}
+	return st
 }
 
 func (st *gpuState) free(be compute.Backend) {
-	for _, b := range []compute.Buffer{st.X, st.ring, st.Z, st.skip, st.A2, st.out, st.y, st.enc, st.rg, st.tbuf, st.proj} {
-		be.Free(b)
+	for _, b := range []compute.Buffer{st.X, st.ring, st.Z, st.skip, st.A2, st.out, st.y, st.enc, st.rg, st.tbuf, st.proj, st.xch, st.status} {
+		if b != nil {
+			be.Free(b)
+		}
 	}
+}
+
+// useFused says whether a group of B slots and Tmax samples runs the
+// one-launch step: by default where it is built and B is small (there the
+// launches dominate; larger batches fill the GPU with the layered kernels'
+// blocks), and while its tags (t*(L+2)+round+1, 32 bits) cannot wrap.
+func (g *GPUGenerator) useFused(B, Tmax int) (bool, error) {
+	ok := g.fused != nil && B <= fusedMaxBatch && 4*g.fused.past*B <= fusedMaxShared && int64(Tmax+1)*int64(g.plan.L+2) < 1<<32
+	switch g.path {
+	case pathLayered:
+		return false, nil
+	case pathFused:
+		if !ok {
+			return false, errors.New("wavenet: GPU generator: the one-launch step is not available for this backend, batch or length")
+		}
+	}
+	return ok, nil
 }
 
 // graphSteps is the number of samples per graph replay: gpuGraphSteps, or
@@ -189,13 +227,17 @@ func (g *GPUGenerator) step(st *gpuState, wave compute.View, Tmax int) {
 	if g.force.Buf != nil {
 		m.Launch("wg_force", 1, gpuBlock, 0, V(st.enc), compute.Ptr(g.force, g.force.Buf.Len()-g.force.Off), V(st.tbuf), compute.Int(B*p.Cin))
 	}
-	m.Launch("wg_first", B, gpuBlock, 0, W, tab, V(st.enc), V(st.X), V(st.skip), compute.Int(B))
-	for l := 0; l < p.L; l++ {
-		m.Launch("wg_layer", B*g.nsl, layerBlock, 4*(p.K*p.R+p.H), W, tab, V(st.X), V(st.ring), V(st.Z), V(st.skip),
-			V(st.proj), V(st.tbuf), compute.Int(l), compute.Int(B), compute.Float(p.resScale))
+	if st.fused {
+		g.fusedLaunch(st)
+	} else {
+		m.Launch("wg_first", B, gpuBlock, 0, W, tab, V(st.enc), V(st.X), V(st.skip), compute.Int(B))
+		for l := 0; l < p.L; l++ {
+			m.Launch("wg_layer", B*g.nsl, layerBlock, 4*(p.K*p.R+p.H), W, tab, V(st.X), V(st.ring), V(st.Z), V(st.skip),
+				V(st.proj), V(st.tbuf), compute.Int(l), compute.Int(B), compute.Float(p.resScale))
+		}
+		m.Launch("wg_head1", B*g.nsl, layerBlock, 4*(p.H+p.S), W, tab, V(st.Z), V(st.skip), V(st.A2), compute.Int(B), compute.Float(p.skipNorm))
+		m.Launch("wg_head2", B, gpuBlock, 4*p.S, W, tab, V(st.A2), V(st.out), compute.Int(B))
 	}
-	m.Launch("wg_head1", B*g.nsl, layerBlock, 4*(p.H+p.S), W, tab, V(st.Z), V(st.skip), V(st.A2), compute.Int(B), compute.Float(p.skipNorm))
-	m.Launch("wg_head2", B, gpuBlock, 4*p.S, W, tab, V(st.A2), V(st.out), compute.Int(B))
 	if g.trace.Buf != nil {
 		m.Launch("wg_trace", 1, gpuBlock, 0, compute.Ptr(g.trace, g.trace.Buf.Len()-g.trace.Off), V(st.out), V(st.tbuf), compute.Int(B*p.O))
 	}
@@ -229,14 +271,25 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return len(utts[order[a]].Mel) > len(utts[order[b]].Mel) })
-	st := g.newState(B)
-	defer st.free(g.be)
+	fused, err := g.useFused(B, len(utts[order[0]].Mel)/p.C*p.hop)
+	if err != nil {
+		return nil, err
+	}
+	st := g.newState(B, fused)
+	defer func() { st.free(g.be) }()
 	gs := g.graphSteps()
 	enc0 := make([]float32, p.Cin)
 	p.s.EncodeInput(0, enc0)
 	for g0 := 0; g0 < len(order); g0 += B {
 		group := order[g0:min(g0+B, len(order))]
-		if err := g.runGroup(st, utts, group, enc0, gs, opts, outs); err != nil {
+		err := g.runGroup(st, utts, group, enc0, gs, opts, outs)
+		if errors.Is(err, errNotCoResident) && g.path != pathFused {
+			// Some SMs are busy elsewhere: the layered kernels from here on.
+			st.free(g.be)
+			st = g.newState(B, false)
+			err = g.runGroup(st, utts, group, enc0, gs, opts, outs)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -271,6 +324,10 @@ func (g *GPUGenerator) runGroup(st *gpuState, utts []Utterance, group []int, enc
 	be.Fill(compute.V(st.ring), st.ring.Len(), 0)
 	be.Fill(compute.V(st.y), B, 0)
 	be.Upload(compute.V(st.tbuf), []float32{0}) // int 0 has the bits of float 0
+	if st.fused {
+		be.Fill(compute.V(st.xch), st.xch.Len(), 0) // no word carries a tag yet
+		be.Fill(compute.V(st.status), 1, 0)
+	}
 	enc := make([]float32, B*p.Cin)
 	for b := 0; b < B; b++ {
 		copy(enc[b*p.Cin:], enc0)
@@ -315,6 +372,13 @@ func (g *GPUGenerator) runGroup(st *gpuState, utts []Utterance, group []int, enc
 	}
 	host := make([]float32, B*Tmax)
 	be.Download(host, compute.V(wave))
+	if st.fused {
+		var status [1]float32
+		be.Download(status[:], compute.V(st.status))
+		if status[0] != 0 {
+			return errNotCoResident
+		}
+	}
 	for i, u := range group {
 		y := make([]float32, Ts[i])
 		copy(y, host[i*Tmax:i*Tmax+Ts[i]])

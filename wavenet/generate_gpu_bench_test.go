@@ -9,9 +9,10 @@ import (
 
 // BenchmarkGenerateCUDA times GPU synthesis of the reference config (24
 // layers, 128/256/128, k=3, 80 mels, hop 256) with a MoL head (10
-// logistics, 30 channels) and with AdaCat (k=128, 256 channels), at batch 1
-// (one 2-second utterance) and batch 32 (32 x 1 s, aggregate samples/s),
-// conditioning included. xRT is samples/s over 22050 (real time).
+// logistics, 30 channels) and with AdaCat (k=128, 256 channels), at batch 1,
+// 4 and 32 (utterances of 1 s; aggregate samples/s), conditioning included,
+// with the default step kernels (the one-launch wf_step up to batch 4) and,
+// as the anchor, the layered ones. xRT is samples/s over 22050 (real time).
 func BenchmarkGenerateCUDA(b *testing.B) {
 	be := gpuOrSkip(b)
 	for _, spec := range []string{"mol --mixtures 10 --levels 65536", "adacat --components 128"} {
@@ -32,14 +33,20 @@ func BenchmarkGenerateCUDA(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, r := range []struct {
-			name          string
-			batch, frames int
-		}{{"batch1", 1, 172}, {"batch32", 32, 86}} {
+			name  string
+			batch int
+			path  genPath
+		}{{"batch1", 1, pathAuto}, {"batch1-layered", 1, pathLayered}, {"batch4", 4, pathAuto},
+			{"batch4-layered", 4, pathLayered}, {"batch32", 32, pathAuto}} {
 			b.Run(h.Name()+"/"+r.name, func(b *testing.B) {
 				rng := rand.New(rand.NewPCG(1, 1))
 				utts := make([]Utterance, r.batch)
 				for i := range utts {
-					utts[i] = Utterance{Mel: randMel(rng, r.frames, 80), Seed: uint64(i)}
+					utts[i] = Utterance{Mel: randMel(rng, 86, 80), Seed: uint64(i)}
+				}
+				g.path = r.path
+				if fused, _ := g.useFused(r.batch, 86*256); fused {
+					b.Logf("one-launch step: %d blocks of %d threads", g.fused.nb, g.fused.block)
 				}
 				b.Logf("%s", be.Describe())
 				samples := 0

@@ -112,17 +112,22 @@ type gpuCase struct {
 	spec string
 	k    int
 	wide bool
+	// long: residual and gate halves of 256 (2 layers), so the
+	// one-launch step's rows (R+H = 512) outrun the weights it keeps in
+	// registers (WF_NREG*32 = 384) and take its loop over the rest.
+	long bool
 }
 
 func gpuCases() []gpuCase {
 	var cs []gpuCase
 	for _, spec := range genHeads {
 		for _, k := range []int{2, 3} {
-			cs = append(cs, gpuCase{fmt.Sprintf("%s/k%d", strings.Fields(spec)[0], k), spec, k, false})
+			cs = append(cs, gpuCase{fmt.Sprintf("%s/k%d", strings.Fields(spec)[0], k), spec, k, false, false})
 		}
 	}
-	return append(cs, gpuCase{"mol-wide/k3", "mol --mixtures 10 --levels 65536", 3, true},
-		gpuCase{"mulaw256-wide/k2", "mulaw --bins 256", 2, true})
+	return append(cs, gpuCase{"mol-wide/k3", "mol --mixtures 10 --levels 65536", 3, true, false},
+		gpuCase{"mulaw256-wide/k2", "mulaw --bins 256", 2, true, false},
+		gpuCase{"gaussian-long/k2", "gaussian", 2, false, true})
 }
 
 // generator builds the case's model on the CPU and a GPU generator on be
@@ -161,7 +166,7 @@ func traceDiff(trace, ref []float32, T, B, b, O int) (worst, scale float64) {
 
 func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Head) {
 	t.Helper()
-	if !c.wide {
+	if !c.wide && !c.long {
 		return genModel(t, cpuBe, c.spec, c.k, int64(c.k*100+len(c.spec)))
 	}
 	h, err := outputs.New(c.spec)
@@ -171,6 +176,10 @@ func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Hea
 	cfg := TinyConfig(h.Channels(), h.InputChannels(), 20)
 	cfg.Layers, cfg.Stacks, cfg.KernelSize = 6, 2, c.k
 	cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels = 64, 128, 64
+	if c.long {
+		cfg.Layers, cfg.Stacks = 2, 1
+		cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels = 256, 512, 32
+	}
 	m, err := New(cfg, cpuBe, 5)
 	if err != nil {
 		t.Fatal(err)
@@ -196,20 +205,38 @@ func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Hea
 // rings wrap, chunks and graph replays cross, and shorter utterances run
 // past their end).
 func TestGPUGenerateMatchesForward(t *testing.T) {
-	checkGenerateMatchesForward(t, gpuOrSkip(t), gpuCases())
+	be := gpuOrSkip(t)
+	for _, path := range gpuPaths {
+		t.Run(path.name, func(t *testing.T) { checkGenerateMatchesForward(t, be, gpuCases(), path.path) })
+	}
 }
+
+// gpuPaths are the GPU generator's step kernels, each tested on a GPU.
+var gpuPaths = []struct {
+	name string
+	path genPath
+}{{"layered", pathLayered}, {"fused", pathFused}}
 
 // TestCPUSimGenerateMatchesForward is the same check on the CPU simulator,
 // for a tiny one-hot model at k = 2 and the wide mixture model at k = 3.
 func TestCPUSimGenerateMatchesForward(t *testing.T) {
-	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mulaw/k2", "mol-wide/k3"))
+	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mulaw/k2", "mol-wide/k3"), pathLayered)
 }
 
-func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCase) {
+// TestCPUSimFusedMatchesForward is the same check of the one-launch step
+// (wf_step), whose blocks run at once on the simulator's workers, for the
+// wide mixture model at k = 3, a tiny one-hot model at k = 2 and the
+// long-row model.
+func TestCPUSimFusedMatchesForward(t *testing.T) {
+	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mol-wide/k3", "categorical/k2", "gaussian-long/k2"), pathFused)
+}
+
+func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCase, path genPath) {
 	cpuBe := newCPU(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m, h, g := c.generator(t, cpuBe, be)
+			g.path = path
 			cfg := m.Config()
 			C, O, Cin, hop := cfg.CinChannels, cfg.OutChannels, cfg.InputChannels, cfg.HopSize()
 			frames := []int{(gpuChunk + 3*hop) / hop * 2, gpuChunk/hop + 1, 7} // longest first
@@ -268,7 +295,10 @@ func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCa
 // Forward over it), samples are finite and in [-1,1], a seed reproduces its
 // waveform, and an utterance's samples do not depend on its batch-mates.
 func TestGPUGenerateFreeRunning(t *testing.T) {
-	checkGenerateFreeRunning(t, gpuOrSkip(t), gpuCases())
+	be := gpuOrSkip(t)
+	for _, path := range gpuPaths {
+		t.Run(path.name, func(t *testing.T) { checkGenerateFreeRunning(t, be, gpuCases(), path.path) })
+	}
 }
 
 // TestCPUSimGenerateFreeRunning is the same check on the CPU simulator, for
@@ -276,14 +306,22 @@ func TestGPUGenerateFreeRunning(t *testing.T) {
 // k = 3) and one sampled by a thread per utterance with scalar inputs (mol,
 // k = 2).
 func TestCPUSimGenerateFreeRunning(t *testing.T) {
-	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "categorical/k3", "mol/k2"))
+	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "categorical/k3", "mol/k2"), pathLayered)
 }
 
-func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase) {
+// TestCPUSimFusedFreeRunning is the same check of the one-launch step for
+// AdaCat (a warp per utterance samples) and the Gaussian head (a thread),
+// both at k = 3.
+func TestCPUSimFusedFreeRunning(t *testing.T) {
+	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "adacat/k3", "gaussian/k3"), pathFused)
+}
+
+func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase, path genPath) {
 	cpuBe := newCPU(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m, h, g := c.generator(t, cpuBe, be)
+			g.path = path
 			cfg := m.Config()
 			C, O, hop := cfg.CinChannels, cfg.OutChannels, cfg.HopSize()
 			rng := rand.New(rand.NewPCG(5, 6))
@@ -361,5 +399,50 @@ func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase)
 				t.Errorf("another seed gave the same waveform")
 			}
 		})
+	}
+}
+
+// TestCPUSimFusedStallFallsBack: a one-launch step given more blocks than
+// run at once (on the simulator, more than its workers) stalls; the
+// blocks give up waiting and flag it, a forced fused run reports it, and
+// the default path reruns the group with the layered kernels, giving
+// exactly the layered path's waveform.
+func TestCPUSimFusedStallFallsBack(t *testing.T) {
+	be := simOrSkip(t)
+	c := simCases(t, "mol/k2")[0]
+	m, h, g := c.generator(t, newCPU(t), be)
+	if g.fused == nil {
+		t.Fatal("no one-launch step on the simulator")
+	}
+	_, w, err := newPlan(gpuTwin(t, be, m), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := g.fused.nb + 1
+	g.fused.free(be)
+	g.fused = newFusedStep(be, g.mod, g.plan, w, max(g.ring[g.plan.L], 1), g.ring, nb)
+	cfg := m.Config()
+	utts := []Utterance{{Mel: randMel(rand.New(rand.NewPCG(3, 4)), 3, cfg.CinChannels), Seed: 5}}
+	g.path = pathFused
+	if _, err := g.Generate(utts, GenerateOptions{}); !errors.Is(err, errNotCoResident) {
+		t.Fatalf("forced one-launch step on %d blocks: err = %v, want errNotCoResident", nb, err)
+	}
+	g.path = pathAuto
+	got, err := g.Generate(utts, GenerateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.path = pathLayered
+	want, err := g.Generate(utts, GenerateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got[0]) != len(want[0]) {
+		t.Fatalf("%d samples, want %d", len(got[0]), len(want[0]))
+	}
+	for i := range want[0] {
+		if got[0][i] != want[0][i] {
+			t.Fatalf("sample %d: %v after the fallback, %v from the layered kernels", i, got[0][i], want[0][i])
+		}
 	}
 }

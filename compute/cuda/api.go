@@ -53,6 +53,9 @@ type driverAPI struct {
 	cuLaunchKernel            func(f uintptr, gx, gy, gz, bx, by, bz, shmem uint32, s uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
 	cuGetErrorName            func(r cuResult, s *unsafe.Pointer) cuResult
 
+	// Occupancy (optional: CoResidentBlocks reports 0 without it).
+	cuOccupancyMaxActiveBlocksPerMultiprocessor func(n *int32, f uintptr, block int32, shmem uint64) cuResult
+
 	// CUDA graphs (optional: Capture reports their absence).
 	cuStreamBeginCapture        func(s uintptr, mode int32) cuResult
 	cuStreamEndCapture          func(s uintptr, g *uintptr) cuResult
@@ -90,6 +93,7 @@ func (d *driverAPI) symbols() []symbol {
 		{"cuModuleGetFunction", &d.cuModuleGetFunction, false},
 		{"cuLaunchKernel", &d.cuLaunchKernel, false},
 		{"cuGetErrorName", &d.cuGetErrorName, false},
+		{"cuOccupancyMaxActiveBlocksPerMultiprocessor", &d.cuOccupancyMaxActiveBlocksPerMultiprocessor, true},
 		{"cuStreamBeginCapture_v2", &d.cuStreamBeginCapture, true},
 		{"cuStreamEndCapture", &d.cuStreamEndCapture, true},
 		{"cuGraphInstantiateWithFlags", &d.cuGraphInstantiateWithFlags, true},

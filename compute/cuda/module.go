@@ -16,6 +16,7 @@ import (
 var (
 	_ compute.KernelCompiler = (*Backend)(nil)
 	_ compute.GraphCapturer  = (*Backend)(nil)
+	_ compute.CoResident     = (*module)(nil)
 )
 
 // ErrNoNVRTC is wrapped by CheckCompile's error when NVRTC cannot be loaded.
@@ -110,6 +111,26 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 	copy(be.argVals, vals[:len(args)])
 	r := be.drv.cuLaunchKernel(f, uint32(grid), 1, 1, uint32(block), 1, 1, uint32(sharedBytes), be.stream, unsafe.Add(be.args, 8*maxKernelArgs), nil)
 	be.must("cuLaunchKernel("+kernel+")", r)
+}
+
+// CoResidentBlocks implements compute.CoResident: the driver's occupancy
+// for the kernel at that block size and shared memory, times the number of
+// multiprocessors; 0 when the driver cannot say or the kernel is unknown.
+func (m *module) CoResidentBlocks(kernel string, block, sharedBytes int) int {
+	be := m.be
+	f, ok := m.funcs[kernel]
+	if !ok || block <= 0 || sharedBytes < 0 || be.drv.cuOccupancyMaxActiveBlocksPerMultiprocessor == nil {
+		return 0
+	}
+	if d := m.decls[kernel]; d.MaxThreads > 0 && block > d.MaxThreads {
+		return 0
+	}
+	defer be.enter()()
+	var n int32
+	if be.drv.cuOccupancyMaxActiveBlocksPerMultiprocessor(&n, f, int32(block), uint64(sharedBytes)) != cuSuccess || n < 0 {
+		return 0
+	}
+	return int(n) * be.sms
 }
 
 // CheckCompile compiles source with NVRTC for compute_80 (no driver or GPU

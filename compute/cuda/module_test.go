@@ -159,3 +159,57 @@ func TestGemmSumSplitsK(t *testing.T) {
 		be.Free(cb)
 	}
 }
+
+// TestFakeCoResidentBlocks: CoResidentBlocks is the driver's per-SM
+// occupancy for that kernel, block size and shared memory times the SM
+// count, and 0 where it cannot be known (no occupancy entry point, an
+// unknown kernel, a block above the kernel's __launch_bounds__). No GPU
+// needed: the driver is faked, the module is compiled by NVRTC.
+func TestFakeCoResidentBlocks(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	be, _, err := newFakeInit(t, 90, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := testModuleSrc + "extern \"C\" __global__ void __launch_bounds__(128) t_small(float *y) { y[threadIdx.x] = 0.0f; }\n"
+	m, err := be.Compile("occupancy.cu", src, "t_axpb", "t_small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, ok := m.(compute.CoResident)
+	if !ok {
+		t.Fatal("cuda module does not implement compute.CoResident")
+	}
+	if n := cr.CoResidentBlocks("t_axpb", 256, 0); n != 0 {
+		t.Errorf("without cuOccupancyMaxActiveBlocksPerMultiprocessor: %d blocks, want 0 (unknown)", n)
+	}
+	type call struct {
+		f     uintptr
+		block int32
+		shmem uint64
+	}
+	var calls []call
+	be.drv.cuOccupancyMaxActiveBlocksPerMultiprocessor = func(n *int32, f uintptr, block int32, shmem uint64) cuResult {
+		calls = append(calls, call{f, block, shmem})
+		*n = 2048 / block
+		return cuSuccess
+	}
+	if n := cr.CoResidentBlocks("t_axpb", 256, 512); n != 8*132 {
+		t.Errorf("CoResidentBlocks(t_axpb, 256) = %d, want 8 per SM x 132 SMs", n)
+	}
+	if len(calls) != 1 || calls[0].f != m.(*module).funcs["t_axpb"] || calls[0].block != 256 || calls[0].shmem != 512 {
+		t.Errorf("occupancy query %+v, want t_axpb's function, 256 threads, 512 bytes", calls)
+	}
+	for _, c := range []struct {
+		kernel string
+		block  int
+	}{{"t_inc", 64}, {"t_small", 256}, {"t_small", 0}} {
+		if n := cr.CoResidentBlocks(c.kernel, c.block, 0); n != 0 {
+			t.Errorf("CoResidentBlocks(%s, %d) = %d, want 0", c.kernel, c.block, n)
+		}
+	}
+	be.drv.cuOccupancyMaxActiveBlocksPerMultiprocessor = func(n *int32, _ uintptr, _ int32, _ uint64) cuResult { return 1 }
+	if n := cr.CoResidentBlocks("t_small", 128, 0); n != 0 {
+		t.Errorf("failing occupancy query: %d blocks, want 0", n)
+	}
+}

@@ -24,7 +24,10 @@
 // into an FMA as NVRTC does), so results agree to rounding, not bitwise.
 // The blocks of a launch run on up to Options.Workers OS threads, each with
 // its own copy of the compiled library, so kernels must not depend on the
-// order of blocks (as on a GPU); atomics are not provided. Warp operations
+// order of blocks (as on a GPU); atomics are not provided. Blocks may wait
+// for each other (polling volatile memory, pausing with __nanosleep) when a
+// launch has no more blocks than CoResidentBlocks, the number of workers:
+// each block then has an OS thread of its own. Warp operations
 // need every lane of the warp (the mask is not read). Static __shared__
 // variables keep their values from block to block; dynamic shared memory
 // (extern __shared__ T name[], at most CUDA's default 48 KiB) starts each
@@ -110,6 +113,7 @@ var (
 	_ compute.HostAccessor   = (*Backend)(nil)
 	_ compute.KernelCompiler = (*Backend)(nil)
 	_ compute.GraphCapturer  = (*Backend)(nil)
+	_ compute.CoResident     = (*module)(nil)
 )
 
 // New builds a simulator backend. Its error wraps ErrNoCompiler when g++ is
@@ -185,7 +189,7 @@ func (be *Backend) Compile(name, source string, kernels ...string) (compute.Modu
 	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{"-std=c++17", "-O2", "-fno-strict-aliasing", "-Wall", "-Werror", "-Wno-unused-function", "-fPIC", "-shared", "-o", lib, src}
+	args := []string{"-std=c++17", "-O2", "-fno-strict-aliasing", "-Wall", "-Werror", "-Wno-unused-function", "-Wno-unknown-pragmas", "-fPIC", "-shared", "-o", lib, src}
 	if be.ucontext {
 		args = append([]string{"-DHB_SIM_UCONTEXT"}, args...)
 	}
@@ -321,6 +325,19 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 			panic(fmt.Sprintf("cudasim: %s: kernel %s (grid %d, block %d, %d shared bytes) failed with code %d: %s", m.name, kernel, grid, block, sharedBytes, rc, why))
 		}
 	}
+}
+
+// CoResidentBlocks implements compute.CoResident: a launch runs its blocks
+// on the workers, each worker its share one after another, so as many
+// blocks as there are workers run at once. 0 for a launch Launch refuses.
+func (m *module) CoResidentBlocks(kernel string, block, sharedBytes int) int {
+	if _, ok := m.index[kernel]; !ok || block <= 0 || block > maxBlock || sharedBytes < 0 || sharedBytes > maxShared {
+		return 0
+	}
+	if b := m.decls[kernel].MaxThreads; b > 0 && block > b {
+		return 0
+	}
+	return len(m.libs)
 }
 
 // Capture implements compute.GraphCapturer. It runs nothing: the graph

@@ -142,11 +142,27 @@ __global__ void t_stack(float *out) {
 
 __global__ void __launch_bounds__(64, 2) t_bounded(float *out) { out[threadIdx.x] = 1; }
 
+// t_handoff: block b publishes b+1 with tag 1 in one 8-byte word, then
+// thread 0 polls block (b+1) mod grid's word until its tag is there and
+// writes what it read; the other threads wait at the barrier. Every block
+// waits for another, so it needs them all running at once.
+__global__ void __launch_bounds__(64) t_handoff(float *words, float *out) {
+    volatile unsigned long long *w = (volatile unsigned long long *)words;
+    const unsigned b = blockIdx.x, next = (b + 1) % gridDim.x;
+    if (threadIdx.x == 0) {
+        w[b] = (1ull << 32) | __float_as_uint((float)(b + 1));
+        unsigned long long v;
+        while (((v = w[next]) >> 32) != 1ull) __nanosleep(100);
+        out[b] = __uint_as_float((unsigned)v);
+    }
+    __syncthreads();
+}
+
 }
 `
 
 var testKernels = []string{"t_ids", "t_reduce", "t_rotate", "t_poison", "t_overrun", "t_warp", "t_uneven",
-	"t_sync_some", "t_exit_early", "t_warp_half", "t_params", "t_stack", "t_bounded"}
+	"t_sync_some", "t_exit_early", "t_warp_half", "t_params", "t_stack", "t_bounded", "t_handoff"}
 
 // variant is a simulator build: the assembly or the ucontext fiber switch,
 // with one or several workers.
@@ -645,5 +661,40 @@ func TestConcurrentLaunches(t *testing.T) {
 			}
 		}
 		be.Free(o)
+	}
+}
+
+// TestCoResidentBlocks: a launch of CoResidentBlocks blocks (the number of
+// workers) runs them all at once, so blocks that wait for each other finish;
+// launches Launch would refuse get 0.
+func TestCoResidentBlocks(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			be, mod := sim(t, v)
+			cr := mod.(compute.CoResident)
+			n := cr.CoResidentBlocks("t_handoff", 64, 0)
+			if n != v.opts.Workers {
+				t.Fatalf("CoResidentBlocks = %d, want the %d workers", n, v.opts.Workers)
+			}
+			words, out := be.Alloc(2*n), be.Alloc(n)
+			defer be.Free(words)
+			defer be.Free(out)
+			be.Fill(compute.V(words), 2*n, 0)
+			mod.Launch("t_handoff", n, 64, 0, arg(words), arg(out))
+			got := download(be, out)
+			for b := range n {
+				if want := float32((b+1)%n + 1); got[b] != want {
+					t.Errorf("block %d read %g from its neighbour, want %g", b, got[b], want)
+				}
+			}
+			for _, c := range []struct {
+				kernel        string
+				block, shared int
+			}{{"nonesuch", 64, 0}, {"t_handoff", 128, 0}, {"t_ids", 2048, 0}, {"t_ids", 64, maxShared + 1}, {"t_ids", 0, 0}} {
+				if got := cr.CoResidentBlocks(c.kernel, c.block, c.shared); got != 0 {
+					t.Errorf("CoResidentBlocks(%s, %d, %d) = %d, want 0", c.kernel, c.block, c.shared, got)
+				}
+			}
+		})
 	}
 }

@@ -1,0 +1,243 @@
+package wavenet
+
+import (
+	"errors"
+	"math"
+
+	"github.com/wavecat/wavecat/compute"
+)
+
+// The one-launch step (wf_step in generate.cu) for small batches: the
+// network part of a sample in one kernel whose blocks exchange results
+// through tagged words, so a step is 4 launches (wf_step, sampling, advance)
+// instead of L+5. It needs a module that says how many blocks run at once
+// (compute.CoResident); the layered kernels remain for larger batches and
+// as the fallback.
+
+const (
+	fusedMaxBatch = 4   // WF_BMAX in generate.cu
+	fusedMaxBlock = 256 // __launch_bounds__ of wf_step: its block size, so the prologue has 8 warps
+	// fusedMaxShared is the dynamic shared memory wf_step may use, CUDA's
+	// default limit per block (no opt-in attribute is set).
+	fusedMaxShared = 48 << 10
+	fusedHeader    = 16 // FHDR
+	fusedPerRound  = 12 // FPER
+)
+
+// errNotCoResident reports that wf_step's blocks waited too long for each
+// other: they were not all running (the GPU's SMs were shared). The group
+// is rerun with the layered kernels.
+var errNotCoResident = errors.New("wavenet: GPU generator: the one-launch step's blocks did not all run at once")
+
+// genPath selects the step kernels (tests and benchmarks; auto in use).
+type genPath int
+
+const (
+	pathAuto    genPath = iota // fused for batches up to fusedMaxBatch when built
+	pathLayered                // L+5 launches per sample
+	pathFused                  // wf_step; an error where it is not built
+)
+
+// fusedStep is wf_step's weights, table and launch shape.
+type fusedStep struct {
+	w, tab    compute.Buffer
+	nb, block int
+	words     int // exchange words per utterance
+	past      int // shared floats per utterance: the prologue's sums
+}
+
+// fusedPast is the shared memory (floats per utterance) of a block of
+// wf_step on nb blocks: two past-tap sums per gate pair it owns and layer.
+func fusedPast(p *Generator, nb int) int { return 2 * p.L * ((p.H + nb - 1) / nb) }
+
+// newFusedStep builds wf_step's weights for the plan's folded weights w
+// (genOffsets) and sizes its grid: as many blocks as the device runs at
+// once, at most one per row of the widest round. It returns nil when the
+// module cannot say how many blocks run at once. nb > 0 sets the grid
+// instead (tests).
+func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []float32, ringPer int, ringOff []int, nb int) *fusedStep {
+	if nb <= 0 {
+		cr, ok := mod.(compute.CoResident)
+		if !ok {
+			return nil
+		}
+		nb = max(p.H, p.R, p.S, p.O)
+		if shared := 4 * fusedMaxBatch * fusedPast(p, 1); shared <= fusedMaxShared {
+			// The grid is known before the shared memory: ask with the most
+			// a block can need (one block owning every gate pair).
+			nb = min(nb, cr.CoResidentBlocks("wf_step", fusedMaxBlock, shared))
+		} else {
+			nb = min(nb, cr.CoResidentBlocks("wf_step", fusedMaxBlock, fusedMaxShared))
+		}
+		if nb < 1 {
+			return nil
+		}
+	}
+	fw, tab := fusedWeights(p, w, nb, ringPer, ringOff)
+	f := &fusedStep{nb: nb, block: fusedMaxBlock, words: p.L*(p.R+p.H) + 2*p.S, past: fusedPast(p, nb)}
+	f.w = be.Alloc(len(fw))
+	be.Upload(compute.V(f.w), fw)
+	tf := make([]float32, len(tab))
+	for i, v := range tab {
+		tf[i] = math.Float32frombits(uint32(int32(v)))
+	}
+	f.tab = be.Alloc(len(tf))
+	be.Upload(compute.V(f.tab), tf)
+	return f
+}
+
+func (f *fusedStep) free(be compute.Backend) {
+	be.Free(f.w)
+	be.Free(f.tab)
+}
+
+// fusedWeights lays out wf_step's rounds (see generate.cu) in float64
+// arithmetic: per round a matrix of rows over the round's input vector and
+// a constant per row, and for the layer rounds the past-tap rows of the
+// dilated conv. With a = sqrt(0.5), Wcur_l the current-tap block of layer
+// l's conv, cb_l its bias and (Wr, br), Ws the residual and skip 1x1s:
+//
+//	round 0 (input enc):               gate  Wcur_0 Wf | Wcur_0 bf + cb_0
+//	                                   res   Wf | bf
+//	round l in 1..L-1 ([x_{l-1}, z_{l-1}]): gate  a Wcur_l, a Wcur_l Wr_{l-1} | a Wcur_l br_{l-1} + cb_l
+//	                                   res   a I, a Wr_{l-1} | a br_{l-1}
+//	                                   skip  0, Ws_{l-1} | (l = 1: every layer's skip bias)
+//	round L ([x_{L-1}, z_{L-1}]):     skip  0, Ws_{L-1} | (L = 1: the skip bias)
+//	round L+1 (a1), L+2 (a2):          W1 | b1, W2 | b2
+func fusedWeights(p *Generator, w []float32, nb, ringPer int, ringOff []int) ([]float32, []int) {
+	R, G, H, S, O, K, L, Cin := p.R, p.G, p.H, p.S, p.O, p.K, p.L, p.Cin
+	o := &p.offs
+	a := math.Sqrt(0.5)
+	var fw []float32
+	tab := make([]int, fusedHeader+(L+3)*fusedPerRound)
+	copy(tab, []int{R, H, S, O, K, L, Cin, gpuChunk, nb, ringPer})
+	at := func(i int) float64 { return float64(w[i]) }
+	// wcur(l, g, i) is Wcur_l[g][i]; wr(l, r, h), ws(l, s, h) the 1x1s.
+	wcur := func(l, g, i int) float64 { return at(o.conv[l] + g*K*R + (K-1)*R + i) }
+	wr := func(l, r, h int) float64 { return at(o.rs[l] + r*H + h) }
+	ws := func(l, s, h int) float64 { return at(o.rs[l] + R*H + s*H + h) }
+	region := func(r int) (off, n int) { // exchange region r, per utterance
+		if r < L {
+			return r * (R + H), R + H
+		}
+		return L*(R+H) + (r-L)*S, S
+	}
+	for r := 0; r < L+3; r++ {
+		flen := R + H
+		switch {
+		case r == 0:
+			flen = Cin
+		case r > L:
+			flen = S
+		}
+		var rows [][]float64
+		var cst []float64
+		row := func() []float64 { v := make([]float64, flen); rows = append(rows, v); cst = append(cst, 0); return v }
+		if r < L {
+			l := r
+			for g := 0; g < G; g++ {
+				v := row()
+				c := float64(w[o.condB+l*G+g])
+				if l == 0 {
+					for ci := 0; ci < Cin; ci++ {
+						for i := 0; i < R; i++ {
+							v[ci] += wcur(0, g, i) * at(o.first+i*Cin+ci)
+						}
+					}
+					for i := 0; i < R; i++ {
+						c += wcur(0, g, i) * at(o.firstB+i)
+					}
+				} else {
+					for i := 0; i < R; i++ {
+						v[i] = a * wcur(l, g, i)
+					}
+					for i := 0; i < R; i++ {
+						c := a * wcur(l, g, i)
+						for h := 0; h < H; h++ {
+							v[R+h] += c * wr(l-1, i, h)
+						}
+					}
+					for i := 0; i < R; i++ {
+						c += a * wcur(l, g, i) * at(o.rsB[l-1]+i)
+					}
+				}
+				cst[len(cst)-1] = c
+			}
+			for i := 0; i < R; i++ {
+				v := row()
+				if l == 0 {
+					for ci := 0; ci < Cin; ci++ {
+						v[ci] = at(o.first + i*Cin + ci)
+					}
+					cst[len(cst)-1] = at(o.firstB + i)
+				} else {
+					v[i] = a
+					for h := 0; h < H; h++ {
+						v[R+h] = a * wr(l-1, i, h)
+					}
+					cst[len(cst)-1] = a * at(o.rsB[l-1]+i)
+				}
+			}
+		}
+		if r >= 1 && r <= L {
+			for s := 0; s < S; s++ {
+				v := row()
+				for h := 0; h < H; h++ {
+					v[R+h] = ws(r-1, s, h)
+				}
+				if r == 1 {
+					cst[len(cst)-1] = float64(p.skipBias[s])
+				}
+			}
+		}
+		if r == L+1 || r == L+2 {
+			n, wOff, bOff := S, o.last1, o.last1B
+			if r == L+2 {
+				n, wOff, bOff = O, o.last2, o.last2B
+			}
+			for i := 0; i < n; i++ {
+				v := row()
+				for k := 0; k < S; k++ {
+					v[k] = at(wOff + i*S + k)
+				}
+				cst[len(cst)-1] = at(bOff + i)
+			}
+		}
+		e := fusedHeader + r*fusedPerRound
+		tab[e+0] = len(fw)
+		for _, v := range rows {
+			for _, x := range v {
+				fw = append(fw, float32(x))
+			}
+		}
+		tab[e+1] = len(fw)
+		for _, x := range cst {
+			fw = append(fw, float32(x))
+		}
+		tab[e+2] = len(fw)
+		if r < L && K > 1 {
+			for g := 0; g < G; g++ {
+				fw = append(fw, w[o.conv[r]+g*K*R:o.conv[r]+g*K*R+(K-1)*R]...)
+			}
+		}
+		tab[e+3] = flen
+		if r >= 1 {
+			tab[e+4], tab[e+5] = region(min(r-1, L+1))
+		}
+		if r <= L+1 {
+			tab[e+6], tab[e+7] = region(r)
+		}
+		if r < L {
+			tab[e+8], tab[e+9], tab[e+10] = ringOff[r], p.dil[r], (K-1)*p.dil[r]
+		}
+	}
+	return fw, tab
+}
+
+// fusedLaunch queues wf_step for st's slots.
+func (g *GPUGenerator) fusedLaunch(st *gpuState) {
+	f, p := g.fused, g.plan
+	V := func(b compute.Buffer) compute.Arg { return compute.Ptr(compute.V(b), b.Len()) }
+	g.mod.Launch("wf_step", f.nb, f.block, 4*f.past*st.B, V(f.w), V(f.tab), V(st.xch), V(st.ring), V(st.skip), V(st.proj), V(st.enc),
+		V(st.out), V(st.tbuf), V(st.status), compute.Int(st.B), compute.Float(p.skipNorm))
+}
