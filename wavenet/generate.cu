@@ -11,9 +11,13 @@
 // waiting for a second kernel, and each block adds its share of the previous
 // layer's skip rows. So a step is L + 5 launches, not 2L + 5.
 //
+// For batches up to 4 the network part of a step is instead one launch,
+// wf_step (below), whose blocks all run at once and pass each other their
+// results: at batch 1 a step's time is mostly the gaps between kernels.
+//
 // Layout: the weights are the CPU generator's folded copy (genOffsets); tab
 // is an int table (float slots reinterpreted) of sizes and offsets, see
-// gpuTab in generate_gpu.go. Activations are [B][n] per buffer; the dilated
+// NewGPUGenerator in generate_gpu.go. Activations are [B][n] per buffer; the dilated
 // conv's history is a ring of span+1 vectors per layer and utterance, so the
 // slot written at t never aliases a tap read at t.
 

@@ -9,7 +9,7 @@ import (
 
 // The one-launch step (wf_step in generate.cu) for small batches: the
 // network part of a sample in one kernel whose blocks exchange results
-// through tagged words, so a step is 4 launches (wf_step, sampling, advance)
+// through tagged words, so a step is 3 launches (wf_step, sampling, advance)
 // instead of L+5. It needs a module that says how many blocks run at once
 // (compute.CoResident); the layered kernels remain for larger batches and
 // as the fallback.

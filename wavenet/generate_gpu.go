@@ -32,7 +32,9 @@ type DeviceSampler interface {
 
 // GPUGenerator is the Generator's algorithm on a GPU backend: the same
 // folded weights and timing convention, with the per-sample step as L+5
-// kernels (generate.cu) replayed as a CUDA graph of gpuGraphSteps samples,
+// kernels (generate.cu), or for batches up to fusedMaxBatch the one-launch
+// wf_step plus sampling and advance (generate_fused.go), replayed as a CUDA graph of
+// gpuGraphSteps samples,
 // sampling on the GPU (DeviceSampler), and utterances batched in lockstep
 // (a group runs to its longest utterance; shorter ones' extra steps are
 // discarded). Waveforms stay on the GPU until an utterance group is done.
