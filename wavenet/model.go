@@ -183,19 +183,21 @@ type wsSizes struct {
 	c0, up, upTmp, c  int // upsampler: conv_in output, stretched stage inputs (all), intermediate stage output, final
 	h, pre, z         int // stored per layer: residual input, pre-gate activations, gate output
 	skip, a1, a2      int
+	skipB             int // every layer's skip bias summed (forward), their gradient (backward)
 	dz, dpre, dh, da  int
 	dc, dA, dB        int // conditioning gradient, upsampler backward ping-pong
 }
 
 func (s wsSizes) total() int64 {
 	return int64(s.x + s.mel + s.out + s.dout + s.c0 + s.up + s.upTmp + s.c + s.h + s.pre +
-		s.z + s.skip + s.a1 + s.a2 + s.dz + s.dpre + s.dh + s.da + s.dc + s.dA + s.dB)
+		s.z + s.skip + s.skipB + s.a1 + s.a2 + s.dz + s.dpre + s.dh + s.da + s.dc + s.dA + s.dB)
 }
 
 func (cfg Config) sizes(B, T int, train bool) wsSizes {
 	R, G, S, C := cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels, cfg.CinChannels
 	F := T / cfg.HopSize()
 	var s wsSizes
+	s.skipB = S
 	s.x = B * cfg.InputChannels * T
 	s.mel = B * C * (F + 2*cfg.CinPad)
 	s.out = B * cfg.OutChannels * T
@@ -274,6 +276,7 @@ type Workspace struct {
 	c0, up, upTmp, c      compute.Buffer
 	h, pre                compute.Buffer
 	z, skip, a1, a2       compute.Buffer
+	skipB                 compute.Buffer
 	dz, dpre, dh, da      compute.Buffer
 	dc, dA, dB            compute.Buffer
 
@@ -319,6 +322,7 @@ func (m *Model) newWorkspace(B, T int, train bool) (*Workspace, error) {
 	ws.c0, ws.up, ws.upTmp, ws.c = alloc(s.c0), alloc(s.up), alloc(s.upTmp), alloc(s.c)
 	ws.h, ws.pre = alloc(s.h), alloc(s.pre)
 	ws.z, ws.skip, ws.a1, ws.a2 = alloc(s.z), alloc(s.skip), alloc(s.a1), alloc(s.a2)
+	ws.skipB = alloc(s.skipB)
 	ws.dz, ws.dpre, ws.dh, ws.da = alloc(s.dz), alloc(s.dpre), alloc(s.dh), alloc(s.da)
 	ws.dc, ws.dA, ws.dB = alloc(s.dc), alloc(s.dA), alloc(s.dB)
 	nst := len(m.cfg.UpsampleScales)
@@ -404,7 +408,6 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 			beta = 0
 		}
 		be.GemmStridedBatched(false, false, S, T, H, 1, m.w(ly.skip), H, 0, z, T, H*T, beta, skip, T, S*T, B)
-		be.AddBias(skip, m.bias(ly.skip), B, S, T)
 		// The last layer's residual output feeds nothing (r9y9 computes and
 		// drops it), so it is skipped; its conv1x1_out gets zero gradient,
 		// exactly as in the reference.
@@ -416,6 +419,14 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 			be.AddScaled(hn, hn, hl, B*R*T, float32(math.Sqrt(0.5)))
 		}
 	}
+	// The skip biases, summed first and added once: one pass over the
+	// B x S x T skip sum instead of one per layer.
+	sb := compute.V(ws.skipB)
+	be.Fill(sb, S, 0)
+	for _, ly := range m.layers {
+		be.AddScaled(sb, sb, m.bias(ly.skip), S, 1)
+	}
+	be.AddBias(skip, sb, B, S, T)
 	// Head: ReLU(skip * sqrt(1/L)), 1x1, ReLU, 1x1.
 	a1, a2, out := compute.V(ws.a1), compute.V(ws.a2), compute.V(ws.out)
 	n := B * S * T
@@ -517,6 +528,11 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 	be.GemmStridedBatched(true, false, S, T, S, 1, m.w(m.last1), S, 0, da, T, S*T, 0, dskip, T, S*T, B)
 	be.ReLUBackward(dskip, dskip, a1, n)
 	be.Scale(dskip, n, float32(math.Sqrt(1/float64(L))))
+	// Every layer's skip bias gets the same gradient, the sum of dskip over
+	// batch and time: reduced once, added to each.
+	dsb := compute.V(ws.skipB)
+	be.Fill(dsb, S, 0)
+	be.BiasGrad(dsb, dskip, B, S, T)
 
 	// Residual stack, last layer first. dh holds the gradient w.r.t. the
 	// current layer's output and becomes the gradient w.r.t. its input.
@@ -533,7 +549,7 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 		z := zAll.At(l * B * H * T)
 		be.GemmStridedBatched(true, false, H, T, S, 1, m.w(ly.skip), H, 0, dskip, T, S*T, 0, dz, T, H*T, B)
 		m.weightGrad(ly.skip, dskip, z, S, H, T, B)
-		be.BiasGrad(m.dbias(ly.skip), dskip, B, S, T)
+		be.AddScaled(m.dbias(ly.skip), m.dbias(ly.skip), dsb, S, 1)
 		if l < L-1 {
 			// out = (W z + b + h) * r: the same r*dout flows to both.
 			be.Scale(dh, B*R*T, r)
