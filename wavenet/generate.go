@@ -58,6 +58,9 @@ type GenerateOptions struct {
 	// it while the others continue. With Workers > 1 it is called from
 	// several goroutines.
 	OnDone func(utt int, y []float32)
+	// GPUStep selects the GPU generator's step kernels (default auto); the
+	// CPU generator ignores it.
+	GPUStep GPUStep
 }
 
 // MaxGenerateFrames bounds one utterance (about an hour at the reference

@@ -2,6 +2,7 @@ package wavenet
 
 import (
 	"errors"
+	"fmt"
 	"math"
 
 	"github.com/wavecat/wavecat/compute"
@@ -29,14 +30,32 @@ const (
 // is rerun with the layered kernels.
 var errNotCoResident = errors.New("wavenet: GPU generator: the one-launch step's blocks did not all run at once")
 
-// genPath selects the step kernels (tests and benchmarks; auto in use).
-type genPath int
+// GPUStep selects the GPU generator's step kernels (GenerateOptions).
+type GPUStep int
 
 const (
-	pathAuto    genPath = iota // fused for batches up to fusedMaxBatch when built
-	pathLayered                // L+5 launches per sample
-	pathFused                  // wf_step; an error where it is not built
+	// GPUStepAuto: the one-launch step for batches up to 4 where the
+	// backend can say how many blocks run at once, else the layered one.
+	GPUStepAuto GPUStep = iota
+	// GPUStepLayered: L+5 launches per sample, any batch.
+	GPUStepLayered
+	// GPUStepFused: the one-launch step; Generate fails where it is not
+	// available (larger batches, a backend without compute.CoResident).
+	GPUStepFused
 )
+
+// ParseGPUStep reads auto, layered or fused.
+func ParseGPUStep(s string) (GPUStep, error) {
+	switch s {
+	case "auto", "":
+		return GPUStepAuto, nil
+	case "layered":
+		return GPUStepLayered, nil
+	case "fused":
+		return GPUStepFused, nil
+	}
+	return 0, fmt.Errorf("GPU step %q: want auto, layered or fused", s)
+}
 
 // fusedStep is wf_step's weights, table and launch shape.
 type fusedStep struct {

@@ -54,10 +54,8 @@ type GPUGenerator struct {
 	ring []int // ring offsets per layer (floats), then the total
 
 	// fused is the one-launch step for batches up to fusedMaxBatch (nil
-	// where the backend cannot say how many blocks run at once); path
-	// overrides the choice (tests, benchmarks).
+	// where the backend cannot say how many blocks run at once).
 	fused *fusedStep
-	path  genPath
 
 	// Tests: force, when set, replaces sampling by teacher forcing with
 	// these encoded inputs [T][B][Cin]; trace, when set, records the step
@@ -192,12 +190,12 @@ func (st *gpuState) free(be compute.Backend) {
 // one-launch step: by default where it is built and B is small (there the
 // launches dominate; larger batches fill the GPU with the layered kernels'
 // blocks), and while its tags (t*(L+2)+round+1, 32 bits) cannot wrap.
-func (g *GPUGenerator) useFused(B, Tmax int) (bool, error) {
+func (g *GPUGenerator) useFused(step GPUStep, B, Tmax int) (bool, error) {
 	ok := g.fused != nil && B <= fusedMaxBatch && 4*g.fused.past*B <= fusedMaxShared && int64(Tmax+1)*int64(g.plan.L+2) < 1<<32
-	switch g.path {
-	case pathLayered:
+	switch step {
+	case GPUStepLayered:
 		return false, nil
-	case pathFused:
+	case GPUStepFused:
 		if !ok {
 			return false, errors.New("wavenet: GPU generator: the one-launch step is not available for this backend, batch or length")
 		}
@@ -273,7 +271,7 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return len(utts[order[a]].Mel) > len(utts[order[b]].Mel) })
-	fused, err := g.useFused(B, len(utts[order[0]].Mel)/p.C*p.hop)
+	fused, err := g.useFused(opts.GPUStep, B, len(utts[order[0]].Mel)/p.C*p.hop)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +283,7 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 	for g0 := 0; g0 < len(order); g0 += B {
 		group := order[g0:min(g0+B, len(order))]
 		err := g.runGroup(st, utts, group, enc0, gs, opts, outs)
-		if errors.Is(err, errNotCoResident) && g.path != pathFused {
+		if errors.Is(err, errNotCoResident) && opts.GPUStep != GPUStepFused {
 			// Some SMs are busy elsewhere: the layered kernels from here on.
 			st.free(g.be)
 			st = g.newState(B, false)

@@ -35,23 +35,22 @@ func BenchmarkGenerateCUDA(b *testing.B) {
 		for _, r := range []struct {
 			name  string
 			batch int
-			path  genPath
-		}{{"batch1", 1, pathAuto}, {"batch1-layered", 1, pathLayered}, {"batch4", 4, pathAuto},
-			{"batch4-layered", 4, pathLayered}, {"batch32", 32, pathAuto}} {
+			path  GPUStep
+		}{{"batch1", 1, GPUStepAuto}, {"batch1-layered", 1, GPUStepLayered}, {"batch4", 4, GPUStepAuto},
+			{"batch4-layered", 4, GPUStepLayered}, {"batch32", 32, GPUStepAuto}} {
 			b.Run(h.Name()+"/"+r.name, func(b *testing.B) {
 				rng := rand.New(rand.NewPCG(1, 1))
 				utts := make([]Utterance, r.batch)
 				for i := range utts {
 					utts[i] = Utterance{Mel: randMel(rng, 86, 80), Seed: uint64(i)}
 				}
-				g.path = r.path
-				if fused, _ := g.useFused(r.batch, 86*256); fused {
+				if fused, _ := g.useFused(r.path, r.batch, 86*256); fused {
 					b.Logf("one-launch step: %d blocks of %d threads", g.fused.nb, g.fused.block)
 				}
 				b.Logf("%s", be.Describe())
 				samples := 0
 				for b.Loop() {
-					outs, err := g.Generate(utts, GenerateOptions{Batch: r.batch})
+					outs, err := g.Generate(utts, GenerateOptions{Batch: r.batch, GPUStep: r.path})
 					if err != nil {
 						b.Fatal(err)
 					}

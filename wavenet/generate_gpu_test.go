@@ -214,13 +214,13 @@ func TestGPUGenerateMatchesForward(t *testing.T) {
 // gpuPaths are the GPU generator's step kernels, each tested on a GPU.
 var gpuPaths = []struct {
 	name string
-	path genPath
-}{{"layered", pathLayered}, {"fused", pathFused}}
+	path GPUStep
+}{{"layered", GPUStepLayered}, {"fused", GPUStepFused}}
 
 // TestCPUSimGenerateMatchesForward is the same check on the CPU simulator,
 // for a tiny one-hot model at k = 2 and the wide mixture model at k = 3.
 func TestCPUSimGenerateMatchesForward(t *testing.T) {
-	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mulaw/k2", "mol-wide/k3"), pathLayered)
+	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mulaw/k2", "mol-wide/k3"), GPUStepLayered)
 }
 
 // TestCPUSimFusedMatchesForward is the same check of the one-launch step
@@ -228,15 +228,14 @@ func TestCPUSimGenerateMatchesForward(t *testing.T) {
 // wide mixture model at k = 3, a tiny one-hot model at k = 2 and the
 // long-row model.
 func TestCPUSimFusedMatchesForward(t *testing.T) {
-	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mol-wide/k3", "categorical/k2", "gaussian-long/k2"), pathFused)
+	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mol-wide/k3", "categorical/k2", "gaussian-long/k2"), GPUStepFused)
 }
 
-func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCase, path genPath) {
+func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCase, path GPUStep) {
 	cpuBe := newCPU(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m, h, g := c.generator(t, cpuBe, be)
-			g.path = path
 			cfg := m.Config()
 			C, O, Cin, hop := cfg.CinChannels, cfg.OutChannels, cfg.InputChannels, cfg.HopSize()
 			frames := []int{(gpuChunk + 3*hop) / hop * 2, gpuChunk/hop + 1, 7} // longest first
@@ -271,7 +270,7 @@ func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCa
 			defer be.Free(tb)
 			be.Upload(compute.V(fb), encAll)
 			g.force, g.trace = compute.V(fb), compute.V(tb)
-			if _, err := g.Generate(utts, GenerateOptions{Batch: B}); err != nil {
+			if _, err := g.Generate(utts, GenerateOptions{Batch: B, GPUStep: path}); err != nil {
 				t.Fatal(err)
 			}
 			trace := make([]float32, Tmax*B*O)
@@ -306,22 +305,21 @@ func TestGPUGenerateFreeRunning(t *testing.T) {
 // k = 3) and one sampled by a thread per utterance with scalar inputs (mol,
 // k = 2).
 func TestCPUSimGenerateFreeRunning(t *testing.T) {
-	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "categorical/k3", "mol/k2"), pathLayered)
+	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "categorical/k3", "mol/k2"), GPUStepLayered)
 }
 
 // TestCPUSimFusedFreeRunning is the same check of the one-launch step for
 // AdaCat (a warp per utterance samples) and the Gaussian head (a thread),
 // both at k = 3.
 func TestCPUSimFusedFreeRunning(t *testing.T) {
-	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "adacat/k3", "gaussian/k3"), pathFused)
+	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "adacat/k3", "gaussian/k3"), GPUStepFused)
 }
 
-func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase, path genPath) {
+func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase, path GPUStep) {
 	cpuBe := newCPU(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m, h, g := c.generator(t, cpuBe, be)
-			g.path = path
 			cfg := m.Config()
 			C, O, hop := cfg.CinChannels, cfg.OutChannels, cfg.HopSize()
 			rng := rand.New(rand.NewPCG(5, 6))
@@ -335,7 +333,7 @@ func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase,
 			tb := be.Alloc(Tmax * B * O)
 			defer be.Free(tb)
 			g.trace = compute.V(tb)
-			ys, err := g.Generate(utts, GenerateOptions{Batch: B})
+			ys, err := g.Generate(utts, GenerateOptions{Batch: B, GPUStep: path})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -364,11 +362,11 @@ func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase,
 					t.Errorf("utterance %d: step outputs over the generated waveform differ from Forward by %.3g (scale %.3g)", i, worst, scale)
 				}
 			}
-			again, err := g.Generate(utts, GenerateOptions{Batch: B})
+			again, err := g.Generate(utts, GenerateOptions{Batch: B, GPUStep: path})
 			if err != nil {
 				t.Fatal(err)
 			}
-			alone, err := g.Generate(utts[1:2], GenerateOptions{Batch: 1})
+			alone, err := g.Generate(utts[1:2], GenerateOptions{Batch: 1, GPUStep: path})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -385,7 +383,7 @@ func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase,
 				}
 			}
 			other := []Utterance{{Mel: utts[1].Mel, Seed: 7}}
-			diff, err := g.Generate(other, GenerateOptions{})
+			diff, err := g.Generate(other, GenerateOptions{GPUStep: path})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -423,17 +421,14 @@ func TestCPUSimFusedStallFallsBack(t *testing.T) {
 	g.fused = newFusedStep(be, g.mod, g.plan, w, max(g.ring[g.plan.L], 1), g.ring, nb)
 	cfg := m.Config()
 	utts := []Utterance{{Mel: randMel(rand.New(rand.NewPCG(3, 4)), 3, cfg.CinChannels), Seed: 5}}
-	g.path = pathFused
-	if _, err := g.Generate(utts, GenerateOptions{}); !errors.Is(err, errNotCoResident) {
+	if _, err := g.Generate(utts, GenerateOptions{GPUStep: GPUStepFused}); !errors.Is(err, errNotCoResident) {
 		t.Fatalf("forced one-launch step on %d blocks: err = %v, want errNotCoResident", nb, err)
 	}
-	g.path = pathAuto
 	got, err := g.Generate(utts, GenerateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.path = pathLayered
-	want, err := g.Generate(utts, GenerateOptions{})
+	want, err := g.Generate(utts, GenerateOptions{GPUStep: GPUStepLayered})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,5 +439,30 @@ func TestCPUSimFusedStallFallsBack(t *testing.T) {
 		if got[0][i] != want[0][i] {
 			t.Fatalf("sample %d: %v after the fallback, %v from the layered kernels", i, got[0][i], want[0][i])
 		}
+	}
+}
+
+// TestStepKernelsChoice: ParseGPUStep reads the three names and refuses
+// others; a forced one-launch step fails, before any launch, where it does
+// not apply (a batch above fusedMaxBatch).
+func TestStepKernelsChoice(t *testing.T) {
+	for s, want := range map[string]GPUStep{"auto": GPUStepAuto, "": GPUStepAuto, "layered": GPUStepLayered, "fused": GPUStepFused} {
+		if got, err := ParseGPUStep(s); err != nil || got != want {
+			t.Errorf("ParseGPUStep(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	if _, err := ParseGPUStep("persistent"); err == nil || !strings.Contains(err.Error(), `"persistent"`) {
+		t.Errorf("ParseGPUStep(persistent): err = %v", err)
+	}
+	be := simOrSkip(t)
+	m, _, g := simCases(t, "gaussian/k2")[0].generator(t, newCPU(t), be)
+	rng := rand.New(rand.NewPCG(1, 2))
+	utts := make([]Utterance, fusedMaxBatch+1)
+	for i := range utts {
+		utts[i] = Utterance{Mel: randMel(rng, 2, m.Config().CinChannels)}
+	}
+	_, err := g.Generate(utts, GenerateOptions{Batch: len(utts), GPUStep: GPUStepFused})
+	if err == nil || !strings.Contains(err.Error(), "one-launch step is not available") {
+		t.Errorf("fused step at batch %d: err = %v", len(utts), err)
 	}
 }

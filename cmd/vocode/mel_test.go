@@ -22,6 +22,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	// Reset flags that persist between in-process runs.
 	melOpts.cfg = melspec.DefaultConfig()
 	melOpts.out = ""
+	synthOpts.gpuStep = "auto"
 	err = rootCmd.Execute()
 	return o.String(), e.String(), err
 }

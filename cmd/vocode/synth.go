@@ -38,6 +38,7 @@ var synthOpts struct {
 	melNormalized bool
 	copySynthesis bool
 	wide          bool
+	gpuStep       string
 }
 
 // checkpointEnv names the checkpoint used when --checkpoint is not given.
@@ -79,6 +80,7 @@ resynthesised.`
 	f.IntVar(&synthOpts.threads, "threads", 0, "CPU threads: utterance groups generated in parallel with --batch (0: all cores); results do not depend on it")
 	f.BoolVar(&synthOpts.melNormalized, "mel-normalized", false, "the input mels are already normalised with the checkpoint's statistics")
 	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
+	f.StringVar(&synthOpts.gpuStep, "gpu-step", "auto", "GPU step kernels: auto (one launch per sample for up to 4 utterances at once, else layered), layered (L+5 launches per sample) or fused")
 	f.BoolVar(&synthOpts.wide, "wide", false, "one GEMM per layer for the whole batch (default batch 16, one thread): about 2x the throughput, but results then depend on the batch")
 }
 
@@ -327,6 +329,10 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	case o.threads < 0:
 		return fmt.Errorf("--threads %d: must be >= 0", o.threads)
 	}
+	gpuStep, err := wavenet.ParseGPUStep(o.gpuStep)
+	if err != nil {
+		return fmt.Errorf("--gpu-step: %w", err)
+	}
 	outs, err := outputPaths(args, o.out, ".wav", "-feats")
 	if err != nil {
 		return err
@@ -406,7 +412,7 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	)
 	began := time.Now()
 	_, err = gen.Generate(utts, wavenet.GenerateOptions{
-		Batch: batch, Workers: workers, Wide: o.wide,
+		Batch: batch, Workers: workers, Wide: o.wide, GPUStep: gpuStep,
 		Progress: bar.add,
 		OnDone: func(i int, y []float32) {
 			pp.Restore(y)
