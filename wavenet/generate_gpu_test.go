@@ -466,3 +466,36 @@ func TestStepKernelsChoice(t *testing.T) {
 		t.Errorf("fused step at batch %d: err = %v", len(utts), err)
 	}
 }
+
+// TestCPUSimFusedFullBatch: the one-launch step at its largest batch
+// (fusedMaxBatch utterances of different lengths) gives each utterance
+// exactly the waveform it gets alone, so every slot's exchange words,
+// rings, skip sums and outputs are its own.
+func TestCPUSimFusedFullBatch(t *testing.T) {
+	be := simOrSkip(t)
+	m, _, g := simCases(t, "mulaw/k3")[0].generator(t, newCPU(t), be)
+	cfg := m.Config()
+	rng := rand.New(rand.NewPCG(8, 9))
+	utts := make([]Utterance, fusedMaxBatch)
+	for i := range utts {
+		utts[i] = Utterance{Mel: randMel(rng, 3+2*i, cfg.CinChannels), Seed: uint64(40 + i)}
+	}
+	all, err := g.Generate(utts, GenerateOptions{Batch: len(utts), GPUStep: GPUStepFused})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range utts {
+		alone, err := g.Generate([]Utterance{u}, GenerateOptions{GPUStep: GPUStepFused})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(alone[0]) != len(all[i]) {
+			t.Fatalf("utterance %d: %d samples alone, %d in the batch", i, len(alone[0]), len(all[i]))
+		}
+		for j := range alone[0] {
+			if alone[0][j] != all[i][j] {
+				t.Fatalf("utterance %d differs at sample %d: %v alone, %v in a batch of %d", i, j, alone[0][j], all[i][j], len(utts))
+			}
+		}
+	}
+}
