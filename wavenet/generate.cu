@@ -218,10 +218,11 @@ __global__ void wg_trace(float *trace, const float *out, const float *tbuf, ll n
 // than compute.CoResident allows) and hand each other their results through
 // tagged words instead of kernel boundaries: a word is the 32-bit value in
 // the low half and a tag, t*(L+2) + round + 1, in the high half, stored and
-// loaded as one 8-byte access, so a reader that sees the tag it waits for
-// sees the value written with it, and no fence or grid barrier is needed.
-// Words are cleared to 0 per utterance group (the host), and each round
-// writes its own region, so a tag is never ambiguous.
+// loaded as one 8-byte volatile access (strong, and past L1), so a reader
+// that sees the tag it waits for sees the value written with it, and no
+// fence or grid barrier is needed. Words are cleared to 0 per utterance
+// group (the host), and each round writes its own region, so a tag is never
+// ambiguous.
 //
 // Round l < L computes layer l for the current sample. Its inputs are layer
 // l-1's outputs, [x_{l-1}, z_{l-1}] (region l-1; for l = 0 the encoded input),
@@ -229,24 +230,32 @@ __global__ void wg_trace(float *trace, const float *out, const float *tbuf, ll n
 // waited for: with x_l = a (x_{l-1} + Wr z_{l-1} + br), the host folds
 // Wcur x_l into a Wcur x_{l-1} + (a Wcur Wr) z_{l-1} + a Wcur br, so a round
 // needs one exchange, not two. Each round's rows are one matrix over its
-// input vector (fused weights, see fusedWeights in generate_gpu.go): the
+// input vector (fused weights, see fusedWeights in generate_fused.go): the
 // gate rows (in pairs a, b sharing a warp), the residual rows (x_l, also
 // written to the ring for later steps) and, from round 1, the skip rows of
 // layer l-1 (summed by their owner in skip[]). Round L adds the last skip
 // rows and publishes a1 = ReLU(skip * skipNorm), round L+1 a2 = ReLU(W1 a1 +
 // b1), round L+2 writes out = W2 a2 + b2. Block j owns rows [j*n/NB,
-// (j+1)*n/NB) of each kind; each warp takes one task (a row or a gate pair)
-// at a time for every utterance, its fresh weights read into registers
-// before it waits for the round's input.
+// (j+1)*n/NB) of each kind.
+//
+// Within a round a block first reads the round's input once into shared
+// memory (a thread per word polls it), so the L2 sees one request per word
+// and block, not one per warp; each warp takes (task, utterance) pairs, a
+// task being a row or a gate pair, and loads its first pair's weights into
+// registers and its constants before that wait.
 //
 // A wait longer than WF_SPIN_LIMIT pauses (the blocks were not all running:
 // another process sharing the GPU's SMs) sets status[0] = 1 and stops
 // waiting; the host checks status after the group and reruns it with the
 // layered kernels.
 
-#define WF_NREG 12      // fresh weights per lane held in registers (rows up to 384 long)
-#define WF_BMAX 4       // utterances per launch
-#define WF_SPIN_LIMIT (1ll << 22)
+#define WF_NREG 12 // fresh weights per lane held in registers (rows up to 384 long)
+#define WF_BMAX 4  // utterances per launch
+#ifdef __CUDA_ARCH__
+#define WF_SPIN_LIMIT (1ll << 18) // about 0.1-0.3 s of 32 ns pauses and L2 reads
+#else
+#define WF_SPIN_LIMIT (1ll << 22) // the simulator's pause yields the OS thread: allow for a busy machine
+#endif
 
 enum { FR = 0, FH, FS, FO, FK, FL, FCIN, FCHUNK, FNB, FRINGPER, FHDR = 16, FPER = 12 };
 // Per round r, at FHDR + r*FPER: offset of the fresh-weight matrix [rows][flen], of
@@ -263,45 +272,19 @@ __device__ __forceinline__ void wf_pause() {
 #endif
 }
 
-// wf_gather reads this lane's elements lane + 32 i (i < WF_NREG, below
-// flen) of the round's input in into v, once each word carries tag. The
-// loads are all issued before any is checked, so a round waits about one
-// L2 round trip, not one per element. A wait over WF_SPIN_LIMIT pauses sets
-// status[0]; once it is set nobody waits (the values are then garbage, and
-// the host discards them).
-__device__ __forceinline__ void wf_gather(const wf_word *in, int flen, int lane, unsigned tag, float *status, float *v) {
-    const volatile wf_word *vp = (const volatile wf_word *)in;
-    const wf_word ready = (wf_word)tag << 32;
-    wf_word w[WF_NREG];
-#pragma unroll
-    for (int i = 0; i < WF_NREG; i++) w[i] = lane + 32 * i < flen ? vp[lane + 32 * i] : ready;
-    for (long long spins = 0;; spins++) {
-        bool ok = true;
-#pragma unroll
-        for (int i = 0; i < WF_NREG; i++) ok = ok && (unsigned)(w[i] >> 32) == tag;
-        if (ok || *(const volatile float *)status != 0.0f) break;
-        if (spins == WF_SPIN_LIMIT) {
-            *(volatile float *)status = 1.0f;
-            break;
-        }
-        wf_pause();
-#pragma unroll
-        for (int i = 0; i < WF_NREG; i++)
-            if ((unsigned)(w[i] >> 32) != tag) w[i] = vp[lane + 32 * i];
-    }
-#pragma unroll
-    for (int i = 0; i < WF_NREG; i++) v[i] = __uint_as_float((unsigned)w[i]);
-}
-
-// wf_wait is wf_gather for one word (the rows longer than WF_NREG*32).
+// wf_wait returns the value of word p once it carries tag (or, once
+// status[0] is set, whatever it holds: the host then discards the group).
+// status is read only every 1024 pauses, so a poll is one L2 round trip.
 __device__ float wf_wait(const wf_word *p, unsigned tag, float *status) {
     const volatile wf_word *vp = (const volatile wf_word *)p;
     wf_word w = *vp;
-    for (long long spins = 0; (unsigned)(w >> 32) != tag; spins++) {
-        if (*(const volatile float *)status != 0.0f) break;
-        if (spins == WF_SPIN_LIMIT) {
-            *(volatile float *)status = 1.0f;
-            break;
+    for (long long spins = 1; (unsigned)(w >> 32) != tag; spins++) {
+        if ((spins & 1023) == 0) {
+            if (*(const volatile float *)status != 0.0f) break;
+            if (spins >= WF_SPIN_LIMIT) {
+                *(volatile float *)status = 1.0f;
+                break;
+            }
         }
         wf_pause();
         w = *vp;
@@ -313,12 +296,42 @@ __device__ __forceinline__ void wf_put(wf_word *p, unsigned tag, float v) {
     *(volatile wf_word *)p = ((wf_word)tag << 32) | __float_as_uint(v);
 }
 
+// wf_task decodes pair tb of round r (tasks in the order gate pairs,
+// residual rows, skip rows, head rows; B utterances each) into its kind
+// (0 gate pair, 1 residual, 2 skip, 3 head), row index idx in its kind,
+// rows rowA (and rowB for a gate pair, else -1) of the round's matrix, and
+// utterance b.
+struct WfTask {
+    int kind, idx, rowA, rowB, b;
+};
+
+__device__ __forceinline__ WfTask wf_task(int tb, int B, int r, int L, int H, int R, int ng, int nr, int ns, int g0, int r0,
+                                          int s0, int h0) {
+    WfTask k;
+    k.b = tb % B;
+    int task = tb / B;
+    k.rowB = -1;
+    if (task < ng) {
+        k.kind = 0, k.idx = g0 + task, k.rowA = k.idx, k.rowB = H + k.idx;
+    } else if ((task -= ng) < nr) {
+        k.kind = 1, k.idx = r0 + task, k.rowA = 2 * H + k.idx;
+    } else if ((task -= nr) < ns) {
+        k.kind = 2, k.idx = s0 + task, k.rowA = (r < L ? 2 * H + R : 0) + k.idx;
+    } else {
+        k.kind = 3, k.idx = h0 + task - ns, k.rowA = k.idx;
+    }
+    return k;
+}
+
 // wf_step: one step's network for B <= WF_BMAX utterances; see above.
 // Arguments as wg_layer's, plus the fused weights Wf and table ftab, the
-// exchange words xchF (float pairs) and status.
-__global__ void __launch_bounds__(256) wf_step(const float *Wf, const float *ftab, float *xchF, float *ring, float *skip,
-                                               const float *proj, const float *enc, float *out, const float *tbuf,
-                                               float *status, ll B, float skipNorm) {
+// exchange words xchF (float pairs) and status. Dynamic shared memory:
+// B * (2*L*ceil(H/NB) + ceil(S/NB) + the longest round input) floats.
+// One block per SM (the ", 1"): the registers of a warp's weight rows fit
+// without spilling, and one block per SM is all the grid needs.
+__global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, const float *ftab, float *xchF, float *ring,
+                                                  const float *proj, const float *enc, float *out, const float *tbuf,
+                                                  float *status, ll B, float skipNorm) {
     wf_word *xch = (wf_word *)xchF;
     const int R = tab_at(ftab, FR), H = tab_at(ftab, FH), S = tab_at(ftab, FS), O = tab_at(ftab, FO);
     const int K = tab_at(ftab, FK), L = tab_at(ftab, FL), Cin = tab_at(ftab, FCIN), chunk = tab_at(ftab, FCHUNK);
@@ -333,8 +346,12 @@ __global__ void __launch_bounds__(256) wf_step(const float *Wf, const float *fta
     // Prologue: the past taps of every layer's gate pairs of this block
     // depend only on earlier steps (the rings), so they are all summed
     // here, with many loads in flight, instead of inside the rounds.
-    extern __shared__ float past[]; // [L][ngb][B][2]
+    extern __shared__ float sh[];
     const int gb0 = j * H / NB, ngb = (j + 1) * H / NB - gb0;
+    const int nsb = (S + NB - 1) / NB;
+    float *past = sh;                          // [L][ngb][B][2]
+    float *skip = past + (ll)2 * L * ngb * B;  // [B][nsb]: the running sums of this block's skip rows
+    float *vin = skip + (ll)nsb * B;           // [B][flen]: the round's input
     for (int q = warp; q < L * ngb; q += nw) {
         const int l = q / ngb, h = gb0 + q % ngb, base = FHDR + l * FPER;
         const int dil = tab_at(ftab, base + FDIL), span = tab_at(ftab, base + FSPAN);
@@ -359,7 +376,6 @@ __global__ void __launch_bounds__(256) wf_step(const float *Wf, const float *fta
             if (lane == 0) past[(q * B + b) * 2] = a, past[(q * B + b) * 2 + 1] = c;
         }
     }
-    __syncthreads();
     for (int r = 0; r < L + 3; r++) {
         const int base = FHDR + r * FPER;
         const float *Wm = Wf + tab_at(ftab, base + FW), *cst = Wf + tab_at(ftab, base + FC);
@@ -376,88 +392,88 @@ __global__ void __launch_bounds__(256) wf_step(const float *Wf, const float *fta
         const int r0 = j * nr / NB, r1 = (j + 1) * nr / NB;
         const int s0 = j * ns / NB, s1 = (j + 1) * ns / NB;
         const int h0 = j * nh / NB, h1 = (j + 1) * nh / NB;
-        const int ntask = (g1 - g0) + (r1 - r0) + (s1 - s0) + (h1 - h0);
-        for (int task = warp; task < ntask; task += nw) {
-            // kind 0 gate pair, 1 residual, 2 skip, 3 head; rowA/rowB in Wm.
-            int kind, idx, rowA, rowB = -1;
-            if (task < g1 - g0) {
-                kind = 0, idx = g0 + task, rowA = idx, rowB = H + idx;
-            } else if (task < (g1 - g0) + (r1 - r0)) {
-                kind = 1, idx = r0 + task - (g1 - g0), rowA = G + idx;
-            } else if (task < (g1 - g0) + (r1 - r0) + (s1 - s0)) {
-                kind = 2, idx = s0 + task - (g1 - g0) - (r1 - r0), rowA = (r < L ? G + R : 0) + idx;
-            } else {
-                kind = 3, idx = h0 + task - (g1 - g0) - (r1 - r0) - (s1 - s0), rowA = idx;
-            }
-            const bool pair = rowB >= 0;
-            const float *wa = Wm + (ll)rowA * flen, *wb = pair ? Wm + (ll)rowB * flen : wa;
-            float ra[WF_NREG], rb[WF_NREG];
+        const int npair = ((g1 - g0) + (r1 - r0) + (s1 - s0) + (h1 - h0)) * (int)B;
+        // Before waiting: this warp's first pair's weights (registers) and,
+        // on lane 0, its constants (the row constants, a gate pair's
+        // conditioning projection).
+        float ra[WF_NREG], rb[WF_NREG], ca = 0.0f, cb = 0.0f;
+        WfTask k;
+        int tb = warp;
+        auto prepare = [&]() {
+            k = wf_task(tb, (int)B, r, L, H, R, g1 - g0, r1 - r0, s1 - s0, g0, r0, s0, h0);
+            const float *wa = Wm + (ll)k.rowA * flen, *wb = k.rowB >= 0 ? Wm + (ll)k.rowB * flen : wa;
 #pragma unroll
             for (int i = 0; i < WF_NREG; i++) {
                 const int e = lane + 32 * i;
                 ra[i] = e < nreg ? wa[e] : 0.0f;
-                rb[i] = (pair && e < nreg) ? wb[e] : 0.0f;
+                rb[i] = (k.rowB >= 0 && e < nreg) ? wb[e] : 0.0f;
             }
-            // Everything that does not wait for this round's input, on lane 0:
-            // the row constants, a gate pair's past taps (the prologue's sums)
-            // and conditioning projection, and the running skip sum.
-            float pa[WF_BMAX], pb[WF_BMAX];
-#pragma unroll
-            for (int b = 0; b < WF_BMAX; b++) {
-                pa[b] = 0.0f, pb[b] = 0.0f;
-                if (b >= B || lane != 0) continue;
-                pa[b] = cst[rowA];
-                if (pair) {
-                    const float *pj = proj + (b * chunk + t % chunk) * ((ll)L * G) + (ll)r * G;
-                    const float *ps = past + (((ll)r * ngb + idx - gb0) * B + b) * 2;
-                    pa[b] += pj[idx] + ps[0];
-                    pb[b] = cst[rowB] + pj[H + idx] + ps[1];
-                }
-                if (kind == 2 && r > 1) pa[b] += skip[b * S + idx];
-            }
-#pragma unroll
-            for (int b = 0; b < WF_BMAX; b++) {
-                if (b >= B) break;
-                const wf_word *in = xch + B * inOff + b * inLen;
-                float v[WF_NREG];
-                if (r == 0) {
-                    const float *e0 = enc + b * Cin;
-#pragma unroll
-                    for (int i = 0; i < WF_NREG; i++) v[i] = lane + 32 * i < nreg ? e0[lane + 32 * i] : 0.0f;
-                } else {
-                    wf_gather(in, nreg, lane, tagIn, status, v);
-                }
-                float a = pa[b], c = pb[b];
-#pragma unroll
-                for (int i = 0; i < WF_NREG; i++) {
-                    a += ra[i] * v[i];
-                    c += rb[i] * v[i];
-                }
-                for (int e = nreg + lane; e < flen; e += 32) {
-                    const float x = r == 0 ? enc[b * Cin + e] : wf_wait(in + e, tagIn, status);
-                    a += wa[e] * x;
-                    if (pair) c += wb[e] * x;
-                }
-                a = warp_allsum(a);
-                if (pair) c = warp_allsum(c);
-                if (lane != 0) continue;
-                wf_word *o = xch + B * outOff + b * outLen;
-                if (kind == 0) {
-                    wf_put(o + R + idx, tagOut, tanhf(a) * (1.0f / (1.0f + expf(-c))));
-                } else if (kind == 1) {
-                    wf_put(o + idx, tagOut, a);
-                    if (span > 0) rg0[b * ringPer + (ll)(t % (span + 1)) * R + idx] = a;
-                } else if (kind == 2) {
-                    if (r < L) skip[b * S + idx] = a;
-                    else wf_put(o + idx, tagOut, fmaxf(a * skipNorm, 0.0f));
-                } else if (r == L + 1) {
-                    wf_put(o + idx, tagOut, fmaxf(a, 0.0f));
-                } else {
-                    out[b * O + idx] = a;
+            ca = 0.0f, cb = 0.0f;
+            if (lane == 0) {
+                ca = cst[k.rowA];
+                if (k.rowB >= 0) {
+                    const float *pj = proj + (k.b * chunk + t % chunk) * ((ll)L * G) + (ll)r * G;
+                    ca += pj[k.idx];
+                    cb = cst[k.rowB] + pj[H + k.idx];
                 }
             }
+        };
+        if (tb < npair) prepare();
+        // The round's input for every utterance, once per block. (The
+        // barrier also orders the prologue's and the previous round's
+        // shared-memory writes before their reads below.)
+        __syncthreads();
+        for (int e = threadIdx.x; e < B * flen; e += blockDim.x) {
+            const int b = e / flen, i = e % flen;
+            vin[e] = r == 0 ? enc[b * Cin + i] : wf_wait(xch + B * inOff + b * inLen + i, tagIn, status);
         }
         __syncthreads();
+        for (; tb < npair; tb += nw) {
+            if (tb != warp) prepare();
+            const bool pair = k.rowB >= 0;
+            const float *v = vin + k.b * flen;
+            float a = ca, c = cb;
+            if (lane == 0) {
+                if (pair) {
+                    const float *ps = past + (((ll)r * ngb + k.idx - gb0) * B + k.b) * 2;
+                    a += ps[0], c += ps[1];
+                }
+                if (k.kind == 2 && r > 1) a += skip[k.b * nsb + k.idx - s0];
+            }
+#pragma unroll
+            for (int i = 0; i < WF_NREG; i++) {
+                const int e = lane + 32 * i;
+                if (e < nreg) {
+                    a += ra[i] * v[e];
+                    c += rb[i] * v[e];
+                }
+            }
+            if (flen > nreg) {
+                const float *wa = Wm + (ll)k.rowA * flen, *wb = pair ? Wm + (ll)k.rowB * flen : wa;
+                for (int e = nreg + lane; e < flen; e += 32) {
+                    a += wa[e] * v[e];
+                    if (pair) c += wb[e] * v[e];
+                }
+            }
+            a = warp_allsum(a);
+            if (pair) c = warp_allsum(c);
+            if (lane != 0) continue;
+            const int b = k.b, idx = k.idx;
+            wf_word *o = xch + B * outOff + b * outLen;
+            if (k.kind == 0) {
+                wf_put(o + R + idx, tagOut, tanhf(a) * (1.0f / (1.0f + expf(-c))));
+            } else if (k.kind == 1) {
+                wf_put(o + idx, tagOut, a);
+                if (span > 0) rg0[b * ringPer + (ll)(t % (span + 1)) * R + idx] = a;
+            } else if (k.kind == 2) {
+                if (r < L) skip[b * nsb + idx - s0] = a;
+                else wf_put(o + idx, tagOut, fmaxf(a * skipNorm, 0.0f));
+            } else if (r == L + 1) {
+                wf_put(o + idx, tagOut, fmaxf(a, 0.0f));
+            } else {
+                out[b * O + idx] = a;
+            }
+        }
     }
 }
 

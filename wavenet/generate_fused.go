@@ -62,12 +62,17 @@ type fusedStep struct {
 	w, tab    compute.Buffer
 	nb, block int
 	words     int // exchange words per utterance
-	past      int // shared floats per utterance: the prologue's sums
+	shared    int // dynamic shared floats per utterance (fusedShared)
 }
 
-// fusedPast is the shared memory (floats per utterance) of a block of
-// wf_step on nb blocks: two past-tap sums per gate pair it owns and layer.
-func fusedPast(p *Generator, nb int) int { return 2 * p.L * ((p.H + nb - 1) / nb) }
+// fusedShared is the dynamic shared memory (floats per utterance) of a
+// block of wf_step on nb blocks: two past-tap sums per gate pair it owns
+// and layer, a running sum per skip row it owns, and the longest round
+// input.
+func fusedShared(p *Generator, nb int) int {
+	c := func(n int) int { return (n + nb - 1) / nb }
+	return 2*p.L*c(p.H) + c(p.S) + max(p.Cin, p.R+p.H, p.S)
+}
 
 // newFusedStep builds wf_step's weights for the plan's folded weights w
 // (genOffsets) and sizes its grid: as many blocks as the device runs at
@@ -81,7 +86,7 @@ func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []floa
 			return nil
 		}
 		nb = max(p.H, p.R, p.S, p.O)
-		if shared := 4 * fusedMaxBatch * fusedPast(p, 1); shared <= fusedMaxShared {
+		if shared := 4 * fusedMaxBatch * fusedShared(p, 1); shared <= fusedMaxShared {
 			// The grid is known before the shared memory: ask with the most
 			// a block can need (one block owning every gate pair).
 			nb = min(nb, cr.CoResidentBlocks("wf_step", fusedMaxBlock, shared))
@@ -93,7 +98,7 @@ func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []floa
 		}
 	}
 	fw, tab := fusedWeights(p, w, nb, ringPer, ringOff)
-	f := &fusedStep{nb: nb, block: fusedMaxBlock, words: p.L*(p.R+p.H) + 2*p.S, past: fusedPast(p, nb)}
+	f := &fusedStep{nb: nb, block: fusedMaxBlock, words: p.L*(p.R+p.H) + 2*p.S, shared: fusedShared(p, nb)}
 	f.w = be.Alloc(len(fw))
 	be.Upload(compute.V(f.w), fw)
 	tf := make([]float32, len(tab))
@@ -257,6 +262,6 @@ func fusedWeights(p *Generator, w []float32, nb, ringPer int, ringOff []int) ([]
 func (g *GPUGenerator) fusedLaunch(st *gpuState) {
 	f, p := g.fused, g.plan
 	V := func(b compute.Buffer) compute.Arg { return compute.Ptr(compute.V(b), b.Len()) }
-	g.mod.Launch("wf_step", f.nb, f.block, 4*f.past*st.B, V(f.w), V(f.tab), V(st.xch), V(st.ring), V(st.skip), V(st.proj), V(st.enc),
+	g.mod.Launch("wf_step", f.nb, f.block, 4*f.shared*st.B, V(f.w), V(f.tab), V(st.xch), V(st.ring), V(st.proj), V(st.enc),
 		V(st.out), V(st.tbuf), V(st.status), compute.Int(st.B), compute.Float(p.skipNorm))
 }

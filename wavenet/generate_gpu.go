@@ -191,7 +191,7 @@ func (st *gpuState) free(be compute.Backend) {
 // launches dominate; larger batches fill the GPU with the layered kernels'
 // blocks), and while its tags (t*(L+2)+round+1, 32 bits) cannot wrap.
 func (g *GPUGenerator) useFused(step GPUStep, B, Tmax int) (bool, error) {
-	ok := g.fused != nil && B <= fusedMaxBatch && 4*g.fused.past*B <= fusedMaxShared && int64(Tmax+1)*int64(g.plan.L+2) < 1<<32
+	ok := g.fused != nil && B <= fusedMaxBatch && 4*g.fused.shared*B <= fusedMaxShared && int64(Tmax+1)*int64(g.plan.L+2) < 1<<32
 	switch step {
 	case GPUStepLayered:
 		return false, nil
