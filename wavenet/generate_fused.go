@@ -101,10 +101,7 @@ func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []floa
 	f := &fusedStep{nb: nb, block: fusedMaxBlock, words: p.L*(p.R+p.H) + 2*p.S, shared: fusedShared(p, nb)}
 	f.w = be.Alloc(len(fw))
 	be.Upload(compute.V(f.w), fw)
-	tf := make([]float32, len(tab))
-	for i, v := range tab {
-		tf[i] = math.Float32frombits(uint32(int32(v)))
-	}
+	tf := intTable(tab)
 	f.tab = be.Alloc(len(tf))
 	be.Upload(compute.V(f.tab), tf)
 	return f

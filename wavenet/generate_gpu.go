@@ -124,10 +124,7 @@ func NewGPUGenerator(m *Model, s Sampler, ds DeviceSampler) (*GPUGenerator, erro
 	for l := 0; l < plan.L; l++ {
 		copy(tab[tabHeader+l*tabPerLayer:], []int{o.conv[l], o.rs[l], o.rsB[l], plan.dil[l], (plan.K - 1) * plan.dil[l], g.ring[l]})
 	}
-	tf := make([]float32, len(tab))
-	for i, v := range tab {
-		tf[i] = math.Float32frombits(uint32(int32(v)))
-	}
+	tf := intTable(tab)
 	g.w = be.Alloc(len(w))
 	be.Upload(compute.V(g.w), w)
 	plan.w = g.w // upsample reads the weights through the plan (device memory; plan.wh stays nil)
@@ -135,6 +132,16 @@ func NewGPUGenerator(m *Model, s Sampler, ds DeviceSampler) (*GPUGenerator, erro
 	be.Upload(compute.V(g.tab), tf)
 	g.fused = newFusedStep(be, mod, plan, w, max(g.ring[plan.L], 1), g.ring, 0)
 	return g, nil
+}
+
+// intTable is tab as float slots holding the ints' bits (the kernels'
+// tab_at reads them back), so one float buffer carries sizes and offsets.
+func intTable(tab []int) []float32 {
+	tf := make([]float32, len(tab))
+	for i, v := range tab {
+		tf[i] = math.Float32frombits(uint32(int32(v)))
+	}
+	return tf
 }
 
 // Free releases the generator's device buffers.
