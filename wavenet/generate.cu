@@ -342,6 +342,13 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const int j = blockIdx.x;
     if (B > WF_BMAX || j >= NB) return;
+    // After a stall the group's result is discarded (the host reruns it),
+    // so the remaining steps return at once; the whole block decides
+    // together, as a block must reach its barriers together.
+    __shared__ int wf_stop;
+    if (threadIdx.x == 0) wf_stop = *(const volatile float *)status != 0.0f;
+    __syncthreads();
+    if (wf_stop) return;
     const unsigned tag0 = (unsigned)t * (unsigned)(L + 2);
     // Prologue: the past taps of every layer's gate pairs of this block
     // depend only on earlier steps (the rings), so they are all summed
@@ -393,11 +400,12 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
         const int s0 = j * ns / NB, s1 = (j + 1) * ns / NB;
         const int h0 = j * nh / NB, h1 = (j + 1) * nh / NB;
         const int npair = ((g1 - g0) + (r1 - r0) + (s1 - s0) + (h1 - h0)) * (int)B;
+        if (npair == 0) continue; // nothing to read or write (the same for the whole block)
         // Before waiting: this warp's first pair's weights (registers) and,
         // on lane 0, its constants (the row constants, a gate pair's
         // conditioning projection).
         float ra[WF_NREG], rb[WF_NREG], ca = 0.0f, cb = 0.0f;
-        WfTask k;
+        WfTask k{};
         int tb = warp;
         auto prepare = [&]() {
             k = wf_task(tb, (int)B, r, L, H, R, g1 - g0, r1 - r0, s1 - s0, g0, r0, s0, h0);
