@@ -76,28 +76,25 @@ func fusedShared(p *Generator, nb int) int {
 
 // newFusedStep builds wf_step's weights for the plan's folded weights w
 // (genOffsets) and sizes its grid: as many blocks as the device runs at
-// once, at most one per row of the widest round. It returns nil when the
+// once, at most one per row of the widest round. ringOff is each layer's
+// ring offset per utterance, then the total. It returns nil when the
 // module cannot say how many blocks run at once. nb > 0 sets the grid
 // instead (tests).
-func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []float32, ringPer int, ringOff []int, nb int) *fusedStep {
+func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []float32, ringOff []int, nb int) *fusedStep {
 	if nb <= 0 {
 		cr, ok := mod.(compute.CoResident)
 		if !ok {
 			return nil
 		}
-		nb = max(p.H, p.R, p.S, p.O)
-		if shared := 4 * fusedMaxBatch * fusedShared(p, 1); shared <= fusedMaxShared {
-			// The grid is known before the shared memory: ask with the most
-			// a block can need (one block owning every gate pair).
-			nb = min(nb, cr.CoResidentBlocks("wf_step", fusedMaxBlock, shared))
-		} else {
-			nb = min(nb, cr.CoResidentBlocks("wf_step", fusedMaxBlock, fusedMaxShared))
-		}
+		// The grid is known before the shared memory: ask with the most a
+		// block can use (one block owning every row), at most the limit.
+		shared := min(4*fusedMaxBatch*fusedShared(p, 1), fusedMaxShared)
+		nb = min(max(p.H, p.R, p.S, p.O), cr.CoResidentBlocks("wf_step", fusedMaxBlock, shared))
 		if nb < 1 {
 			return nil
 		}
 	}
-	fw, tab := fusedWeights(p, w, nb, ringPer, ringOff)
+	fw, tab := fusedWeights(p, w, nb, ringOff)
 	f := &fusedStep{nb: nb, block: fusedMaxBlock, words: p.L*(p.R+p.H) + 2*p.S, shared: fusedShared(p, nb)}
 	f.w = be.Alloc(len(fw))
 	be.Upload(compute.V(f.w), fw)
@@ -125,13 +122,13 @@ func (f *fusedStep) free(be compute.Backend) {
 //	                                   skip  0, Ws_{l-1} | (l = 1: every layer's skip bias)
 //	round L ([x_{L-1}, z_{L-1}]):     skip  0, Ws_{L-1} | (L = 1: the skip bias)
 //	round L+1 (a1), L+2 (a2):          W1 | b1, W2 | b2
-func fusedWeights(p *Generator, w []float32, nb, ringPer int, ringOff []int) ([]float32, []int) {
+func fusedWeights(p *Generator, w []float32, nb int, ringOff []int) ([]float32, []int) {
 	R, G, H, S, O, K, L, Cin := p.R, p.G, p.H, p.S, p.O, p.K, p.L, p.Cin
 	o := &p.offs
 	a := math.Sqrt(0.5)
 	var fw []float32
 	tab := make([]int, fusedHeader+(L+3)*fusedPerRound)
-	copy(tab, []int{R, H, S, O, K, L, Cin, gpuChunk, nb, ringPer})
+	copy(tab, []int{R, H, S, O, K, L, Cin, gpuChunk, nb, max(ringOff[L], 1)})
 	at := func(i int) float64 { return float64(w[i]) }
 	// wcur(l, g, i) is Wcur_l[g][i]; wr(l, r, h), ws(l, s, h) the 1x1s.
 	wcur := func(l, g, i int) float64 { return at(o.conv[l] + g*K*R + (K-1)*R + i) }

@@ -130,7 +130,7 @@ func NewGPUGenerator(m *Model, s Sampler, ds DeviceSampler) (*GPUGenerator, erro
 	plan.w = g.w // upsample reads the weights through the plan (device memory; plan.wh stays nil)
 	g.tab = be.Alloc(len(tf))
 	be.Upload(compute.V(g.tab), tf)
-	g.fused = newFusedStep(be, mod, plan, w, max(g.ring[plan.L], 1), g.ring, 0)
+	g.fused = newFusedStep(be, mod, plan, w, g.ring, 0)
 	return g, nil
 }
 
@@ -167,10 +167,13 @@ type gpuState struct {
 	X, ring, Z, skip, A2, out, y, enc, rg compute.Buffer
 	tbuf, proj                            compute.Buffer
 	// The one-launch step's exchange words (two floats each, a buffer of
-	// its own so they are 8-byte aligned) and stall flag; nil unless fused.
+	// its own so they are 8-byte aligned) and stall flag; nil unless the
+	// state runs that step (see fused).
 	xch, status compute.Buffer
-	fused       bool
 }
+
+// fused says whether st runs the one-launch step.
+func (st *gpuState) fused() bool { return st.xch != nil }
 
 func (g *GPUGenerator) newState(B int, fused bool) *gpuState {
 	p, be := g.plan, g.be
@@ -180,7 +183,7 @@ func (g *GPUGenerator) newState(B int, fused bool) *gpuState {
 		enc: be.Alloc(B * p.Cin), rg: be.Alloc(2 * B), tbuf: be.Alloc(1),
 		proj: be.Alloc(B * gpuChunk * p.L * p.G)}
 	if fused {
-		st.fused, st.xch, st.status = true, be.Alloc(2*B*g.fused.words), be.Alloc(1)
+		st.xch, st.status = be.Alloc(2*B*g.fused.words), be.Alloc(1)
 	}
 	return st
 }
@@ -234,7 +237,7 @@ func (g *GPUGenerator) step(st *gpuState, wave compute.View, Tmax int) {
 	if g.force.Buf != nil {
 		m.Launch("wg_force", 1, gpuBlock, 0, V(st.enc), compute.Ptr(g.force, g.force.Buf.Len()-g.force.Off), V(st.tbuf), compute.Int(B*p.Cin))
 	}
-	if st.fused {
+	if st.fused() {
 		g.fusedLaunch(st)
 	} else {
 		m.Launch("wg_first", B, gpuBlock, 0, W, tab, V(st.enc), V(st.X), V(st.skip), compute.Int(B))
@@ -331,7 +334,7 @@ func (g *GPUGenerator) runGroup(st *gpuState, utts []Utterance, group []int, enc
 	be.Fill(compute.V(st.ring), st.ring.Len(), 0)
 	be.Fill(compute.V(st.y), B, 0)
 	be.Upload(compute.V(st.tbuf), []float32{0}) // int 0 has the bits of float 0
-	if st.fused {
+	if st.fused() {
 		be.Fill(compute.V(st.xch), st.xch.Len(), 0) // no word carries a tag yet
 		be.Fill(compute.V(st.status), 1, 0)
 	}
@@ -379,7 +382,7 @@ func (g *GPUGenerator) runGroup(st *gpuState, utts []Utterance, group []int, enc
 	}
 	host := make([]float32, B*Tmax)
 	be.Download(host, compute.V(wave))
-	if st.fused {
+	if st.fused() {
 		var status [1]float32
 		be.Download(status[:], compute.V(st.status))
 		if status[0] != 0 {

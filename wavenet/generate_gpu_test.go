@@ -418,7 +418,7 @@ func TestCPUSimFusedStallFallsBack(t *testing.T) {
 	}
 	nb := g.fused.nb + 1
 	g.fused.free(be)
-	g.fused = newFusedStep(be, g.mod, g.plan, w, max(g.ring[g.plan.L], 1), g.ring, nb)
+	g.fused = newFusedStep(be, g.mod, g.plan, w, g.ring, nb)
 	cfg := m.Config()
 	utts := []Utterance{{Mel: randMel(rand.New(rand.NewPCG(3, 4)), 3, cfg.CinChannels), Seed: 5}}
 	if _, err := g.Generate(utts, GenerateOptions{GPUStep: GPUStepFused}); !errors.Is(err, errNotCoResident) {
