@@ -68,18 +68,8 @@ func BenchmarkGenerate(b *testing.B) {
 			}
 			opts := r.opts
 			opts.Batch = r.batch
-			samples := 0
 			b.ReportAllocs()
-			for b.Loop() {
-				outs, err := g.Generate(utts, opts)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, o := range outs {
-					samples += len(o)
-				}
-			}
-			sps := float64(samples) / b.Elapsed().Seconds()
+			sps := loopGenerate(b, func() ([][]float32, error) { return g.Generate(utts, opts) })
 			b.ReportMetric(sps, "samples/s")
 			b.ReportMetric(sps*float64(g.StepWeightBytes())/1e9, "weightGB/s")
 			b.ReportMetric(sps*g.StepFLOPs()/1e9, "GFLOP/s")
@@ -141,4 +131,20 @@ func BenchmarkRoofline(b *testing.B) {
 		})
 	}
 	cpu.New(cpu.Options{})
+}
+
+// loopGenerate runs gen in b.Loop and returns the samples per second of
+// everything it generated (all utterances together).
+func loopGenerate(b *testing.B, gen func() ([][]float32, error)) float64 {
+	samples := 0
+	for b.Loop() {
+		outs, err := gen()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, o := range outs {
+			samples += len(o)
+		}
+	}
+	return float64(samples) / b.Elapsed().Seconds()
 }

@@ -48,20 +48,12 @@ func BenchmarkGenerateCUDA(b *testing.B) {
 					b.Logf("one-launch step: %d blocks of %d threads", g.fused.nb, g.fused.block)
 				}
 				b.Logf("%s", be.Describe())
-				samples := 0
-				for b.Loop() {
-					outs, err := g.Generate(utts, GenerateOptions{Batch: r.batch, GPUStep: r.path})
-					if err != nil {
-						b.Fatal(err)
-					}
-					for _, o := range outs {
-						samples += len(o)
-					}
-				}
-				sps := float64(samples) / b.Elapsed().Seconds()
+				sps := loopGenerate(b, func() ([][]float32, error) {
+					return g.Generate(utts, GenerateOptions{Batch: r.batch, GPUStep: r.path})
+				})
 				b.ReportMetric(sps, "samples/s")
 				b.ReportMetric(sps/22050, "xRT")
-				b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(samples/r.batch), "us/step")
+				b.ReportMetric(1e6*float64(r.batch)/sps, "us/step") // every utterance is 86 frames: steps = samples / batch
 			})
 		}
 		g.Free()
