@@ -17,7 +17,7 @@
 #       2. benchmarks: the reference training step at 8 x 10240 (fp32, TF32,
 #          batch 1, and a per-kernel profile) and PyTorch eager's on the same
 #          GPU; GPU synthesis at batch 1, 4 and 32 (samples/s, x real time),
-#          with the default step kernels and the layered ones;
+#          with the one-launch step (wf_step) and the layered kernels;
 #       3. a 300-step training run of the tiny AdaCat model on cuda (dev bits
 #          by step, to compare with the same run on cpu), vocode --device cuda
 #          with the built-in model, and the heads' GPU tests.

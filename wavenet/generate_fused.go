@@ -34,8 +34,9 @@ var errNotCoResident = errors.New("wavenet: GPU generator: the one-launch step's
 type GPUStep int
 
 const (
-	// GPUStepAuto: the one-launch step for batches up to 4 where the
-	// backend can say how many blocks run at once, else the layered one.
+	// GPUStepAuto: the layered kernels for now; with fusedByDefault, the
+	// one-launch step for batches up to 4 where the backend can say how
+	// many blocks run at once.
 	GPUStepAuto GPUStep = iota
 	// GPUStepLayered: L+5 launches per sample, any batch.
 	GPUStepLayered

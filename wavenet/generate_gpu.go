@@ -196,10 +196,17 @@ func (st *gpuState) free(be compute.Backend) {
 	}
 }
 
+// fusedByDefault makes GPUStepAuto pick the one-launch step where it
+// applies. It is off until scripts/gpu-check.sh has run wf_step on a GPU:
+// so far it has run only on the CPU simulator, and the layered kernels are
+// the ones that passed the conformance suite and were timed on an H100.
+const fusedByDefault = false
+
 // useFused says whether a group of B slots and Tmax samples runs the
-// one-launch step: by default where it is built and B is small (there the
-// launches dominate; larger batches fill the GPU with the layered kernels'
-// blocks), and while its tags (t*(L+2)+round+1, 32 bits) cannot wrap.
+// one-launch step: where it is built, B is small (there the launches
+// dominate; larger batches fill the GPU with the layered kernels' blocks)
+// and its tags (t*(L+2)+round+1, 32 bits) cannot wrap; GPUStepAuto only
+// with fusedByDefault.
 func (g *GPUGenerator) useFused(step GPUStep, B, Tmax int) (bool, error) {
 	ok := g.fused != nil && B <= fusedMaxBatch && 4*g.fused.shared*B <= fusedMaxShared && int64(Tmax+1)*int64(g.plan.L+2) < 1<<32
 	switch step {
@@ -209,8 +216,9 @@ func (g *GPUGenerator) useFused(step GPUStep, B, Tmax int) (bool, error) {
 		if !ok {
 			return false, errors.New("wavenet: GPU generator: the one-launch step is not available for this backend, batch or length")
 		}
+		return true, nil
 	}
-	return ok, nil
+	return ok && fusedByDefault, nil
 }
 
 // graphSteps is the number of samples per graph replay: gpuGraphSteps, or

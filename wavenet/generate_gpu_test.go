@@ -444,7 +444,7 @@ func TestCPUSimFusedStallFallsBack(t *testing.T) {
 
 // TestStepKernelsChoice: ParseGPUStep reads the three names and refuses
 // others; a forced one-launch step fails, before any launch, where it does
-// not apply (a batch above fusedMaxBatch).
+// not apply (a batch above fusedMaxBatch); auto follows fusedByDefault.
 func TestStepKernelsChoice(t *testing.T) {
 	for s, want := range map[string]GPUStep{"auto": GPUStepAuto, "": GPUStepAuto, "layered": GPUStepLayered, "fused": GPUStepFused} {
 		if got, err := ParseGPUStep(s); err != nil || got != want {
@@ -464,6 +464,13 @@ func TestStepKernelsChoice(t *testing.T) {
 	_, err := g.Generate(utts, GenerateOptions{Batch: len(utts), GPUStep: GPUStepFused})
 	if err == nil || !strings.Contains(err.Error(), "one-launch step is not available") {
 		t.Errorf("fused step at batch %d: err = %v", len(utts), err)
+	}
+	// At batch 1 the one-launch step applies: fused forces it, layered
+	// refuses it, auto takes it only once it is the default.
+	for step, want := range map[GPUStep]bool{GPUStepFused: true, GPUStepLayered: false, GPUStepAuto: fusedByDefault} {
+		if got, err := g.useFused(step, 1, 256); err != nil || got != want {
+			t.Errorf("useFused(%v, batch 1) = %v, %v; want %v", step, got, err, want)
+		}
 	}
 }
 
