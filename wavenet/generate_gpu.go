@@ -53,9 +53,11 @@ type GPUGenerator struct {
 	nsl  int
 	ring []int // ring offsets per layer (floats), then the total
 
-	// fused is the one-launch step for batches up to fusedMaxBatch (nil
-	// where the backend cannot say how many blocks run at once).
-	fused *fusedStep
+	// fused is the one-launch step for batches up to fusedMaxBatch, built
+	// by fusedStep on first use (nil where the backend cannot say how many
+	// blocks run at once).
+	fused      *fusedStep
+	fusedTried bool
 
 	// Tests: force, when set, replaces sampling by teacher forcing with
 	// these encoded inputs [T][B][Cin]; trace, when set, records the step
@@ -130,8 +132,20 @@ func NewGPUGenerator(m *Model, s Sampler, ds DeviceSampler) (*GPUGenerator, erro
 	plan.w = g.w // upsample reads the weights through the plan (device memory; plan.wh stays nil)
 	g.tab = be.Alloc(len(tf))
 	be.Upload(compute.V(g.tab), tf)
-	g.fused = newFusedStep(be, mod, plan, w, g.ring, 0)
 	return g, nil
+}
+
+// fusedStep returns the one-launch step, building it on first use from the
+// device weights: its folded weights cost host time and device memory that
+// the layered kernels do not need.
+func (g *GPUGenerator) fusedStep() *fusedStep {
+	if !g.fusedTried {
+		g.fusedTried = true
+		w := make([]float32, g.w.Len())
+		g.be.Download(w, compute.V(g.w))
+		g.fused = newFusedStep(g.be, g.mod, g.plan, w, g.ring, 0)
+	}
+	return g.fused
 }
 
 // intTable is tab as float slots holding the ints' bits (the kernels'
@@ -200,7 +214,8 @@ func (st *gpuState) free(be compute.Backend) {
 // applies. It is off until scripts/gpu-check.sh has run wf_step on a GPU:
 // so far it has run only on the CPU simulator, and the layered kernels are
 // the ones that passed the conformance suite and were timed on an H100.
-const fusedByDefault = false
+// (A variable so the tests of auto's fallback can turn it on.)
+var fusedByDefault = false
 
 // useFused says whether a group of B slots and Tmax samples runs the
 // one-launch step: where it is built, B is small (there the launches
@@ -208,17 +223,15 @@ const fusedByDefault = false
 // and its tags (t*(L+2)+round+1, 32 bits) cannot wrap; GPUStepAuto only
 // with fusedByDefault.
 func (g *GPUGenerator) useFused(step GPUStep, B, Tmax int) (bool, error) {
-	ok := g.fused != nil && B <= fusedMaxBatch && 4*g.fused.shared*B <= fusedMaxShared && int64(Tmax+1)*int64(g.plan.L+2) < 1<<32
-	switch step {
-	case GPUStepLayered:
+	if step == GPUStepLayered || step == GPUStepAuto && !fusedByDefault {
 		return false, nil
-	case GPUStepFused:
-		if !ok {
-			return false, errors.New("wavenet: GPU generator: the one-launch step is not available for this backend, batch or length")
-		}
-		return true, nil
 	}
-	return ok && fusedByDefault, nil
+	f := g.fusedStep()
+	ok := f != nil && B <= fusedMaxBatch && 4*f.shared*B <= fusedMaxShared && int64(Tmax+1)*int64(g.plan.L+2) < 1<<32
+	if step == GPUStepFused && !ok {
+		return false, errors.New("wavenet: GPU generator: the one-launch step is not available for this backend, batch or length")
+	}
+	return ok, nil
 }
 
 // graphSteps is the number of samples per graph replay: gpuGraphSteps, or

@@ -403,13 +403,14 @@ func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase,
 // TestCPUSimFusedStallFallsBack: a one-launch step given more blocks than
 // run at once (on the simulator, more than its workers) stalls; the
 // blocks give up waiting and flag it, a forced fused run reports it, and
-// the default path reruns the group with the layered kernels, giving
-// exactly the layered path's waveform.
+// the default path (with the one-launch step as its default) reruns the
+// group with the layered kernels, giving exactly the layered path's
+// waveform.
 func TestCPUSimFusedStallFallsBack(t *testing.T) {
 	be := simOrSkip(t)
 	c := simCases(t, "mol/k2")[0]
 	m, h, g := c.generator(t, newCPU(t), be)
-	if g.fused == nil {
+	if g.fusedStep() == nil {
 		t.Fatal("no one-launch step on the simulator")
 	}
 	_, w, err := newPlan(gpuTwin(t, be, m), h)
@@ -424,6 +425,7 @@ func TestCPUSimFusedStallFallsBack(t *testing.T) {
 	if _, err := g.Generate(utts, GenerateOptions{GPUStep: GPUStepFused}); !errors.Is(err, errNotCoResident) {
 		t.Fatalf("forced one-launch step on %d blocks: err = %v, want errNotCoResident", nb, err)
 	}
+	defaultFused(t, true)
 	got, err := g.Generate(utts, GenerateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -466,12 +468,22 @@ func TestStepKernelsChoice(t *testing.T) {
 		t.Errorf("fused step at batch %d: err = %v", len(utts), err)
 	}
 	// At batch 1 the one-launch step applies: fused forces it, layered
-	// refuses it, auto takes it only once it is the default.
-	for step, want := range map[GPUStep]bool{GPUStepFused: true, GPUStepLayered: false, GPUStepAuto: fusedByDefault} {
-		if got, err := g.useFused(step, 1, 256); err != nil || got != want {
-			t.Errorf("useFused(%v, batch 1) = %v, %v; want %v", step, got, err, want)
+	// refuses it, auto takes it only where it is the default.
+	for _, def := range []bool{false, true} {
+		defaultFused(t, def)
+		for step, want := range map[GPUStep]bool{GPUStepFused: true, GPUStepLayered: false, GPUStepAuto: def} {
+			if got, err := g.useFused(step, 1, 256); err != nil || got != want {
+				t.Errorf("fusedByDefault %v: useFused(%v, batch 1) = %v, %v; want %v", def, step, got, err, want)
+			}
 		}
 	}
+}
+
+// defaultFused sets fusedByDefault for the rest of the test.
+func defaultFused(t *testing.T, on bool) {
+	old := fusedByDefault
+	fusedByDefault = on
+	t.Cleanup(func() { fusedByDefault = old })
 }
 
 // TestCPUSimFusedFullBatch: the one-launch step at its largest batch
