@@ -13,6 +13,7 @@ import (
 	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/computetest"
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/compute/cuda"
 	"github.com/wavecat/wavecat/compute/cudasim"
@@ -254,18 +255,6 @@ func devMask(T int, rng *rand.Rand) []float32 {
 	return m
 }
 
-func upload(be compute.Backend, x []float32) compute.Buffer {
-	b := be.Alloc(len(x))
-	be.Upload(compute.V(b), x)
-	return b
-}
-
-func download(be compute.Backend, b compute.Buffer, n int) []float32 {
-	x := make([]float32, n)
-	be.Download(x, compute.V(b))
-	return x
-}
-
 func newDevice(t testing.TB, be compute.Backend, spec string) (Head, *Device) {
 	t.Helper()
 	h, err := New(spec)
@@ -315,7 +304,7 @@ func checkDeviceLoss(t *testing.T, be compute.Backend) {
 			logits, targets := devBatch(h, devB, devT, rng)
 			mask := devMask(devB*devT, rng)
 			const scale = 0.37
-			lb, tb, mb := upload(be, logits), upload(be, targets), upload(be, mask)
+			lb, tb, mb := computetest.BufferOf(be, logits), computetest.BufferOf(be, targets), computetest.BufferOf(be, mask)
 			gb := be.Alloc(len(logits))
 			defer func() {
 				for _, b := range []compute.Buffer{lb, tb, mb, gb} {
@@ -345,7 +334,7 @@ func checkDeviceLoss(t *testing.T, be compute.Backend) {
 				if e := relErr(gotSum, wantSum, 1e-300); !(e <= 1e-6) {
 					t.Errorf("masked=%v: loss sum %.12g, CPU %.12g (relative error %.2g)", masked, gotSum, wantSum, e)
 				}
-				got := download(be, gb, len(logits))
+				got := computetest.Contents(be, gb)
 				// Relative error per element, with a floor of 1e-9 of the
 				// largest gradient (float64 rounding of a cancelling sum).
 				floor := 0.0
@@ -386,7 +375,7 @@ func checkDeviceBits(t *testing.T, be compute.Backend) {
 			for b := 0; b < devB; b++ {
 				h.Bits(logits[b*C*devT:(b+1)*C*devT], devT, devT, targets[b*devT:(b+1)*devT], want[b*devT:(b+1)*devT])
 			}
-			lb, tb := upload(be, logits), upload(be, targets)
+			lb, tb := computetest.BufferOf(be, logits), computetest.BufferOf(be, targets)
 			ob := be.Alloc(len(targets))
 			defer func() {
 				for _, b := range []compute.Buffer{lb, tb, ob} {
@@ -394,7 +383,7 @@ func checkDeviceBits(t *testing.T, be compute.Backend) {
 				}
 			}()
 			d.Bits(compute.V(lb), devB, devT, compute.V(tb), compute.V(ob))
-			got := download(be, ob, len(targets))
+			got := computetest.Contents(be, ob)
 			worst, bad := 0.0, 0
 			for j := range got {
 				// float32 output: relative 1e-4 with a floor of 0.1 bit.
@@ -517,7 +506,7 @@ func sampleBuffers(t *testing.T, be compute.Backend, h Head, z []float32, B int)
 	for b := 0; b < B; b++ {
 		copy(logits[b*C:], z)
 	}
-	lb, rb, yb, eb = upload(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*IC)
+	lb, rb, yb, eb = computetest.BufferOf(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*IC)
 	t.Cleanup(func() {
 		for _, b := range []compute.Buffer{lb, rb, yb, eb} {
 			be.Free(b)
@@ -537,8 +526,8 @@ func checkDeviceSample(t *testing.T, be compute.Backend) {
 			lb, rb, yb, eb := sampleBuffers(t, be, h, z, B)
 			d.SeedRNG(compute.V(rb), B, 12345)
 			d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
-			y := download(be, yb, B)
-			enc := download(be, eb, B*IC)
+			y := computetest.Contents(be, yb)
+			enc := computetest.Contents(be, eb)
 			want := make([]float32, IC)
 			for b := 0; b < B; b++ {
 				if !(y[b] >= -1 && y[b] <= 1) {
@@ -582,11 +571,11 @@ func checkDeviceSeedRNG(t *testing.T, be compute.Backend) {
 			lb, rb, yb, eb := sampleBuffers(t, be, h, z, B)
 			draw := func() []float32 {
 				d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
-				return download(be, yb, B)
+				return computetest.Contents(be, yb)
 			}
 			seed := func(s uint64) []float32 {
 				d.SeedRNG(compute.V(rb), B, s)
-				return download(be, rb, 2*B)
+				return computetest.Contents(be, rb)
 			}
 			st := seed(1)
 			seen := map[[2]uint32]bool{}
@@ -598,7 +587,7 @@ func checkDeviceSeedRNG(t *testing.T, be compute.Backend) {
 				seen[k] = true
 			}
 			a1, a2 := draw(), draw()
-			st2 := download(be, rb, 2*B)
+			st2 := computetest.Contents(be, rb)
 			for b := 0; b < B; b++ {
 				if math.Float32bits(st2[2*b]) == math.Float32bits(st[2*b]) && math.Float32bits(st2[2*b+1]) == math.Float32bits(st[2*b+1]) {
 					t.Fatalf("utterance %d: Sample did not advance its RNG state", b)
@@ -623,7 +612,7 @@ func checkDeviceSeedRNG(t *testing.T, be compute.Backend) {
 			// One utterance seeded at an offset (as the generator does) draws
 			// what utterance 0 of a batch with that seed draws.
 			d.SeedRNG(compute.V(rb).At(2*7), 1, 1)
-			one := download(be, rb, 2*B)
+			one := computetest.Contents(be, rb)
 			if math.Float32bits(one[14]) != math.Float32bits(st[0]) || math.Float32bits(one[15]) != math.Float32bits(st[1]) {
 				t.Error("SeedRNG of one utterance at an offset differs from utterance 0 of a batch")
 			}
@@ -692,7 +681,7 @@ func BenchmarkDeviceLoss(b *testing.B) {
 			h, d := newDevice(b, be, spec)
 			rng := rand.New(rand.NewPCG(1, 2))
 			logits, targets := devBatch(h, B, T, rng)
-			lb, tb, gb := upload(be, logits), upload(be, targets), be.Alloc(len(logits))
+			lb, tb, gb := computetest.BufferOf(be, logits), computetest.BufferOf(be, targets), be.Alloc(len(logits))
 			defer func() {
 				for _, x := range []compute.Buffer{lb, tb, gb} {
 					be.Free(x)
@@ -720,7 +709,7 @@ func BenchmarkDeviceSample(b *testing.B) {
 				for i := 0; i < B; i++ {
 					logits = append(logits, sampleLogits(h, rng)...)
 				}
-				lb, rb, yb, eb := upload(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*h.InputChannels())
+				lb, rb, yb, eb := computetest.BufferOf(be, logits), be.Alloc(2*B), be.Alloc(B), be.Alloc(B*h.InputChannels())
 				defer func() {
 					for _, x := range []compute.Buffer{lb, rb, yb, eb} {
 						be.Free(x)

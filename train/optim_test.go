@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/computetest"
 	"github.com/wavecat/wavecat/compute/cpu"
 )
 
@@ -18,18 +19,6 @@ func newCPU(t testing.TB) compute.Backend {
 		t.Fatal(err)
 	}
 	return be
-}
-
-func upload(be compute.Backend, x []float32) compute.Buffer {
-	b := be.Alloc(len(x))
-	be.Upload(compute.V(b), x)
-	return b
-}
-
-func download(be compute.Backend, b compute.Buffer) []float32 {
-	out := make([]float32, b.Len())
-	be.Download(out, compute.V(b))
-	return out
 }
 
 // adamRef is PyTorch's Adam written out in float64.
@@ -62,7 +51,7 @@ var (
 
 func TestAdamThreeSteps(t *testing.T) {
 	be := newCPU(t)
-	p := upload(be, adamP0)
+	p := computetest.BufferOf(be, adamP0)
 	g := be.Alloc(len(adamP0))
 	opt, err := NewAdam(be, len(adamP0), DefaultAdam())
 	if err != nil {
@@ -80,7 +69,7 @@ func TestAdamThreeSteps(t *testing.T) {
 		t.Errorf("Steps() = %d", opt.Steps())
 	}
 	want := adamRef(f64(adamP0), gs, lrs, 0.9, 0.999, 1e-8)
-	got := download(be, p)
+	got := computetest.Contents(be, p)
 	for i := range want {
 		// float32 arithmetic on values of order 1: a few ulps.
 		if d := math.Abs(float64(got[i]) - want[i]); d > 1e-6*math.Max(1, math.Abs(want[i])) {
@@ -90,11 +79,11 @@ func TestAdamThreeSteps(t *testing.T) {
 	// Hand check of element 0, step 1: m^ = g, v^ = g^2, so the first
 	// update is lr * g/(|g| + eps) = 1e-3 * 0.1/(0.1+1e-8).
 	be2 := newCPU(t)
-	p1 := upload(be2, adamP0[:1])
-	g1 := upload(be2, adamGrads[0][:1])
+	p1 := computetest.BufferOf(be2, adamP0[:1])
+	g1 := computetest.BufferOf(be2, adamGrads[0][:1])
 	o1, _ := NewAdam(be2, 1, DefaultAdam())
 	o1.Step(compute.V(p1), compute.V(g1), 1, 1e-3)
-	if got, want := download(be2, p1)[0], 0.5-1e-3*0.1/(0.1+1e-8); math.Abs(float64(got)-want) > 1e-7 {
+	if got, want := computetest.Contents(be2, p1)[0], 0.5-1e-3*0.1/(0.1+1e-8); math.Abs(float64(got)-want) > 1e-7 {
 		t.Errorf("first step: got %.9g want %.9g", got, want)
 	}
 }
@@ -135,14 +124,14 @@ print(json.dumps([float(x) for x in p.detach()]))
 		t.Fatalf("%v: %s", err, out)
 	}
 	be := newCPU(t)
-	p := upload(be, adamP0)
+	p := computetest.BufferOf(be, adamP0)
 	g := be.Alloc(len(adamP0))
 	opt, _ := NewAdam(be, len(adamP0), DefaultAdam())
 	for s, gr := range adamGrads {
 		be.Upload(compute.V(g), gr)
 		opt.Step(compute.V(p), compute.V(g), len(adamP0), adamLR[s])
 	}
-	got := download(be, p)
+	got := computetest.Contents(be, p)
 	for i := range want {
 		if d := math.Abs(float64(got[i]) - want[i]); d > 2e-7*math.Max(1, math.Abs(want[i])) {
 			t.Errorf("param %d: got %.9g torch %.9g", i, got[i], want[i])
@@ -175,14 +164,14 @@ func TestAdamResume(t *testing.T) {
 	if err != nil || n != 5 {
 		t.Fatal(n, err)
 	}
-	p := upload(be, adamP0)
+	p := computetest.BufferOf(be, adamP0)
 	g := be.Alloc(n)
 	opt, _ := NewAdam(be, n, DefaultAdam())
 	for s := 0; s < 2; s++ {
 		be.Upload(compute.V(g), adamGrads[s])
 		opt.Step(compute.V(p), compute.V(g), n, adamLR[s])
 	}
-	weights, err := Split(download(be, p), layout)
+	weights, err := Split(computetest.Contents(be, p), layout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +186,7 @@ func TestAdamResume(t *testing.T) {
 	// Uninterrupted third step.
 	be.Upload(compute.V(g), adamGrads[2])
 	opt.Step(compute.V(p), compute.V(g), n, adamLR[2])
-	want := download(be, p)
+	want := computetest.Contents(be, p)
 
 	ck, err := Load(dir)
 	if err != nil {
@@ -208,14 +197,14 @@ func TestAdamResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	be2 := newCPU(t)
-	p2 := upload(be2, flat)
-	g2 := upload(be2, adamGrads[2])
+	p2 := computetest.BufferOf(be2, flat)
+	g2 := computetest.BufferOf(be2, adamGrads[2])
 	opt2, _ := NewAdam(be2, n, DefaultAdam())
 	if err := opt2.Import(ck.Optimizer, ck.Config.Adam, layout); err != nil {
 		t.Fatal(err)
 	}
 	opt2.Step(compute.V(p2), compute.V(g2), n, adamLR[2])
-	got := download(be2, p2)
+	got := computetest.Contents(be2, p2)
 	for i := range want {
 		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 			t.Errorf("param %d: resumed %v, uninterrupted %v", i, got[i], want[i])
@@ -235,7 +224,7 @@ func TestAdamResume(t *testing.T) {
 func TestEMATwoSteps(t *testing.T) {
 	be := newCPU(t)
 	p0 := []float32{1, -2, 0.5}
-	p := upload(be, p0)
+	p := computetest.BufferOf(be, p0)
 	const decay = 0.9
 	e, err := NewEMA(be, compute.V(p), 3, decay)
 	if err != nil {
@@ -293,20 +282,20 @@ func TestSchedule(t *testing.T) {
 
 func TestClipGradNorm(t *testing.T) {
 	be := newCPU(t)
-	g := upload(be, []float32{3, 4})
+	g := computetest.BufferOf(be, []float32{3, 4})
 	if n := ClipGradNorm(be, compute.V(g), 2, 10); n != 5 {
 		t.Errorf("norm %g, want 5", n)
 	}
-	if got := download(be, g); got[0] != 3 || got[1] != 4 {
+	if got := computetest.Contents(be, g); got[0] != 3 || got[1] != 4 {
 		t.Errorf("norm below max changed the gradients: %v", got)
 	}
 	ClipGradNorm(be, compute.V(g), 2, 1)
 	c := 1 / (5 + 1e-6)
-	if got := download(be, g); math.Abs(float64(got[0])-3*c) > 1e-7 || math.Abs(float64(got[1])-4*c) > 1e-7 {
+	if got := computetest.Contents(be, g); math.Abs(float64(got[0])-3*c) > 1e-7 || math.Abs(float64(got[1])-4*c) > 1e-7 {
 		t.Errorf("clipped to %v, want [%g %g]", got, 3*c, 4*c)
 	}
 	be.Upload(compute.V(g), []float32{float32(math.NaN()), 1})
-	if n := ClipGradNorm(be, compute.V(g), 2, 1); !math.IsNaN(n) || download(be, g)[1] != 1 {
+	if n := ClipGradNorm(be, compute.V(g), 2, 1); !math.IsNaN(n) || computetest.Contents(be, g)[1] != 1 {
 		t.Error("non-finite norm: gradients should be left alone and NaN reported")
 	}
 }
@@ -357,8 +346,8 @@ func TestAdamTensorNames(t *testing.T) {
 func TestAdamMomentsResume(t *testing.T) {
 	be := newCPU(t)
 	n := len(adamP0)
-	p := upload(be, adamP0)
-	g := upload(be, adamGrads[0])
+	p := computetest.BufferOf(be, adamP0)
+	g := computetest.BufferOf(be, adamGrads[0])
 	a, _ := NewAdam(be, n, DefaultAdam())
 	a.Step(compute.V(p), compute.V(g), n, 1e-3)
 	mv, vv := a.Moments()
@@ -367,7 +356,7 @@ func TestAdamMomentsResume(t *testing.T) {
 	be.Copy(compute.V(g), mv, n) // through a backend copy, as an exporter would
 	be.Download(m, compute.V(g))
 	be.Download(v, vv)
-	snapshot := download(be, p)
+	snapshot := computetest.Contents(be, p)
 
 	b, _ := NewAdam(be, n, DefaultAdam())
 	bm, bv := b.Moments()
@@ -376,11 +365,11 @@ func TestAdamMomentsResume(t *testing.T) {
 	if err := b.SetSteps(a.Steps()); err != nil {
 		t.Fatal(err)
 	}
-	q := upload(be, snapshot)
+	q := computetest.BufferOf(be, snapshot)
 	be.Upload(compute.V(g), adamGrads[1])
 	a.Step(compute.V(p), compute.V(g), n, 1e-3)
 	b.Step(compute.V(q), compute.V(g), n, 1e-3)
-	pa, pb := download(be, p), download(be, q)
+	pa, pb := computetest.Contents(be, p), computetest.Contents(be, q)
 	for i := range pa {
 		if math.Float32bits(pa[i]) != math.Float32bits(pb[i]) {
 			t.Errorf("param %d: %v vs %v", i, pa[i], pb[i])

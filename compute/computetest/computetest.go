@@ -79,6 +79,21 @@ func upload(be compute.Backend, data []float32, pad int) compute.View {
 
 const sentinel = -12345.5
 
+// BufferOf allocates a buffer on be holding x: the tests' set-up of kernel
+// and head inputs.
+func BufferOf(be compute.Backend, x []float32) compute.Buffer {
+	b := be.Alloc(len(x))
+	be.Upload(compute.V(b), x)
+	return b
+}
+
+// Contents reads all of b back from be.
+func Contents(be compute.Backend, b compute.Buffer) []float32 {
+	x := make([]float32, b.Len())
+	be.Download(x, compute.V(b))
+	return x
+}
+
 func download(be compute.Backend, v compute.View, n int) []float32 {
 	d := make([]float32, n)
 	be.Download(d, v)

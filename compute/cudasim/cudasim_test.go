@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/computetest"
 	"github.com/wavecat/wavecat/compute/cpu"
 )
 
@@ -221,18 +222,6 @@ func forVariants(t *testing.T, f func(t *testing.T, be *Backend, mod compute.Mod
 	}
 }
 
-func upload(be compute.Backend, x []float32) compute.Buffer {
-	b := be.Alloc(len(x))
-	be.Upload(compute.V(b), x)
-	return b
-}
-
-func download(be compute.Backend, b compute.Buffer) []float32 {
-	x := make([]float32, b.Len())
-	be.Download(x, compute.V(b))
-	return x
-}
-
 func arg(b compute.Buffer) compute.Arg { return compute.Ptr(compute.V(b), b.Len()) }
 
 // expectPanic runs f and checks that it panics with a message containing
@@ -281,7 +270,7 @@ func TestIDs(t *testing.T) {
 			out := be.Alloc(4 * grid * block)
 			defer be.Free(out)
 			mod.Launch("t_ids", grid, block, 0, arg(out))
-			got := download(be, out)
+			got := computetest.Contents(be, out)
 			for b := 0; b < grid; b++ {
 				for th := 0; th < block; th++ {
 					i := 4 * (b*block + th)
@@ -317,9 +306,9 @@ func TestReduce(t *testing.T) {
 				x[i] = float32(rng.NormFloat64())
 			}
 			grid := (n + block - 1) / block
-			xb, out := upload(be, x), be.Alloc(grid)
+			xb, out := computetest.BufferOf(be, x), be.Alloc(grid)
 			mod.Launch("t_reduce", grid, block, 0, arg(xb), arg(out), compute.Int(n))
-			got := download(be, out)
+			got := computetest.Contents(be, out)
 			for b := 0; b < grid; b++ {
 				want := 0.0
 				for i := b * block; i < min(n, (b+1)*block); i++ {
@@ -343,7 +332,7 @@ func TestDynamicShared(t *testing.T) {
 		out := be.Alloc(grid * block)
 		defer be.Free(out)
 		mod.Launch("t_rotate", grid, block, 4*block, arg(out))
-		got := download(be, out)
+		got := computetest.Contents(be, out)
 		for b := 0; b < grid; b++ {
 			for th := 0; th < block; th++ {
 				want := float32(((th+1)%block)*3+b) + float32(((th+2)%block)*3+b)
@@ -356,7 +345,7 @@ func TestDynamicShared(t *testing.T) {
 		pb := be.Alloc(grid * n)
 		defer be.Free(pb)
 		mod.Launch("t_poison", grid, 128, 4*n, arg(pb), compute.Int(n))
-		for i, v := range download(be, pb) {
+		for i, v := range computetest.Contents(be, pb) {
 			if math.Float32bits(v) != 0xffffffff {
 				t.Fatalf("dynamic shared float %d at the start of block %d has bits %08x, want the ffffffff poison", i%n, i/n, math.Float32bits(v))
 			}
@@ -458,9 +447,9 @@ func TestWarpOps(t *testing.T) {
 			for i := range x {
 				x[i] = float32(rng.IntN(2001)-1000) / 8 // exact sums
 			}
-			xb, out := upload(be, x), be.Alloc(grid*block*14)
+			xb, out := computetest.BufferOf(be, x), be.Alloc(grid*block*14)
 			mod.Launch("t_warp", grid, block, 0, arg(xb), arg(out))
-			got := download(be, out)
+			got := computetest.Contents(be, out)
 			for b := 0; b < grid; b++ {
 				for th := 0; th < block; th++ {
 					want, ok := warpModel(x, b*block, block, th)
@@ -488,11 +477,11 @@ func TestUnevenWarps(t *testing.T) {
 		for i := range x {
 			x[i] = float32(i % 13)
 		}
-		xb, out := upload(be, x), be.Alloc(grid*block)
+		xb, out := computetest.BufferOf(be, x), be.Alloc(grid*block)
 		defer be.Free(xb)
 		defer be.Free(out)
 		mod.Launch("t_uneven", grid, block, 0, arg(xb), arg(out))
-		got := download(be, out)
+		got := computetest.Contents(be, out)
 		for i, g := range got {
 			w := i % block / 32
 			want := x[i]
@@ -517,7 +506,7 @@ func TestDivergence(t *testing.T) {
 			expectPanic(t, func() { mod.Launch(k, 3, 128, 0, arg(out)) }, k, "code 2", "diverged")
 		}
 		mod.Launch("t_ids", 1, 64, 0, arg(out))
-		if got := download(be, out); got[4*63+1] != 64 {
+		if got := computetest.Contents(be, out); got[4*63+1] != 64 {
 			t.Errorf("after the failed launches, t_ids wrote thread index %v, want 64", got[4*63+1])
 		}
 	})
@@ -525,12 +514,12 @@ func TestDivergence(t *testing.T) {
 
 func TestParams(t *testing.T) {
 	forVariants(t, func(t *testing.T, be *Backend, mod compute.Module) {
-		out, in := be.Alloc(5), upload(be, []float32{9, -2.5, 7})
+		out, in := be.Alloc(5), computetest.BufferOf(be, []float32{9, -2.5, 7})
 		defer be.Free(out)
 		defer be.Free(in)
 		a := int64(-0x123456789)
 		mod.Launch("t_params", 1, 1, 0, arg(out), compute.Int(int(a)), compute.Float(-0.375), compute.Ptr(compute.V(in), 3), compute.Int(-42))
-		got := download(be, out)
+		got := computetest.Contents(be, out)
 		if lo, hi := math.Float32bits(got[0]), math.Float32bits(got[1]); uint64(hi)<<32|uint64(lo) != uint64(a) {
 			t.Errorf("long long arrived as %08x%08x, want %016x", hi, lo, uint64(a))
 		}
@@ -539,7 +528,7 @@ func TestParams(t *testing.T) {
 		}
 		// A view into a buffer: the pointer is its first element.
 		mod.Launch("t_params", 1, 1, 0, arg(out), compute.Int(0), compute.Float(0), compute.Ptr(compute.V(in).At(1), 2), compute.Int(0))
-		if got := download(be, out); got[3] != 7 {
+		if got := computetest.Contents(be, out); got[3] != 7 {
 			t.Errorf("in[1] of a view at offset 1 is %v, want 7", got[3])
 		}
 	})
@@ -551,7 +540,7 @@ func TestFiberStacks(t *testing.T) {
 		out := be.Alloc(grid * block)
 		defer be.Free(out)
 		mod.Launch("t_stack", grid, block, 0, arg(out))
-		for i, v := range download(be, out) {
+		for i, v := range computetest.Contents(be, out) {
 			if v != 1 {
 				t.Fatalf("thread %d: its 16 KiB of locals changed across a barrier", i)
 			}
@@ -628,7 +617,7 @@ func TestCapture(t *testing.T) {
 	}
 	g.Launch()
 	g.Launch()
-	if got := download(be, out); calls != 2 || got[0] != 2 || got[1] != 2 {
+	if got := computetest.Contents(be, out); calls != 2 || got[0] != 2 || got[1] != 2 {
 		t.Errorf("after two replays: %d calls, block/thread sums %v %v, want 2 2 2", calls, got[0], got[1])
 	}
 	g.Free()
@@ -654,7 +643,7 @@ func TestConcurrentLaunches(t *testing.T) {
 	}
 	wg.Wait()
 	for i, o := range outs {
-		got := download(be, o)
+		got := computetest.Contents(be, o)
 		for j := 0; j < 5*128; j++ {
 			if got[4*j] != float32(3*(j/128+1)) || got[4*j+1] != float32(3*(j%128+1)) {
 				t.Fatalf("goroutine %d, thread %d: sums %v %v", i, j, got[4*j], got[4*j+1])
@@ -681,7 +670,7 @@ func TestCoResidentBlocks(t *testing.T) {
 			defer be.Free(out)
 			be.Fill(compute.V(words), 2*n, 0)
 			mod.Launch("t_handoff", n, 64, 0, arg(words), arg(out))
-			got := download(be, out)
+			got := computetest.Contents(be, out)
 			for b := range n {
 				if want := float32((b+1)%n + 1); got[b] != want {
 					t.Errorf("block %d read %g from its neighbour, want %g", b, got[b], want)
