@@ -32,22 +32,9 @@ __device__ Ada ada_setup(const float *z, ll k, ll T) {
     p.phi = z + k * T;
     p.k = k;
     p.T = T;
-    double mw = (double)p.psi[0], mh = (double)p.phi[0];
-    for (ll j = 1; j < k; j++) {
-        double v = (double)p.psi[j * T];
-        if (v > mw) mw = v;
-        v = (double)p.phi[j * T];
-        if (v > mh) mh = v;
-    }
-    double sw = 0.0, sh = 0.0;
-    for (ll j = 0; j < k; j++) {
-        sw += exp((double)p.psi[j * T] - mw);
-        sh += exp((double)p.phi[j * T] - mh);
-    }
-    p.mw = mw;
-    p.mh = mh;
-    p.lseW = mw + log(sw);
-    p.lseH = mh + log(sh);
+    double sw = hb_sum_exp(p.psi, k, T, &p.mw), sh = hb_sum_exp(p.phi, k, T, &p.mh);
+    p.lseW = p.mw + log(sw);
+    p.lseH = p.mh + log(sh);
     p.invH = 1.0 / sh;
     p.inv = 1.0 / sw;
     return p;

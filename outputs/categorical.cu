@@ -33,13 +33,8 @@ __device__ __forceinline__ int mulaw_class(float y, const float *thr, ll mu) {
 // cross-entropy of class q and writes (softmax - onehot(q)) * wt into g
 // (0 where wt == 0).
 __device__ double cat_ce(const float *z, float *g, ll Q, ll T, int q, double wt) {
-    double mx = (double)z[0];
-    for (ll c = 1; c < Q; c++) {
-        double v = (double)z[c * T];
-        if (v > mx) mx = v;
-    }
-    double s = 0.0;
-    for (ll c = 0; c < Q; c++) s += exp((double)z[c * T] - mx);
+    double mx;
+    double s = hb_sum_exp(z, Q, T, &mx);
     double inv = 1.0 / s;
     for (ll c = 0; c < Q; c++) {
         double e = exp((double)z[c * T] - mx) * inv;
@@ -51,17 +46,9 @@ __device__ double cat_ce(const float *z, float *g, ll Q, ll T, int q, double wt)
 
 // cat_log_softmax_at is logSoftmaxAt: z[q] - logSumExp(z).
 __device__ double cat_log_softmax_at(const float *z, ll Q, ll T, int q) {
-    double mx = (double)z[0];
-    for (ll c = 1; c < Q; c++) {
-        double v = (double)z[c * T];
-        if (v > mx) mx = v;
-    }
-    double lse = mx;
-    if (mx != -HB_INF) {
-        double s = 0.0;
-        for (ll c = 0; c < Q; c++) s += exp((double)z[c * T] - mx);
-        lse = mx + log(s);
-    }
+    double mx;
+    double s = hb_sum_exp(z, Q, T, &mx);
+    double lse = mx == -HB_INF ? mx : mx + log(s); // every logit -inf: the sum is NaN
     return (double)z[(ll)q * T] - lse;
 }
 

@@ -106,6 +106,21 @@ __device__ __forceinline__ void hb_loss_partial(double v, float *partial) {
     if (threadIdx.x == 0) reinterpret_cast<double *>(partial)[blockIdx.x] = s;
 }
 
+// hb_sum_exp is one thread's softmax denominator over n logits at stride
+// T: it sets *mx to their maximum and returns sum exp(z - *mx), both in
+// double (outputs.go's softmax: max first, then the sum in channel order).
+__device__ double hb_sum_exp(const float *z, ll n, ll T, double *mx) {
+    double m = (double)z[0];
+    for (ll c = 1; c < n; c++) {
+        double v = (double)z[c * T];
+        if (v > m) m = v;
+    }
+    double s = 0.0;
+    for (ll c = 0; c < n; c++) s += exp((double)z[c * T] - m);
+    *mx = m;
+    return s;
+}
+
 // Butterfly reductions: every lane ends with the same, bit-identical value
 // (a+b == b+a in IEEE arithmetic).
 __device__ __forceinline__ double hb_warp_sum(double v) {

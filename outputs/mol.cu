@@ -62,16 +62,9 @@ __device__ __forceinline__ double mol_a(const float *z, ll T, ll j, double y, do
 // mol_mix returns the log-sum-exp of the mixture logits (outputs.go's
 // softmax: max, then the sum) and 1/sum and the max for the softmax.
 __device__ __forceinline__ double mol_mix(const float *z, ll T, ll M, double *mx, double *inv) {
-    double m = (double)z[0];
-    for (ll j = 1; j < M; j++) {
-        double v = (double)z[j * T];
-        if (v > m) m = v;
-    }
-    double s = 0.0;
-    for (ll j = 0; j < M; j++) s += exp((double)z[j * T] - m);
-    *mx = m;
+    double s = hb_sum_exp(z, M, T, mx);
     *inv = 1.0 / s;
-    return m + log(s);
+    return *mx + log(s);
 }
 
 // mol_lse returns logSumExp_j a_j (two passes, as outputs.go's logSumExp).
