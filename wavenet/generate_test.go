@@ -127,7 +127,9 @@ func TestGenerateMatchesForward(t *testing.T) {
 
 // forwardOutputs runs the parallel Forward teacher-forced on a generated
 // sequence (x[t] = enc(y[t-1]), x[0] = enc(0)) with the mel padded as the
-// generator pads it, and returns its output [O][T].
+// generator pads it, and returns its output [O][T]. It pads and encodes
+// with its own loops, not padMel, so the generators' padding is checked
+// against an independent copy.
 func forwardOutputs(t *testing.T, m *Model, h outputs.Head, mel, ys []float32) []float32 {
 	t.Helper()
 	be := m.Backend()
