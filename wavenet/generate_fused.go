@@ -18,9 +18,13 @@ import (
 const (
 	fusedMaxBatch = 4   // WF_BMAX in generate.cu
 	fusedMaxBlock = 256 // __launch_bounds__ of wf_step: its block size, so the prologue has 8 warps
-	// fusedMaxShared is the dynamic shared memory wf_step may use, CUDA's
-	// default limit per block (no opt-in attribute is set).
-	fusedMaxShared = 48 << 10
+	// fusedMaxShared is the dynamic shared memory wf_step may use: CUDA's
+	// default limit per block (no opt-in attribute is set), 48 KiB for
+	// static and dynamic together, less a reserve for wf_step's static
+	// __shared__ word. Asking the driver for the whole 48 KiB dynamic made
+	// it answer 0 blocks, so the H200 never built the step for the
+	// reference config.
+	fusedMaxShared = 48<<10 - 256
 	fusedHeader    = 16 // FHDR
 	fusedPerRound  = 12 // FPER
 )
@@ -34,9 +38,9 @@ var errNotCoResident = errors.New("wavenet: GPU generator: the one-launch step's
 type GPUStep int
 
 const (
-	// GPUStepAuto: the layered kernels for now; with fusedByDefault, the
-	// one-launch step for batches up to 4 where the backend can say how
-	// many blocks run at once.
+	// GPUStepAuto: the one-launch step for batches up to 4 where the
+	// backend can say how many blocks run at once (fusedByDefault), else
+	// the layered kernels; a group whose blocks stall is rerun layered.
 	GPUStepAuto GPUStep = iota
 	// GPUStepLayered: L+5 launches per sample, any batch.
 	GPUStepLayered
@@ -76,8 +80,7 @@ func fusedShared(p *Generator, nb int) int {
 }
 
 // newFusedStep builds wf_step's weights for the plan's folded weights w
-// (genOffsets) and sizes its grid: as many blocks as the device runs at
-// once, at most one per row of the widest round. ringOff is each layer's
+// (genOffsets) and sizes its grid (fusedGrid). ringOff is each layer's
 // ring offset per utterance, then the total. It returns nil when the
 // module cannot say how many blocks run at once. nb > 0 sets the grid
 // instead (tests).
@@ -87,11 +90,7 @@ func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []floa
 		if !ok {
 			return nil
 		}
-		// The grid is known before the shared memory: ask with the most a
-		// block can use (one block owning every row), at most the limit.
-		shared := min(4*fusedMaxBatch*fusedShared(p, 1), fusedMaxShared)
-		nb = min(max(p.H, p.R, p.S, p.O), cr.CoResidentBlocks("wf_step", fusedMaxBlock, shared))
-		if nb < 1 {
+		if nb = fusedGrid(p, cr); nb < 1 {
 			return nil
 		}
 	}
@@ -103,6 +102,26 @@ func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []floa
 	f.tab = be.Alloc(len(tf))
 	be.Upload(compute.V(f.tab), tf)
 	return f
+}
+
+// fusedGrid is the number of wf_step blocks to launch: one per row of the
+// widest round, or fewer when fewer run at once. A block's shared memory
+// grows as the grid shrinks (each block owns more rows), so the grid is
+// the largest nb whose blocks, each with the shared memory of nb blocks at
+// fusedMaxBatch utterances (at most fusedMaxShared), all run at once: start
+// from the widest round and take the driver's answer until it holds. 0
+// when no block fits.
+func fusedGrid(p *Generator, cr compute.CoResident) int {
+	nb := max(p.H, p.R, p.S, p.O)
+	for nb > 0 {
+		shared := min(4*fusedMaxBatch*fusedShared(p, nb), fusedMaxShared)
+		n := cr.CoResidentBlocks("wf_step", fusedMaxBlock, shared)
+		if n >= nb {
+			return nb
+		}
+		nb = n // fewer blocks than rows: recheck with their larger shared memory
+	}
+	return 0
 }
 
 func (f *fusedStep) free(be compute.Backend) {
