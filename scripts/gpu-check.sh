@@ -127,9 +127,11 @@ done
 grep -E '^torch|^best' "$L/torch-train.log" | sed 's/^/pytorch: /' | tee -a "$S"
 GEN=GenerateCUDA
 [[ $QUICK -eq 1 ]] && GEN=GenerateCUDA/mol
-timeout 90 "$E/wavenet.test" -test.run '^$' -test.bench "$GEN" -test.benchtime 1x -test.timeout=85s >"$L/bench-generate.log" 2>&1
+# Verbose, so a skipped row (the one-launch step unavailable) says why.
+timeout 90 "$E/wavenet.test" -test.run '^$' -test.bench "$GEN" -test.benchtime 1x -test.v -test.timeout=85s >"$L/bench-generate.log" 2>&1
 grep -m1 -o 'one-launch step: .*' "$L/bench-generate.log" | tee -a "$S"
 bench "$L/bench-generate.log"
+grep -A1 -E -- '--- SKIP: Benchmark' "$L/bench-generate.log" | grep -v -- '^--$' | sed -E 's/^ +//' | cut -c1-200 | tee -a "$S"
 if [[ $QUICK -eq 1 ]]; then
 	tar -C "$L" -czf "$O/logs.tgz" .
 	rm -rf "$W" "$L" "$E"

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -105,8 +106,9 @@ func gpuTwin(t *testing.T, be compute.Backend, m *Model) *Model {
 }
 
 // gpuCase is one model for the GPU generator tests: the tiny model of every
-// head at k = 2 and 3, and a wider one (64/128/64, 6 layers) so the step
-// kernels' warp loops and block slices run at sizes like the reference's.
+// head at k = 2 and 3, wider ones (64/128/64, 6 layers) so the step
+// kernels' warp loops and block slices run at sizes like the reference's,
+// and the reference config itself.
 type gpuCase struct {
 	name string
 	spec string
@@ -116,18 +118,23 @@ type gpuCase struct {
 	// one-launch step's rows (R+H = 512) outrun the weights it keeps in
 	// registers (WF_NREG*32 = 384) and take its loop over the rest.
 	long bool
+	// ref: the reference config (24 layers, 128/256/128, hop 256), so the
+	// GPU tests run the one-launch step on the grid the driver sizes for
+	// it, as vocode does (too slow for the simulator).
+	ref bool
 }
 
 func gpuCases() []gpuCase {
 	var cs []gpuCase
 	for _, spec := range genHeads {
 		for _, k := range []int{2, 3} {
-			cs = append(cs, gpuCase{fmt.Sprintf("%s/k%d", strings.Fields(spec)[0], k), spec, k, false, false})
+			cs = append(cs, gpuCase{fmt.Sprintf("%s/k%d", strings.Fields(spec)[0], k), spec, k, false, false, false})
 		}
 	}
-	return append(cs, gpuCase{"mol-wide/k3", "mol --mixtures 10 --levels 65536", 3, true, false},
-		gpuCase{"mulaw256-wide/k2", "mulaw --bins 256", 2, true, false},
-		gpuCase{"gaussian-long/k2", "gaussian", 2, false, true})
+	return append(cs, gpuCase{"mol-wide/k3", "mol --mixtures 10 --levels 65536", 3, true, false, false},
+		gpuCase{"mulaw256-wide/k2", "mulaw --bins 256", 2, true, false, false},
+		gpuCase{"gaussian-long/k2", "gaussian", 2, false, true, false},
+		gpuCase{"mol-reference/k3", "mol --mixtures 10 --levels 65536", 3, false, false, true})
 }
 
 // generator builds the case's model on the CPU and a GPU generator on be
@@ -151,6 +158,21 @@ func (c gpuCase) generator(t *testing.T, cpuBe, be compute.Backend) (*Model, out
 	return m, h, g
 }
 
+// lockstepSlots is each utterance's slot in Generate's group: utterances
+// sorted longest first, ties in input order (frames per utterance).
+func lockstepSlots(frames []int) []int {
+	order := make([]int, len(frames))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return frames[order[a]] > frames[order[b]] })
+	slot := make([]int, len(frames))
+	for s, i := range order {
+		slot[i] = s
+	}
+	return slot
+}
+
 // traceDiff compares slot b's step outputs in trace [T][B][O] with the
 // parallel output ref [O][T]: the largest difference and the largest |ref|.
 func traceDiff(trace, ref []float32, T, B, b, O int) (worst, scale float64) {
@@ -166,7 +188,7 @@ func traceDiff(trace, ref []float32, T, B, b, O int) (worst, scale float64) {
 
 func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Head) {
 	t.Helper()
-	if !c.wide && !c.long {
+	if !c.wide && !c.long && !c.ref {
 		return genModel(t, cpuBe, c.spec, c.k, int64(c.k*100+len(c.spec)))
 	}
 	h, err := outputs.New(c.spec)
@@ -179,6 +201,10 @@ func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Hea
 	if c.long {
 		cfg.Layers, cfg.Stacks = 2, 1
 		cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels = 256, 512, 32
+	}
+	if c.ref {
+		cfg = ReferenceConfig(h.Channels(), h.InputChannels())
+		cfg.KernelSize = c.k
 	}
 	m, err := New(cfg, cpuBe, 5)
 	if err != nil {
@@ -238,9 +264,10 @@ func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCa
 			m, h, g := c.generator(t, cpuBe, be)
 			cfg := m.Config()
 			C, O, Cin, hop := cfg.CinChannels, cfg.OutChannels, cfg.InputChannels, cfg.HopSize()
-			frames := []int{(gpuChunk + 3*hop) / hop * 2, gpuChunk/hop + 1, 7} // longest first
+			frames := []int{(gpuChunk + 3*hop) / hop * 2, gpuChunk/hop + 1, 7}
 			B := len(frames)
-			Tmax := frames[0] * hop
+			Tmax := slices.Max(frames) * hop
+			slotOf := lockstepSlots(frames)
 			if Tmax <= cfg.ReceptiveField() || Tmax <= 2*gpuChunk {
 				t.Fatalf("Tmax=%d too short for the receptive field %d and two chunks", Tmax, cfg.ReceptiveField())
 			}
@@ -262,7 +289,7 @@ func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCa
 						prev = ys[b][tt-1]
 					}
 					h.EncodeInput(prev, enc)
-					copy(encAll[(tt*B+b)*Cin:], enc)
+					copy(encAll[(tt*B+slotOf[b])*Cin:], enc) // the forced inputs are per slot
 				}
 			}
 			fb, tb := be.Alloc(len(encAll)), be.Alloc(Tmax*B*O)
@@ -277,7 +304,7 @@ func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCa
 			be.Download(trace, compute.V(tb))
 			for b := range utts {
 				T := frames[b] * hop
-				worst, scale := traceDiff(trace, forwardOutputs(t, m, h, utts[b].Mel, ys[b]), T, B, b, O)
+				worst, scale := traceDiff(trace, forwardOutputs(t, m, h, utts[b].Mel, ys[b]), T, B, slotOf[b], O)
 				if scale == 0 {
 					t.Fatal("parallel output is all zero")
 				}
@@ -329,7 +356,7 @@ func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase,
 				utts[i] = Utterance{Mel: randMel(rng, f, C), Seed: uint64(100 + i)}
 			}
 			B := len(utts)
-			Tmax := frames[0] * hop
+			Tmax := slices.Max(frames) * hop
 			tb := be.Alloc(Tmax * B * O)
 			defer be.Free(tb)
 			g.trace = compute.V(tb)
@@ -340,8 +367,7 @@ func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase,
 			g.trace = compute.View{}
 			trace := make([]float32, Tmax*B*O)
 			be.Download(trace, compute.V(tb))
-			// Slots are the utterances sorted longest first.
-			slotOf := []int{0, 2, 1}
+			slotOf := lockstepSlots(frames)
 			for i, y := range ys {
 				if len(y) != frames[i]*hop {
 					t.Fatalf("utterance %d: %d samples, want %d", i, len(y), frames[i]*hop)
