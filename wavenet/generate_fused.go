@@ -107,21 +107,26 @@ func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []floa
 // fusedGrid is the number of wf_step blocks to launch: one per row of the
 // widest round, or fewer when fewer run at once. A block's shared memory
 // grows as the grid shrinks (each block owns more rows), so the grid is
-// the largest nb whose blocks, each with the shared memory of nb blocks at
-// fusedMaxBatch utterances (at most fusedMaxShared), all run at once: start
-// from the widest round and take the driver's answer until it holds. 0
-// when no block fits.
+// the largest nb whose blocks, each with the shared memory of a grid of nb
+// (fusedGridShared), all run at once: start from the widest round and take
+// the driver's answer until it holds. 0 when no block fits.
 func fusedGrid(p *Generator, cr compute.CoResident) int {
 	nb := max(p.H, p.R, p.S, p.O)
 	for nb > 0 {
-		shared := min(4*fusedMaxBatch*fusedShared(p, nb), fusedMaxShared)
-		n := cr.CoResidentBlocks("wf_step", fusedMaxBlock, shared)
+		n := cr.CoResidentBlocks("wf_step", fusedMaxBlock, fusedGridShared(p, nb))
 		if n >= nb {
 			return nb
 		}
 		nb = n // fewer blocks than rows: recheck with their larger shared memory
 	}
 	return 0
+}
+
+// fusedGridShared is the dynamic shared memory (bytes) fusedGrid asks
+// about for a grid of nb blocks: nb blocks' share at fusedMaxBatch
+// utterances, at most fusedMaxShared (useFused refuses larger batches).
+func fusedGridShared(p *Generator, nb int) int {
+	return min(4*fusedMaxBatch*fusedShared(p, nb), fusedMaxShared)
 }
 
 func (f *fusedStep) free(be compute.Backend) {

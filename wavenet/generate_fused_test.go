@@ -67,7 +67,7 @@ func TestFusedGrid(t *testing.T) {
 			}
 		}
 		if got > 0 {
-			if n := f.CoResidentBlocks("wf_step", fusedMaxBlock, min(4*fusedMaxBatch*fusedShared(p, got), fusedMaxShared)); n < got {
+			if n := f.CoResidentBlocks("wf_step", fusedMaxBlock, fusedGridShared(p, got)); n < got {
 				t.Errorf("%s: grid %d, but only %d blocks with its shared memory run at once", h.Name(), got, n)
 			}
 		}

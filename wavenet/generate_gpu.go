@@ -212,8 +212,8 @@ func (st *gpuState) free(be compute.Backend) {
 
 // fusedByDefault makes GPUStepAuto pick the one-launch step where it
 // applies: on an H200 (scripts/gpu-check.sh, 2026-11-26) it passed the
-// conformance suite, the reference config included, and took 64 us per
-// sample at batch 1 against the layered kernels' 211. (A variable so the
+// conformance suite, the reference config included, and took 62–64 us
+// per sample at batch 1 against the layered kernels' 211. (A variable so the
 // tests can cover auto both ways.)
 var fusedByDefault = true
 

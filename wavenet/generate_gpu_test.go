@@ -110,31 +110,39 @@ func gpuTwin(t *testing.T, be compute.Backend, m *Model) *Model {
 // kernels' warp loops and block slices run at sizes like the reference's,
 // and the reference config itself.
 type gpuCase struct {
-	name string
-	spec string
-	k    int
-	wide bool
-	// long: residual and gate halves of 256 (2 layers), so the
+	name  string
+	spec  string
+	k     int
+	shape caseShape
+}
+
+// caseShape is a gpuCase's network.
+type caseShape int
+
+const (
+	shapeTiny caseShape = iota // genModel: TinyConfig, hop 4
+	shapeWide                  // 64/128/64, 6 layers
+	// shapeLong: residual and gate halves of 256 (2 layers), so the
 	// one-launch step's rows (R+H = 512) outrun the weights it keeps in
 	// registers (WF_NREG*32 = 384) and take its loop over the rest.
-	long bool
-	// ref: the reference config (24 layers, 128/256/128, hop 256), so the
-	// GPU tests run the one-launch step on the grid the driver sizes for
-	// it, as vocode does (too slow for the simulator).
-	ref bool
-}
+	shapeLong
+	// shapeReference: the reference config (24 layers, 128/256/128, hop
+	// 256), so the GPU tests run the one-launch step on the grid the
+	// driver sizes for it, as vocode does (too slow for the simulator).
+	shapeReference
+)
 
 func gpuCases() []gpuCase {
 	var cs []gpuCase
 	for _, spec := range genHeads {
 		for _, k := range []int{2, 3} {
-			cs = append(cs, gpuCase{fmt.Sprintf("%s/k%d", strings.Fields(spec)[0], k), spec, k, false, false, false})
+			cs = append(cs, gpuCase{fmt.Sprintf("%s/k%d", strings.Fields(spec)[0], k), spec, k, shapeTiny})
 		}
 	}
-	return append(cs, gpuCase{"mol-wide/k3", "mol --mixtures 10 --levels 65536", 3, true, false, false},
-		gpuCase{"mulaw256-wide/k2", "mulaw --bins 256", 2, true, false, false},
-		gpuCase{"gaussian-long/k2", "gaussian", 2, false, true, false},
-		gpuCase{"mol-reference/k3", "mol --mixtures 10 --levels 65536", 3, false, false, true})
+	return append(cs, gpuCase{"mol-wide/k3", "mol --mixtures 10 --levels 65536", 3, shapeWide},
+		gpuCase{"mulaw256-wide/k2", "mulaw --bins 256", 2, shapeWide},
+		gpuCase{"gaussian-long/k2", "gaussian", 2, shapeLong},
+		gpuCase{"mol-reference/k3", "mol --mixtures 10 --levels 65536", 3, shapeReference})
 }
 
 // generator builds the case's model on the CPU and a GPU generator on be
@@ -159,7 +167,9 @@ func (c gpuCase) generator(t *testing.T, cpuBe, be compute.Backend) (*Model, out
 }
 
 // lockstepSlots is each utterance's slot in Generate's group: utterances
-// sorted longest first, ties in input order (frames per utterance).
+// sorted longest first, ties in input order (frames per utterance). It
+// restates the documented order rather than calling Generate's code, so
+// the tests check it.
 func lockstepSlots(frames []int) []int {
 	order := make([]int, len(frames))
 	for i := range order {
@@ -188,7 +198,7 @@ func traceDiff(trace, ref []float32, T, B, b, O int) (worst, scale float64) {
 
 func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Head) {
 	t.Helper()
-	if !c.wide && !c.long && !c.ref {
+	if c.shape == shapeTiny {
 		return genModel(t, cpuBe, c.spec, c.k, int64(c.k*100+len(c.spec)))
 	}
 	h, err := outputs.New(c.spec)
@@ -196,16 +206,16 @@ func (c gpuCase) model(t *testing.T, cpuBe compute.Backend) (*Model, outputs.Hea
 		t.Fatal(err)
 	}
 	cfg := TinyConfig(h.Channels(), h.InputChannels(), 20)
-	cfg.Layers, cfg.Stacks, cfg.KernelSize = 6, 2, c.k
+	cfg.Layers, cfg.Stacks = 6, 2
 	cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels = 64, 128, 64
-	if c.long {
+	switch c.shape {
+	case shapeLong:
 		cfg.Layers, cfg.Stacks = 2, 1
 		cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels = 256, 512, 32
-	}
-	if c.ref {
+	case shapeReference:
 		cfg = ReferenceConfig(h.Channels(), h.InputChannels())
-		cfg.KernelSize = c.k
 	}
+	cfg.KernelSize = c.k
 	m, err := New(cfg, cpuBe, 5)
 	if err != nil {
 		t.Fatal(err)
