@@ -68,6 +68,19 @@ func Dequantize(q, mu int) float64 {
 	return Expand(2*float64(q)/m-1, m)
 }
 
+// Centre maps a class q in [0, mu] to the amplitude at the centre of its
+// companded bin, Expand((2q+1)/mu - 1), and class mu (the point y = 1) to 1.
+// Unlike Dequantize's lower edge, it sits half a bin from either edge, so
+// Quantize(Centre(q)) == q even after rounding to float32: a sampler that
+// feeds its sample back through Quantize gets the class it drew.
+func Centre(q, mu int) float64 {
+	if q >= mu {
+		return 1
+	}
+	m := float64(mu)
+	return Expand((2*float64(q)+1)/m-1, m)
+}
+
 // CompandedBin returns the companded interval [lo, hi) that Quantize maps to
 // class q: [2q/mu - 1, 2(q+1)/mu - 1), with hi clipped to 1. Class mu is the
 // single point {1} and returns lo == hi == 1.

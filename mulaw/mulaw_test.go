@@ -223,3 +223,23 @@ func TestSlicesMatchScalars(t *testing.T) {
 	}()
 	CompandSlice(make([]float32, 1), src, 255)
 }
+
+// TestCentreRoundTrip: the centre of every class's bin quantizes back to
+// the class, in float64 and after rounding to float32 (what a sampler feeds
+// back), and lies inside the class's amplitude bin.
+func TestCentreRoundTrip(t *testing.T) {
+	for _, mu := range []int{2, 15, 255, 1023} {
+		for q := 0; q <= mu; q++ {
+			c := Centre(q, mu)
+			if got := Quantize(c, mu); got != q {
+				t.Fatalf("mu=%d: Quantize(Centre(%d)) = %d", mu, q, got)
+			}
+			if got := Quantize(float64(float32(c)), mu); got != q {
+				t.Fatalf("mu=%d: Quantize(float32(Centre(%d))) = %d", mu, q, got)
+			}
+			if lo, hi := AmplitudeBin(q, mu); q < mu && !(c > lo && c < hi) || q == mu && c != 1 {
+				t.Fatalf("mu=%d: Centre(%d) = %v outside its bin [%v, %v)", mu, q, c, lo, hi)
+			}
+		}
+	}
+}

@@ -161,9 +161,10 @@ __global__ void wc_adacat_bits(const float *logits, const float *targets, float 
     out[idx] = (float)(-ld / HB_LN2);
 }
 
-// One warp per utterance: bin i ~ softmax(phi) (draw 0), x uniform in bin i
-// (draw 1), y = 2x-1.
-__global__ void wc_adacat_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long k) {
+// One warp per utterance: bin i ~ softmax(phi/t) (draw 0; t from temp's
+// float64 bits), x uniform in bin i (draw 1), y = 2x-1.
+__global__ void wc_adacat_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long temp,
+                                 long long k) {
     ll b = hb_gid() >> 5;
     int lane = threadIdx.x & 31;
     bool live = b < B;
@@ -172,7 +173,7 @@ __global__ void wc_adacat_sample(const float *logits, float *rng, float *y, floa
     if (lane == 0) s = hb_rng_load(rng, bb);
     s = __shfl_sync(HB_FULL, s, 0);
     const float *z = logits + bb * 2 * k;
-    int i = hb_warp_softmax_draw(z + k, (int)k, hb_uniform(s, 0));
+    int i = hb_warp_softmax_draw(z + k, (int)k, 1.0 / hb_f64(temp), hb_uniform(s, 0));
     double mx = -HB_INF;
     for (ll j = lane; j < k; j += 32) {
         double v = (double)z[j];

@@ -211,10 +211,10 @@ func adacatLoss(k int, lambda float64, z []float64, x float64, g, s []float64) f
 }
 
 // Sample draws i ~ Categorical(h), x ~ Uniform(c_i, c_i+w_i), y = 2x-1.
-func (a *AdaCat) Sample(logits []float32, stride int, rng *rand.Rand) float32 {
+func (a *AdaCat) Sample(logits []float32, stride int, t float64, rng *rand.Rand) float32 {
 	k := a.k
-	checkOneStep("adacat", logits, 2*k, stride)
-	i := sampleSoftmax(logits, k, k, stride, rng)
+	checkOneStep("adacat", logits, 2*k, stride, t)
+	i := sampleSoftmax(logits, k, k, stride, t, rng)
 	mx := math.Inf(-1)
 	for j := 0; j < k; j++ {
 		if v := strided(logits, j, stride); v > mx {

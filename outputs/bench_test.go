@@ -78,7 +78,7 @@ func BenchmarkSample(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				h.Sample(logits, 1, rng)
+				h.Sample(logits, 1, 1, rng)
 			}
 		})
 	}

@@ -295,7 +295,7 @@ func TestExtremeLogitsFinite(t *testing.T) {
 					}
 				}
 			}
-			s := h.Sample(f32(z), 1, rng)
+			s := h.Sample(f32(z), 1, 1, rng)
 			if !(s >= -1 && s <= 1) {
 				t.Fatalf("%s: sample %v outside [-1,1]", spec, s)
 			}
@@ -395,7 +395,7 @@ func TestConcurrentCalls(t *testing.T) {
 			bits := make([]float64, T)
 			got[i] = h.Loss(logits[i], T, T, targets[i], nil, grad, 1)
 			h.Bits(logits[i], T, T, targets[i], bits)
-			h.Sample(logits[i], T, rand.New(rand.NewPCG(uint64(i), 0)))
+			h.Sample(logits[i], T, 1, rand.New(rand.NewPCG(uint64(i), 0)))
 			done <- i
 		}()
 	}

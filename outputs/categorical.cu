@@ -8,7 +8,7 @@
 // (q = 1..mu), so the class of a float32 y is the number of thresholds <= y,
 // exactly the Go class of every float32 (mulaw.Quantize is non-decreasing
 // over the float32 values). The sampler uses two more tables: sy[q] =
-// float32(Dequantize(q)) and sc[q] = the class of sy[q] (the one-hot index
+// Representative(q) and sc[q] = the class of sy[q] (the one-hot index
 // EncodeInput gives that float32), so y and its encoding are the CPU's.
 
 // cat_class is Categorical.Class of a float32 amplitude: floor((y+1)/2*Q)
@@ -74,9 +74,11 @@ __device__ __forceinline__ void cat_loss_common(const float *logits, const float
 }
 
 // cat_draw is the warp-per-utterance draw of a class from the step logits
-// [B][Q]: warp w of the grid serves utterance w; the warps past B work on
-// utterance B-1 and write nothing. Lane 0 reads the RNG state and shares it.
-__device__ __forceinline__ int cat_draw(const float *logits, const float *rng, ll B, ll Q, ll *b, bool *live, u64 *s) {
+// [B][Q] at temperature 1/invT: warp w of the grid serves utterance w; the
+// warps past B work on utterance B-1 and write nothing. Lane 0 reads the RNG
+// state and shares it.
+__device__ __forceinline__ int cat_draw(const float *logits, const float *rng, ll B, ll Q, double invT, ll *b, bool *live,
+                                        u64 *s) {
     *b = hb_gid() >> 5;
     *live = *b < B;
     ll bb = *live ? *b : B - 1;
@@ -84,7 +86,7 @@ __device__ __forceinline__ int cat_draw(const float *logits, const float *rng, l
     if ((threadIdx.x & 31) == 0) st = hb_rng_load(rng, bb);
     st = __shfl_sync(HB_FULL, st, 0);
     *s = st;
-    return hb_warp_softmax_draw(logits + bb * Q, (int)Q, hb_uniform(st, 0));
+    return hb_warp_softmax_draw(logits + bb * Q, (int)Q, invT, hb_uniform(st, 0));
 }
 
 __device__ __forceinline__ void cat_one_hot(float *enc, ll b, ll Q, int cls) {
@@ -109,12 +111,14 @@ __global__ void wc_categorical_bits(const float *logits, const float *targets, f
     out[idx] = (float)(-ld / HB_LN2);
 }
 
-// A class from the softmax, then y uniform within its bin (two draws).
-__global__ void wc_categorical_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long Q) {
+// A class from the softmax at temperature temp (float64 bits), then y uniform
+// within its bin (two draws).
+__global__ void wc_categorical_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long temp,
+                                      long long Q) {
     ll b;
     bool live;
     u64 s;
-    int q = cat_draw(logits, rng, B, Q, &b, &live, &s);
+    int q = cat_draw(logits, rng, B, Q, 1.0 / hb_f64(temp), &b, &live, &s);
     double yy = -1.0 + ((double)q + hb_uniform(s, 1)) * 2.0 / (double)Q;
     float yf = (float)hb_clamp(yy, -1.0, 1.0);
     if (!live) return;
@@ -147,14 +151,14 @@ __global__ void wc_mulaw_bits(const float *logits, const float *targets, float *
     out[idx] = (float)(-ld / HB_LN2);
 }
 
-// A class from the softmax, y its representative (one draw). sy and sc are
-// the sampler tables (Q entries each).
-__global__ void wc_mulaw_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long Q,
-                                const float *sy, const float *sc) {
+// A class from the softmax at temperature temp, y its representative (one
+// draw). sy and sc are the sampler tables (Q entries each).
+__global__ void wc_mulaw_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long temp,
+                                long long Q, const float *sy, const float *sc) {
     ll b;
     bool live;
     u64 s;
-    int q = cat_draw(logits, rng, B, Q, &b, &live, &s);
+    int q = cat_draw(logits, rng, B, Q, 1.0 / hb_f64(temp), &b, &live, &s);
     if (!live) return;
     if ((threadIdx.x & 31) == 0) {
         y[b] = sy[q];

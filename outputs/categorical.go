@@ -75,9 +75,9 @@ func (c *Categorical) logDensity(z []float64, y float64, _ []float64) float64 {
 	return logSoftmaxAt(z, c.Class(y)) + math.Log(float64(c.q)/2)
 }
 
-func (c *Categorical) Sample(logits []float32, stride int, rng *rand.Rand) float32 {
-	checkOneStep("categorical", logits, c.q, stride)
-	q := sampleSoftmax(logits, 0, c.q, stride, rng)
+func (c *Categorical) Sample(logits []float32, stride int, t float64, rng *rand.Rand) float32 {
+	checkOneStep("categorical", logits, c.q, stride, t)
+	q := sampleSoftmax(logits, 0, c.q, stride, t, rng)
 	y := -1 + (float64(q)+rng.Float64())*2/float64(c.q)
 	return float32(clamp(y, -1, 1))
 }
@@ -94,8 +94,11 @@ func (c *Categorical) Sample(logits []float32, stride int, rng *rand.Rand) float
 // last bin of positive width); class mu's mass is a point at y = 1 that the
 // continuous density does not carry.
 //
-// Sampling: a class from the softmax, y = expand(2q/mu - 1), the reference's
-// representative (the bin's lower mu-law edge), so samples sit on Q points.
+// Sampling: a class q from the softmax, y = mulaw.Centre(q): the centre of
+// its mu-law bin, whose class is q again, so the one-hot fed back is the one
+// training used. (The reference's inv_mulaw_quantize gives the bin's lower
+// edge, which in float re-encodes to q-1 for about half the classes.)
+// Samples sit on Q points.
 type MuLaw struct{ q, mu int }
 
 // NewMuLaw returns a mu-law categorical head with bins classes (mu = bins-1).
@@ -138,8 +141,14 @@ func (m *MuLaw) logDensity(z []float64, y float64, _ []float64) float64 {
 	return logSoftmaxAt(z, q) + math.Log(float64(m.mu)/2) + mulaw.LogJacobian(clamp(y, -1, 1), float64(m.mu))
 }
 
-func (m *MuLaw) Sample(logits []float32, stride int, rng *rand.Rand) float32 {
-	checkOneStep("mulaw", logits, m.q, stride)
-	q := sampleSoftmax(logits, 0, m.q, stride, rng)
-	return float32(mulaw.Dequantize(q, m.mu))
+func (m *MuLaw) Sample(logits []float32, stride int, t float64, rng *rand.Rand) float32 {
+	checkOneStep("mulaw", logits, m.q, stride, t)
+	q := sampleSoftmax(logits, 0, m.q, stride, t, rng)
+	return m.Representative(q)
+}
+
+// Representative is the amplitude Sample returns for class q: float32 of
+// mulaw.Centre(q, mu); Class gives q back for every class.
+func (m *MuLaw) Representative(q int) float32 {
+	return float32(mulaw.Centre(q, m.mu))
 }

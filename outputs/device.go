@@ -6,7 +6,6 @@ import (
 	"math"
 
 	"github.com/wavecat/wavecat/compute"
-	"github.com/wavecat/wavecat/mulaw"
 )
 
 // The heads on a GPU. Each head's .cu file beside its .go file mirrors the
@@ -107,28 +106,27 @@ func NewDevice(h Head, be compute.Backend) (*Device, error) {
 		return nil, fmt.Errorf("outputs: the %s backend cannot compile kernels; use the %s head's Go maths", be.Name(), h.Name())
 	}
 	d := &Device{head: h, be: be}
-	f64 := func(x float64) compute.Arg { return compute.Int(int(int64(math.Float64bits(x)))) }
 	var file string
 	switch h := h.(type) {
 	case *AdaCat:
 		file = "adacat"
-		d.lossArgs = []compute.Arg{compute.Int(h.k), f64(h.lambda)}
+		d.lossArgs = []compute.Arg{compute.Int(h.k), f64Arg(h.lambda)}
 		d.bitsArgs = []compute.Arg{compute.Int(h.k)}
 		d.sampleArgs = d.bitsArgs
 		d.sampleWarp = true
 	case *MoL:
 		file = "mol"
-		opts := []compute.Arg{compute.Int(h.m), compute.Int(h.q), f64(h.logScaleMin), f64(math.Log(float64(h.q-1) / 2))}
+		opts := []compute.Arg{compute.Int(h.m), compute.Int(h.q), f64Arg(h.logScaleMin), f64Arg(math.Log(float64(h.q-1) / 2))}
 		d.lossArgs, d.bitsArgs = opts, opts
-		d.sampleArgs = []compute.Arg{compute.Int(h.m), f64(h.logScaleMin)}
+		d.sampleArgs = []compute.Arg{compute.Int(h.m), f64Arg(h.logScaleMin)}
 	case *Gaussian:
 		file = "gaussian"
-		opts := []compute.Arg{f64(h.logScaleMin)}
+		opts := []compute.Arg{f64Arg(h.logScaleMin)}
 		d.lossArgs, d.bitsArgs, d.sampleArgs = opts, opts, opts
 	case *Categorical:
 		file = "categorical"
 		d.lossArgs = []compute.Arg{compute.Int(h.q)}
-		d.bitsArgs = []compute.Arg{compute.Int(h.q), f64(math.Log(float64(h.q) / 2))}
+		d.bitsArgs = []compute.Arg{compute.Int(h.q), f64Arg(math.Log(float64(h.q) / 2))}
 		d.sampleArgs = d.lossArgs
 		d.sampleWarp = true
 	case *MuLaw:
@@ -139,7 +137,7 @@ func NewDevice(h Head, be compute.Backend) (*Device, error) {
 		mu := float64(h.mu)
 		thr := compute.Ptr(compute.V(d.table), h.mu)
 		d.lossArgs = []compute.Arg{compute.Int(h.q), thr}
-		d.bitsArgs = []compute.Arg{compute.Int(h.q), thr, f64(math.Log(mu / 2)), f64(math.Log(mu) - math.Log(math.Log1p(mu)))}
+		d.bitsArgs = []compute.Arg{compute.Int(h.q), thr, f64Arg(math.Log(mu / 2)), f64Arg(math.Log(mu) - math.Log(math.Log1p(mu)))}
 		d.sampleArgs = []compute.Arg{compute.Int(h.q), compute.Ptr(compute.V(d.table).At(h.mu), h.q), compute.Ptr(compute.V(d.table).At(h.mu+h.q), h.q)}
 		d.sampleWarp = true
 	default:
@@ -170,6 +168,10 @@ func (d *Device) Free() {
 		}
 	}
 }
+
+// f64Arg passes a float64 to a kernel as its bits (kernel parameters here
+// are pointers and 64-bit integers; hb_f64 turns them back).
+func f64Arg(x float64) compute.Arg { return compute.Int(int(int64(math.Float64bits(x)))) }
 
 func blocks(n, per int) int { return (n + per - 1) / per }
 
@@ -225,14 +227,18 @@ func (d *Device) Bits(logits compute.View, B, T int, targets, out compute.View) 
 }
 
 // Sample draws one amplitude per utterance from step logits [B][C]
-// (contiguous, channel stride 1), writes y[b] and
+// (contiguous, channel stride 1) at temperature t (as Head.Sample), writes
+// y[b] and
 // enc[b*InputChannels() : (b+1)*InputChannels()] = EncodeInput(y[b]). rng
 // holds 2 float32 slots per utterance, the bits of its 64-bit generator
 // state (see SeedRNG), advanced by the kernel. It only queues work (no host
 // read-back, no allocation), so it can be captured in a CUDA graph.
-func (d *Device) Sample(logits compute.View, B int, rng, y, enc compute.View) {
+func (d *Device) Sample(logits compute.View, B int, t float64, rng, y, enc compute.View) {
 	if B <= 0 {
 		return
+	}
+	if err := CheckTemperature(t); err != nil {
+		panic(fmt.Sprintf("outputs: %s: %v", d.head.Name(), err))
 	}
 	threads := B
 	if d.sampleWarp {
@@ -240,7 +246,7 @@ func (d *Device) Sample(logits compute.View, B int, rng, y, enc compute.View) {
 	}
 	args := append([]compute.Arg{
 		compute.Ptr(logits, B*d.head.Channels()), compute.Ptr(rng, 2*B), compute.Ptr(y, B),
-		compute.Ptr(enc, B*d.head.InputChannels()), compute.Int(B),
+		compute.Ptr(enc, B*d.head.InputChannels()), compute.Int(B), f64Arg(t),
 	}, d.sampleArgs...)
 	d.mod.Launch(d.sample, blocks(threads, sampleBlock), sampleBlock, 0, args...)
 }
@@ -278,7 +284,7 @@ func splitmix(z uint64) uint64 {
 
 // deviceTable is the mu-law table of categorical.cu: thr[q-1] (q = 1..mu) is
 // the smallest float32 amplitude whose class is >= q; then the sampler's
-// values float32(Dequantize(q)) and their classes, Q each.
+// values Representative(q) and their classes, Q each.
 func (m *MuLaw) deviceTable() []float32 {
 	tab := make([]float32, m.mu+2*m.q)
 	lo, hi := orderedKey(-1), orderedKey(1)
@@ -296,7 +302,7 @@ func (m *MuLaw) deviceTable() []float32 {
 		lo = b // thresholds do not decrease
 	}
 	for q := 0; q < m.q; q++ {
-		y := float32(mulaw.Dequantize(q, m.mu)) // as MuLaw.Sample
+		y := m.Representative(q) // as MuLaw.Sample
 		tab[m.mu+q] = y
 		tab[m.mu+m.q+q] = float32(m.Class(float64(y)))
 	}

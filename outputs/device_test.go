@@ -112,8 +112,8 @@ func TestMuLawDeviceTable(t *testing.T) {
 		}
 		for q := 0; q < Q; q++ {
 			y := tab[h.mu+q]
-			if y != float32(mulaw.Dequantize(q, h.mu)) || int(tab[h.mu+Q+q]) != h.Class(float64(y)) {
-				t.Fatalf("Q=%d: sampler table entry %d is (%v, %v)", Q, q, y, tab[h.mu+Q+q])
+			if y != float32(mulaw.Centre(q, h.mu)) || int(tab[h.mu+Q+q]) != q || h.Class(float64(y)) != q {
+				t.Fatalf("Q=%d: sampler table entry %d is (%v, class %v), want the bin centre of class %d", Q, q, y, tab[h.mu+Q+q], q)
 			}
 		}
 	}
@@ -154,6 +154,9 @@ func TestCPUSimLoss(t *testing.T)    { checkDeviceLoss(t, simBackendFor(t)) }
 func TestCPUSimBits(t *testing.T)    { checkDeviceBits(t, simBackendFor(t)) }
 func TestCPUSimSample(t *testing.T)  { checkDeviceSample(t, simBackendFor(t)) }
 func TestCPUSimSeedRNG(t *testing.T) { checkDeviceSeedRNG(t, simBackendFor(t)) }
+
+func TestDeviceMuLawReencodes(t *testing.T) { checkDeviceMuLawReencodes(t, gpuBackend(t)) }
+func TestCPUSimMuLawReencodes(t *testing.T) { checkDeviceMuLawReencodes(t, simBackendFor(t)) }
 
 // ---- inputs ----
 
@@ -425,32 +428,34 @@ func sampleLogits(h Head, rng *rand.Rand) []float32 {
 	}
 }
 
-// sampleCells returns the cell probabilities of h's sampler for logits z
-// (computed independently, as sample_test.go) and the cell of a sample.
-func sampleCells(h Head, z []float32) ([]float64, func(y float32) int) {
+// sampleCells returns the cell probabilities of h's sampler for logits z at
+// temperature temp (computed independently, as sample_test.go: the
+// temperature as the package doc defines it per head) and the cell of a
+// sample.
+func sampleCells(h Head, z []float32, temp float64) ([]float64, func(y float32) int) {
 	const n = 40
 	switch h := h.(type) {
 	case *AdaCat:
 		k := h.k
-		return cellProbs(n, adacatCDF(z, k)), equalCells(n)
+		return cellProbs(n, adacatCDFAt(z, k, temp)), equalCells(n)
 	case *MoL:
 		M := h.m
-		pi := softmax64(f64(z[:M]))
+		pi := softmax64(scaled(f64(z[:M]), 1/temp))
 		cdf := func(y float64) float64 {
 			F := 0.0
 			for j := 0; j < M; j++ {
-				s := math.Max(float64(z[2*M+j]), h.logScaleMin)
-				F += pi[j] / (1 + math.Exp(-(y-float64(z[M+j]))/math.Exp(s)))
+				s := math.Exp(math.Max(float64(z[2*M+j]), h.logScaleMin)) * temp
+				F += pi[j] / (1 + math.Exp(-(y-float64(z[M+j]))/s))
 			}
 			return F
 		}
 		return cellProbs(n, cdf), equalCells(n)
 	case *Gaussian:
-		mu, sd := float64(z[0]), math.Exp(math.Max(float64(z[1]), h.logScaleMin))
+		mu, sd := float64(z[0]), math.Exp(math.Max(float64(z[1]), h.logScaleMin))*temp
 		cdf := func(y float64) float64 { return 0.5 * math.Erfc(-(y-mu)/(sd*math.Sqrt2)) }
 		return cellProbs(n, cdf), equalCells(n)
 	case *Categorical:
-		pc := softmax64(f64(z))
+		pc := softmax64(scaled(f64(z), 1/temp))
 		p := make([]float64, 2*h.q) // half bins: uniform within each bin
 		for i := range p {
 			p[i] = pc[i/2] / 2
@@ -459,9 +464,9 @@ func sampleCells(h Head, z []float32) ([]float64, func(y float32) int) {
 	case *MuLaw:
 		reps := make([]float32, h.q)
 		for q := range reps {
-			reps[q] = float32(mulaw.Dequantize(q, h.mu))
+			reps[q] = float32(mulaw.Centre(q, h.mu))
 		}
-		return softmax64(f64(z)), func(y float32) int {
+		return softmax64(scaled(f64(z), 1/temp)), func(y float32) int {
 			i := sort.Search(h.q, func(i int) bool { return reps[i] >= y })
 			if i == h.q || reps[i] != y {
 				return -1
@@ -515,49 +520,93 @@ func sampleBuffers(t *testing.T, be compute.Backend, h Head, z []float32, B int)
 	return lb, rb, yb, eb
 }
 
+// deviceSampleTemps are the temperatures checkDeviceSample draws at: the
+// model's own distribution, a sharper and a flatter one.
+var deviceSampleTemps = []float64{1, 0.6, 1.5}
+
 func checkDeviceSample(t *testing.T, be compute.Backend) {
-	for i, spec := range deviceSpecs {
-		t.Run(strings.ReplaceAll(spec, " ", "_"), func(t *testing.T) {
-			h, d := newDevice(t, be, spec)
-			IC := h.InputChannels()
-			const B = 100000
-			rng := rand.New(rand.NewPCG(9, uint64(i)))
-			z := sampleLogits(h, rng)
-			lb, rb, yb, eb := sampleBuffers(t, be, h, z, B)
-			d.SeedRNG(compute.V(rb), B, 12345)
-			d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
-			y := computetest.Contents(be, yb)
-			enc := computetest.Contents(be, eb)
-			want := make([]float32, IC)
-			for b := 0; b < B; b++ {
-				if !(y[b] >= -1 && y[b] <= 1) {
-					t.Fatalf("utterance %d: sample %v outside [-1,1]", b, y[b])
-				}
-				h.EncodeInput(y[b], want)
-				for c := range want {
-					if enc[b*IC+c] != want[c] {
-						t.Fatalf("utterance %d: enc[%d] = %v, EncodeInput(%v) gives %v", b, c, enc[b*IC+c], y[b], want[c])
-					}
+	for _, temp := range deviceSampleTemps {
+		for i, spec := range deviceSpecs {
+			t.Run(fmt.Sprintf("%s/t=%g", strings.ReplaceAll(spec, " ", "_"), temp), func(t *testing.T) {
+				checkDeviceSampleAt(t, be, i, spec, temp)
+			})
+		}
+	}
+}
+
+// checkDeviceSampleAt draws B samples at temperature temp from one head's
+// Device and checks their encodings against EncodeInput and their
+// distribution against sampleCells (chi-square).
+func checkDeviceSampleAt(t *testing.T, be compute.Backend, i int, spec string, temp float64) {
+	h, d := newDevice(t, be, spec)
+	IC := h.InputChannels()
+	const B = 100000
+	rng := rand.New(rand.NewPCG(9, uint64(i)))
+	z := sampleLogits(h, rng)
+	lb, rb, yb, eb := sampleBuffers(t, be, h, z, B)
+	d.SeedRNG(compute.V(rb), B, 12345)
+	d.Sample(compute.V(lb), B, temp, compute.V(rb), compute.V(yb), compute.V(eb))
+	y := computetest.Contents(be, yb)
+	enc := computetest.Contents(be, eb)
+	want := make([]float32, IC)
+	for b := 0; b < B; b++ {
+		if !(y[b] >= -1 && y[b] <= 1) {
+			t.Fatalf("utterance %d: sample %v outside [-1,1]", b, y[b])
+		}
+		h.EncodeInput(y[b], want)
+		for c := range want {
+			if enc[b*IC+c] != want[c] {
+				t.Fatalf("utterance %d: enc[%d] = %v, EncodeInput(%v) gives %v", b, c, enc[b*IC+c], y[b], want[c])
+			}
+		}
+	}
+	p, cell := sampleCells(h, z, temp)
+	group, gp := mergeCells(p, B)
+	counts := make([]int, len(gp))
+	for b, v := range y {
+		c := cell(v)
+		if c < 0 {
+			t.Fatalf("utterance %d: sample %v is not a class representative", b, v)
+		}
+		counts[group[c]]++
+	}
+	stat := chiSquare(counts, gp, B)
+	limit := distuv.ChiSquared{K: float64(len(gp) - 1)}.Quantile(0.999)
+	if stat > limit {
+		t.Errorf("chi-square %.1f > %.1f (0.999 quantile, %d cells, %d draws): device samples do not follow the head's density", stat, limit, len(gp), B)
+	} else {
+		t.Logf("chi-square %.1f (limit %.1f, %d cells, %d draws)", stat, limit, len(gp), B)
+	}
+}
+
+// checkDeviceMuLawReencodes: utterance q's logits put all mass on class q;
+// the device sampler must return the class's representative and feed back
+// the one-hot of class q itself, for every class.
+func checkDeviceMuLawReencodes(t *testing.T, be compute.Backend) {
+	for _, Q := range []int{3, 256} {
+		h, d := newDevice(t, be, fmt.Sprintf("mulaw --bins %d", Q))
+		m := h.(*MuLaw)
+		logits := make([]float32, Q*Q)
+		for q := 0; q < Q; q++ {
+			logits[q*Q+q] = 200
+		}
+		lb, rb, yb, eb := computetest.BufferOf(be, logits), be.Alloc(2*Q), be.Alloc(Q), be.Alloc(Q*Q)
+		d.SeedRNG(compute.V(rb), Q, 3)
+		d.Sample(compute.V(lb), Q, 1, compute.V(rb), compute.V(yb), compute.V(eb))
+		y, enc := computetest.Contents(be, yb), computetest.Contents(be, eb)
+		for _, b := range []compute.Buffer{lb, rb, yb, eb} {
+			be.Free(b)
+		}
+		for q := 0; q < Q; q++ {
+			if y[q] != m.Representative(q) {
+				t.Fatalf("Q=%d: class %d sampled as %v, want its representative %v", Q, q, y[q], m.Representative(q))
+			}
+			for c := 0; c < Q; c++ {
+				if want := float32(0); c == q && enc[q*Q+c] != 1 || c != q && enc[q*Q+c] != want {
+					t.Fatalf("Q=%d: class %d (y = %v) fed back as a one-hot with %v at class %d", Q, q, y[q], enc[q*Q+c], c)
 				}
 			}
-			p, cell := sampleCells(h, z)
-			group, gp := mergeCells(p, B)
-			counts := make([]int, len(gp))
-			for b, v := range y {
-				c := cell(v)
-				if c < 0 {
-					t.Fatalf("utterance %d: sample %v is not a class representative", b, v)
-				}
-				counts[group[c]]++
-			}
-			stat := chiSquare(counts, gp, B)
-			limit := distuv.ChiSquared{K: float64(len(gp) - 1)}.Quantile(0.999)
-			if stat > limit {
-				t.Errorf("chi-square %.1f > %.1f (0.999 quantile, %d cells, %d draws): device samples do not follow the head's density", stat, limit, len(gp), B)
-			} else {
-				t.Logf("chi-square %.1f (limit %.1f, %d cells, %d draws)", stat, limit, len(gp), B)
-			}
-		})
+		}
 	}
 }
 
@@ -570,7 +619,7 @@ func checkDeviceSeedRNG(t *testing.T, be compute.Backend) {
 			z := sampleLogits(h, rng)
 			lb, rb, yb, eb := sampleBuffers(t, be, h, z, B)
 			draw := func() []float32 {
-				d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
+				d.Sample(compute.V(lb), B, 1, compute.V(rb), compute.V(yb), compute.V(eb))
 				return computetest.Contents(be, yb)
 			}
 			seed := func(s uint64) []float32 {
@@ -718,7 +767,7 @@ func BenchmarkDeviceSample(b *testing.B) {
 				d.SeedRNG(compute.V(rb), B, 1)
 				b.ResetTimer()
 				for range b.N {
-					d.Sample(compute.V(lb), B, compute.V(rb), compute.V(yb), compute.V(eb))
+					d.Sample(compute.V(lb), B, 1, compute.V(rb), compute.V(yb), compute.V(eb))
 				}
 				be.Sync()
 			})

@@ -47,9 +47,10 @@ __global__ void wc_gaussian_bits(const float *logits, const float *targets, floa
     out[idx] = (float)(-ld / HB_LN2);
 }
 
-// One thread per utterance: y = mean + std*N(0,1) (Box-Muller on two draws),
-// clamped to [-1,1].
-__global__ void wc_gaussian_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long smin) {
+// One thread per utterance: y = mean + t*std*N(0,1) (Box-Muller on two
+// draws; t from temp's float64 bits), clamped to [-1,1].
+__global__ void wc_gaussian_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long temp,
+                                   long long smin) {
     ll b = hb_gid();
     if (b >= B) return;
     u64 s = hb_rng_load(rng, b);
@@ -58,7 +59,7 @@ __global__ void wc_gaussian_sample(const float *logits, float *rng, float *y, fl
     if (ls < sm) ls = sm;
     double r = sqrt(-2.0 * log(1.0 - hb_uniform(s, 0)));
     double n = r * cos(HB_2PI * hb_uniform(s, 1));
-    float yf = (float)hb_clamp(mu + exp(ls) * n, -1.0, 1.0);
+    float yf = (float)hb_clamp(mu + exp(ls) * hb_f64(temp) * n, -1.0, 1.0);
     y[b] = yf;
     enc[b] = yf;
     hb_rng_store(rng, b, s + 2 * HB_GAMMA);

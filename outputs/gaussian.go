@@ -68,8 +68,8 @@ func gaussianLoss(mu, s, smin, y float64, g []float64) float64 {
 	return 0.5*math.Log(2*math.Pi) + s + 0.5*r*r
 }
 
-func (g *Gaussian) Sample(logits []float32, stride int, rng *rand.Rand) float32 {
-	checkOneStep("gaussian", logits, 2, stride)
+func (g *Gaussian) Sample(logits []float32, stride int, t float64, rng *rand.Rand) float32 {
+	checkOneStep("gaussian", logits, 2, stride, t)
 	mu, s := strided(logits, 0, stride), math.Max(strided(logits, 1, stride), g.logScaleMin)
-	return float32(clamp(mu+math.Exp(s)*rng.NormFloat64(), -1, 1))
+	return float32(clamp(mu+math.Exp(s)*t*rng.NormFloat64(), -1, 1))
 }

@@ -144,13 +144,13 @@ __device__ __forceinline__ int hb_warp_max_int(int v) {
     return v;
 }
 
-// hb_warp_softmax_draw draws a class from softmax(z[0..n)) (channel stride 1)
-// with the uniform u in [0,1); all 32 lanes call it with the same z, n and u
-// and get the class back. Lane L owns the contiguous channels [L*ch,
+// hb_warp_softmax_draw draws a class from softmax(z[0..n) / t) (channel
+// stride 1; invT = 1/t, exact at t = 1) with the uniform u in [0,1); all 32
+// lanes call it with the same z, n, invT and u and get the class back. Lane L owns the contiguous channels [L*ch,
 // (L+1)*ch); the lanes' masses are prefix-summed, the lane whose interval
 // holds u*total walks its channels. Like outputs.go's sampleSoftmax, a u
 // that falls in a rounding gap at the top takes the last class with mass.
-__device__ int hb_warp_softmax_draw(const float *z, int n, double u) {
+__device__ int hb_warp_softmax_draw(const float *z, int n, double invT, double u) {
     int lane = threadIdx.x & 31;
     int ch = (n + 31) / 32;
     int j0 = min(n, lane * ch), j1 = min(n, j0 + ch);
@@ -163,7 +163,7 @@ __device__ int hb_warp_softmax_draw(const float *z, int n, double u) {
     double s = 0.0;
     int lastNZ = -1;
     for (int j = j0; j < j1; j++) {
-        double p = exp((double)z[j] - mx);
+        double p = exp(((double)z[j] - mx) * invT);
         if (p > 0) lastNZ = j;
         s += p;
     }
@@ -183,7 +183,7 @@ __device__ int hb_warp_softmax_draw(const float *z, int n, double u) {
     if (sel && lane == owner) {
         double acc = excl;
         for (int j = j0; j < j1; j++) {
-            acc += exp((double)z[j] - mx);
+            acc += exp(((double)z[j] - mx) * invT);
             if (target < acc) {
                 c = j;
                 break;

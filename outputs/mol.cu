@@ -136,19 +136,21 @@ __global__ void wc_mol_bits(const float *logits, const float *targets, float *ou
     out[idx] = (float)(-ld / HB_LN2);
 }
 
-// One thread per utterance: a Gumbel-max component (draws 0..M-1), then a
-// logistic sample (draw M), clamped to [-1,1]; uniforms in [1e-5, 1-1e-5].
-__global__ void wc_mol_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long M,
-                              long long smin) {
+// One thread per utterance: a Gumbel-max component over logits/t (draws
+// 0..M-1), then a logistic sample with its scale times t (draw M), clamped to
+// [-1,1]; uniforms in [1e-5, 1-1e-5]; t from temp's float64 bits.
+__global__ void wc_mol_sample(const float *logits, float *rng, float *y, float *enc, long long B, long long temp,
+                              long long M, long long smin) {
     ll b = hb_gid();
     if (b >= B) return;
     u64 s = hb_rng_load(rng, b);
     const float *z = logits + b * 3 * M;
+    double t = hb_f64(temp), invT = 1.0 / t;
     double best = -HB_INF;
     ll bj = 0;
     for (ll j = 0; j < M; j++) {
         double u = 1e-5 + (1.0 - 2e-5) * hb_uniform(s, j);
-        double v = (double)z[j] - log(-log(u));
+        double v = (double)z[j] * invT - log(-log(u));
         if (v > best) {
             best = v;
             bj = j;
@@ -158,7 +160,7 @@ __global__ void wc_mol_sample(const float *logits, float *rng, float *y, float *
     double sm = hb_f64(smin);
     if (sc < sm) sc = sm;
     double u = 1e-5 + (1.0 - 2e-5) * hb_uniform(s, M);
-    float yf = (float)hb_clamp(mu + exp(sc) * (log(u) - log(1.0 - u)), -1.0, 1.0);
+    float yf = (float)hb_clamp(mu + exp(sc) * t * (log(u) - log(1.0 - u)), -1.0, 1.0);
     y[b] = yf;
     enc[b] = yf;
     hb_rng_store(rng, b, s + (u64)(M + 1) * HB_GAMMA);

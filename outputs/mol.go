@@ -139,13 +139,14 @@ func molComponent(y, mu, s float64, q int) (lp, dmu, ds float64) {
 	return mid - s - 2*softplus(mid) - math.Log(float64(q-1)/2), -inv * dmid, -1 - mid*dmid
 }
 
-func (l *MoL) Sample(logits []float32, stride int, rng *rand.Rand) float32 {
+func (l *MoL) Sample(logits []float32, stride int, t float64, rng *rand.Rand) float32 {
 	M := l.m
-	checkOneStep("mol", logits, 3*M, stride)
+	checkOneStep("mol", logits, 3*M, stride, t)
 	u01 := func() float64 { return 1e-5 + (1-2e-5)*rng.Float64() }
+	invT := 1 / t
 	best, bj := math.Inf(-1), 0
 	for j := 0; j < M; j++ {
-		v := strided(logits, j, stride) - math.Log(-math.Log(u01()))
+		v := strided(logits, j, stride)*invT - math.Log(-math.Log(u01()))
 		if v > best {
 			best, bj = v, j
 		}
@@ -153,5 +154,5 @@ func (l *MoL) Sample(logits []float32, stride int, rng *rand.Rand) float32 {
 	mu := strided(logits, M+bj, stride)
 	s := math.Max(strided(logits, 2*M+bj, stride), l.logScaleMin)
 	u := u01()
-	return float32(clamp(mu+math.Exp(s)*(math.Log(u)-math.Log(1-u)), -1, 1))
+	return float32(clamp(mu+math.Exp(s)*t*(math.Log(u)-math.Log(1-u)), -1, 1))
 }

@@ -23,6 +23,16 @@
 // Every head turns its output into a continuous density over the amplitude y
 // in [-1,1] (Bits), so bits per sample are comparable across heads.
 //
+// Sampling temperature t (Sample's t; vocode --temperature): t = 1 draws
+// from the model's distribution; t < 1 makes synthesis more conservative,
+// t > 1 noisier. Per head:
+//
+//   - mulaw, categorical: the class from softmax(logits/t);
+//   - adacat: the bin from softmax(phi/t) (heights sharpened), then uniform
+//     within the bin (widths unchanged);
+//   - mol: the component from softmax(logits/t), the logistic scale times t;
+//   - gaussian: the standard deviation times t.
+//
 // Logits are laid out like the model output [B][C][T]: channel c of timestep
 // t is logits[c*stride+t]. Loss and Bits split long sequences over
 // goroutines; heads hold no mutable state, so concurrent calls on disjoint
@@ -73,8 +83,11 @@ type Head interface {
 	// Bits writes, per timestep, -log2 p(y) under the head's exact
 	// (unsmoothed) continuous density on [-1,1].
 	Bits(logits []float32, stride, T int, targets []float32, out []float64)
-	// Sample draws one amplitude in [-1,1] for timestep 0 of logits.
-	Sample(logits []float32, stride int, rng *rand.Rand) float32
+	// Sample draws one amplitude in [-1,1] for timestep 0 of logits at
+	// sampling temperature t > 0; t = 1 draws from the head's own
+	// distribution, t < 1 sharpens it (less noise, less variety). Each head
+	// states what t scales (see the package doc).
+	Sample(logits []float32, stride int, t float64, rng *rand.Rand) float32
 }
 
 // stepper is the per-timestep maths of a head on one timestep's channels in
@@ -373,9 +386,11 @@ func logSumExp(z []float64) float64 {
 // strided reads channel c of timestep 0.
 func strided(logits []float32, c, stride int) float64 { return float64(logits[c*stride]) }
 
-// sampleSoftmax draws a class from softmax of channels [c0, c0+n) of
-// timestep 0 without allocating (two passes: max/sum, then the walk).
-func sampleSoftmax(logits []float32, c0, n, stride int, rng *rand.Rand) int {
+// sampleSoftmax draws a class from softmax(z/t) of channels [c0, c0+n) of
+// timestep 0 without allocating (two passes: max/sum, then the walk). The
+// shifted logit is multiplied by 1/t, which is exact at t = 1.
+func sampleSoftmax(logits []float32, c0, n, stride int, t float64, rng *rand.Rand) int {
+	invT := 1 / t
 	mx := math.Inf(-1)
 	for j := 0; j < n; j++ {
 		if v := strided(logits, c0+j, stride); v > mx {
@@ -384,12 +399,12 @@ func sampleSoftmax(logits []float32, c0, n, stride int, rng *rand.Rand) int {
 	}
 	sum := 0.0
 	for j := 0; j < n; j++ {
-		sum += math.Exp(strided(logits, c0+j, stride) - mx)
+		sum += math.Exp((strided(logits, c0+j, stride) - mx) * invT)
 	}
 	u := rng.Float64() * sum
 	acc, last := 0.0, n-1
 	for j := 0; j < n; j++ {
-		p := math.Exp(strided(logits, c0+j, stride) - mx)
+		p := math.Exp((strided(logits, c0+j, stride) - mx) * invT)
 		if p > 0 {
 			last = j
 		}
@@ -430,8 +445,20 @@ func sigmoid(x float64) float64 {
 	return e / (1 + e)
 }
 
-func checkOneStep(head string, logits []float32, C, stride int) {
+func checkOneStep(head string, logits []float32, C, stride int, t float64) {
 	if stride < 1 || len(logits) < (C-1)*stride+1 {
 		panic(fmt.Sprintf("outputs: %s: Sample needs %d channels at stride %d, got %d logits", head, C, stride, len(logits)))
 	}
+	if err := CheckTemperature(t); err != nil {
+		panic(fmt.Sprintf("outputs: %s: %v", head, err))
+	}
+}
+
+// CheckTemperature accepts a sampling temperature: finite and > 0 (t = 0
+// would be a mode search, which no head here defines).
+func CheckTemperature(t float64) error {
+	if !(t > 0) || math.IsInf(t, 0) {
+		return fmt.Errorf("sampling temperature %g: must be a finite number > 0 (1 samples the model's own distribution)", t)
+	}
+	return nil
 }

@@ -41,9 +41,9 @@ func perturb(p []float64, frac float64) []float64 {
 	return q
 }
 
-// checkSamples draws sampleN samples, bins them with cell() and runs both
-// chi-square checks at the 0.999 quantile.
-func checkSamples(t *testing.T, name string, h Head, logits []float32, p []float64, cell func(y float32) int) {
+// checkSamples draws sampleN samples at temperature temp, bins them with
+// cell() and runs both chi-square checks at the 0.999 quantile.
+func checkSamples(t *testing.T, name string, h Head, logits []float32, temp float64, p []float64, cell func(y float32) int) {
 	t.Helper()
 	for i, v := range p {
 		if v*sampleN < 20 {
@@ -53,7 +53,7 @@ func checkSamples(t *testing.T, name string, h Head, logits []float32, p []float
 	rng := rand.New(rand.NewPCG(2026, 11))
 	counts := make([]int, len(p))
 	for i := 0; i < sampleN; i++ {
-		y := h.Sample(logits, 1, rng)
+		y := h.Sample(logits, 1, temp, rng)
 		if !(y >= -1 && y <= 1) {
 			t.Fatalf("%s: sample %v outside [-1,1]", name, y)
 		}
@@ -93,6 +93,15 @@ func cellProbs(n int, cdf func(y float64) float64) []float64 {
 	return p
 }
 
+// scaled returns z times c (tempered logits: c = 1/temperature).
+func scaled(z []float64, c float64) []float64 {
+	out := make([]float64, len(z))
+	for i, v := range z {
+		out[i] = v * c
+	}
+	return out
+}
+
 func softmax64(z []float64) []float64 {
 	mx := math.Inf(-1)
 	for _, v := range z {
@@ -114,14 +123,18 @@ func TestAdaCatSampling(t *testing.T) {
 	const k = 6
 	z := f32([]float64{0.5, -0.3, 1.1, 0.2, -1, 0.4, 0.9, -0.2, 0.3, 1.2, -0.4, 0.1})
 	h, _ := NewAdaCat(k, 1e-4)
-	checkSamples(t, "adacat", h, z, cellProbs(20, adacatCDF(z, k)), equalCells(20))
+	checkSamples(t, "adacat", h, z, 1, cellProbs(20, adacatCDF(z, k)), equalCells(20))
 }
 
 // adacatCDF is the AdaCat CDF over y in [-1,1] for logits z (k widths,
 // then k heights), computed independently of adacat.go:
 // F(x) = sum_{j<i} h_j + (x-c_i) h_i/w_i on bin i.
-func adacatCDF(z []float32, k int) func(y float64) float64 {
-	w, hh := softmax64(f64(z[:k])), softmax64(f64(z[k:]))
+func adacatCDF(z []float32, k int) func(y float64) float64 { return adacatCDFAt(z, k, 1) }
+
+// adacatCDFAt is adacatCDF of the distribution sampled at temperature temp:
+// heights softmax(phi/temp), widths unchanged.
+func adacatCDFAt(z []float32, k int, temp float64) func(y float64) float64 {
+	w, hh := softmax64(f64(z[:k])), softmax64(scaled(f64(z[k:]), 1/temp))
 	return func(y float64) float64 {
 		x, c, F := (y+1)/2, 0.0, 0.0
 		for i := 0; i < k; i++ {
@@ -140,7 +153,7 @@ func TestGaussianSampling(t *testing.T) {
 	mu, ls := float32(0.1), float32(math.Log(0.45))
 	sd := math.Exp(float64(ls))
 	cdf := func(y float64) float64 { return 0.5 * math.Erfc(-(y-float64(mu))/(sd*math.Sqrt2)) }
-	checkSamples(t, "gaussian", h, []float32{mu, ls}, cellProbs(20, cdf), equalCells(20))
+	checkSamples(t, "gaussian", h, []float32{mu, ls}, 1, cellProbs(20, cdf), equalCells(20))
 }
 
 func TestMoLSampling(t *testing.T) {
@@ -154,7 +167,7 @@ func TestMoLSampling(t *testing.T) {
 		}
 		return F
 	}
-	checkSamples(t, "mol", h, z, cellProbs(20, cdf), equalCells(20))
+	checkSamples(t, "mol", h, z, 1, cellProbs(20, cdf), equalCells(20))
 }
 
 // Uniform categorical: 10 classes, cells are half-bins, so the test also sees
@@ -167,11 +180,11 @@ func TestCategoricalSampling(t *testing.T) {
 	for i := range p {
 		p[i] = pc[i/2] / 2
 	}
-	checkSamples(t, "categorical", h, z, p, equalCells(20))
+	checkSamples(t, "categorical", h, z, 1, p, equalCells(20))
 }
 
-// Mu-law: every draw must be one of the Q dequantized representatives, with
-// class frequencies following the softmax.
+// Mu-law: every draw must be one of the Q class representatives (the bin
+// centres), with class frequencies following the softmax.
 func TestMuLawSampling(t *testing.T) {
 	const Q = 32
 	h, _ := NewMuLaw(Q)
@@ -179,10 +192,10 @@ func TestMuLawSampling(t *testing.T) {
 	z := f32(randLogits(rng, Q, 0.4))
 	reps := make([]float32, Q)
 	for q := range reps {
-		reps[q] = float32(mulaw.Dequantize(q, Q-1))
+		reps[q] = float32(mulaw.Centre(q, Q-1))
 	}
-	if !sort.SliceIsSorted(reps, func(i, j int) bool { return reps[i] < reps[j] }) || reps[0] != -1 || reps[Q-1] != 1 {
-		t.Fatalf("representatives not increasing from -1 to 1: %v", reps)
+	if !sort.SliceIsSorted(reps, func(i, j int) bool { return reps[i] < reps[j] }) || reps[0] <= -1 || reps[Q-2] >= 1 || reps[Q-1] != 1 {
+		t.Fatalf("representatives not increasing inside (-1, 1), then 1: %v", reps)
 	}
 	cell := func(y float32) int {
 		i := sort.Search(Q, func(i int) bool { return reps[i] >= y })
@@ -191,5 +204,62 @@ func TestMuLawSampling(t *testing.T) {
 		}
 		return i
 	}
-	checkSamples(t, "mulaw", h, z, softmax64(f64(z)), cell)
+	checkSamples(t, "mulaw", h, z, 1, softmax64(f64(z)), cell)
+}
+
+// TestMuLawSampleReencodes: the amplitude the sampler returns for class q
+// is encoded (EncodeInput, the one-hot fed back during synthesis) as class q
+// again, for every class; the reference's lower bin edge fails this for
+// about half of them.
+func TestMuLawSampleReencodes(t *testing.T) {
+	for _, Q := range []int{3, 32, 256, 1024} {
+		h, _ := NewMuLaw(Q)
+		enc := make([]float32, Q)
+		for q := 0; q < Q; q++ {
+			logits := make([]float32, Q)
+			logits[q] = 200 // every other class has mass below exp(-200)
+			y := h.Sample(logits, 1, 1, rand.New(rand.NewPCG(uint64(q), 1)))
+			h.EncodeInput(y, enc)
+			for c, v := range enc {
+				if want := float32(0); c == q && v != 1 || c != q && v != want {
+					t.Fatalf("Q=%d: class %d sampled as %v, which encodes as class %d", Q, q, y, h.Class(float64(y)))
+				}
+			}
+		}
+	}
+}
+
+// TestSampleTemperature: at temperatures other than 1 every head's draws
+// follow the tempered distribution of the package doc (cell probabilities
+// from sampleCells, written from the formulas), with the 2%-perturbation
+// power check; and a temperature <= 0 is refused.
+func TestSampleTemperature(t *testing.T) {
+	for i, spec := range []string{"adacat --components 15", "mol --mixtures 3", "gaussian", "mulaw --bins 32", "categorical --bins 16"} {
+		h, err := New(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z := sampleLogits(h, rand.New(rand.NewPCG(77, uint64(i))))
+		for _, temp := range []float64{0.5, 1.6} {
+			p, cell := sampleCells(h, z, temp)
+			group, gp := mergeCells(p, sampleN)
+			checkSamples(t, fmt.Sprintf("%s at t=%g", spec, temp), h, z, temp, gp, func(y float32) int {
+				c := cell(y)
+				if c < 0 {
+					panic(fmt.Sprintf("%s: sample %v is not a class representative", spec, y))
+				}
+				return group[c]
+			})
+		}
+		for _, bad := range []float64{0, -1, math.NaN(), math.Inf(1)} {
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Errorf("%s: Sample at temperature %g did not panic", spec, bad)
+					}
+				}()
+				h.Sample(z, 1, bad, rand.New(rand.NewPCG(1, 1)))
+			}()
+		}
+	}
 }

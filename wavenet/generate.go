@@ -17,7 +17,7 @@ type Sampler interface {
 	Channels() int
 	InputChannels() int
 	EncodeInput(y float32, dst []float32)
-	Sample(logits []float32, stride int, rng *rand.Rand) float32
+	Sample(logits []float32, stride int, t float64, rng *rand.Rand) float32
 }
 
 // Utterance is one mel spectrogram to vocode: Mel is frames x CinChannels,
@@ -61,6 +61,22 @@ type GenerateOptions struct {
 	// GPUStep selects the GPU generator's step kernels (default auto); the
 	// CPU generator ignores it.
 	GPUStep GPUStep
+	// Temperature is the sampling temperature (0 means 1, the model's own
+	// distribution; below 1 sharpens it: see the outputs package doc for
+	// what it scales in each head).
+	Temperature float64
+}
+
+// temperature is opts.Temperature with 0 read as 1, checked.
+func (o GenerateOptions) temperature() (float64, error) {
+	t := o.Temperature
+	if t == 0 {
+		return 1, nil
+	}
+	if !(t > 0) || math.IsInf(t, 0) {
+		return 0, fmt.Errorf("wavenet: sampling temperature %g: must be a finite number > 0", t)
+	}
+	return t, nil
 }
 
 // MaxGenerateFrames bounds one utterance (about an hour at the reference
@@ -377,6 +393,10 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 	if err := checkUtterances(utts, C); err != nil {
 		return nil, err
 	}
+	temp, err := opts.temperature()
+	if err != nil {
+		return nil, err
+	}
 	B := opts.Batch
 	if B <= 0 {
 		B = 1
@@ -451,7 +471,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 					g.condChunk(sl, chunkF)
 				}
 			}
-			g.step(group, lo, stage)
+			g.step(group, lo, stage, temp)
 			done := 0
 			for _, sl := range group {
 				if sl.utt < 0 {
@@ -582,7 +602,7 @@ func (g *Generator) upsample(sl *slot, F, w int) {
 // layer's weights serve all slots while cached. With wide set, each
 // product is one GEMM over all slots (rows at the slot stride ld, idle
 // slots computed and ignored); otherwise one matrix-vector product per slot.
-func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View) {
+func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp float64) {
 	wide := stage.Buf != nil
 	be, wv, wh := g.be, compute.V(g.w), g.wh
 	R, G, H, S, O, K, L, Cin := g.R, g.G, g.H, g.S, g.O, g.K, g.L, g.Cin
@@ -736,7 +756,7 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View) {
 		if g.trace != nil {
 			g.trace(sl.utt, sl.t, out)
 		}
-		y := g.s.Sample(out, 1, sl.rng)
+		y := g.s.Sample(out, 1, temp, sl.rng)
 		sl.out[sl.t] = y
 		sl.prev = y
 	}

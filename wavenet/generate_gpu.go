@@ -26,7 +26,7 @@ var gpuKernels = []string{"wg_first", "wg_layer", "wg_head1", "wg_head2", "wg_ad
 // states (2 float slots each). Sample must only queue work: it is captured
 // in a CUDA graph.
 type DeviceSampler interface {
-	Sample(logits compute.View, B int, rng, y, enc compute.View)
+	Sample(logits compute.View, B int, t float64, rng, y, enc compute.View)
 	SeedRNG(rng compute.View, B int, seed uint64)
 }
 
@@ -246,7 +246,7 @@ func (g *GPUGenerator) graphSteps() int {
 }
 
 // step queues one sample step for st's B slots writing into wave [B][Tmax].
-func (g *GPUGenerator) step(st *gpuState, wave compute.View, Tmax int) {
+func (g *GPUGenerator) step(st *gpuState, wave compute.View, Tmax int, temp float64) {
 	p, m := g.plan, g.mod
 	B := st.B
 	W, tab := compute.Ptr(compute.V(g.w), g.w.Len()), compute.Ptr(compute.V(g.tab), g.tab.Len())
@@ -273,7 +273,7 @@ func (g *GPUGenerator) step(st *gpuState, wave compute.View, Tmax int) {
 		m.Launch("wg_trace", 1, gpuBlock, 0, compute.Ptr(g.trace, g.trace.Buf.Len()-g.trace.Off), V(st.out), V(st.tbuf), compute.Int(B*p.O))
 	}
 	if g.force.Buf == nil {
-		g.ds.Sample(compute.V(st.out), B, compute.V(st.rg), compute.V(st.y), compute.V(st.enc))
+		g.ds.Sample(compute.V(st.out), B, temp, compute.V(st.rg), compute.V(st.y), compute.V(st.enc))
 	}
 	m.Launch("wg_advance", 1, gpuBlock, 0, compute.Ptr(wave, B*Tmax), V(st.y), V(st.tbuf), compute.Int(B), compute.Int(Tmax))
 }
@@ -290,6 +290,10 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 	}
 	p := g.plan
 	if err := checkUtterances(utts, p.C); err != nil {
+		return nil, err
+	}
+	temp, err := opts.temperature()
+	if err != nil {
 		return nil, err
 	}
 	outs := make([][]float32, len(utts))
@@ -313,12 +317,12 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 	p.s.EncodeInput(0, enc0)
 	for g0 := 0; g0 < len(order); g0 += B {
 		group := order[g0:min(g0+B, len(order))]
-		err := g.runGroup(st, utts, group, enc0, gs, opts, outs)
+		err := g.runGroup(st, utts, group, enc0, gs, temp, opts, outs)
 		if errors.Is(err, errNotCoResident) && opts.GPUStep != GPUStepFused {
 			// Some SMs are busy elsewhere: the layered kernels from here on.
 			st.free(g.be)
 			st = g.newState(B, false)
-			err = g.runGroup(st, utts, group, enc0, gs, opts, outs)
+			err = g.runGroup(st, utts, group, enc0, gs, temp, opts, outs)
 		}
 		if err != nil {
 			return nil, err
@@ -328,7 +332,7 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 }
 
 // runGroup generates one lockstep group into outs.
-func (g *GPUGenerator) runGroup(st *gpuState, utts []Utterance, group []int, enc0 []float32, gs int, opts GenerateOptions, outs [][]float32) error {
+func (g *GPUGenerator) runGroup(st *gpuState, utts []Utterance, group []int, enc0 []float32, gs int, temp float64, opts GenerateOptions, outs [][]float32) error {
 	p, be := g.plan, g.be
 	C, pad, hop, LG := p.C, p.cfg.CinPad, p.hop, p.L*p.G
 	B := st.B
@@ -371,7 +375,7 @@ func (g *GPUGenerator) runGroup(st *gpuState, utts []Utterance, group []int, enc
 	defer be.Free(wave)
 	graph, err := g.gc.Capture(func() {
 		for range gs {
-			g.step(st, compute.V(wave), Tmax)
+			g.step(st, compute.V(wave), Tmax, temp)
 		}
 	})
 	if err != nil {

@@ -402,3 +402,63 @@ func TestGenerateChunkedConditioning(t *testing.T) {
 		t.Errorf("%d chunks, want %d", chunks, (frames+chunkF-1)/chunkF)
 	}
 }
+
+// tempRecorder is a head that records the temperatures it is asked to
+// sample at.
+type tempRecorder struct {
+	outputs.Head
+	seen map[float64]int
+}
+
+func (r *tempRecorder) Sample(logits []float32, stride int, t float64, rng *rand.Rand) float32 {
+	r.seen[t]++
+	return r.Head.Sample(logits, stride, t, rng)
+}
+
+// TestGenerateTemperature: GenerateOptions.Temperature reaches every
+// sample draw (0 meaning 1, bit-identical to an explicit 1), changes the
+// waveform, and a negative, NaN or infinite one is refused.
+func TestGenerateTemperature(t *testing.T) {
+	be := newCPU(t)
+	m, h := genModel(t, be, "gaussian", 2, 3)
+	defer m.Free()
+	rec := &tempRecorder{Head: h, seen: map[float64]int{}}
+	g, err := NewGenerator(m, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	u := []Utterance{{Mel: randMel(rand.New(rand.NewPCG(4, 4)), 6, m.Config().CinChannels), Seed: 5}}
+	gen := func(temp float64) []float32 {
+		t.Helper()
+		clear(rec.seen)
+		y, err := g.Generate(u, GenerateOptions{Temperature: temp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := temp
+		if temp == 0 {
+			want = 1
+		}
+		if len(rec.seen) != 1 || rec.seen[want] != len(y[0]) {
+			t.Fatalf("temperature %g: the sampler saw temperatures %v for %d samples", temp, rec.seen, len(y[0]))
+		}
+		return y[0]
+	}
+	def, one, cold := gen(0), gen(1), gen(0.3)
+	same := true
+	for i := range def {
+		if math.Float32bits(def[i]) != math.Float32bits(one[i]) {
+			t.Fatalf("sample %d: default %v, temperature 1 %v", i, def[i], one[i])
+		}
+		same = same && cold[i] == one[i]
+	}
+	if same {
+		t.Error("temperature 0.3 gave the temperature-1 waveform")
+	}
+	for _, bad := range []float64{-1, math.NaN(), math.Inf(1)} {
+		if _, err := g.Generate(u, GenerateOptions{Temperature: bad}); err == nil || !strings.Contains(err.Error(), "temperature") {
+			t.Errorf("temperature %g: error %v", bad, err)
+		}
+	}
+}
