@@ -532,7 +532,7 @@ func (tr *trainer) stepOnce(p *prepared) (loss, gnorm float64, err error) {
 		return loss, gnorm, &NonFiniteError{Step: p.step + 1, What: "the gradient norm", Value: gnorm, Checkpoint: tr.lastCkpt}
 	}
 	tr.adam.Step(m.Params(), m.Grads(), np, cfg.Schedule.LR(p.step))
-	tr.ema.Update(m.Params(), np)
+	tr.ema.Update(m.Params(), np, p.step+1)
 	return loss, gnorm, nil
 }
 

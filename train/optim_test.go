@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -221,39 +222,94 @@ func TestAdamResume(t *testing.T) {
 	}
 }
 
-func TestEMATwoSteps(t *testing.T) {
+// TestEMABiasCorrected: after t updates the average is the float64
+// reference (1-d)/(1-d^t) * sum_i d^(t-i) p_i, whatever the initial weights
+// were; at step 1 it is the weights themselves.
+func TestEMABiasCorrected(t *testing.T) {
 	be := newCPU(t)
-	p0 := []float32{1, -2, 0.5}
+	const n, steps, decay = 5, 60, 0.9
+	rng := rand.New(rand.NewPCG(3, 3))
+	p0 := make([]float32, n)
+	for i := range p0 {
+		p0[i] = 1000 // far from every later weight: any share of it shows
+	}
 	p := computetest.BufferOf(be, p0)
-	const decay = 0.9
-	e, err := NewEMA(be, compute.V(p), 3, decay)
+	e, err := NewEMA(be, compute.V(p), n, decay)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := e.Weights(); got[0] != 1 || got[1] != -2 || got[2] != 0.5 {
+	if got := e.Weights(); got[0] != 1000 {
 		t.Fatalf("EMA not initialised as a copy: %v", got)
 	}
-	p1 := []float32{2, -2, 1.5}
-	p2 := []float32{4, 0, -0.5}
-	be.Upload(compute.V(p), p1)
-	e.Update(compute.V(p), 3)
-	be.Upload(compute.V(p), p2)
-	e.Update(compute.V(p), 3)
-	// By hand: e1 = 0.9*p0 + 0.1*p1; e2 = 0.9*e1 + 0.1*p2
-	//   [0]: 1.1 -> 1.39;  [1]: -2 -> -1.8;  [2]: 0.6 -> 0.49
-	want := []float64{1.39, -1.8, 0.49}
-	got := e.Weights()
-	for i := range want {
-		if math.Abs(float64(got[i])-want[i]) > 1e-6 {
-			t.Errorf("ema[%d] = %.8g, want %.8g", i, got[i], want[i])
+	d := float64(float32(decay))
+	sum := make([]float64, n) // sum_i d^(t-i) p_i
+	for step := 1; step <= steps; step++ {
+		pt := make([]float32, n)
+		for i := range pt {
+			pt[i] = float32(rng.NormFloat64())
+			sum[i] = d*sum[i] + float64(pt[i])
+		}
+		be.Upload(compute.V(p), pt)
+		e.Update(compute.V(p), n, int64(step))
+		got := e.Weights()
+		norm := (1 - d) / (1 - math.Pow(d, float64(step)))
+		for i := range got {
+			if want := norm * sum[i]; math.Abs(float64(got[i])-want) > 2e-6 {
+				t.Fatalf("step %d: ema[%d] = %.8g, want %.8g", step, i, got[i], want)
+			}
+		}
+		if step == 1 && !equalF32s(got, pt) {
+			t.Fatalf("step 1: ema %v, want the weights %v", got, pt)
 		}
 	}
-	if _, err := NewEMA(be, compute.V(p), 3, 1.5); err == nil {
+	if _, err := NewEMA(be, compute.V(p), n, 1.5); err == nil {
 		t.Error("decay 1.5 accepted")
 	}
 	if err := e.SetWeights([]float32{1}); err == nil {
 		t.Error("SetWeights with the wrong length accepted")
 	}
+}
+
+// TestEMADecayAt: the per-step factor at the example (decay 0.999,
+// step 500) leaves the initial weights no share, tends to the decay, and
+// handles the ends (0 and 1).
+func TestEMADecayAt(t *testing.T) {
+	e := &EMA{decay: 0.999}
+	d := float64(float32(0.999))
+	// The share of the weights of step 1 in the average after step 500 is
+	// the product of the factors of steps 2..500 times (1 - factor at 1).
+	share := 1 - e.DecayAt(1)
+	for s := int64(2); s <= 500; s++ {
+		share *= e.DecayAt(s)
+	}
+	want := math.Pow(d, 499) * (1 - d) / (1 - math.Pow(d, 500))
+	if math.Abs(share-want) > 1e-12 {
+		t.Errorf("share of step 1 after 500 steps %.6g, want %.6g", share, want)
+	}
+	if f := e.DecayAt(1); f != 0 {
+		t.Errorf("DecayAt(1) = %v, want 0", f)
+	}
+	if f := e.DecayAt(1e7); math.Abs(f-d) > 1e-12 {
+		t.Errorf("DecayAt(1e7) = %v, want the decay %v", f, d)
+	}
+	if f := (&EMA{decay: 0}).DecayAt(5); f != 0 {
+		t.Errorf("decay 0: DecayAt = %v", f)
+	}
+	if f := (&EMA{decay: 1}).DecayAt(5); f != 1 {
+		t.Errorf("decay 1: DecayAt = %v", f)
+	}
+}
+
+func equalF32s(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func TestSchedule(t *testing.T) {
