@@ -198,4 +198,9 @@ func TestModelBatchesSynthesis(t *testing.T) {
 			t.Errorf("utterance %d: %+v", i, u)
 		}
 	}
+	// The quality measures of a perfect synthesis (the log-mel L1 of speech
+	// frames needs the 256-sample mel grid; this mel's hop is 4).
+	if q := row.Quality; q == nil || q.BandMCD.Mean != 0 || q.LevelDiffDB.Mean != 0 || q.VoicingAgreement.Mean != 1 || !math.IsNaN(q.LogMelL1Speech.Mean) {
+		t.Errorf("quality of a perfect synthesis: %+v", row.Quality)
+	}
 }

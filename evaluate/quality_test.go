@@ -297,3 +297,27 @@ func BenchmarkQuality5s(b *testing.B) {
 		}
 	}
 }
+
+// TestStatJSON: a Stat with no value (NaN) is written as null and read
+// back as NaN, so a table with an empty measure still encodes; finite
+// values round-trip.
+func TestStatJSON(t *testing.T) {
+	b, err := json.Marshal(QualityStats{GrossPitchError: Stat{math.NaN(), math.NaN()}, LevelDiffDB: Stat{-6.5, 0.25}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"gross_pitch_error":{"mean":null,"se":null}`) || !strings.Contains(string(b), `"level_diff_db":{"mean":-6.5,"se":0.25}`) {
+		t.Fatalf("encoded %s", b)
+	}
+	var q QualityStats
+	if err := json.Unmarshal(b, &q); err != nil {
+		t.Fatal(err)
+	}
+	if !math.IsNaN(q.GrossPitchError.Mean) || !math.IsNaN(q.GrossPitchError.SE) || q.LevelDiffDB != (Stat{-6.5, 0.25}) {
+		t.Errorf("decoded %+v", q)
+	}
+	md := Markdown([]Row{{Checkpoint: "x", Utterances: 1, Quality: &q}})
+	if !strings.Contains(md, "| - |") || strings.Contains(md, "NaN") || !strings.Contains(md, "-6.5 ± 0.2") {
+		t.Errorf("markdown:\n%s", md)
+	}
+}

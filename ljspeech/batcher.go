@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+
+	"github.com/wavecat/wavecat/melspec"
 )
 
 // Batch is one training batch of random crops.
@@ -263,8 +265,14 @@ func (bt *Batcher) LoadUtterance(id string) (*Utterance, error) {
 }
 
 // LoadUtterance loads id whole, its mel padded with cinPad replicated edge
-// frames each side.
+// frames each side and normalised with the dump's statistics.
 func (d *Dump) LoadUtterance(id string, cinPad int) (*Utterance, error) {
+	return d.LoadUtteranceNormalized(id, cinPad, d.Stats)
+}
+
+// LoadUtteranceNormalized is LoadUtterance with the mel normalised by st:
+// a model's own statistics, to score it on a dump it was not trained on.
+func (d *Dump) LoadUtteranceNormalized(id string, cinPad int, st *melspec.Normalizer) (*Utterance, error) {
 	u, ok := d.Utt(id)
 	if !ok {
 		return nil, fmt.Errorf("ljspeech: %s is not in %s", id, d.Dir)
@@ -291,6 +299,9 @@ func (d *Dump) LoadUtterance(id string, cinPad int) (*Utterance, error) {
 		copy(rows[t*cin:(t+1)*cin], mel[src*cin:(src+1)*cin])
 	}
 	out := &Utterance{ID: id, Wave: wave, Frames: frames, Cin: cin, CinPad: cinPad, Mel: make([]float32, cin*ff)}
-	toChannelMajor(out.Mel, rows, ff, cin, d.Stats.Mean, d.Stats.Std)
+	if st.Dim() != cin {
+		return nil, fmt.Errorf("ljspeech: %s: statistics of %d dimensions for %d mels", id, st.Dim(), cin)
+	}
+	toChannelMajor(out.Mel, rows, ff, cin, st.Mean, st.Std)
 	return out, nil
 }

@@ -147,6 +147,19 @@ func (d *Dump) Utt(id string) (Utt, bool) {
 	return d.Index.Utterances[i], true
 }
 
+// LoadFeats returns id's log10 mel as preprocessing wrote it (frames x
+// n_mels, not normalised), e.g. for Griffin-Lim.
+func (d *Dump) LoadFeats(id string) (mel []float32, frames int, err error) {
+	u, ok := d.Utt(id)
+	if !ok {
+		return nil, 0, fmt.Errorf("ljspeech: %s is not in %s", id, d.Dir)
+	}
+	if mel, frames, err = readFeats(d.Dir, id, d.Params.Mel.NMels); err == nil && frames != u.Frames {
+		err = fmt.Errorf("ljspeech: %s: %d frames, index says %d (stale dump? rerun preprocess)", FeatsPath(d.Dir, id), frames, u.Frames)
+	}
+	return mel, frames, err
+}
+
 // readFeats reads id's frames x nMels mel. (audio.ReadMel is not used: it
 // refuses a square array, which an 80-frame utterance would be.)
 func readFeats(dir, id string, nMels int) ([]float32, int, error) {

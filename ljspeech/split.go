@@ -12,9 +12,12 @@ type Split struct {
 	Eval  []string `json:"eval"`
 }
 
-// Subset returns the ids of "train", "dev" or "eval".
+// Subset returns the ids of "train", "dev", "eval" or "all" (the three in
+// order: a held-out corpus is scored whole).
 func (s *Split) Subset(name string) ([]string, error) {
 	switch name {
+	case "all":
+		return slices.Concat(s.Train, s.Dev, s.Eval), nil
 	case "train":
 		return s.Train, nil
 	case "dev":
@@ -22,7 +25,7 @@ func (s *Split) Subset(name string) ([]string, error) {
 	case "eval":
 		return s.Eval, nil
 	}
-	return nil, fmt.Errorf("ljspeech: unknown split %q (want train, dev or eval)", name)
+	return nil, fmt.Errorf("ljspeech: unknown split %q (want train, dev, eval or all)", name)
 }
 
 // MakeSplit is the reference split: ids sorted, the last nEval are eval, the

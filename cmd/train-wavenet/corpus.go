@@ -96,6 +96,27 @@ var sentences = []sentence{
 // mbrola ones run at 16 kHz and are not used).
 var voices = []string{"en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc"}
 
+// heldOutSentences and heldOutVoices make the --held-out corpus: sentences
+// and voices (two accents and female or other variants of the voice
+// tract) that no training corpus from make-corpus contains, so a model
+// trained on one is scored on speech it never heard.
+var heldOutSentences = []sentence{
+	{"The harbour lights came on one by one.", "The harbour lights came on one by one."},
+	{"Mia painted the gate a pale shade of green.", "Mia painted the gate a pale shade of green."},
+	{"Four geese flew low over the frozen pond.", "Four geese flew low over the frozen pond."},
+	{"\"Is anyone there?\" called the night porter.", "\"Is anyone there?\" called the night porter."},
+	{"The violin teacher hummed the melody again.", "The violin teacher hummed the melody again."},
+	{"On the 2nd day the supplies ran short.", "On the second day the supplies ran short."},
+	{"Yellow leaves gathered in the quiet courtyard.", "Yellow leaves gathered in the quiet courtyard."},
+	{"Jonas measured the flour and warmed the milk.", "Jonas measured the flour and warmed the milk."},
+	{"The museum closed early because of the heavy rain.", "The museum closed early because of the heavy rain."},
+	{"Every window of the mill shone in the evening sun.", "Every window of the mill shone in the evening sun."},
+	{"Nora asked whether the owls would return in spring.", "Nora asked whether the owls would return in spring."},
+	{"A young fox watched us from the edge of the wood.", "A young fox watched us from the edge of the wood."},
+}
+
+var heldOutVoices = []string{"en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us+f3", "en-gb+f2", "en-us+m5", "en-029+f4"}
+
 // corpusItem is one utterance to synthesise.
 type corpusItem struct {
 	id    string
@@ -109,9 +130,13 @@ type corpusItem struct {
 // (each used once before any repeats, restricted to at most maxWords words
 // when maxWords > 0), voices, speeds and pitches. Ids follow LJSpeech:
 // LJ<chapter>-<number>, 50 per chapter.
-func planCorpus(n int, seed uint64, maxWords int) ([]corpusItem, error) {
+func planCorpus(n int, seed uint64, maxWords int, heldOut bool) ([]corpusItem, error) {
+	src, vs := sentences, voices
+	if heldOut {
+		src, vs = heldOutSentences, heldOutVoices
+	}
 	var pool []sentence
-	for _, s := range sentences {
+	for _, s := range src {
 		if maxWords <= 0 || len(strings.Fields(s.norm)) <= maxWords {
 			pool = append(pool, s)
 		}
@@ -131,7 +156,7 @@ func planCorpus(n int, seed uint64, maxWords int) ([]corpusItem, error) {
 		items[i] = corpusItem{
 			id:    fmt.Sprintf("LJ%03d-%04d", 1+i/50, 1+i%50),
 			s:     pool[k],
-			voice: voices[r.IntN(len(voices))],
+			voice: vs[r.IntN(len(vs))],
 			speed: 140 + r.IntN(51),
 			pitch: 30 + r.IntN(41),
 		}
@@ -148,6 +173,7 @@ func newMakeCorpusCmd() *cobra.Command {
 		seed     uint64
 		maxWords int
 		workers  int
+		heldOut  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "make-corpus --out DIR",
@@ -156,7 +182,11 @@ func newMakeCorpusCmd() *cobra.Command {
 LJSpeech-1.1 format (id|text|normalised text; 16-bit mono 22050 Hz), speaking
 sentences written for this project with several espeak-ng English voices,
 speeds and pitches. It is for trying the pipeline without downloading
-LJSpeech; the result is deterministic for a given --seed.`,
+LJSpeech; the result is deterministic for a given --seed.
+
+--held-out speaks other sentences with other voices (accents and voice
+variants that no corpus without it contains): an evaluation set for a model
+trained on a make-corpus corpus, held out in both text and speaker.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
@@ -169,7 +199,7 @@ LJSpeech; the result is deterministic for a given --seed.`,
 			if err != nil {
 				return errors.New("make-corpus: " + espeakInstall)
 			}
-			items, err := planCorpus(n, seed, maxWords)
+			items, err := planCorpus(n, seed, maxWords, heldOut)
 			if err != nil {
 				return err
 			}
@@ -182,6 +212,7 @@ LJSpeech; the result is deterministic for a given --seed.`,
 	f.Uint64Var(&seed, "seed", 1, "seed for sentence order, voices, speeds and pitches")
 	f.IntVar(&maxWords, "max-words", 0, "use only sentences of at most this many words (0: all)")
 	f.IntVar(&workers, "workers", 0, "espeak-ng processes in parallel (0: one per CPU)")
+	f.BoolVar(&heldOut, "held-out", false, "sentences and voices that no corpus without this flag contains (an evaluation set)")
 	return cmd
 }
 

@@ -105,15 +105,15 @@ func TestPreprocessCommandErrors(t *testing.T) {
 }
 
 func TestPlanCorpus(t *testing.T) {
-	a, err := planCorpus(120, 5, 0)
+	a, err := planCorpus(120, 5, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := planCorpus(120, 5, 0)
+	b, _ := planCorpus(120, 5, 0, false)
 	if !slices.Equal(a, b) {
 		t.Fatal("plan not deterministic")
 	}
-	c, _ := planCorpus(120, 6, 0)
+	c, _ := planCorpus(120, 6, 0, false)
 	if slices.Equal(a, c) {
 		t.Fatal("seed ignored")
 	}
@@ -128,19 +128,44 @@ func TestPlanCorpus(t *testing.T) {
 		}
 		seen[it.s.text] = true
 	}
-	short, _ := planCorpus(40, 1, 5)
+	short, _ := planCorpus(40, 1, 5, false)
 	for _, it := range short {
 		if len(strings.Fields(it.s.norm)) > 5 {
 			t.Fatalf("--max-words 5 picked %q", it.s.norm)
 		}
 	}
-	if _, err := planCorpus(3, 1, 1); err == nil {
+	if _, err := planCorpus(3, 1, 1, false); err == nil {
 		t.Fatal("no one-word sentences, want an error")
 	}
-	for _, s := range sentences {
+	for _, s := range append(slices.Clone(sentences), heldOutSentences...) {
 		if strings.ContainsAny(s.text+s.norm, "|\n") {
 			t.Fatalf("sentence %q would break metadata.csv", s.text)
 		}
+	}
+}
+
+// TestPlanHeldOutCorpus: the --held-out plan shares no sentence (text or
+// spoken form) and no voice with the training plan, and uses all of its
+// own.
+func TestPlanHeldOutCorpus(t *testing.T) {
+	train, _ := planCorpus(500, 1, 0, false)
+	held, err := planCorpus(60, 1, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainText, trainVoice := map[string]bool{}, map[string]bool{}
+	for _, it := range train {
+		trainText[it.s.text], trainText[it.s.norm], trainVoice[it.voice] = true, true, true
+	}
+	heldText, heldVoice := map[string]bool{}, map[string]bool{}
+	for _, it := range held {
+		if trainText[it.s.text] || trainText[it.s.norm] || trainVoice[it.voice] {
+			t.Fatalf("held-out item %+v shares its sentence or voice with the training corpus", it)
+		}
+		heldText[it.s.text], heldVoice[it.voice] = true, true
+	}
+	if len(heldText) != len(heldOutSentences) || len(heldVoice) != len(heldOutVoices) {
+		t.Errorf("60 held-out items use %d of %d sentences and %d of %d voices", len(heldText), len(heldOutSentences), len(heldVoice), len(heldOutVoices))
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +19,8 @@ import (
 	"github.com/wavecat/wavecat/internal/atomicfile"
 	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/ljspeech"
+	"github.com/wavecat/wavecat/melspec"
+	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/train"
 	"github.com/wavecat/wavecat/wavenet"
 )
@@ -27,9 +31,10 @@ import (
 // OpenBLAS backend (the per-sample products must not depend on the thread
 // count, as in vocode synth), a batch's utterances spread over one worker
 // per CPU; with device "cuda" the GPU generator, the batch in lockstep. The
-// n-th utterance synthesised samples with seed+n. It is a variable so tests
-// can stand in for the generator; free releases everything.
-var evalSynthesizerFor = func(ck string, ema bool, seed uint64, device string) (syn evaluate.Synthesize, free func(), err error) {
+// n-th utterance synthesised samples with seed+n, at sampling temperature
+// temp. It is a variable so tests can stand in for the generator; free
+// releases everything.
+var evalSynthesizerFor = func(ck string, ema bool, seed uint64, temp float64, device string) (syn evaluate.Synthesize, free func(), err error) {
 	be, err := newBackend(device, 1)
 	if err != nil {
 		return nil, nil, err
@@ -68,7 +73,7 @@ var evalSynthesizerFor = func(ck string, ema bool, seed uint64, device string) (
 			next++
 		}
 		workers := max(1, min(runtime.GOMAXPROCS(0), len(utts)))
-		return g.Generate(utts, wavenet.GenerateOptions{Batch: len(utts), Workers: workers})
+		return g.Generate(utts, wavenet.GenerateOptions{Batch: len(utts), Workers: workers, Temperature: temp})
 	}
 	return syn, func() { freeGen(); m.Free(); closeBackend(be) }, nil
 }
@@ -125,8 +130,30 @@ func (s *evalPathList) String() string     { return fmt.Sprint([]string(*s)) }
 func (s *evalPathList) Set(v string) error { *s = append(*s, v); return nil }
 func (s *evalPathList) Type() string       { return "path" }
 
+// evalTemps is a repeatable, comma-separated list of sampling temperatures
+// (a custom flag for the same reason as evalPathList). Empty means {1}.
+type evalTemps []float64
+
+func (s *evalTemps) String() string { return fmt.Sprint([]float64(*s)) }
+func (s *evalTemps) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		t, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", f)
+		}
+		if err := outputs.CheckTemperature(t); err != nil {
+			return err
+		}
+		*s = append(*s, t)
+	}
+	return nil
+}
+func (s *evalTemps) Type() string { return "t[,t...]" }
+
 var evalOpts struct {
 	checkpoints evalPathList
+	temps       evalTemps
+	glIters     int
 	data        string
 	split       string
 	out         string
@@ -140,15 +167,35 @@ var evalOpts struct {
 
 var evalCmd = &cobra.Command{
 	Use:   "eval --checkpoint RUN... --data DUMP [--split eval] [-o TABLE.json]",
-	Short: "Compare checkpoints: teacher-forced bits/sample, MCD and log-mel L1 (the AdaCat paper's Table 3)",
+	Short: "Compare checkpoints with the original and Griffin-Lim: bits/sample, MCD, pitch, voicing, level",
 	Long: `For every checkpoint (a run directory means its newest checkpoint), score the
-utterances of a split of a preprocessed dump:
+utterances of a split of a preprocessed dump (--split all: every utterance,
+for a held-out corpus preprocessed on its own):
   - bits/sample: -log2 p(y) under the head's exact continuous density on
-    [-1,1], teacher-forced (the true previous sample fed back), EMA weights,
-    mean ± standard error over utterances;
-  - after synthesis (skip with --no-synthesis): mel-cepstral distortion in dB
-    (25 coefficients, alpha 0.41, c0 excluded, DTW-aligned) and the L1
-    distance of log10 mel spectrograms, against the ground truth.
+    [-1,1], teacher-forced (the true previous sample fed back), EMA weights;
+  - after free-running synthesis (skip with --no-synthesis), against the
+    original recording:
+      MCD (dB): 25 coefficients, alpha 0.41, c0 excluded, DTW-aligned, full band;
+      band MCD (dB): 24th order, frame-aligned, speech frames, the spectrum
+        outside the mel's 125-7600 Hz counted for neither signal;
+      log-mel L1: mean |log10 mel difference| over speech frames;
+      voicing agr.: fraction of speech frames with the original's
+        voiced/unvoiced decision (autocorrelation peak > 0.45, 60-400 Hz);
+      GPE: frames voiced in both with F0 more than 20% off, in %;
+      F0 RMSE: in cents, over the other frames voiced in both;
+      periodicity: mean autocorrelation peak of the synthesis where the
+        original is voiced (espeak-ng originals: about 0.86);
+      level: RMS in dBFS, synthesis minus original; clipped: % of samples at
+        16-bit full scale; DC: mean sample value.
+Every number is a mean ± standard error over utterances. With synthesis the
+table starts with two baselines on the same utterances: "original" (the
+recording against itself: the ceiling) and "griffin-lim" (60 iterations of
+fast Griffin-Lim from the mel, no model). Speech frames are those within
+40 dB of the original's loudest.
+
+--temperature 1,0.7 adds a row per checkpoint and temperature (bits do not
+depend on it). A dump whose mel statistics differ from a checkpoint's (a
+held-out corpus) is normalised with the checkpoint's statistics.
 The table is printed as markdown; -o also writes it as JSON (per-utterance
 numbers included). A .md output path writes the markdown instead.`,
 	Args: cobra.NoArgs,
@@ -159,9 +206,11 @@ numbers included). A .md output path writes the markdown instead.`,
 
 func init() {
 	f := evalCmd.Flags()
-	f.Var(&evalOpts.checkpoints, "checkpoint", "checkpoint or run directory (repeat the flag for several)")
+	f.Var(&evalOpts.checkpoints, "checkpoint", "checkpoint or run directory, or "+builtinName+" for vocode's built-in model (repeat the flag for several)")
 	f.StringVar(&evalOpts.data, "data", "", "preprocessed dump directory (required)")
-	f.StringVar(&evalOpts.split, "split", "eval", "subset of the dump: train, dev or eval")
+	f.StringVar(&evalOpts.split, "split", "eval", "subset of the dump: train, dev, eval or all")
+	f.Var(&evalOpts.temps, "temperature", "sampling temperatures of the synthesis, comma-separated or repeated (default 1)")
+	f.IntVar(&evalOpts.glIters, "griffin-lim-iters", melspec.DefaultGriffinLimOptions().Iterations, "iterations of the Griffin-Lim baseline row")
 	f.StringVarP(&evalOpts.out, "out", "o", "", "also write the table here (JSON, or markdown when the name ends in .md)")
 	f.BoolVar(&evalOpts.noSynth, "no-synthesis", false, "bits/sample only (no MCD or log-mel L1)")
 	f.IntVar(&evalOpts.maxUtts, "max-utterances", 0, "score only the first N utterances of the split (0 = all)")
@@ -193,20 +242,31 @@ func evalSplitIDs(data, split string, max int) (*ljspeech.Dump, []string, error)
 	return d, ids, nil
 }
 
-// evalCheckDump refuses a dump whose preprocessing differs from the one
-// the model was trained on: its numbers would be meaningless.
-func evalCheckDump(ck string, mi train.ModelInfo, d *ljspeech.Dump) error {
+// evalLoader returns the utterance loader of checkpoint ck on dump d. It
+// refuses a dump whose preprocessing differs from the one the model was
+// trained on (its numbers would be meaningless); a dump with other mel
+// statistics (a held-out corpus preprocessed on its own) is normalised with
+// the checkpoint's statistics, as vocode normalises a mel, and says so.
+func evalLoader(ck string, mi train.ModelInfo, d *ljspeech.Dump, stderr io.Writer) (func(id string) (*ljspeech.Utterance, error), error) {
 	a, _ := json.Marshal(mi.Preprocess)
 	b, _ := json.Marshal(d.Params)
 	if string(a) != string(b) {
-		return fmt.Errorf("%s: trained on preprocessing %s, but dump %s has %s", ck, a, d.Dir, b)
+		return nil, fmt.Errorf("%s: trained on preprocessing %s, but dump %s has %s", ck, a, d.Dir, b)
 	}
+	st := d.Stats
 	a, _ = json.Marshal(mi.Stats)
 	b, _ = json.Marshal(d.Stats)
 	if string(a) != string(b) {
-		return fmt.Errorf("%s: its mel normalisation statistics differ from dump %s's (a different training split?)", ck, d.Dir)
+		if mi.Stats == nil {
+			return nil, fmt.Errorf("%s: has no mel statistics, and dump %s was normalised with other ones", ck, d.Dir)
+		}
+		st = mi.Stats
+		if !quiet {
+			fmt.Fprintf(stderr, "vocode: %s: dump %s has other mel statistics (not its training data); using the checkpoint's\n", ck, d.Dir)
+		}
 	}
-	return nil
+	cinPad := mi.Model.CinPad
+	return func(id string) (*ljspeech.Utterance, error) { return d.LoadUtteranceNormalized(id, cinPad, st) }, nil
 }
 
 func runEval(stdout, stderr io.Writer) error {
@@ -223,12 +283,27 @@ func runEval(stdout, stderr io.Writer) error {
 	}
 	defer free()
 	var rows []evaluate.Row
+	if !evalOpts.noSynth {
+		if rows, err = evalBaselines(d, ids, stderr); err != nil {
+			return err
+		}
+	}
 	for _, ck := range evalOpts.checkpoints {
-		row, err := evalCheckpoint(ck, be, d, ids, stderr)
+		path, cleanup := ck, func() {}
+		if ck == builtinName {
+			if path, cleanup, err = extractBuiltin(); err != nil {
+				return err
+			}
+		}
+		rs, err := evalCheckpoint(path, be, d, ids, stderr)
+		cleanup()
 		if err != nil {
 			return err
 		}
-		rows = append(rows, row)
+		for i := range rs {
+			rs[i].Checkpoint = ck
+		}
+		rows = append(rows, rs...)
 	}
 	md := evaluate.Markdown(rows)
 	fmt.Fprint(stdout, md)
@@ -245,35 +320,97 @@ func runEval(stdout, stderr io.Writer) error {
 	return atomicfile.WriteBytes(evalOpts.out, append(js, '\n'), 0o644)
 }
 
-func evalCheckpoint(ck string, be compute.Backend, d *ljspeech.Dump, ids []string, stderr io.Writer) (evaluate.Row, error) {
+// evalBaselines scores the original (against itself: the ceiling) and
+// Griffin-Lim from the dump's mels on ids.
+func evalBaselines(d *ljspeech.Dump, ids []string, stderr io.Writer) ([]evaluate.Row, error) {
+	opt := evaluate.Options{MCep: evaluate.DefaultMCepConfig(), Preprocess: d.Params}
+	load := func(id string) (*ljspeech.Utterance, error) { return d.LoadUtterance(id, 0) }
+	bar := cliutil.NewBar(int64(2*len(ids)), "eval baselines", stderr, quiet)
+	defer bar.Finish()
+	opt.Progress = func() { bar.Add(1) }
+	orig, err := evaluate.Baseline("original", ids, load, func(u *ljspeech.Utterance) ([]float32, error) {
+		return evaluate.Postprocess(u.Wave, d.Params), nil
+	}, opt)
+	if err != nil {
+		return nil, err
+	}
+	gl, err := melspec.NewGriffinLim(d.Params.MelConfig())
+	if err != nil {
+		return nil, err
+	}
+	glOpt := melspec.DefaultGriffinLimOptions()
+	glOpt.Iterations = evalOpts.glIters
+	name := fmt.Sprintf("griffin-lim (%d it.)", glOpt.Iterations)
+	n := 0
+	glRow, err := evaluate.Baseline(name, ids, load, func(u *ljspeech.Utterance) ([]float32, error) {
+		mel, frames, err := d.LoadFeats(u.ID)
+		if err != nil {
+			return nil, err
+		}
+		glOpt.Seed = evalOpts.seed + uint64(n)
+		n++
+		return gl.Synthesize(mel, frames, glOpt)
+	}, opt)
+	if err != nil {
+		return nil, err
+	}
+	return []evaluate.Row{orig, glRow}, nil
+}
+
+// evalCheckpoint scores one checkpoint: one row per sampling temperature,
+// the teacher-forced bits computed once.
+func evalCheckpoint(ck string, be compute.Backend, d *ljspeech.Dump, ids []string, stderr io.Writer) ([]evaluate.Row, error) {
 	m, head, mi, meta, err := train.LoadModel(ck, be, !evalOpts.raw)
 	if err != nil {
-		return evaluate.Row{}, err
+		return nil, err
 	}
 	defer m.Free()
-	if err := evalCheckDump(ck, mi, d); err != nil {
-		return evaluate.Row{}, err
-	}
-	opt := evaluate.Options{Bits: evaluate.BitsOptions{ChunkFrames: evalOpts.chunk}, MCep: evaluate.DefaultMCepConfig(), Preprocess: mi.Preprocess}
-	if !evalOpts.noSynth {
-		var free func()
-		if opt.Synthesize, free, err = evalSynthesizerFor(ck, !evalOpts.raw, evalOpts.seed, evalOpts.device); err != nil {
-			return evaluate.Row{}, err
-		}
-		defer free()
-	}
-	steps := len(ids)
-	if opt.Synthesize != nil {
-		steps *= 2 // bits, then synthesis and MCD
-	}
-	bar := cliutil.NewBar(int64(steps), "eval "+head.Name(), stderr, quiet)
-	opt.Progress = func() { bar.Add(1) }
-	cinPad := mi.Model.CinPad
-	row, err := evaluate.Model(m, head, ids, func(id string) (*ljspeech.Utterance, error) { return d.LoadUtterance(id, cinPad) }, opt)
-	bar.Finish()
+	load, err := evalLoader(ck, mi, d, stderr)
 	if err != nil {
-		return row, fmt.Errorf("%s: %w", ck, err)
+		return nil, err
 	}
-	row.Checkpoint, row.Step = ck, meta.Step
-	return row, nil
+	temps := []float64(evalOpts.temps)
+	if len(temps) == 0 {
+		temps = []float64{1}
+	}
+	var rows []evaluate.Row
+	for i, temp := range temps {
+		opt := evaluate.Options{Bits: evaluate.BitsOptions{ChunkFrames: evalOpts.chunk}, MCep: evaluate.DefaultMCepConfig(), Preprocess: mi.Preprocess, SkipBits: i > 0}
+		var free func()
+		if !evalOpts.noSynth {
+			if opt.Synthesize, free, err = evalSynthesizerFor(ck, !evalOpts.raw, evalOpts.seed, temp, evalOpts.device); err != nil {
+				return nil, err
+			}
+		}
+		steps := 0
+		if !opt.SkipBits {
+			steps += len(ids)
+		}
+		if opt.Synthesize != nil {
+			steps += len(ids)
+		}
+		label := "eval " + head.Name()
+		if len(temps) > 1 {
+			label += fmt.Sprintf(" t=%g", temp)
+		}
+		bar := cliutil.NewBar(int64(steps), label, stderr, quiet)
+		opt.Progress = func() { bar.Add(1) }
+		row, err := evaluate.Model(m, head, ids, load, opt)
+		bar.Finish()
+		if free != nil {
+			free()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ck, err)
+		}
+		row.Checkpoint, row.Step, row.Temperature = ck, meta.Step, temp
+		if i > 0 {
+			row.Bits = rows[0].Bits
+		}
+		rows = append(rows, row)
+		if evalOpts.noSynth {
+			break // without synthesis the temperature changes nothing
+		}
+	}
+	return rows, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -70,8 +71,9 @@ func evalTestCheckpoint(t *testing.T, d *ljspeech.Dump, spec string, seed int64)
 
 // evalStandInSynth replaces the generator: the ground truth target of the
 // utterance with that many frames, plus noise of a level set per head
-// (0 for gaussian, so its MCD must be exactly 0).
-func evalStandInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
+// (0 for gaussian, so its MCD must be exactly 0) times the temperature. The
+// temperatures asked for are recorded in temps.
+func evalStandInSynth(t *testing.T, d *ljspeech.Dump, ids []string, temps *[]float64) func() {
 	byFrames := map[int][]float32{}
 	for _, id := range ids {
 		u, err := d.LoadUtterance(id, 0)
@@ -84,14 +86,17 @@ func evalStandInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
 		t.Fatalf("eval utterances share a length; the stand-in cannot tell them apart")
 	}
 	old := evalSynthesizerFor
-	evalSynthesizerFor = func(ck string, ema bool, seed uint64, device string) (evaluate.Synthesize, func(), error) {
+	evalSynthesizerFor = func(ck string, ema bool, seed uint64, temp float64, device string) (evaluate.Synthesize, func(), error) {
+		if temps != nil {
+			*temps = append(*temps, temp)
+		}
 		mi, err := evalModelInfo(ck)
 		if err != nil {
 			return nil, nil, err
 		}
 		level := 0.0
 		if !strings.HasPrefix(mi.Head, "gaussian") {
-			level = 0.05
+			level = 0.05 * temp
 		}
 		rng := rand.New(rand.NewPCG(seed, 1))
 		return func(mels [][]float32, frames []int) ([][]float32, error) {
@@ -114,7 +119,7 @@ func evalStandInSynth(t *testing.T, d *ljspeech.Dump, ids []string) func() {
 }
 
 func resetEvalOpts() {
-	evalOpts.checkpoints = nil
+	evalOpts.checkpoints, evalOpts.temps, evalOpts.glIters = nil, nil, 60
 	evalOpts.data, evalOpts.split, evalOpts.out = "", "eval", ""
 	evalOpts.noSynth, evalOpts.maxUtts, evalOpts.chunk, evalOpts.raw, evalOpts.seed, evalOpts.device = false, 0, 32, false, 1, "cpu"
 }
@@ -124,10 +129,11 @@ func TestEvalTable(t *testing.T) {
 	ids, _ := d.Split.Subset("eval")
 	gauss := evalTestCheckpoint(t, d, "gaussian", 1)
 	mulaw := evalTestCheckpoint(t, d, "mulaw --bins 16", 2)
-	defer evalStandInSynth(t, d, ids)()
+	var temps []float64
+	defer evalStandInSynth(t, d, ids, &temps)()
 	out := filepath.Join(t.TempDir(), "table.json")
 	resetEvalOpts()
-	stdout, _, err := run(t, "eval", "-q", "--checkpoint", gauss, "--checkpoint", mulaw, "--data", d.Dir, "-o", out)
+	stdout, _, err := run(t, "eval", "-q", "--checkpoint", gauss, "--checkpoint", mulaw, "--data", d.Dir, "-o", out, "--temperature", "1,0.5")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,14 +148,32 @@ func TestEvalTable(t *testing.T) {
 	if err := json.Unmarshal(data, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Rows) != 2 || got.Rows[0].Head != "gaussian" || got.Rows[1].Head != "mulaw" {
-		t.Fatalf("rows %+v", got.Rows)
+	// The baselines, then one row per checkpoint and temperature.
+	rows := got.Rows
+	if len(rows) != 6 || rows[0].Checkpoint != "original" || !strings.HasPrefix(rows[1].Checkpoint, "griffin-lim") ||
+		rows[2].Head != "gaussian" || rows[3].Head != "gaussian" || rows[4].Head != "mulaw" || rows[5].Head != "mulaw" {
+		t.Fatalf("rows %+v", rows)
 	}
-	if got.Rows[0].MCD == nil || got.Rows[0].MCD.Mean != 0 || got.Rows[0].LogMelL1.Mean != 0 {
-		t.Errorf("exact ground truth: MCD %+v, L1 %+v, want 0", got.Rows[0].MCD, got.Rows[0].LogMelL1)
+	if fmt.Sprint(temps) != "[1 0.5 1 0.5]" || rows[2].Temperature != 1 || rows[3].Temperature != 0.5 {
+		t.Errorf("synthesised at temperatures %v; rows at %v and %v", temps, rows[2].Temperature, rows[3].Temperature)
 	}
-	if got.Rows[1].MCD == nil || !(got.Rows[1].MCD.Mean > 0.5) || !(got.Rows[1].LogMelL1.Mean > 0) {
-		t.Errorf("noisy synthesis: MCD %+v, L1 %+v, want > 0", got.Rows[1].MCD, got.Rows[1].LogMelL1)
+	// The original and an exact copy of it score the ceiling.
+	for _, r := range []evaluate.Row{rows[0], rows[2]} {
+		q := r.Quality
+		if r.MCD == nil || r.MCD.Mean != 0 || r.LogMelL1.Mean != 0 || q == nil || q.BandMCD.Mean != 0 || q.VoicingAgreement.Mean != 1 ||
+			q.LevelDiffDB.Mean != 0 || q.LogMelL1Speech.Mean != 0 || !(q.GrossPitchError.Mean == 0 || math.IsNaN(q.GrossPitchError.Mean)) {
+			t.Errorf("%s: exact ground truth: MCD %+v, L1 %+v, quality %+v, want the ceiling", r.Checkpoint, r.MCD, r.LogMelL1, q)
+		}
+	}
+	if rows[0].Bits != nil || rows[1].Bits != nil || rows[3].Bits == nil || *rows[3].Bits != *rows[2].Bits {
+		t.Errorf("bits: baselines %v %v (want none), gaussian %v and %v (want the same)", rows[0].Bits, rows[1].Bits, rows[2].Bits, rows[3].Bits)
+	}
+	if gl := rows[1]; gl.Quality == nil || !(gl.Quality.BandMCD.Mean > 0) || !(gl.MCD.Mean > 0) {
+		t.Errorf("griffin-lim row %+v: want positive distortions", gl)
+	}
+	// The mulaw stand-in adds noise in proportion to the temperature.
+	if !(rows[4].MCD.Mean > 0.5) || !(rows[4].LogMelL1.Mean > 0) || !(rows[5].Quality.BandMCD.Mean < rows[4].Quality.BandMCD.Mean) {
+		t.Errorf("noisy synthesis: MCD %+v, L1 %+v, band MCD %v at t=1 and %v at t=0.5", rows[4].MCD, rows[4].LogMelL1, rows[4].Quality.BandMCD, rows[5].Quality.BandMCD)
 	}
 	// Bits agree with an independent pass of each model over each utterance.
 	be, _ := cpu.New(cpu.Options{})
@@ -175,14 +199,16 @@ func TestEvalTable(t *testing.T) {
 			per = append(per, s/float64(len(b)))
 		}
 		mean, se := evaluate.MeanSE(per)
-		row := got.Rows[r]
+		row := rows[2+2*r]
 		if math.Abs(row.Bits.Mean-mean) > 1e-4 || math.Abs(row.Bits.SE-se) > 1e-4 || row.Utterances != len(ids) || row.Params != m.NumParams() {
 			t.Errorf("%s: row %+v, want bits %g ± %g over %d utterances, %d params", run, row, mean, se, len(ids), m.NumParams())
 		}
 		m.Free()
 	}
-	if !strings.Contains(stdout, "| gaussian --log-scale-min -16 |") || !strings.Contains(stdout, "bits/sample") {
-		t.Errorf("markdown table missing rows:\n%s", stdout)
+	for _, want := range []string{"| gaussian --log-scale-min -16 |", "bits/sample", "| original |", "| griffin-lim (60 it.) |", " (t=0.5) |", "voicing agr."} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("markdown table lacks %q:\n%s", want, stdout)
+		}
 	}
 }
 
@@ -208,8 +234,8 @@ func TestEvalNoSynthesisAndErrors(t *testing.T) {
 			t.Errorf("no %s row:\n%s", h, stdout)
 		}
 	}
-	if strings.Count(stdout, "| 1 | ") != 5 || strings.Count(stdout, "| - | - |") != 5 || strings.Contains(stdout, "NaN") {
-		t.Errorf("want one utterance per row, bits only:\n%s", stdout)
+	if strings.Count(stdout, "| 1 | ") != 5 || strings.Count(stdout, "| - | - | - | - | - | - | - | - | - | - |\n") != 5 || strings.Contains(stdout, "NaN") || strings.Contains(stdout, "original") {
+		t.Errorf("want one utterance per row, bits only, no baselines:\n%s", stdout)
 	}
 	// With the real generator (a tiny random model: MCD is large but finite).
 	resetEvalOpts()
@@ -217,8 +243,21 @@ func TestEvalNoSynthesisAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(stdout, "| - |") || strings.Contains(stdout, "NaN") {
-		t.Errorf("want MCD and L1 from real synthesis:\n%s", stdout)
+	// The checkpoint's row has every distortion and level measure (its
+	// pitch errors may be "-": a random model voices no frame).
+	var cells []string
+	for _, line := range strings.Split(stdout, "\n") {
+		if strings.Contains(line, "| adacat") {
+			cells = strings.Split(line, "|")
+		}
+	}
+	if len(cells) != 18 || strings.Contains(stdout, "NaN") {
+		t.Fatalf("want a 16-column adacat row:\n%s", stdout)
+	}
+	for _, c := range []int{6, 7, 8, 9, 10, 13, 14, 15, 16} {
+		if strings.TrimSpace(cells[c]) == "-" {
+			t.Errorf("column %d of the synthesised row is empty:\n%s", c, stdout)
+		}
 	}
 	resetEvalOpts()
 	if _, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir, "--no-synthesis", "--device", "tpu"); err == nil || !strings.Contains(err.Error(), "want cpu or cuda") {

@@ -162,11 +162,12 @@ func runListeningExport(stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := evalCheckDump(ck, mi, d); err != nil {
+		load, err := evalLoader(ck, mi, d, stderr)
+		if err != nil {
 			return err
 		}
 		for j, id := range ids {
-			u, err := d.LoadUtterance(id, mi.Model.CinPad)
+			u, err := load(id)
 			if err != nil {
 				return err
 			}
@@ -175,7 +176,7 @@ func runListeningExport(stdout, stderr io.Writer) error {
 		if !quiet {
 			fmt.Fprintf(stderr, "synthesising %d utterances with %s (%s)\n", len(ids), listeningNames[i], ck)
 		}
-		syn, free, err := evalSynthesizerFor(ck, true, listeningExportOpts.seed, "cpu")
+		syn, free, err := evalSynthesizerFor(ck, true, listeningExportOpts.seed, 1, "cpu")
 		if err != nil {
 			return err
 		}

@@ -39,6 +39,9 @@ var synthOpts struct {
 	copySynthesis bool
 	wide          bool
 	gpuStep       string
+	temperature   float64
+	griffinLim    bool
+	glIterations  int
 }
 
 // checkpointEnv names the checkpoint used when --checkpoint is not given.
@@ -64,10 +67,25 @@ as 16-bit WAV at the checkpoint's sample rate, frames*hop samples long.
 With --copy-synthesis the inputs are WAV files: they are high-passed and
 their mel extracted with the checkpoint's parameters (as the training
 features were, minus the silence trim, so the length is kept), then
-resynthesised.`
+resynthesised.
+
+--temperature scales the sampling distribution: 1 (the default) samples the
+model's own distribution; below 1 is more conservative (quieter, less
+noise), above 1 noisier. What it scales per head: mulaw and categorical
+divide the class logits by it; adacat divides the bin-height logits (widths
+unchanged); mol divides the mixture logits and multiplies the logistic
+scales; gaussian multiplies the standard deviation.
+
+--griffin-lim needs no model: the waveform is 60 iterations (--griffin-lim-iters)
+of fast Griffin-Lim with momentum 0.99 from the mel's pseudo-inverse
+magnitude, with the mel parameters (and statistics, for --mel-normalized)
+of the model vocode would use. It is the baseline every neural vocoder
+should beat (vocode eval prints it beside the checkpoints).`
 	rootCmd.Example = `  vocode LJ001-0001-feats.npy -o out.wav --checkpoint runs/ac128
   vocode mels/*.npy -o wavs/ --batch 8 --seed 7
-  vocode --copy-synthesis speech.wav -o resynth.wav`
+  vocode --copy-synthesis speech.wav -o resynth.wav
+  vocode LJ001-0001-feats.npy -o out.wav --temperature 0.7
+  vocode --griffin-lim LJ001-0001-feats.npy -o gl.wav`
 	rootCmd.Args = cobra.ArbitraryArgs
 	rootCmd.RunE = runSynth
 	f := rootCmd.Flags()
@@ -81,16 +99,10 @@ resynthesised.`
 	f.BoolVar(&synthOpts.melNormalized, "mel-normalized", false, "the input mels are already normalised with the checkpoint's statistics")
 	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
 	f.StringVar(&synthOpts.gpuStep, "gpu-step", "auto", "GPU step kernels: auto (fused where it applies, else layered), layered (L+5 launches per sample, any batch) or fused (one launch per sample, up to 4 utterances; about 3.4x faster than layered at batch 1 on an H200)")
+	f.Float64Var(&synthOpts.temperature, "temperature", 1, "sampling temperature > 0: 1 samples the model's distribution, lower is more conservative (see above for what it scales per head)")
+	f.BoolVar(&synthOpts.griffinLim, "griffin-lim", false, "no neural model: Griffin-Lim from the mel (a baseline, or a waveform without a trained model)")
+	f.IntVar(&synthOpts.glIterations, "griffin-lim-iters", melspec.DefaultGriffinLimOptions().Iterations, "Griffin-Lim iterations (with --griffin-lim)")
 	f.BoolVar(&synthOpts.wide, "wide", false, "one GEMM per layer for the whole batch (default batch 16, one thread): about 2x the throughput, but results then depend on the batch")
-}
-
-// loadedModel is the model synthesis runs and where it came from.
-type loadedModel struct {
-	m    *wavenet.Model
-	head wavenet.Sampler
-	info train.ModelInfo
-	meta train.Meta
-	desc string // for the "model:" line
 }
 
 // resolveModel finds the checkpoint to use (see rootCmd.Long) and returns
@@ -107,20 +119,34 @@ func resolveModel(flag string) (path, source string, cleanup func(), err error) 
 	if p, ok := newestRun(runsDir); ok {
 		return p, "newest run under ./" + runsDir, cleanup, nil
 	}
-	dir, err := os.MkdirTemp("", "vocode-default-model-")
+	dir, cleanup, err := extractBuiltin()
 	if err != nil {
 		return "", "", cleanup, err
-	}
-	cleanup = func() { os.RemoveAll(dir) }
-	if err := model.Extract(dir); err != nil {
-		cleanup()
-		return "", "", func() {}, err
 	}
 	source = "built-in default model"
 	if model.Untrained() {
 		source += " (UNTRAINED placeholder: the output is noise; train one with train-wavenet and pass --checkpoint)"
 	}
 	return dir, source, cleanup, nil
+}
+
+// builtinName is how eval and listening-test name the built-in model
+// (--checkpoint built-in).
+const builtinName = "built-in"
+
+// extractBuiltin writes the built-in model into a temporary checkpoint
+// directory; cleanup removes it.
+func extractBuiltin() (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", "vocode-default-model-")
+	if err != nil {
+		return "", func() {}, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	if err := model.Extract(dir); err != nil {
+		cleanup()
+		return "", func() {}, err
+	}
+	return dir, cleanup, nil
 }
 
 // newestRun returns the checkpoint of the run under dir whose newest
@@ -214,10 +240,11 @@ type synthInput struct {
 }
 
 // readInputs reads and validates every input before any synthesis, and
-// reports every bad one.
-func readInputs(paths []string, lm *loadedModel, stderr io.Writer) ([]synthInput, error) {
-	cfg, pp := lm.m.Config(), lm.info.Preprocess
-	cin, hop := cfg.CinChannels, cfg.HopSize()
+// reports every bad one. The mels come back normalised with info's
+// statistics (for a model) or, with raw, as log10 mels (for Griffin-Lim).
+func readInputs(paths []string, info train.ModelInfo, raw bool, stderr io.Writer) ([]synthInput, error) {
+	pp := info.Preprocess
+	cin, hop := pp.Mel.NMels, pp.Mel.Hop
 	var ex *melspec.Extractor
 	var fir []float64
 	if synthOpts.copySynthesis {
@@ -231,7 +258,8 @@ func readInputs(paths []string, lm *loadedModel, stderr io.Writer) ([]synthInput
 			}
 		}
 	}
-	if lm.info.Stats == nil && !synthOpts.melNormalized {
+	normalised := !synthOpts.copySynthesis && synthOpts.melNormalized
+	if needStats := raw == normalised; needStats && info.Stats == nil {
 		fmt.Fprintln(stderr, "vocode: warning: the checkpoint has no mel statistics; using the mels as given")
 	}
 	ins := make([]synthInput, len(paths))
@@ -269,9 +297,16 @@ func readInputs(paths []string, lm *loadedModel, stderr io.Writer) ([]synthInput
 					p, in.frames, float64(in.frames*hop)/float64(pp.SampleRate)/60, wavenet.MaxGenerateFrames)
 			}
 		}
-		if err == nil && lm.info.Stats != nil && !synthOpts.melNormalized {
-			if e := lm.info.Stats.Apply(in.mel); e != nil {
-				err = fmt.Errorf("%s: normalising: %w", p, e)
+		if err == nil && info.Stats != nil {
+			switch {
+			case !raw && !normalised:
+				if e := info.Stats.Apply(in.mel); e != nil {
+					err = fmt.Errorf("%s: normalising: %w", p, e)
+				}
+			case raw && normalised:
+				if e := info.Stats.Invert(in.mel); e != nil {
+					err = fmt.Errorf("%s: undoing the normalisation: %w", p, e)
+				}
 			}
 		}
 		if err != nil {
@@ -328,6 +363,11 @@ func runSynth(cmd *cobra.Command, args []string) error {
 		return fmt.Errorf("--batch %d: must be at least 1 (or 0 for one per thread)", o.batch)
 	case o.threads < 0:
 		return fmt.Errorf("--threads %d: must be >= 0", o.threads)
+	case o.griffinLim && o.glIterations < 0:
+		return fmt.Errorf("--griffin-lim-iters %d: must be >= 0", o.glIterations)
+	}
+	if err := outputs.CheckTemperature(o.temperature); err != nil {
+		return fmt.Errorf("--temperature: %w", err)
 	}
 	gpuStep, err := wavenet.ParseGPUStep(o.gpuStep)
 	if err != nil {
@@ -336,6 +376,9 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	outs, err := outputPaths(args, o.out, ".wav", "-feats")
 	if err != nil {
 		return err
+	}
+	if o.griffinLim {
+		return runGriffinLim(cmd, args, outs)
 	}
 	blasThreads, workers, batch := plan(o.threads, o.batch, len(args), o.wide)
 	if o.device == "cuda" {
@@ -373,6 +416,9 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	where := path
 	if strings.HasPrefix(source, "built-in") {
 		where = "embedded"
+		if q := model.Quality(); q != "" && !model.Untrained() {
+			where += " (" + q + ")"
+		}
 	}
 	fmt.Fprintf(stderr, "vocode: model: %s: %s (step %d, head %q, %s weights, %d layers %d/%d/%d, hop %d, %d Hz)\n",
 		source, where, meta.Step, info.Head, weights, cfg.Layers, cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels,
@@ -381,8 +427,7 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	if pp.Mel.Hop != cfg.HopSize() || pp.Mel.NMels != cfg.CinChannels {
 		return fmt.Errorf("%s: inconsistent checkpoint: mel hop %d / %d mels, model hop %d / %d mel channels", path, pp.Mel.Hop, pp.Mel.NMels, cfg.HopSize(), cfg.CinChannels)
 	}
-	lm := &loadedModel{m: m, head: head, info: info, meta: meta}
-	ins, err := readInputs(args, lm, stderr)
+	ins, err := readInputs(args, info, false, stderr)
 	if err != nil {
 		return err
 	}
@@ -412,7 +457,7 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	)
 	began := time.Now()
 	_, err = gen.Generate(utts, wavenet.GenerateOptions{
-		Batch: batch, Workers: workers, Wide: o.wide, GPUStep: gpuStep,
+		Batch: batch, Workers: workers, Wide: o.wide, GPUStep: gpuStep, Temperature: o.temperature,
 		Progress: bar.add,
 		OnDone: func(i int, y []float32) {
 			pp.Restore(y)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/wavecat/wavecat/audio"
+	"github.com/wavecat/wavecat/cmd/vocode/model"
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/melspec"
@@ -27,6 +28,7 @@ func synth(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	synthOpts.out, synthOpts.checkpoint, synthOpts.device = "", "", "cpu"
 	synthOpts.noEMA, synthOpts.melNormalized, synthOpts.copySynthesis, synthOpts.wide = false, false, false, false
 	synthOpts.seed, synthOpts.batch, synthOpts.threads = 1, 0, 0
+	synthOpts.temperature, synthOpts.griffinLim, synthOpts.glIterations = 1, false, 60
 	return run(t, args...)
 }
 
@@ -104,6 +106,12 @@ func saveTestModel(t *testing.T, runDir, spec string, seed int64) *testModel {
 // returns the waveform (16-bit rounding not applied).
 func (tm *testModel) expectedWAV(t *testing.T, mel []float32, seed uint64) []float32 {
 	t.Helper()
+	return tm.expectedWAVAt(t, mel, seed, 1)
+}
+
+// expectedWAVAt is expectedWAV at sampling temperature temp.
+func (tm *testModel) expectedWAVAt(t *testing.T, mel []float32, seed uint64, temp float64) []float32 {
+	t.Helper()
 	// One OpenBLAS thread, as vocode runs the step.
 	be, err := cpu.New(cpu.Options{Threads: 1})
 	if err != nil {
@@ -127,7 +135,7 @@ func (tm *testModel) expectedWAV(t *testing.T, mel []float32, seed uint64) []flo
 		t.Fatal(err)
 	}
 	defer g.Free()
-	ys, err := g.Generate([]wavenet.Utterance{{Mel: norm, Seed: seed}}, wavenet.GenerateOptions{})
+	ys, err := g.Generate([]wavenet.Utterance{{Mel: norm, Seed: seed}}, wavenet.GenerateOptions{Temperature: temp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,6 +324,9 @@ func TestSynthModelResolution(t *testing.T) {
 	if !strings.Contains(stderr, "built-in default model") {
 		t.Errorf("with no runs, expected the built-in model to be announced: %q", stderr)
 	}
+	if q := model.Quality(); q != "" && !strings.Contains(stderr, q) {
+		t.Errorf("the built-in model's measured quality %q is not on its model line: %q", q, stderr)
+	}
 	checkReadable(t, out, 3*256, 22050)
 
 	a := saveTestModel(t, filepath.Join(runsDir, "a"), "gaussian", 1)
@@ -376,6 +387,94 @@ func TestSynthCopySynthesis(t *testing.T) {
 	mel, frames := ex.Compute(hp)
 	sameAudio(t, out, tm.expectedWAV(t, mel, 1), 22050)
 	checkReadable(t, out, frames*256, 22050)
+}
+
+// TestSynthTemperature: --temperature reaches the sampler (the output is
+// the library's at that temperature, and differs from temperature 1), and
+// a temperature that is not a finite number > 0 is refused.
+func TestSynthTemperature(t *testing.T) {
+	dir := t.TempDir()
+	tm := saveTestModel(t, filepath.Join(dir, "run"), "mol --mixtures 3", 4)
+	in := filepath.Join(dir, "utt.npy")
+	mel := writeMel(t, in, 4, 80, 9)
+	out := filepath.Join(dir, "cold.wav")
+	if _, stderr, err := synth(t, in, "-o", out, "--checkpoint", tm.dir, "--temperature", "0.4"); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	cold := tm.expectedWAVAt(t, mel, 1, 0.4)
+	sameAudio(t, out, cold, 22050)
+	warm := tm.expectedWAV(t, mel, 1)
+	if slices.Equal(cold, warm) {
+		t.Fatal("temperature 0.4 and 1 give the same waveform: the test cannot tell them apart")
+	}
+	for _, bad := range []string{"0", "-1", "NaN", "Inf"} {
+		o := filepath.Join(dir, "bad.wav")
+		if _, _, err := synth(t, in, "-o", o, "--checkpoint", tm.dir, "--temperature", bad); err == nil || !strings.Contains(err.Error(), "--temperature") {
+			t.Errorf("--temperature %s: error %v", bad, err)
+		}
+		if _, err := os.Stat(o); err == nil {
+			t.Errorf("--temperature %s wrote %s", bad, o)
+		}
+	}
+}
+
+// TestSynthGriffinLim: --griffin-lim writes melspec's Griffin-Lim of the
+// input mel (raw log-mel, or normalised with --mel-normalized and the
+// model's statistics), needs no trained model, and says what it did.
+func TestSynthGriffinLim(t *testing.T) {
+	dir := t.TempDir()
+	tm := saveTestModel(t, filepath.Join(dir, "run"), "gaussian", 6)
+	in := filepath.Join(dir, "utt.npy")
+	const frames = 12
+	mel := writeMel(t, in, frames, 80, 5)
+	gl, err := melspec.NewGriffinLim(tm.info.Preprocess.MelConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := melspec.DefaultGriffinLimOptions()
+	opt.Iterations, opt.Seed = 7, 3
+	want, err := gl.Synthesize(mel, frames, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range want { // the 16-bit WAV clips
+		want[i] = min(max(v, -1), 1)
+	}
+	out := filepath.Join(dir, "gl.wav")
+	_, stderr, err := synth(t, "--griffin-lim", "--griffin-lim-iters", "7", "--seed", "3", in, "-o", out, "--checkpoint", tm.dir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "Griffin-Lim, no neural model (7 iterations") {
+		t.Errorf("no Griffin-Lim line: %q", stderr)
+	}
+	sameAudio(t, out, want, 22050)
+	checkReadable(t, out, frames*256, 22050)
+	// The same mel normalised with the model's statistics.
+	norm := append([]float32(nil), mel...)
+	if err := tm.stats.Apply(norm); err != nil {
+		t.Fatal(err)
+	}
+	nin := filepath.Join(dir, "norm.npy")
+	if err := audio.WriteNPY(nin, norm, []int{frames, 80}); err != nil {
+		t.Fatal(err)
+	}
+	nout := filepath.Join(dir, "gl-norm.wav")
+	if _, stderr, err := synth(t, "--griffin-lim", "--griffin-lim-iters", "7", "--seed", "3", "--mel-normalized", nin, "-o", nout, "--checkpoint", tm.dir); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	sameAudio(t, nout, want, 22050)
+	// No model anywhere: the built-in model's mel parameters.
+	old := runsDir
+	runsDir = filepath.Join(dir, "no-runs")
+	defer func() { runsDir = old }()
+	t.Setenv(checkpointEnv, "")
+	if _, stderr, err := synth(t, "--griffin-lim", in, "-o", out); err != nil || !strings.Contains(stderr, "built-in default model") {
+		t.Fatalf("without a model: %v\n%s", err, stderr)
+	}
+	if _, _, err := synth(t, "--griffin-lim", "--griffin-lim-iters", "-1", in, "-o", out); err == nil || !strings.Contains(err.Error(), "--griffin-lim-iters") {
+		t.Errorf("negative iterations: %v", err)
+	}
 }
 
 // TestSynthBadInputs: each bad input is refused before any synthesis, with

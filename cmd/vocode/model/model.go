@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 //go:embed default
@@ -53,3 +54,11 @@ func Untrained() bool {
 	}
 	return json.Unmarshal(b, &c) == nil && c.Extra.Untrained
 }
+
+//go:embed QUALITY
+var quality string
+
+// Quality is the one-line measured verdict on the embedded model (the
+// QUALITY file, from the vocode eval table in docs/evaluation.md) that
+// vocode prints when it uses it; empty when there is nothing to warn of.
+func Quality() string { return strings.TrimSpace(quality) }
