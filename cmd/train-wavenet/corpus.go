@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -93,13 +94,23 @@ var sentences = []sentence{
 }
 
 // voices are espeak-ng English voices that synthesise at 22050 Hz (the
-// mbrola ones run at 16 kHz and are not used).
-var voices = []string{"en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc"}
+// mbrola ones run at 16 kHz and are not used): six accents, each plain and
+// with a male and a female variant of espeak-ng's voice tract (+mN, +fN),
+// so a model hears many voices, not six.
+var voices = []string{
+	"en-us", "en-us+m3", "en-us+f1",
+	"en-gb", "en-gb+m2", "en-gb+f5",
+	"en-gb-x-rp", "en-gb-x-rp+m4", "en-gb-x-rp+f1",
+	"en-gb-scotland", "en-gb-scotland+m6", "en-gb-scotland+f5",
+	"en-029", "en-029+m7", "en-029+f1",
+	"en-us-nyc", "en-us-nyc+m1", "en-us-nyc+f5",
+}
 
 // heldOutSentences and heldOutVoices make the --held-out corpus: sentences
-// and voices (two accents and female or other variants of the voice
-// tract) that no training corpus from make-corpus contains, so a model
-// trained on one is scored on speech it never heard.
+// and voices that no training corpus from make-corpus contains (two accents
+// it never uses, and voice-tract variants f2, f3, f4 and m5 that it never
+// uses with any accent), so a model trained on one is scored on speech it
+// never heard.
 var heldOutSentences = []sentence{
 	{"The harbour lights came on one by one.", "The harbour lights came on one by one."},
 	{"Mia painted the gate a pale shade of green.", "Mia painted the gate a pale shade of green."},
@@ -174,6 +185,7 @@ func newMakeCorpusCmd() *cobra.Command {
 		maxWords int
 		workers  int
 		heldOut  bool
+		floorDB  float64
 	)
 	cmd := &cobra.Command{
 		Use:   "make-corpus --out DIR",
@@ -183,6 +195,15 @@ LJSpeech-1.1 format (id|text|normalised text; 16-bit mono 22050 Hz), speaking
 sentences written for this project with several espeak-ng English voices,
 speeds and pitches. It is for trying the pipeline without downloading
 LJSpeech; the result is deterministic for a given --seed.
+
+Like a microphone recording, every file carries a noise floor: white
+Gaussian noise at --noise-floor-db dBFS RMS (default -75, about 6 LSB of
+16-bit audio), seeded per utterance, added before the 16-bit rounding.
+espeak-ng itself writes exact digital silence between words (about 12% of
+the samples), which no recording has: it lets a model drive its predicted
+scale towards zero and distorts likelihoods. --noise-floor-db 0 keeps the
+raw espeak-ng output. The floor stays below preprocess's 60 dB silence trim
+for espeak-ng's levels (peak frames near -14 dBFS), so trimming is as before.
 
 --held-out speaks other sentences with other voices (accents and voice
 variants that no corpus without it contains): an evaluation set for a model
@@ -203,7 +224,10 @@ trained on a make-corpus corpus, held out in both text and speaker.`,
 			if err != nil {
 				return err
 			}
-			return makeCorpus(espeak, out, items, workers, quiet, cmd)
+			if floorDB > 0 || math.IsNaN(floorDB) {
+				return fmt.Errorf("make-corpus: --noise-floor-db %g: want a level below 0 dBFS (or 0 for none)", floorDB)
+			}
+			return makeCorpus(espeak, out, items, workers, floorDB, seed, quiet, cmd)
 		},
 	}
 	f := cmd.Flags()
@@ -212,6 +236,7 @@ trained on a make-corpus corpus, held out in both text and speaker.`,
 	f.Uint64Var(&seed, "seed", 1, "seed for sentence order, voices, speeds and pitches")
 	f.IntVar(&maxWords, "max-words", 0, "use only sentences of at most this many words (0: all)")
 	f.IntVar(&workers, "workers", 0, "espeak-ng processes in parallel (0: one per CPU)")
+	f.Float64Var(&floorDB, "noise-floor-db", -75, "noise floor added to every file, dBFS RMS (0: none, espeak-ng's digital silence)")
 	f.BoolVar(&heldOut, "held-out", false, "sentences and voices that no corpus without this flag contains (an evaluation set)")
 	return cmd
 }
@@ -219,7 +244,20 @@ trained on a make-corpus corpus, held out in both text and speaker.`,
 // corpusRate is LJSpeech's sample rate, which espeak-ng's own voices use.
 const corpusRate = 22050
 
-func makeCorpus(espeak, out string, items []corpusItem, workers int, quiet bool, cmd *cobra.Command) error {
+// addNoiseFloor adds white Gaussian noise of RMS level dB (dBFS) to y,
+// drawn from a stream of its own per (seed, item).
+func addNoiseFloor(y []float32, dB float64, seed uint64, item int) {
+	if dB == 0 {
+		return
+	}
+	sd := math.Pow(10, dB/20)
+	r := rand.New(rand.NewPCG(seed, 0x6e6f697365+uint64(item)))
+	for i := range y {
+		y[i] += float32(sd * r.NormFloat64())
+	}
+}
+
+func makeCorpus(espeak, out string, items []corpusItem, workers int, floorDB float64, seed uint64, quiet bool, cmd *cobra.Command) error {
 	wavs := filepath.Join(out, "wavs")
 	if err := os.MkdirAll(wavs, 0o755); err != nil {
 		return fmt.Errorf("make-corpus: %w", err)
@@ -248,6 +286,7 @@ func makeCorpus(espeak, out string, items []corpusItem, workers int, quiet bool,
 		if len(a.Samples) == 0 {
 			return fmt.Errorf("make-corpus: espeak-ng wrote no audio for %s", it.id)
 		}
+		addNoiseFloor(a.Samples, floorDB, seed, i)
 		// Re-encode through our writer: a clean 16-bit header and an
 		// atomic replace of the final file.
 		return audio.WriteWAV16(filepath.Join(wavs, it.id+".wav"), a.Samples, a.SampleRate)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wavecat/wavecat/audio"
 	"github.com/wavecat/wavecat/ljspeech"
 )
 
@@ -156,10 +158,21 @@ func TestPlanHeldOutCorpus(t *testing.T) {
 	trainText, trainVoice := map[string]bool{}, map[string]bool{}
 	for _, it := range train {
 		trainText[it.s.text], trainText[it.s.norm], trainVoice[it.voice] = true, true, true
+		// Neither the accent nor the voice-tract variant of a held-out
+		// voice is heard in training on its own either.
+		accent, variant, _ := strings.Cut(it.voice, "+")
+		trainVoice[accent] = true
+		if variant != "" {
+			trainVoice["+"+variant] = true
+		}
+	}
+	if len(trainVoice) < 12 {
+		t.Errorf("the training plan uses only %d voices and variants", len(trainVoice))
 	}
 	heldText, heldVoice := map[string]bool{}, map[string]bool{}
 	for _, it := range held {
-		if trainText[it.s.text] || trainText[it.s.norm] || trainVoice[it.voice] {
+		accent, variant, _ := strings.Cut(it.voice, "+")
+		if trainText[it.s.text] || trainText[it.s.norm] || trainVoice[it.voice] || trainVoice[accent] && trainVoice["+"+variant] {
 			t.Fatalf("held-out item %+v shares its sentence or voice with the training corpus", it)
 		}
 		heldText[it.s.text], heldVoice[it.voice] = true, true
@@ -202,6 +215,47 @@ func TestMakeCorpusWithEspeak(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".espeak-*")); len(left) != 0 {
 		t.Fatalf("temp dirs left: %v", left)
+	}
+	// The noise floor: where espeak-ng writes digital silence (kept with
+	// --noise-floor-db 0), the default corpus has noise at -75 dBFS RMS,
+	// and no run of exact zeros longer than noise makes by chance.
+	raw := filepath.Join(t.TempDir(), "LJSpeech-1.1")
+	if _, _, err := run(t, "make-corpus", "--out", raw, "--n", "4", "--max-words", "4", "--seed", "9", "-q", "--noise-floor-db", "0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"LJ001-0001.wav", "LJ001-0004.wav"} {
+		a, err := audio.ReadWAV(filepath.Join(raw, "wavs", f), audio.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := audio.ReadWAV(filepath.Join(dir, "wavs", f), audio.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var silent, run, longest int
+		var ss float64
+		for i, v := range a.Samples {
+			if v == 0 {
+				silent++
+				ss += float64(b.Samples[i]) * float64(b.Samples[i])
+			}
+			if b.Samples[i] == 0 {
+				run++
+				longest = max(longest, run)
+			} else {
+				run = 0
+			}
+		}
+		if silent < len(a.Samples)/20 {
+			t.Fatalf("%s: only %d of %d raw espeak-ng samples are digital silence; the test needs some", f, silent, len(a.Samples))
+		}
+		level := 10 * math.Log10(ss/float64(silent))
+		if math.Abs(level+75) > 1 || longest > 8 {
+			t.Errorf("%s: noise floor %.2f dBFS where espeak-ng is silent (want -75), longest run of exact zeros %d samples", f, level, longest)
+		}
+	}
+	if _, _, err := run(t, "make-corpus", "--out", filepath.Join(t.TempDir(), "x"), "--n", "1", "--noise-floor-db", "3"); err == nil || !strings.Contains(err.Error(), "--noise-floor-db") {
+		t.Errorf("a positive noise floor: %v", err)
 	}
 }
 
