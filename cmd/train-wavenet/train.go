@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -81,6 +83,7 @@ type trainOpts struct {
 	lr, lrGamma, emaDecay, clip                         float64
 	seed                                                uint64
 	resume, tf32                                        bool
+	timeLimit                                           time.Duration
 }
 
 func defaultTrainOpts() trainOpts {
@@ -138,6 +141,7 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.IntVar(&o.keep, "keep", o.keep, "step checkpoints to keep (0: all)")
 	f.Int64Var(&o.logEvery, "log-interval", o.logEvery, "steps per metrics.jsonl record")
 	f.BoolVar(&o.resume, "resume", false, "continue the newest checkpoint in --out")
+	f.DurationVar(&o.timeLimit, "time-limit", 0, "stop after this much training (e.g. 9m30s), saving a checkpoint that --resume continues (0: none)")
 }
 
 func presetList() string { return strings.Join(train.PresetNames(), ", ") }
@@ -266,6 +270,14 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 	// first signal the handler is removed, so a second Ctrl-C kills at once.
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
+	if o.timeLimit < 0 {
+		return fmt.Errorf("--time-limit %v: must not be negative", o.timeLimit)
+	}
+	if o.timeLimit > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, o.timeLimit)
+		defer stop()
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -285,8 +297,12 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 	}
 	w := cmd.OutOrStdout()
 	if res.Interrupted {
-		fmt.Fprintf(w, "interrupted at step %d: saved checkpoint %s\ncontinue with: train-wavenet --data %s --out %s --resume --steps %d\n",
-			res.Step, res.Checkpoint, cfg.Data, cfg.Out, res.Config.Steps)
+		why := "interrupted"
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			why = fmt.Sprintf("time limit (%v) reached", o.timeLimit)
+		}
+		fmt.Fprintf(w, "%s at step %d: saved checkpoint %s\ncontinue with: train-wavenet --data %s --out %s --resume --steps %d\n",
+			why, res.Step, res.Checkpoint, cfg.Data, cfg.Out, res.Config.Steps)
 		return nil
 	}
 	fmt.Fprintf(w, "finished step %d of %s (head %s, %d parameters)\n", res.Step, cfg.Out, res.Config.Head, res.Params)

@@ -245,3 +245,29 @@ func TestTrainInterruptSavesAndResumes(t *testing.T) {
 		t.Fatalf("resume after interrupt: %v %s", err, stdout)
 	}
 }
+
+// TestTrainTimeLimit: --time-limit stops a run that would go on for a
+// million steps, saves its step, says so and how to continue; a negative
+// limit is refused.
+func TestTrainTimeLimit(t *testing.T) {
+	dump := dumpForTraining(t)
+	out := filepath.Join(t.TempDir(), "run")
+	stdout, stderr, err := runT(t, small(dump, out, "--steps", "1000000", "--eval-interval", "0", "--time-limit", "1500ms")...)
+	if err != nil {
+		t.Fatal(err, stderr)
+	}
+	if !strings.Contains(stdout, "time limit (1.5s) reached at step") || !strings.Contains(stdout, "--resume --steps 1000000") {
+		t.Fatalf("stdout %q", stdout)
+	}
+	latest, err := train.Latest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := train.Load(latest)
+	if err != nil || ck.Config.Step < 1 || ck.Config.Step >= 1000000 {
+		t.Fatalf("checkpoint %s: %v, step %d", latest, err, ck.Config.Step)
+	}
+	if _, _, err := runT(t, small(dump, filepath.Join(t.TempDir(), "r2"), "--steps", "3", "--time-limit", "-1s")...); err == nil || !strings.Contains(err.Error(), "--time-limit") {
+		t.Errorf("negative limit: %v", err)
+	}
+}
