@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -143,6 +144,30 @@ func BenchmarkTrainStepSmall(b *testing.B) {
 			benchTrainStep(b, blas, smallBenchConfig(), 1, 10240)
 		})
 	}
+}
+
+// builtinModelDir is vocode's built-in model (an ordinary checkpoint
+// directory); train_step.py --checkpoint reads the same shape from it.
+const builtinModelDir = "../cmd/vocode/model/default"
+
+// BenchmarkTrainStepBuiltin: a training step of the built-in model's shape
+// at its training batch, 4 x 4096 (compare with train_step.py --checkpoint
+// cmd/vocode/model/default --batch 4 --T 4096): small models are where a
+// framework's per-operation overhead shows.
+func BenchmarkTrainStepBuiltin(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(builtinModelDir, train.ConfigFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	meta, err := train.ParseMeta(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mi, err := train.ParseModelInfo(meta)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("openblas", func(b *testing.B) { benchTrainStep(b, "openblas", mi.Model, 4, 4096) })
 }
 
 // BenchmarkSgemmPeak measures the backend's GEMM throughput on a large
