@@ -138,7 +138,10 @@ type Row struct {
 	MCD         *Stat         `json:"mcd_db,omitempty"`
 	LogMelL1    *Stat         `json:"log_mel_l1,omitempty"`
 	Quality     *QualityStats `json:"quality,omitempty"`
-	PerUtt      []Utt         `json:"per_utterance"`
+	// Gates are SpeechGates against the table's Griffin-Lim row, for a
+	// model's row with synthesis.
+	Gates  []Gate `json:"speech_gates,omitempty"`
+	PerUtt []Utt  `json:"per_utterance"`
 }
 
 // Options configure Model and Baseline.

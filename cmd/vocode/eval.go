@@ -305,7 +305,18 @@ func runEval(stdout, stderr io.Writer) error {
 		}
 		rows = append(rows, rs...)
 	}
+	if !evalOpts.noSynth {
+		gl := &rows[1] // evalBaselines: original, then Griffin-Lim
+		for i := range rows {
+			if rows[i].HeadSpec != "" {
+				rows[i].Gates = evaluate.SpeechGates(rows[i], gl)
+			}
+		}
+	}
 	md := evaluate.Markdown(rows)
+	if g := evaluate.GatesMarkdown(rows); g != "" {
+		md += "\nSpeech gates (held-out speech; level ±3 dB, < 0.1% clipped, voicing >= 0.85, GPE <= 15%, band MCD <= 5 dB, periodicity above Griffin-Lim):\n\n" + g
+	}
 	fmt.Fprint(stdout, md)
 	if evalOpts.out == "" {
 		return nil

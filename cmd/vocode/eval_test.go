@@ -205,6 +205,18 @@ func TestEvalTable(t *testing.T) {
 		}
 		m.Free()
 	}
+	// Speech gates for the model rows only: the exact copy passes the five
+	// absolute ones (its periodicity equals the original's, above
+	// Griffin-Lim's); the noisy one fails band MCD.
+	if rows[0].Gates != nil || rows[1].Gates != nil || len(rows[2].Gates) != 6 || len(rows[4].Gates) != 6 {
+		t.Errorf("gates: %v %v %v %v", rows[0].Gates, rows[1].Gates, rows[2].Gates, rows[4].Gates)
+	}
+	if line := evaluate.GatesLine(rows[2].Gates); line != "all 6 speech gates pass" {
+		t.Errorf("exact copy: %s", line)
+	}
+	if !strings.Contains(stdout, "Speech gates") || !strings.Contains(stdout, "- "+gauss+": all 6 speech gates pass") {
+		t.Errorf("gates missing from the output:\n%s", stdout)
+	}
 	for _, want := range []string{"| gaussian --log-scale-min -16 |", "bits/sample", "| original |", "| griffin-lim (60 it.) |", " (t=0.5) |", "voicing agr."} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("markdown table lacks %q:\n%s", want, stdout)

@@ -1,0 +1,61 @@
+package evaluate
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+// TestSpeechGates: a row at every limit's good side passes all six gates;
+// moving one measure past its limit (or to NaN) fails exactly that gate,
+// and a row without synthesis fails them all.
+func TestSpeechGates(t *testing.T) {
+	good := func() Row {
+		return Row{Quality: &QualityStats{
+			LevelDiffDB: Stat{Mean: -2.9}, ClippedFraction: Stat{Mean: 0.0009}, VoicingAgreement: Stat{Mean: 0.85},
+			GrossPitchError: Stat{Mean: 0.15}, BandMCD: Stat{Mean: 5}, Periodicity: Stat{Mean: 0.8},
+		}}
+	}
+	gl := Row{Quality: &QualityStats{Periodicity: Stat{Mean: 0.75}}}
+	gates := SpeechGates(good(), &gl)
+	if len(gates) != 6 || GatesLine(gates) != "all 6 speech gates pass" {
+		t.Fatalf("good row: %+v (%s)", gates, GatesLine(gates))
+	}
+	for _, c := range []struct {
+		gate string
+		set  func(q *QualityStats)
+	}{
+		{"level", func(q *QualityStats) { q.LevelDiffDB.Mean = 3.1 }},
+		{"level", func(q *QualityStats) { q.LevelDiffDB.Mean = math.NaN() }},
+		{"clipped", func(q *QualityStats) { q.ClippedFraction.Mean = 0.001 }},
+		{"voicing", func(q *QualityStats) { q.VoicingAgreement.Mean = 0.849 }},
+		{"pitch", func(q *QualityStats) { q.GrossPitchError.Mean = 0.151 }},
+		{"pitch", func(q *QualityStats) { q.GrossPitchError.Mean = math.NaN() }},
+		{"band MCD", func(q *QualityStats) { q.BandMCD.Mean = 5.01 }},
+		{"periodicity", func(q *QualityStats) { q.Periodicity.Mean = 0.75 }},
+	} {
+		r := good()
+		c.set(r.Quality)
+		var failed []string
+		for _, g := range SpeechGates(r, &gl) {
+			if !g.Pass {
+				failed = append(failed, g.Name)
+			}
+		}
+		if len(failed) != 1 || failed[0] != c.gate {
+			t.Errorf("%s past its limit: failed %v", c.gate, failed)
+		}
+	}
+	if n := len(SpeechGates(good(), nil)); n != 5 {
+		t.Errorf("without Griffin-Lim: %d gates, want 5 (no periodicity gate)", n)
+	}
+	line := GatesLine(SpeechGates(Row{}, &gl))
+	if !strings.HasPrefix(line, "6 of 6 speech gates fail: level none (want") {
+		t.Errorf("row without synthesis: %s", line)
+	}
+	r := good()
+	r.Quality.LevelDiffDB.Mean = 14.5
+	if line := GatesLine(SpeechGates(r, &gl)); line != "1 of 6 speech gates fail: level +14.5 dB (want within ±3 dB of the original)" {
+		t.Errorf("line %q", line)
+	}
+}
