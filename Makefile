@@ -41,16 +41,13 @@ fuzz:
 demo: build
 	@bash scripts/demo.sh
 
-# Retrains the small model embedded in vocode (cmd/vocode/model/default; see
-# its README): an espeak-ng corpus, preprocessing, ~1 hour of CPU training.
+# Trains vocode's built-in model and embeds it (scripts/train-default.sh:
+# corpus, held-out set, training resumed from the committed state, eval with
+# the speech gates, mkdefault). DEVICE=cuda on a GPU (9 minutes), else CPU
+# for TIME_LIMIT (default 60m) at a time.
+DEVICE ?= cpu
 default-model: build
-	$(BIN)/train-wavenet make-corpus --out build/default-model/corpus --n 150 -q
-	$(BIN)/train-wavenet preprocess --data build/default-model/corpus --out build/default-model/dump -q
-	$(BIN)/train-wavenet --data build/default-model/dump --preset tiny --layers 12 --stacks 2 \
-		--residual-channels 32 --gate-channels 64 --skip-channels 32 --max-time-steps 4096 --batch-size 4 \
-		--ema-decay 0.999 --lr 3e-4 --clip-norm 1 --steps 6000 --checkpoint-interval 250 --keep 0 \
-		--eval-interval 0 --threads 1 --out build/default-model/run -q
-	$(GO) run ./cmd/vocode/model/mkdefault --run build/default-model/run --out cmd/vocode/model/default
+	EMBED=1 bash scripts/train-default.sh $(DEVICE)
 
 clean:
 	rm -rf $(BIN) demo-out

@@ -1,6 +1,7 @@
 package evaluate
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -50,24 +51,30 @@ func GatesLine(gates []Gate) string {
 	var fail []string
 	for _, g := range gates {
 		if !g.Pass {
-			v := fmt.Sprintf("%.3g", g.Value)
-			switch {
-			case math.IsNaN(g.Value):
-				v = "none"
-			case g.Name == "level":
-				v = fmt.Sprintf("%+.1f dB", g.Value)
-			case g.Name == "clipped", g.Name == "pitch":
-				v = fmt.Sprintf("%.1f%%", 100*g.Value)
-			case g.Name == "band MCD":
-				v = fmt.Sprintf("%.1f dB", g.Value)
-			}
-			fail = append(fail, fmt.Sprintf("%s %s (want %s)", g.Name, v, g.Want))
+			fail = append(fail, fmt.Sprintf("%s (want %s)", g, g.Want))
 		}
 	}
 	if len(fail) == 0 {
 		return fmt.Sprintf("all %d speech gates pass", len(gates))
 	}
 	return fmt.Sprintf("%d of %d speech gates fail: %s", len(fail), len(gates), strings.Join(fail, "; "))
+}
+
+// String is the gate's name and value in its unit ("level +14.5 dB",
+// "pitch none" when the row has no value).
+func (g Gate) String() string {
+	v := fmt.Sprintf("%.3g", g.Value)
+	switch {
+	case math.IsNaN(g.Value):
+		v = "none"
+	case g.Name == "level":
+		v = fmt.Sprintf("%+.1f dB", g.Value)
+	case g.Name == "clipped", g.Name == "pitch":
+		v = fmt.Sprintf("%.1f%%", 100*g.Value)
+	case g.Name == "band MCD":
+		v = fmt.Sprintf("%.1f dB", g.Value)
+	}
+	return g.Name + " " + v
 }
 
 // GatesMarkdown lists the gates of every row that has them, one line each
@@ -85,4 +92,28 @@ func GatesMarkdown(rows []Row) string {
 		fmt.Fprintf(&b, "- %s: %s\n", name, GatesLine(r.Gates))
 	}
 	return b.String()
+}
+
+// MarshalJSON writes a missing value (NaN) as null, as Stat does.
+func (g Gate) MarshalJSON() ([]byte, error) {
+	type plain Gate
+	return json.Marshal(struct {
+		plain
+		Value *float64 `json:"value"`
+	}{plain(g), finiteOrNil(g.Value)})
+}
+
+// UnmarshalJSON reads null back as NaN.
+func (g *Gate) UnmarshalJSON(b []byte) error {
+	type plain Gate
+	var v struct {
+		plain
+		Value *float64 `json:"value"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*g = Gate(v.plain)
+	g.Value = nilToNaN(v.Value)
+	return nil
 }

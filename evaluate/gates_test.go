@@ -1,6 +1,7 @@
 package evaluate
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -57,5 +58,25 @@ func TestSpeechGates(t *testing.T) {
 	r.Quality.LevelDiffDB.Mean = 14.5
 	if line := GatesLine(SpeechGates(r, &gl)); line != "1 of 6 speech gates fail: level +14.5 dB (want within ±3 dB of the original)" {
 		t.Errorf("line %q", line)
+	}
+}
+
+// TestGateJSON: a gate without a value (NaN) encodes as null and decodes
+// back to NaN with its other fields.
+func TestGateJSON(t *testing.T) {
+	in := []Gate{{Name: "pitch", Value: math.NaN(), Want: "x"}, {Name: "level", Value: -1.5, Want: "y", Pass: true}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"value":null`) {
+		t.Fatalf("encoded %s", b)
+	}
+	var out []Gate
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[0].Name != "pitch" || !math.IsNaN(out[0].Value) || out[1] != in[1] {
+		t.Errorf("decoded %+v from %s", out, b)
 	}
 }

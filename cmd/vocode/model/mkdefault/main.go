@@ -6,15 +6,25 @@
 // a checkout that has no trained model yet.
 //
 //	go run ./cmd/vocode/model/mkdefault --run runs/default --out cmd/vocode/model/default
+//
+// --eval EVAL.json (vocode eval -o on held-out speech) rewrites the QUALITY
+// verdict beside --out from the checkpoint's speech gates, and --train-state
+// DIR keeps the run's newest checkpoint with its optimizer state in DIR, so
+// a later CPU run resumes it (scripts/train-default.sh).
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/evaluate"
+	"github.com/wavecat/wavecat/internal/atomicfile"
 	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/train"
@@ -25,11 +35,82 @@ func main() {
 	run := flag.String("run", "", "training run (or checkpoint) directory to take the newest checkpoint from")
 	out := flag.String("out", "cmd/vocode/model/default", "checkpoint directory to write (replaced)")
 	untrained := flag.Bool("untrained", false, "write a randomly initialised model instead (placeholder)")
+	evalJSON := flag.String("eval", "", "vocode eval JSON of the run on held-out speech: rewrite QUALITY (beside --out) from its speech gates")
+	state := flag.String("train-state", "", "also keep the run's newest checkpoint, optimizer included, in this directory (replaced)")
 	flag.Parse()
-	if err := mk(*run, *out, *untrained); err != nil {
+	err := mk(*run, *out, *untrained)
+	if err == nil && *evalJSON != "" {
+		err = writeQuality(*evalJSON, filepath.Join(filepath.Dir(*out), "QUALITY"))
+	}
+	if err == nil && *state != "" {
+		err = saveTrainState(*run, *state)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkdefault:", err)
 		os.Exit(1)
 	}
+}
+
+// writeQuality writes the one-line verdict vocode prints for the built-in
+// model: the first model row at temperature 1 of a vocode eval JSON, empty
+// when it passes every speech gate.
+func writeQuality(evalJSON, path string) error {
+	data, err := os.ReadFile(evalJSON)
+	if err != nil {
+		return err
+	}
+	var table struct {
+		Rows []evaluate.Row `json:"rows"`
+	}
+	if err := json.Unmarshal(data, &table); err != nil {
+		return fmt.Errorf("%s: %w", evalJSON, err)
+	}
+	for _, r := range table.Rows {
+		if r.Gates == nil || (r.Temperature != 0 && r.Temperature != 1) {
+			continue
+		}
+		var fail []string
+		for _, g := range r.Gates {
+			if !g.Pass {
+				fail = append(fail, g.String())
+			}
+		}
+		text := ""
+		if len(fail) == 0 {
+			fmt.Printf("mkdefault: %s: %s; QUALITY emptied\n", r.Checkpoint, evaluate.GatesLine(r.Gates))
+		} else {
+			text = fmt.Sprintf("measured on held-out speech it fails %d of %d speech gates: %s (docs/evaluation.md)\n",
+				len(fail), len(r.Gates), strings.Join(fail, ", "))
+			fmt.Printf("mkdefault: QUALITY: %s", text)
+		}
+		return atomicfile.WriteBytes(path, []byte(text), 0o644)
+	}
+	return fmt.Errorf("%s: no model row with speech gates at temperature 1 (run vocode eval with synthesis)", evalJSON)
+}
+
+// saveTrainState replaces dir with the run's newest checkpoint, optimizer
+// state included, as a step directory that --resume picks up.
+func saveTrainState(run, dir string) error {
+	src, err := train.ResolveCheckpoint(run)
+	if err != nil {
+		return err
+	}
+	ck, err := train.Load(src)
+	if err != nil {
+		return err
+	}
+	if ck.Optimizer == nil {
+		return fmt.Errorf("%s: no optimizer state to resume from", src)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	saved, err := train.SaveStep(dir, ck)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("mkdefault: training state %s\n", saved)
+	return nil
 }
 
 // DefaultModel is the shape of the default model: the tiny preset widened

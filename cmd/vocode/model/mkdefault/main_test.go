@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/evaluate"
 	"github.com/wavecat/wavecat/train"
 )
 
@@ -65,5 +67,85 @@ func TestMkDefault(t *testing.T) {
 	}
 	if err := mk("", out, false); err == nil {
 		t.Error("no --run and no --untrained accepted")
+	}
+}
+
+// TestWriteQuality: QUALITY gets the failing gates of the first model row
+// at temperature 1, and is emptied when they all pass.
+func TestWriteQuality(t *testing.T) {
+	dir := t.TempDir()
+	gl := evaluate.Row{Checkpoint: "griffin-lim", Quality: &evaluate.QualityStats{Periodicity: evaluate.Stat{Mean: 0.7}}}
+	model := evaluate.Row{Checkpoint: "run", HeadSpec: "mulaw --bins 256", Temperature: 1, Quality: &evaluate.QualityStats{
+		LevelDiffDB: evaluate.Stat{Mean: 1}, VoicingAgreement: evaluate.Stat{Mean: 0.9}, GrossPitchError: evaluate.Stat{Mean: 0.05},
+		BandMCD: evaluate.Stat{Mean: 9.5}, Periodicity: evaluate.Stat{Mean: 0.8}}}
+	cold := model
+	cold.Temperature = 0.8
+	cold.Quality = &evaluate.QualityStats{}
+	write := func(rows ...evaluate.Row) string {
+		for i := range rows {
+			if rows[i].HeadSpec != "" {
+				rows[i].Gates = evaluate.SpeechGates(rows[i], &gl)
+			}
+		}
+		b, err := json.Marshal(map[string]any{"rows": append([]evaluate.Row{gl}, rows...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "eval.json")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		q := filepath.Join(dir, "QUALITY")
+		if err := writeQuality(p, q); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(q)
+		return string(got)
+	}
+	if got := write(cold, model); got != "measured on held-out speech it fails 1 of 6 speech gates: band MCD 9.5 dB (docs/evaluation.md)\n" {
+		t.Errorf("QUALITY %q", got)
+	}
+	model.Quality.BandMCD.Mean = 4
+	if got := write(model); got != "" {
+		t.Errorf("all gates pass, QUALITY %q", got)
+	}
+	if err := writeQuality(filepath.Join(dir, "missing.json"), filepath.Join(dir, "Q")); err == nil {
+		t.Error("a missing eval file accepted")
+	}
+}
+
+// TestSaveTrainState: the run's newest checkpoint, optimizer included,
+// lands in the state directory as a step directory that --resume finds.
+func TestSaveTrainState(t *testing.T) {
+	dir := t.TempDir()
+	ph := filepath.Join(dir, "placeholder")
+	if err := mk("", ph, true); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := train.Load(ph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck.Config.Step = 34
+	ck.Optimizer = train.AdamTensors(ck.Weights, ck.Weights)
+	ck.Config.Adam.Step = 34
+	run := filepath.Join(dir, "run")
+	if _, err := train.SaveStep(run, ck); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	if err := saveTrainState(run, state); err != nil {
+		t.Fatal(err)
+	}
+	latest, err := train.Latest(state)
+	if err != nil || filepath.Base(latest) != "step-000000034" {
+		t.Fatalf("latest %q, %v", latest, err)
+	}
+	got, err := train.Load(latest)
+	if err != nil || got.Optimizer == nil || !train.Equal(got.Weights, ck.Weights) {
+		t.Fatalf("state %v (optimizer %v)", err, got != nil && got.Optimizer != nil)
+	}
+	if err := saveTrainState(ph, filepath.Join(dir, "s2")); err == nil {
+		t.Error("a checkpoint without optimizer state accepted")
 	}
 }
