@@ -6,7 +6,8 @@
 #  3. preprocessing into a training dump;
 #  4. a few minutes of CPU training of the tiny preset with the AdaCat head;
 #  5. scores of the held-out eval split (vocode eval), when available;
-#  6. synthesis of a held-out utterance (vocode);
+#  6. synthesis of a held-out utterance (vocode), and the same utterance by
+#     Griffin-Lim (vocode --griffin-lim, no model) to listen against;
 #  7. where the run, the plot and the metrics are.
 # DEMO_STEPS overrides the number of training steps (default 1500, about
 # 2-3 minutes on 2 cores).
@@ -63,6 +64,7 @@ heldout=$(awk '/"eval"/{f=1;next} f&&/\]/{exit} f{gsub(/[ ",]/,""); if($0!="") l
 if [ -n "$heldout" ]; then
   echo "== synthesising held-out utterance $heldout"
   bin/vocode "$out/dump/$heldout-feats.npy" -o "$out/heldout-$heldout.wav" --checkpoint "$run"
+  bin/vocode --griffin-lim "$out/dump/$heldout-feats.npy" -o "$out/heldout-$heldout-griffin-lim.wav" --checkpoint "$run"
   echo
 fi
 
@@ -74,5 +76,5 @@ echo "  run:              $run/ (checkpoints: $run/$(cat "$run/latest" 2>/dev/nu
 echo "  metrics:          $run/metrics.jsonl"
 echo "  plot:             $run/loss.png"
 [ -f "$out/eval.md" ] && echo "  held-out scores:  $out/eval.md"
-[ -n "$heldout" ] && echo "  held-out speech:  $out/heldout-$heldout.wav (ground truth: $corpus/wavs/$heldout.wav)"
+[ -n "$heldout" ] && echo "  held-out speech:  $out/heldout-$heldout.wav (ground truth: $corpus/wavs/$heldout.wav; Griffin-Lim: $out/heldout-$heldout-griffin-lim.wav)"
 exit 0
