@@ -1,7 +1,6 @@
 package melspec
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -348,24 +347,6 @@ func glWriteNpy(t *testing.T, path string, rows, cols int, data []float64) {
 	}
 }
 
-func glReadNpy(t *testing.T, path string) ([]float64, []int) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := npyio.NewReader(bufio.NewReader(f))
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	var v []float64
-	if err := r.Read(&v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return v, r.Header.Descr.Shape
-}
-
 // TestGriffinLimMatchesNumpy runs testdata/reference/griffinlim_ref.py, an
 // independent numpy implementation, on the same log-mel and initial phases.
 func TestGriffinLimMatchesNumpy(t *testing.T) {
@@ -416,7 +397,7 @@ func TestGriffinLimMatchesNumpy(t *testing.T) {
 				t.Fatalf("%s: %v\n%s", script, err, out)
 			}
 
-			wantMag, shape := glReadNpy(t, filepath.Join(dir, "magnitude.npy"))
+			wantMag, shape := readNpy[float64](t, filepath.Join(dir, "magnitude.npy"))
 			if fmt.Sprint(shape) != fmt.Sprint([]int{frames, nb}) {
 				t.Fatalf("magnitude.npy shape %v, want [%d %d]", shape, frames, nb)
 			}
@@ -432,7 +413,7 @@ func TestGriffinLimMatchesNumpy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, shape := glReadNpy(t, filepath.Join(dir, "audio.npy"))
+			want, shape := readNpy[float64](t, filepath.Join(dir, "audio.npy"))
 			if len(shape) != 1 || len(want) != len(got) {
 				t.Fatalf("audio.npy shape %v, Go gives %d samples", shape, len(got))
 			}

@@ -25,7 +25,7 @@ type refManifest struct {
 	Signals []string `json:"signals"`
 }
 
-func readNpy[T float32 | int64](t *testing.T, path string) ([]T, []int) {
+func readNpy[T float32 | float64 | int64](t *testing.T, path string) ([]T, []int) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {

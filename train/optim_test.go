@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/wavecat/wavecat/compute"
@@ -258,7 +259,7 @@ func TestEMABiasCorrected(t *testing.T) {
 				t.Fatalf("step %d: ema[%d] = %.8g, want %.8g", step, i, got[i], want)
 			}
 		}
-		if step == 1 && !equalF32s(got, pt) {
+		if step == 1 && !slices.Equal(got, pt) {
 			t.Fatalf("step 1: ema %v, want the weights %v", got, pt)
 		}
 	}
@@ -298,18 +299,6 @@ func TestEMADecayAt(t *testing.T) {
 	if f := (&EMA{decay: 1}).DecayAt(5); f != 1 {
 		t.Errorf("decay 1: DecayAt = %v", f)
 	}
-}
-
-func equalF32s(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestSchedule(t *testing.T) {

@@ -14,25 +14,32 @@ import (
 // TestMkDefault: --untrained writes a loadable placeholder; --run copies a
 // run's newest checkpoint without its optimizer state and it loads with the
 // same EMA weights.
+// fakeRun writes the --untrained placeholder into dir/placeholder and, as
+// if it had been trained to step, a run dir/run whose checkpoint carries
+// optimizer state.
+func fakeRun(t *testing.T, dir string, step int64) (ck *train.Checkpoint, placeholder, run, saved string) {
+	t.Helper()
+	placeholder = filepath.Join(dir, "placeholder")
+	if err := mk("", placeholder, true); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := train.Load(placeholder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck.Config.Step = step
+	ck.Optimizer = train.AdamTensors(ck.Weights, ck.Weights)
+	ck.Config.Adam.Step = step
+	run = filepath.Join(dir, "run")
+	if saved, err = train.SaveStep(run, ck); err != nil {
+		t.Fatal(err)
+	}
+	return ck, placeholder, run, saved
+}
+
 func TestMkDefault(t *testing.T) {
 	dir := t.TempDir()
-	ph := filepath.Join(dir, "placeholder")
-	if err := mk("", ph, true); err != nil {
-		t.Fatal(err)
-	}
-	ck, err := train.Load(ph)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Pretend it was trained: give it optimizer state and save it as a run.
-	ck.Config.Step = 12
-	ck.Optimizer = train.AdamTensors(ck.Weights, ck.Weights)
-	ck.Config.Adam.Step = 12
-	run := filepath.Join(dir, "run")
-	saved, err := train.SaveStep(run, ck)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ck, _, run, saved := fakeRun(t, dir, 12)
 	if _, err := os.Stat(filepath.Join(saved, train.OptimizerFile)); err != nil {
 		t.Fatalf("the test run should carry optimizer state: %v", err)
 	}
@@ -118,21 +125,7 @@ func TestWriteQuality(t *testing.T) {
 // lands in the state directory as a step directory that --resume finds.
 func TestSaveTrainState(t *testing.T) {
 	dir := t.TempDir()
-	ph := filepath.Join(dir, "placeholder")
-	if err := mk("", ph, true); err != nil {
-		t.Fatal(err)
-	}
-	ck, err := train.Load(ph)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck.Config.Step = 34
-	ck.Optimizer = train.AdamTensors(ck.Weights, ck.Weights)
-	ck.Config.Adam.Step = 34
-	run := filepath.Join(dir, "run")
-	if _, err := train.SaveStep(run, ck); err != nil {
-		t.Fatal(err)
-	}
+	ck, ph, run, _ := fakeRun(t, dir, 34)
 	state := filepath.Join(dir, "state")
 	if err := saveTrainState(run, state); err != nil {
 		t.Fatal(err)
