@@ -98,12 +98,39 @@ func DefaultRunConfig() RunConfig {
 	}
 }
 
-// runState is the part of config.json's "extra" section the loop needs to
-// resume a run as it was defined.
-type runState struct {
-	BatchSize    int     `json:"batch_size"`
-	MaxTimeSteps int     `json:"max_time_steps"`
-	ClipNorm     float64 `json:"clip_norm"`
+// RunState is config.json's "extra" section: what the loop needs to resume
+// a run as it was defined, and the run's settings, so that --resume keeps
+// them unless they are given again.
+type RunState struct {
+	BatchSize    int          `json:"batch_size"`
+	MaxTimeSteps int          `json:"max_time_steps"`
+	ClipNorm     float64      `json:"clip_norm"`
+	Settings     *RunSettings `json:"settings,omitempty"` // absent in checkpoints written before it existed
+}
+
+// RunSettings are the settings of a run that do not define its model or
+// optimisation: a resumed run keeps them.
+type RunSettings struct {
+	Steps              int64  `json:"steps"`
+	LogInterval        int64  `json:"log_interval"`
+	EvalInterval       int64  `json:"eval_interval"`
+	CheckpointInterval int64  `json:"checkpoint_interval"`
+	Keep               int    `json:"keep"`
+	EvalSplit          string `json:"eval_split"`
+	EvalMaxSamples     int    `json:"eval_max_samples"`
+	EvalMaxUtterances  int    `json:"eval_max_utterances"`
+}
+
+// ReadRunState parses a checkpoint's "extra" section.
+func ReadRunState(m Meta) (RunState, error) {
+	var rs RunState
+	if len(m.Extra) == 0 {
+		return rs, fmt.Errorf("config.json has no training section (\"extra\"): not a checkpoint written by this trainer")
+	}
+	if err := json.Unmarshal(m.Extra, &rs); err != nil {
+		return rs, fmt.Errorf("config.json: \"extra\" section: %w", err)
+	}
+	return rs, nil
 }
 
 // Result says how a run ended.
@@ -337,12 +364,9 @@ func (tr *trainer) adoptCheckpointConfig(ck *Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	var rs runState
-	if len(m.Extra) == 0 {
-		return fmt.Errorf("config.json has no training section (\"extra\"): not a checkpoint written by this trainer")
-	}
-	if err := json.Unmarshal(m.Extra, &rs); err != nil {
-		return fmt.Errorf("config.json: \"extra\" section: %w", err)
+	rs, err := ReadRunState(m)
+	if err != nil {
+		return err
 	}
 	a, _ := json.Marshal(mi.Preprocess)
 	b, _ := json.Marshal(tr.dump.Params)
@@ -678,7 +702,10 @@ func (tr *trainer) checkpoint() (*Checkpoint, error) {
 	items := tr.step * int64(cfg.BatchSize)
 	nUtt := int64(tr.bt.Len())
 	meta.Data = DataPosition{Epoch: items / nUtt, Index: items % nUtt, ShuffleSeed: cfg.Seed}
-	extra, err := json.Marshal(runState{BatchSize: cfg.BatchSize, MaxTimeSteps: cfg.MaxTimeSteps, ClipNorm: cfg.ClipNorm})
+	extra, err := json.Marshal(RunState{BatchSize: cfg.BatchSize, MaxTimeSteps: cfg.MaxTimeSteps, ClipNorm: cfg.ClipNorm,
+		Settings: &RunSettings{Steps: cfg.Steps, LogInterval: cfg.LogInterval, EvalInterval: cfg.EvalInterval,
+			CheckpointInterval: cfg.CheckpointInterval, Keep: cfg.Keep, EvalSplit: cfg.EvalSplit,
+			EvalMaxSamples: cfg.EvalMaxSamples, EvalMaxUtterances: cfg.EvalMaxUtterances}})
 	if err != nil {
 		return nil, err
 	}

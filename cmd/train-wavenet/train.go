@@ -210,14 +210,8 @@ func runConfig(cmd *cobra.Command, o *trainOpts) (train.RunConfig, error) {
 	}
 	cfg.Data, cfg.Out, cfg.Resume = o.data, o.out, o.resume
 	if o.resume {
-		var changed []string
-		for _, n := range runDefining {
-			if f.Changed(n) {
-				changed = append(changed, "--"+n)
-			}
-		}
-		if len(changed) > 0 {
-			return cfg, fmt.Errorf("--resume continues %s with the settings saved in its checkpoint; %s cannot change (start a new --out instead)", o.out, strings.Join(changed, ", "))
+		if err := resumeFlags(f, o, cmd.ErrOrStderr()); err != nil {
+			return cfg, err
 		}
 	} else {
 		presetHead := ""

@@ -97,7 +97,7 @@ func TestTrainCommand(t *testing.T) {
 	if err != nil || !strings.Contains(stdout, "finished step 6") || !strings.Contains(stdout, "head mol --mixtures 3") {
 		t.Fatalf("resume: %v\n%s\n%s", err, stdout, stderr)
 	}
-	if _, _, err := runT(t, "--data", dump, "--out", out, "--resume", "--steps", "8", "--lr", "1e-2"); err == nil || !strings.Contains(err.Error(), "--lr cannot change") {
+	if _, _, err := runT(t, "--data", dump, "--out", out, "--resume", "--steps", "8", "--lr", "1e-2"); err == nil || !strings.Contains(err.Error(), "--lr 0.01 (the run has 0.001)") {
 		t.Errorf("resume with another --lr: %v", err)
 	}
 	if _, _, err := runT(t, small(dump, out, "--steps", "8")...); err == nil || !strings.Contains(err.Error(), "already holds checkpoints") {
@@ -185,7 +185,6 @@ func TestTrainCommandErrors(t *testing.T) {
 		{[]string{"--data", dump, "--out", out, "--preset", "tiny", "--device", "cuda"}, "--device cuda: cuda:"},
 		{[]string{"--data", dump, "--out", out, "--preset", "tiny", "--max-time-steps", "1000"}, "multiple of the dump's hop 256"},
 		{[]string{"--data", filepath.Join(out, "nothing"), "--out", out, "--preset", "tiny"}, "nothing"},
-		{[]string{"--data", dump, "--out", out, "--resume", "--preset", "tiny"}, "--preset cannot change"},
 		{[]string{"--data", dump, "--out", out, "--resume"}, "no checkpoint to resume"},
 		{[]string{"stray", "--data", dump}, `unknown command "stray"`},
 	} {
@@ -269,5 +268,63 @@ func TestTrainTimeLimit(t *testing.T) {
 	}
 	if _, _, err := runT(t, small(dump, filepath.Join(t.TempDir(), "r2"), "--steps", "3", "--time-limit", "-1s")...); err == nil || !strings.Contains(err.Error(), "--time-limit") {
 		t.Errorf("negative limit: %v", err)
+	}
+}
+
+// TestResumeKeepsRunSettings: --resume keeps the run's --keep, intervals
+// and --steps unless they are given (a resumed --keep 0 run used to fall
+// back to --keep 5 and delete its early checkpoints), prints a setting given
+// with another value, accepts run-defining flags repeated with the run's
+// values and names the saved value of one that differs.
+func TestResumeKeepsRunSettings(t *testing.T) {
+	dump := dumpForTraining(t)
+	out := filepath.Join(t.TempDir(), "run")
+	define := []string{"--head", "mol", "--mixtures", "3"}
+	if _, stderr, err := runT(t, small(dump, out, append(define, "--steps", "4", "--keep", "0", "--checkpoint-interval", "1", "--log-interval", "1", "--eval-interval", "0")...)...); err != nil {
+		t.Fatal(err, stderr)
+	}
+	steps := func() []string {
+		m, _ := filepath.Glob(filepath.Join(out, "step-*"))
+		for i := range m {
+			m[i] = filepath.Base(m[i])
+		}
+		return m
+	}
+	// Only --steps: every step kept, one checkpoint per step as before.
+	if _, stderr, err := runT(t, "--data", dump, "--out", out, "--resume", "--steps", "6", "-q"); err != nil {
+		t.Fatal(err, stderr)
+	}
+	if got := strings.Join(steps(), " "); got != "step-000000001 step-000000002 step-000000003 step-000000004 step-000000005 step-000000006" {
+		t.Fatalf("after resuming to step 6: %s", got)
+	}
+	// Nothing given: the saved --steps (6) is the target, nothing to do.
+	if stdout, stderr, err := runT(t, "--data", dump, "--out", out, "--resume", "-q"); err != nil || !strings.Contains(stdout, "finished step 6") {
+		t.Fatalf("resume with no flags: %v\n%s\n%s", err, stdout, stderr)
+	}
+	// The run-defining flags repeated unchanged, and the preset it used.
+	if _, stderr, err := runT(t, small(dump, out, append(define, "--resume", "--steps", "7")...)...); err != nil {
+		t.Fatalf("repeating the run's own flags: %v\n%s", err, stderr)
+	}
+	// A changed setting is printed and applies.
+	_, stderr, err := runT(t, "--data", dump, "--out", out, "--resume", "--steps", "8", "--keep", "2", "-q")
+	if err != nil || !strings.Contains(stderr, "resuming with --keep 2 (the run had 0)") {
+		t.Fatalf("--keep 2: %v\n%s", err, stderr)
+	}
+	if got := strings.Join(steps(), " "); got != "step-000000007 step-000000008" {
+		t.Errorf("after --keep 2: %s", got)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--layers", "5"}, "--layers 5 (the run has 6)"},
+		{[]string{"--mixtures", "4"}, "--mixtures 4 (the run has 3)"},
+		{[]string{"--bins", "7"}, `--bins (the run's head is "mol --mixtures 3`},
+		{[]string{"--preset", "mol"}, "--preset mol (the run's model is 6 layers"},
+	} {
+		_, _, err := runT(t, append([]string{"--data", dump, "--out", out, "--resume", "--steps", "9", "-q"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
 	}
 }
