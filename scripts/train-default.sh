@@ -39,7 +39,7 @@ state=cmd/vocode/model/train-state
 # flags are saved in the checkpoint; --resume keeps them.
 recipe=(--preset tiny --layers 16 --stacks 2 --residual-channels 32 --gate-channels 64 --skip-channels 32
   --head mulaw --bins 256 --max-time-steps 4096 --batch-size 4 --lr 5e-4 --clip-norm 1 --ema-decay 0.999)
-# Run settings (not saved by --resume: repeat them).
+# Run settings (--resume keeps the saved ones; given here so these apply).
 settings=(--steps "$steps" --checkpoint-interval 500 --keep 3 --log-interval 50 --eval-interval 0 --time-limit "$limit")
 
 make build >/dev/null
