@@ -298,7 +298,7 @@ func (p *wavParser) readFmt(sz int64) (*wavFmt, error) {
 
 func (p *wavParser) readData(f *wavFmt, sz int64, opt ReadOptions) (*Audio, error) {
 	if f.channels > 1 && !opt.Downmix && !opt.KeepChannels {
-		return nil, p.errf("%d channels, expected mono (set the downmix option to average them)", f.channels)
+		return nil, p.errf("%d channels, expected mono", f.channels)
 	}
 	if a := p.avail(); a >= 0 && sz > a {
 		return nil, p.errf("truncated data chunk: header says %d bytes, file has %d", sz, a)

@@ -186,6 +186,7 @@ func newMakeCorpusCmd() *cobra.Command {
 		workers  int
 		heldOut  bool
 		floorDB  float64
+		force    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "make-corpus --out DIR",
@@ -216,6 +217,11 @@ trained on a make-corpus corpus, held out in both text and speaker.`,
 			if n <= 0 || n > 99*50 {
 				return fmt.Errorf("make-corpus: --n %d must be in [1, %d]", n, 99*50)
 			}
+			if !force {
+				if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
+					return fmt.Errorf("make-corpus: %s is not empty (it holds %s); refusing to overwrite a corpus: choose another --out, or --force to write into it", out, entries[0].Name())
+				}
+			}
 			espeak, err := exec.LookPath("espeak-ng")
 			if err != nil {
 				return errors.New("make-corpus: " + espeakInstall)
@@ -237,6 +243,7 @@ trained on a make-corpus corpus, held out in both text and speaker.`,
 	f.IntVar(&maxWords, "max-words", 0, "use only sentences of at most this many words (0: all)")
 	f.IntVar(&workers, "workers", 0, "espeak-ng processes in parallel (0: one per CPU)")
 	f.Float64Var(&floorDB, "noise-floor-db", -75, "noise floor added to every file, dBFS RMS (0: none, espeak-ng's digital silence)")
+	f.BoolVar(&force, "force", false, "write into a non-empty --out (files with the same ids are replaced)")
 	f.BoolVar(&heldOut, "held-out", false, "sentences and voices that no corpus without this flag contains (an evaluation set)")
 	return cmd
 }

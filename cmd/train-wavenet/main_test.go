@@ -257,6 +257,17 @@ func TestMakeCorpusWithEspeak(t *testing.T) {
 	if _, _, err := run(t, "make-corpus", "--out", filepath.Join(t.TempDir(), "x"), "--n", "1", "--noise-floor-db", "3"); err == nil || !strings.Contains(err.Error(), "--noise-floor-db") {
 		t.Errorf("a positive noise floor: %v", err)
 	}
+	// An existing corpus is not overwritten without --force.
+	before, _ := os.ReadFile(filepath.Join(dir, "wavs", "LJ001-0001.wav"))
+	if _, _, err := run(t, "make-corpus", "--out", dir, "--n", "2", "--seed", "3", "-q"); err == nil || !strings.Contains(err.Error(), "is not empty") {
+		t.Errorf("make-corpus into a corpus: %v", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "wavs", "LJ001-0001.wav")); !bytes.Equal(before, after) {
+		t.Error("an existing corpus file changed")
+	}
+	if _, _, err := run(t, "make-corpus", "--out", dir, "--n", "2", "--seed", "3", "-q", "--force"); err != nil {
+		t.Errorf("--force: %v", err)
+	}
 }
 
 // Without espeak-ng the command says how to install it and main exits

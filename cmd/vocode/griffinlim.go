@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -41,10 +39,8 @@ func runGriffinLim(cmd *cobra.Command, args, outs []string) error {
 	if err != nil {
 		return err
 	}
-	if len(ins) > 1 || !strings.HasSuffix(strings.ToLower(o.out), ".wav") {
-		if err := os.MkdirAll(o.out, 0o755); err != nil {
-			return err
-		}
+	if err := prepareOutputs(o.out, len(ins)); err != nil {
+		return err
 	}
 	bar := cliutil.NewBar(int64(len(ins)), "griffin-lim", stderr, quiet)
 	defer bar.Finish()

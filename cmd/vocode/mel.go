@@ -16,6 +16,7 @@ var melOpts struct {
 	out     string
 	cfg     melspec.Config
 	workers int
+	downmix bool
 }
 
 var melCmd = &cobra.Command{
@@ -44,6 +45,7 @@ func init() {
 	f.Float64Var(&melOpts.cfg.FMin, "fmin", d.FMin, "lowest mel band edge (Hz)")
 	f.Float64Var(&melOpts.cfg.FMax, "fmax", d.FMax, "highest mel band edge (Hz)")
 	f.IntVar(&melOpts.workers, "workers", 0, "parallel files (0 = number of CPUs)")
+	f.BoolVar(&melOpts.downmix, "downmix", false, "average the channels of a stereo (or wider) WAV")
 	melCmd.MarkFlagRequired("out")
 	rootCmd.AddCommand(melCmd)
 }
@@ -70,9 +72,9 @@ func runMel(cmd *cobra.Command, ins []string) error {
 	sums := make([]summary, len(ins))
 	bar := cliutil.NewBar(int64(len(ins)), "mel", cmd.ErrOrStderr(), quiet || len(ins) < 8)
 	err = cliutil.ForEach(len(ins), melOpts.workers, func(i int) error {
-		a, err := audio.ReadWAV(ins[i], audio.ReadOptions{})
+		a, err := audio.ReadWAV(ins[i], audio.ReadOptions{Downmix: melOpts.downmix})
 		if err != nil {
-			return err
+			return withDownmixHint(err)
 		}
 		if a.SampleRate != cfg.SampleRate {
 			return fmt.Errorf("%s: sample rate %d Hz, expected %d Hz (resample it, or pass --sample-rate %d)", ins[i], a.SampleRate, cfg.SampleRate, a.SampleRate)

@@ -21,8 +21,8 @@ func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	rootCmd.SetArgs(args)
 	// Reset flags that persist between in-process runs.
 	melOpts.cfg = melspec.DefaultConfig()
-	melOpts.out = ""
-	synthOpts.gpuStep = "auto"
+	melOpts.out, melOpts.downmix = "", false
+	synthOpts.gpuStep, synthOpts.downmix = "auto", false
 	err = rootCmd.Execute()
 	return o.String(), e.String(), err
 }

@@ -26,14 +26,46 @@ func outputPaths(ins []string, out, ext, stripSuffix string) ([]string, error) {
 	for i, in := range ins {
 		if isFile {
 			outs[i] = out
-			continue
+		} else {
+			base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in))
+			outs[i] = filepath.Join(out, strings.TrimSuffix(base, stripSuffix)+ext)
+			if prev, dup := seen[outs[i]]; dup {
+				return nil, fmt.Errorf("%s and %s would both write %s", prev, in, outs[i])
+			}
+			seen[outs[i]] = in
 		}
-		base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in))
-		outs[i] = filepath.Join(out, strings.TrimSuffix(base, stripSuffix)+ext)
-		if prev, dup := seen[outs[i]]; dup {
-			return nil, fmt.Errorf("%s and %s would both write %s", prev, in, outs[i])
+	}
+	for _, o := range outs {
+		for _, in := range ins {
+			if samePath(o, in) {
+				return nil, fmt.Errorf("-o: %s is also an input; refusing to overwrite it", in)
+			}
 		}
-		seen[outs[i]] = in
 	}
 	return outs, nil
+}
+
+// samePath reports whether a and b name the same file: the same cleaned
+// absolute path, or (when both exist) the same file through links.
+func samePath(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	if err1 == nil && err2 == nil && aa == bb {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// checkWritable creates and removes a temporary file in dir, so a command
+// that would fail to write its outputs says so before minutes of work.
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".vocode-write-test-*")
+	if err != nil {
+		return fmt.Errorf("cannot write outputs to %s: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }

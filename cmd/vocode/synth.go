@@ -38,6 +38,7 @@ var synthOpts struct {
 	melNormalized bool
 	copySynthesis bool
 	wide          bool
+	downmix       bool
 	gpuStep       string
 	temperature   float64
 	griffinLim    bool
@@ -87,6 +88,9 @@ should beat (vocode eval prints it beside the checkpoints).`
   vocode LJ001-0001-feats.npy -o out.wav --temperature 0.7
   vocode --griffin-lim LJ001-0001-feats.npy -o gl.wav`
 	rootCmd.Args = cobra.ArbitraryArgs
+	// Inputs are arguments of the root command, so cobra cannot tell a
+	// mistyped subcommand from a file: runSynth asks for suggestions.
+	rootCmd.SuggestionsMinimumDistance = 1
 	rootCmd.RunE = runSynth
 	f := rootCmd.Flags()
 	f.StringVarP(&synthOpts.out, "out", "o", "", "output .wav file (one input) or directory (required)")
@@ -98,6 +102,7 @@ should beat (vocode eval prints it beside the checkpoints).`
 	f.IntVar(&synthOpts.threads, "threads", 0, "CPU threads: utterance groups generated in parallel with --batch (0: all cores); results do not depend on it")
 	f.BoolVar(&synthOpts.melNormalized, "mel-normalized", false, "the input mels are already normalised with the checkpoint's statistics")
 	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
+	f.BoolVar(&synthOpts.downmix, "downmix", false, "with --copy-synthesis: average the channels of a stereo (or wider) WAV")
 	f.StringVar(&synthOpts.gpuStep, "gpu-step", "auto", "GPU step kernels: auto (fused where it applies, else layered), layered (L+5 launches per sample, any batch) or fused (one launch per sample, up to 4 utterances; about 3.4x faster than layered at batch 1 on an H200)")
 	f.Float64Var(&synthOpts.temperature, "temperature", 1, "sampling temperature > 0: 1 samples the model's distribution, lower is more conservative (see above for what it scales per head)")
 	f.BoolVar(&synthOpts.griffinLim, "griffin-lim", false, "no neural model: Griffin-Lim from the mel (a baseline, or a waveform without a trained model)")
@@ -229,6 +234,28 @@ func newGenerator(m *wavenet.Model, head outputs.Head) (generator, func(), error
 	return g, func() { g.Free(); dev.Free() }, nil
 }
 
+// prepareOutputs creates -o when it is a directory and checks that files
+// can be written where the outputs go, before any synthesis.
+func prepareOutputs(out string, inputs int) error {
+	dir := filepath.Dir(out)
+	if inputs > 1 || !strings.HasSuffix(strings.ToLower(out), ".wav") {
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return err
+		}
+		dir = out
+	}
+	return checkWritable(dir)
+}
+
+// withDownmixHint names --downmix in the error of a WAV with several
+// channels.
+func withDownmixHint(err error) error {
+	if strings.Contains(err.Error(), "expected mono") {
+		return fmt.Errorf("%w (add --downmix to average the channels)", err)
+	}
+	return err
+}
+
 // gpuDefaultBatch is --batch 0's group size on a GPU.
 const gpuDefaultBatch = 32
 
@@ -269,7 +296,9 @@ func readInputs(paths []string, info train.ModelInfo, raw bool, stderr io.Writer
 		var err error
 		if synthOpts.copySynthesis {
 			var a *audio.Audio
-			if a, err = audio.ReadWAV(p, audio.ReadOptions{}); err == nil {
+			if a, err = audio.ReadWAV(p, audio.ReadOptions{Downmix: synthOpts.downmix}); err != nil {
+				err = withDownmixHint(err)
+			} else {
 				switch {
 				case a.SampleRate != pp.SampleRate:
 					err = fmt.Errorf("%s: sample rate %d Hz, the model was trained at %d Hz (resample it first)", p, a.SampleRate, pp.SampleRate)
@@ -292,6 +321,9 @@ func readInputs(paths []string, info train.ModelInfo, raw bool, stderr io.Writer
 			}
 		} else {
 			in.mel, in.frames, err = audio.ReadMel(p, cin)
+			if err != nil && strings.HasSuffix(strings.ToLower(p), ".wav") {
+				err = fmt.Errorf("%w (a WAV file: add --copy-synthesis to resynthesise it from its own mel)", err)
+			}
 			if err == nil && in.frames > wavenet.MaxGenerateFrames {
 				err = fmt.Errorf("%s: %d frames (%.1f minutes of audio) is more than the %d-frame limit; is it really a mel spectrogram?",
 					p, in.frames, float64(in.frames*hop)/float64(pp.SampleRate)/60, wavenet.MaxGenerateFrames)
@@ -354,6 +386,13 @@ func plan(threads, batch, inputs int, wide bool) (blasThreads, workers, b int) {
 func runSynth(cmd *cobra.Command, args []string) error {
 	stderr := cmd.ErrOrStderr()
 	o := synthOpts
+	if len(args) > 0 && !strings.Contains(args[0], ".") {
+		if _, err := os.Stat(args[0]); err != nil {
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				return fmt.Errorf("unknown command %q for vocode; did you mean %s?", args[0], strings.Join(s, " or "))
+			}
+		}
+	}
 	switch {
 	case len(args) == 0:
 		return errors.New("no input: give one or more mel .npy files (or WAV files with --copy-synthesis); see vocode --help")
@@ -431,10 +470,8 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(ins) > 1 || !strings.HasSuffix(strings.ToLower(o.out), ".wav") {
-		if err := os.MkdirAll(o.out, 0o755); err != nil {
-			return err
-		}
+	if err := prepareOutputs(o.out, len(ins)); err != nil {
+		return err
 	}
 	gen, freeGen, err := newGenerator(m, head)
 	if err != nil {

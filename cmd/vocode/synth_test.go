@@ -558,3 +558,58 @@ func TestSynthBadInputs(t *testing.T) {
 		})
 	}
 }
+
+// TestSynthUserMistakes: what a new user gets wrong gets an error that says
+// what to do, before any synthesis, and nothing is overwritten: the output
+// naming an input, an unwritable output location, a WAV without
+// --copy-synthesis, a stereo WAV (--downmix), a mistyped subcommand.
+func TestSynthUserMistakes(t *testing.T) {
+	dir := t.TempDir()
+	tm := saveTestModel(t, filepath.Join(dir, "run"), "gaussian", 8)
+	wav := filepath.Join(dir, "speech.wav")
+	if err := audio.WriteWAV16(wav, sine(2000, 220), 22050); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(wav)
+	if _, _, err := synth(t, "--copy-synthesis", wav, "-o", wav, "--checkpoint", tm.dir); err == nil || !strings.Contains(err.Error(), "is also an input") {
+		t.Errorf("output = input: %v", err)
+	}
+	if after, _ := os.ReadFile(wav); !bytes.Equal(before, after) {
+		t.Error("the input was overwritten")
+	}
+	notDir := filepath.Join(dir, "file.txt")
+	if err := os.WriteFile(notDir, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := synth(t, "--copy-synthesis", wav, "-o", filepath.Join(notDir, "out.wav"), "--checkpoint", tm.dir); err == nil || !strings.Contains(err.Error(), "cannot write outputs to "+notDir) {
+		t.Errorf("unwritable output location: %v", err)
+	}
+	if _, _, err := synth(t, wav, "-o", filepath.Join(dir, "o.wav"), "--checkpoint", tm.dir); err == nil || !strings.Contains(err.Error(), "add --copy-synthesis") {
+		t.Errorf("a WAV as a mel: %v", err)
+	}
+	stereo := filepath.Join(dir, "stereo.wav")
+	var buf bytes.Buffer
+	if err := audio.EncodeWAV16(&buf, sine(4000, 220), 22050, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stereo, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "mono.wav")
+	if _, _, err := synth(t, "--copy-synthesis", stereo, "-o", out, "--checkpoint", tm.dir); err == nil || !strings.Contains(err.Error(), "add --downmix") {
+		t.Errorf("stereo: %v", err)
+	}
+	if _, stderr, err := synth(t, "--copy-synthesis", "--downmix", stereo, "-o", out, "--checkpoint", tm.dir); err != nil {
+		t.Fatalf("--downmix: %v\n%s", err, stderr)
+	}
+	checkReadable(t, out, (1+2000/256)*256, 22050)
+	if _, _, err := run(t, "mel", stereo, "-o", filepath.Join(dir, "m.npy")); err == nil || !strings.Contains(err.Error(), "add --downmix") {
+		t.Errorf("vocode mel, stereo: %v", err)
+	}
+	if _, _, err := run(t, "mel", "--downmix", stereo, "-o", filepath.Join(dir, "m.npy")); err != nil {
+		t.Errorf("vocode mel --downmix: %v", err)
+	}
+	if _, _, err := synth(t, "evl", "--checkpoint", tm.dir); err == nil || !strings.Contains(err.Error(), `unknown command "evl" for vocode; did you mean eval?`) {
+		t.Errorf("mistyped subcommand: %v", err)
+	}
+}
