@@ -8,8 +8,12 @@ export CGO_ENABLED ?= 0
 
 all: build
 
+# The commit goes into --version even where GOFLAGS turns off Go's own
+# version-control stamping.
+COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo '-modified')
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "-X github.com/wavecat/wavecat/internal/cliutil.commit=$(COMMIT)" -o $(BIN)/ ./cmd/...
 
 # The tests the README and CI run. Optional tools (numpy, espeak-ng, sox,
 # torch) make more of them run; each test that needs one skips with a message

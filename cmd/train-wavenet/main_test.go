@@ -300,3 +300,10 @@ func TestRootHasQuietAndDataCommands(t *testing.T) {
 		}
 	}
 }
+
+func TestVersion(t *testing.T) {
+	stdout, _, err := run(t, "--version")
+	if err != nil || !strings.HasPrefix(stdout, "train-wavenet version wavecat ") || !strings.Contains(stdout, "go1.") {
+		t.Errorf("--version: %q, %v", stdout, err)
+	}
+}

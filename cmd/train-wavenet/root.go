@@ -1,6 +1,10 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/wavecat/wavecat/internal/cliutil"
+)
 
 // quiet silences progress bars (set by the persistent --quiet flag).
 var quiet bool
@@ -23,6 +27,7 @@ preprocessed dump (waveform targets, log-mel features, split, statistics) and
 trains WaveNet vocoders on it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       cliutil.Version(),
 	}
 	root.PersistentFlags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
 	root.AddCommand(newPreprocessCmd(), newMakeCorpusCmd())

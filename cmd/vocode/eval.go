@@ -126,7 +126,13 @@ func newEvalBackend(device string) (be compute.Backend, free func(), err error) 
 // append to the first run's list.
 type evalPathList []string
 
-func (s *evalPathList) String() string     { return fmt.Sprint([]string(*s)) }
+// String is empty for an empty list, so help shows no "(default [])".
+func (s *evalPathList) String() string {
+	if len(*s) == 0 {
+		return ""
+	}
+	return fmt.Sprint([]string(*s))
+}
 func (s *evalPathList) Set(v string) error { *s = append(*s, v); return nil }
 func (s *evalPathList) Type() string       { return "path" }
 
@@ -134,7 +140,12 @@ func (s *evalPathList) Type() string       { return "path" }
 // (a custom flag for the same reason as evalPathList). Empty means {1}.
 type evalTemps []float64
 
-func (s *evalTemps) String() string { return fmt.Sprint([]float64(*s)) }
+func (s *evalTemps) String() string {
+	if len(*s) == 0 {
+		return ""
+	}
+	return fmt.Sprint([]float64(*s))
+}
 func (s *evalTemps) Set(v string) error {
 	for _, f := range strings.Split(v, ",") {
 		t, err := strconv.ParseFloat(strings.TrimSpace(f), 64)

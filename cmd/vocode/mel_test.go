@@ -154,3 +154,17 @@ func TestMelSeveralInputsNeedADirectory(t *testing.T) {
 		t.Fatal("something was written at -o")
 	}
 }
+
+// TestVersionAndHelp: --version names the build; eval's help shows no empty
+// "(default [])" for its list flags.
+func TestVersionAndHelp(t *testing.T) {
+	stdout, _, err := run(t, "--version")
+	if err != nil || !strings.HasPrefix(stdout, "vocode version wavecat ") || !strings.Contains(stdout, "go1.") {
+		t.Errorf("--version: %q, %v", stdout, err)
+	}
+	stdout, _, err = run(t, "eval", "--help")
+	evalCmd.Flags().Set("help", "false") // the flag outlives this in-process run
+	if err != nil || strings.Contains(stdout, "(default [])") || !strings.Contains(stdout, "--temperature") {
+		t.Errorf("eval --help: %v\n%s", err, stdout)
+	}
+}

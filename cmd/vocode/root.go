@@ -1,6 +1,10 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/wavecat/wavecat/internal/cliutil"
+)
 
 var quiet bool
 
@@ -12,5 +16,6 @@ var rootCmd = &cobra.Command{
 }
 
 func init() {
+	rootCmd.Version = cliutil.Version()
 	rootCmd.PersistentFlags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars or summaries")
 }

@@ -6,9 +6,11 @@ package cliutil
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,4 +71,41 @@ func ForEach(n, workers int, fn func(i int) error, done func()) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// commit is set by make build (-ldflags -X), for environments that turn
+// off Go's own version-control stamping (GOFLAGS=-buildvcs=false).
+var commit string
+
+// Version describes the binary for --version: the commit it was built from
+// and when (Go records them when it builds inside a git checkout; make build
+// passes the commit too), whether the tree had changes, and the Go version.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "wavecat (no build information)"
+	}
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+			if len(rev) > 12 {
+				rev = rev[:12]
+			}
+		case "vcs.time":
+			at = " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = " with local changes"
+			}
+		}
+	}
+	if rev == "" {
+		rev = commit
+	}
+	if rev == "" {
+		rev = bi.Main.Version
+	}
+	return fmt.Sprintf("wavecat %s%s%s, %s", rev, at, dirty, bi.GoVersion)
 }
