@@ -159,6 +159,7 @@ func TestMelSeveralInputsNeedADirectory(t *testing.T) {
 // "(default [])" for its list flags.
 func TestVersionAndHelp(t *testing.T) {
 	stdout, _, err := run(t, "--version")
+	rootCmd.Flags().Set("version", "false") // the flag outlives this in-process run
 	if err != nil || !strings.HasPrefix(stdout, "vocode version wavecat ") || !strings.Contains(stdout, "go1.") {
 		t.Errorf("--version: %q, %v", stdout, err)
 	}
