@@ -29,7 +29,7 @@ func runGriffinLim(cmd *cobra.Command, args, outs []string) error {
 	opt := melspec.DefaultGriffinLimOptions()
 	opt.Iterations = o.glIterations
 	pp := info.Preprocess
-	fmt.Fprintf(stderr, "vocode: Griffin-Lim, no neural model (%d iterations, momentum %g); mel parameters of the %s (%d mels, hop %d, %d Hz)\n",
+	fmt.Fprintf(stderr, "vocode: Griffin-Lim, no neural model (%d iterations, momentum %g); mel parameters from %s (%d mels, hop %d, %d Hz)\n",
 		opt.Iterations, opt.Momentum, source, pp.Mel.NMels, pp.Mel.Hop, pp.SampleRate)
 	gl, err := melspec.NewGriffinLim(pp.MelConfig())
 	if err != nil {
