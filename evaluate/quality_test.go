@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wavecat/wavecat/audio"
 	"github.com/wavecat/wavecat/melspec"
@@ -257,31 +256,6 @@ func TestQualityReportJSONNaN(t *testing.T) {
 
 // TestQuality5sTiming reports the cost of Quality on a 5 s clip (two pitch
 // tracks, two band mel-cepstra, two log-mels).
-func TestQuality5sTiming(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing")
-	}
-	rng := rand.New(rand.NewPCG(9, 9))
-	ref := speechLike(5*qsr, rng)
-	test := make([]float32, len(ref))
-	for i, v := range ref {
-		test[i] = v + float32(0.01*rng.NormFloat64())
-	}
-	ex := qualityExtractor(t)
-	start := time.Now()
-	if _, err := Quality(ref, test, qsr, ex); err != nil {
-		t.Fatal(err)
-	}
-	total := time.Since(start)
-	start = time.Now()
-	Pitch(ref, qsr)
-	tp := time.Since(start)
-	t.Logf("5 s clip: Quality %v (one pitch track %v)", total, tp)
-	if total > 10*time.Second {
-		t.Errorf("Quality on 5 s took %v", total)
-	}
-}
-
 func BenchmarkQuality5s(b *testing.B) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	ref := speechLike(5*qsr, rng)
