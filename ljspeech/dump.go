@@ -20,7 +20,11 @@ import (
 //	<id>-feats.npy       float32 [frames, n_mels]: log10 mel, unnormalised
 //	<id>-done.json       per-utterance marker, written LAST: its presence
 //	                     means both .npy files are complete (or that the
-//	                     utterance was dropped, with the reason)
+//	                     utterance was dropped, with the reason); it holds
+//	                     the source recording's size, mtime and SHA-256
+//	                     and the parameters' hash, and is reused only when
+//	                     both still match
+//	.wavecat.lock        held by the process preprocessing into the dump
 //	index.json           Index: every kept utterance (id, frames, samples,
 //	                     text) and every dropped one, in metadata order
 //	split.json           Split: sorted ids of train, dev, eval
@@ -66,6 +70,17 @@ type doneMarker struct {
 	Samples int     `json:"samples"`
 	MaxAbs  float64 `json:"max_abs"`
 	Dropped string  `json:"dropped,omitempty"`
+	// Source and Params key the reuse: a rerun recomputes the utterance
+	// when its recording or the parameters are not those it was made from.
+	Source *SourceKey `json:"source,omitempty"`
+	Params string     `json:"params,omitempty"`
+}
+
+// SourceKey identifies the recording an utterance was computed from.
+type SourceKey struct {
+	Size    int64  `json:"size"`
+	ModTime string `json:"mtime"` // RFC 3339, informative: copies change it, content does not
+	SHA256  string `json:"sha256"`
 }
 
 func writeJSON(path string, v any) error {

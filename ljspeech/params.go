@@ -1,6 +1,9 @@
 package ljspeech
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 
 	"github.com/wavecat/wavecat/melspec"
@@ -132,4 +135,15 @@ func (p Params) Restore(y []float32) {
 	for i, v := range y {
 		y[i] = float32(min(max(float64(v)/gain, -1), 1))
 	}
+}
+
+// key is a hash of the parameters, stored in each utterance's marker so that
+// features made with other settings are never reused.
+func (p Params) key() (string, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("ljspeech: encoding parameters: %w", err)
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8]), nil
 }

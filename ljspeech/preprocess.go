@@ -1,6 +1,8 @@
 package ljspeech
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,9 +10,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/wavecat/wavecat/audio"
 	"github.com/wavecat/wavecat/internal/cliutil"
+	"github.com/wavecat/wavecat/internal/dirlock"
 	"github.com/wavecat/wavecat/melspec"
 )
 
@@ -34,6 +38,7 @@ type Report struct {
 	Entries   int          // lines in metadata.csv
 	Processed int          // utterances computed in this run
 	Reused    int          // utterances already complete from an earlier run
+	Stale     []string     // ids recomputed because their recording or parameters changed
 	Bad       []BadFile    // unusable recordings (only with SkipBad; else an error)
 	Dropped   []DroppedUtt // discarded by the recipe
 	Split     Split
@@ -65,19 +70,37 @@ func Preprocess(opt Options) (*Report, error) {
 	if err := os.MkdirAll(opt.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("ljspeech: creating dump directory: %w", err)
 	}
+	// One writer per dump: two would overwrite each other's features.
+	lock, err := dirlock.Acquire(opt.Out, "preprocessing "+opt.Data)
+	if err != nil {
+		return nil, fmt.Errorf("ljspeech: %w", err)
+	}
+	defer lock.Release()
+	if removed, err := dirlock.CleanStale(opt.Out); err != nil {
+		return nil, fmt.Errorf("ljspeech: %w", err)
+	} else if len(removed) > 0 {
+		fmt.Fprintf(logw, "removed %d temporary file(s) a killed run left in %s\n", len(removed), opt.Out)
+	}
 	if err := claimParams(opt.Out, p); err != nil {
+		return nil, err
+	}
+	paramsKey, err := p.key()
+	if err != nil {
 		return nil, err
 	}
 	rep := &Report{Entries: len(corpus.Entries)}
 
-	// Which utterances still need work.
-	var todo []int
-	for i, e := range corpus.Entries {
-		if _, err := readDone(opt.Out, e.ID); err != nil {
-			todo = append(todo, i)
-		}
+	// Which utterances still need work: those without a marker, and those
+	// whose recording changed since (another corpus, an edited file).
+	todo, stale, err := needWork(corpus, opt.Out, paramsKey, opt.Workers)
+	if err != nil {
+		return nil, err
 	}
 	rep.Reused = len(corpus.Entries) - len(todo)
+	rep.Stale = stale
+	if len(stale) > 0 {
+		fmt.Fprintf(logw, "recomputing %d utterance(s) whose recording or parameters changed since they were preprocessed (first: %s)\n", len(stale), stale[0])
+	}
 
 	// Check every recording still to be processed before spending time on
 	// any, so the user gets the complete list of bad files at once.
@@ -127,7 +150,7 @@ func Preprocess(opt Options) (*Report, error) {
 			return v.(error)
 		}
 		defer pool.Put(pr)
-		return processOne(pr, corpus, corpus.Entries[todo[k]].ID, opt.Out, p)
+		return processOne(pr, corpus, corpus.Entries[todo[k]].ID, opt.Out, p, paramsKey)
 	}, func() { bar.Add(1) })
 	bar.Finish()
 	if err != nil {
@@ -209,6 +232,67 @@ func claimParams(dir string, p Params) error {
 	return writeJSON(path, p)
 }
 
+// needWork returns the indices of corpus entries to (re)compute, and the ids
+// among them that had a marker whose source or parameters no longer match.
+// Size is compared first (cheap); the content hash decides, so a copied
+// corpus (new mtimes, same bytes) is still reused.
+func needWork(corpus *Corpus, out, paramsKey string, workers int) (todo []int, stale []string, err error) {
+	state := make([]int8, len(corpus.Entries)) // 0 reuse, 1 new, 2 stale
+	err = cliutil.ForEach(len(corpus.Entries), workers, func(i int) error {
+		id := corpus.Entries[i].ID
+		m, err := readDone(out, id)
+		if err != nil {
+			state[i] = 1
+			return nil
+		}
+		if m.Source == nil || m.Params != paramsKey {
+			state[i] = 2
+			return nil
+		}
+		path := corpus.WavPath(id)
+		fi, err := os.Stat(path)
+		if err != nil || fi.Size() != m.Source.Size {
+			state[i] = 2
+			return nil
+		}
+		now, err := sourceKey(path)
+		if err != nil || now.SHA256 != m.Source.SHA256 {
+			state[i] = 2
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, st := range state {
+		if st != 0 {
+			todo = append(todo, i)
+		}
+		if st == 2 {
+			stale = append(stale, corpus.Entries[i].ID)
+		}
+	}
+	return todo, stale, nil
+}
+
+// sourceKey hashes the recording at path.
+func sourceKey(path string) (*SourceKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &SourceKey{Size: fi.Size(), ModTime: fi.ModTime().UTC().Format(time.RFC3339Nano), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
 // readDone returns id's completion marker when it and the files it vouches
 // for exist.
 func readDone(dir, id string) (doneMarker, error) {
@@ -229,8 +313,14 @@ func readDone(dir, id string) (doneMarker, error) {
 	return m, nil
 }
 
-func processOne(pr *Processor, c *Corpus, id, out string, p Params) error {
+func processOne(pr *Processor, c *Corpus, id, out string, p Params, paramsKey string) error {
 	path := c.WavPath(id)
+	// Keyed before reading: if the file changes while it is processed, the
+	// next run sees a key that does not match and recomputes.
+	src, err := sourceKey(path)
+	if err != nil {
+		return err
+	}
 	x, err := loadRecording(path, p.SampleRate)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -239,7 +329,7 @@ func processOne(pr *Processor, c *Corpus, id, out string, p Params) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	m := doneMarker{ID: id, MaxAbs: r.MaxAbs, Dropped: r.Dropped}
+	m := doneMarker{ID: id, MaxAbs: r.MaxAbs, Dropped: r.Dropped, Source: src, Params: paramsKey}
 	if r.Dropped == "" {
 		m.Frames, m.Samples = r.Frames, len(r.Wave)
 		if err := audio.WriteNPY(WavePath(out, id), r.Wave, []int{len(r.Wave)}); err != nil {

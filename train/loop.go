@@ -27,11 +27,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/internal/cliutil"
+	"github.com/wavecat/wavecat/internal/dirlock"
 	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/wavenet"
@@ -183,6 +185,7 @@ type trainer struct {
 	lastEval *EvalRecord
 	lastSave int64
 	bar      *progressbar.ProgressBar
+	lock     *dirlock.Lock // exclusive use of cfg.Out
 
 	// dhead runs the head's loss and gradient on a GPU backend, so a step
 	// reads back only the loss; targets is its [B][T] waveform buffer.
@@ -275,6 +278,16 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("train: run directory: %w", err)
+	}
+	// One writer per run directory, for the whole run; only then are the
+	// temporaries a killed run left behind certainly nobody's.
+	if tr.lock, err = dirlock.Acquire(cfg.Out, "training: "+strings.Join(os.Args, " ")); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if removed, err := dirlock.CleanStale(cfg.Out); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	} else if len(removed) > 0 {
+		fmt.Fprintf(tr.log, "removed %d temporary file(s) a killed run left in %s: %s\n", len(removed), cfg.Out, strings.Join(removed, " "))
 	}
 	var ck *Checkpoint
 	latest, lerr := Latest(cfg.Out)
@@ -434,6 +447,7 @@ func (tr *trainer) free() {
 	if tr.metrics != nil {
 		tr.metrics.Close()
 	}
+	tr.lock.Release()
 }
 
 // isNilFreer catches typed nil pointers stored in the interface slice.

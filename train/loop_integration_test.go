@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/internal/dirlock"
 	"github.com/wavecat/wavecat/ljspeech"
 )
 
@@ -360,7 +361,9 @@ func TestRunOutputs(t *testing.T) {
 	ents, _ := os.ReadDir(cfg.Out)
 	var names []string
 	for _, e := range ents {
-		names = append(names, e.Name())
+		if e.Name() != dirlock.File {
+			names = append(names, e.Name())
+		}
 	}
 	want := []string{LatestFile, PlotFile, MetricsFile, "step-000000004", "step-000000006"}
 	for _, w := range want {
