@@ -54,18 +54,25 @@ func ReadNPY(path string) (data []float32, shape []int, err error) {
 // implied by the header must match the file exactly. It does not use npyio,
 // which refuses float16/float64 into []float32 (see the top of this file).
 func DecodeNPY(r io.Reader, name string, size int64) (data []float32, shape []int, err error) {
+	data, shape, _, err = decodeNPY(r, name, size)
+	return data, shape, err
+}
+
+// decodeNPY is DecodeNPY that also returns the stored dtype (numpy's descr,
+// e.g. "<i2"), which callers that must refuse integer data need.
+func decodeNPY(r io.Reader, name string, size int64) (data []float32, shape []int, descr string, err error) {
 	errf := func(format string, args ...any) error {
 		return fmt.Errorf("%s: "+format, append([]any{name}, args...)...)
 	}
 	var pre [10]byte
 	if n, err := io.ReadFull(r, pre[:]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, nil, errf("not a .npy file: %d bytes, shorter than the header", n)
+			return nil, nil, "", errf("not a .npy file: %d bytes, shorter than the header", n)
 		}
-		return nil, nil, errf("%v", err)
+		return nil, nil, "", errf("%v", err)
 	}
 	if string(pre[:6]) != npyMagic {
-		return nil, nil, errf("not a .npy file: bad magic %q", pre[:6])
+		return nil, nil, "", errf("not a .npy file: bad magic %q", pre[:6])
 	}
 	major, minor := pre[6], pre[7]
 	off := int64(10)
@@ -76,39 +83,39 @@ func DecodeNPY(r io.Reader, name string, size int64) (data []float32, shape []in
 	case 2, 3:
 		var ext [2]byte
 		if _, err := io.ReadFull(r, ext[:]); err != nil {
-			return nil, nil, errf("truncated .npy header")
+			return nil, nil, "", errf("truncated .npy header")
 		}
 		hlen = int64(binary.LittleEndian.Uint32(append(pre[8:10:10], ext[:]...)))
 		off += 2
 	default:
-		return nil, nil, errf("unsupported .npy format version %d.%d", major, minor)
+		return nil, nil, "", errf("unsupported .npy format version %d.%d", major, minor)
 	}
 	if size >= 0 && off+hlen > size {
-		return nil, nil, errf("truncated or corrupt .npy header: declares %d header bytes, file has %d", hlen, max(size-off, 0))
+		return nil, nil, "", errf("truncated or corrupt .npy header: declares %d header bytes, file has %d", hlen, max(size-off, 0))
 	}
 	if hlen > maxNPYHeader {
-		return nil, nil, errf("corrupt .npy header: declares %d header bytes, limit is %d", hlen, maxNPYHeader)
+		return nil, nil, "", errf("corrupt .npy header: declares %d header bytes, limit is %d", hlen, maxNPYHeader)
 	}
 	hb := make([]byte, hlen)
 	if _, err := io.ReadFull(r, hb); err != nil {
-		return nil, nil, errf("truncated .npy header: declares %d bytes", hlen)
+		return nil, nil, "", errf("truncated .npy header: declares %d bytes", hlen)
 	}
 	off += hlen
 	h, err := parseNPYHeader(string(hb))
 	if err != nil {
-		return nil, nil, errf("bad .npy header: %v", err)
+		return nil, nil, "", errf("bad .npy header: %v", err)
 	}
 	dt, err := parseNPYDtype(h.descr)
 	if err != nil {
-		return nil, nil, errf("%v", err)
+		return nil, nil, "", errf("%v", err)
 	}
 	n, ok := shapeProduct(h.shape)
 	overflow, nBytes := bits.Mul64(uint64(n), uint64(dt.size))
 	if !ok || overflow != 0 || nBytes > math.MaxInt64/2 {
-		return nil, nil, errf("shape %v is too large", h.shape)
+		return nil, nil, "", errf("shape %v is too large", h.shape)
 	}
 	if size >= 0 && size-off != int64(nBytes) {
-		return nil, nil, errf("header declares shape %v of %s (%d data bytes) but the file has %d data bytes", h.shape, h.descr, nBytes, size-off)
+		return nil, nil, "", errf("header declares shape %v of %s (%d data bytes) but the file has %d data bytes", h.shape, h.descr, nBytes, size-off)
 	}
 	capN := n
 	if size < 0 {
@@ -132,22 +139,22 @@ func DecodeNPY(r io.Reader, name string, size int64) (data []float32, shape []in
 		dt.decode(out[k:], b)
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, nil, errf("truncated data: header declares %d bytes, file has %d", nBytes, read)
+				return nil, nil, "", errf("truncated data: header declares %d bytes, file has %d", nBytes, read)
 			}
-			return nil, nil, errf("%v", err)
+			return nil, nil, "", errf("%v", err)
 		}
 	}
 	if size < 0 {
 		// Unknown size: still insist there is nothing after the data.
 		var one [1]byte
 		if m, _ := io.ReadFull(r, one[:]); m != 0 {
-			return nil, nil, errf("trailing bytes after the %d data bytes the header declares", nBytes)
+			return nil, nil, "", errf("trailing bytes after the %d data bytes the header declares", nBytes)
 		}
 	}
 	if h.fortran && len(h.shape) > 1 {
 		out = fortranToC(out, h.shape)
 	}
-	return out, h.shape, nil
+	return out, h.shape, h.descr, nil
 }
 
 type npyHeader struct {
@@ -535,40 +542,104 @@ func encodeNPY(w io.Writer, data []float32, shape []int) error {
 	return nil
 }
 
-// ReadMel reads a mel spectrogram stored as (frames, nMels) or
-// (nMels, frames) and returns it as frames x nMels row-major. The
-// orientation must be unambiguous (exactly one axis equals nMels), the
-// array non-empty and every value finite.
-func ReadMel(path string, nMels int) (mel []float32, frames int, err error) {
-	if nMels <= 0 {
-		return nil, 0, fmt.Errorf("%s: invalid mel count %d", path, nMels)
+// MelLayout says which axis of a 2-D mel array is time.
+type MelLayout int
+
+const (
+	// MelLayoutAuto takes the axis whose length is the mel count as the mel
+	// axis, and refuses a square array (it could be either).
+	MelLayoutAuto MelLayout = iota
+	// MelFramesMels is (frames, n_mels): wavecat's and r9y9's layout.
+	MelFramesMels
+	// MelMelsFrames is (n_mels, frames): librosa's layout.
+	MelMelsFrames
+)
+
+// MelLayoutNames are the spellings ParseMelLayout accepts.
+var MelLayoutNames = []string{"auto", "frames-mels", "mels-frames"}
+
+// ParseMelLayout reads one of MelLayoutNames.
+func ParseMelLayout(s string) (MelLayout, error) {
+	for i, n := range MelLayoutNames {
+		if s == n {
+			return MelLayout(i), nil
+		}
 	}
-	data, shape, err := ReadNPY(path)
+	return 0, fmt.Errorf("mel layout %q: want one of %s", s, strings.Join(MelLayoutNames, ", "))
+}
+
+func (l MelLayout) String() string {
+	if l < 0 || int(l) >= len(MelLayoutNames) {
+		return fmt.Sprintf("MelLayout(%d)", int(l))
+	}
+	return MelLayoutNames[l]
+}
+
+// ReadMel reads a mel spectrogram stored as (frames, nMels) or (nMels,
+// frames), as layout says, and returns it as frames x nMels row-major, with
+// transposed true when the file held (nMels, frames). The array must be
+// non-empty, of a floating-point dtype (integer data is audio or a quantised
+// mel, never the log10 mel the model wants) and every value finite.
+func ReadMel(path string, nMels int, layout MelLayout) (mel []float32, frames int, transposed bool, err error) {
+	if nMels <= 0 {
+		return nil, 0, false, fmt.Errorf("%s: invalid mel count %d", path, nMels)
+	}
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	data, shape, descr, err := decodeNPY(bufio.NewReaderSize(f, 64<<10), path, st.Size())
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if len(descr) == 3 && descr[1] == 'i' {
+		return nil, 0, false, fmt.Errorf("%s: integer data (dtype %s): a mel spectrogram here is float log10 magnitudes; is this audio samples or a quantised mel?", path, descr)
 	}
 	if len(shape) != 2 {
-		return nil, 0, fmt.Errorf("%s: mel must be a 2-D array, got shape %v", path, shape)
+		return nil, 0, false, fmt.Errorf("%s: mel must be a 2-D array, got shape %v", path, shape)
 	}
 	r, c := shape[0], shape[1]
-	switch {
-	case r == nMels && c == nMels:
-		return nil, 0, fmt.Errorf("%s: ambiguous orientation: shape %v is square with %d mels", path, shape, nMels)
-	case c == nMels:
-		frames = r
-	case r == nMels:
+	switch layout {
+	case MelLayoutAuto:
+		switch {
+		case r == nMels && c == nMels:
+			return nil, 0, false, fmt.Errorf("%s: shape %v is square with %d mels, so either axis could be time: say which with --mel-layout frames-mels or mels-frames", path, shape, nMels)
+		case c == nMels:
+			transposed = false
+		case r == nMels:
+			transposed = true
+		default:
+			return nil, 0, false, fmt.Errorf("%s: shape %v has no axis of %d mels", path, shape, nMels)
+		}
+	case MelFramesMels:
+		if c != nMels {
+			return nil, 0, false, fmt.Errorf("%s: shape %v is not (frames, %d mels) as --mel-layout frames-mels says", path, shape, nMels)
+		}
+	case MelMelsFrames:
+		if r != nMels {
+			return nil, 0, false, fmt.Errorf("%s: shape %v is not (%d mels, frames) as --mel-layout mels-frames says", path, shape, nMels)
+		}
+		transposed = true
+	default:
+		return nil, 0, false, fmt.Errorf("%s: unknown mel layout %d", path, layout)
+	}
+	frames = r
+	if transposed {
 		frames = c
 		data = fortranToC(data, []int{c, r}) // (nMels, frames) C order is (frames, nMels) Fortran order
-	default:
-		return nil, 0, fmt.Errorf("%s: shape %v has no axis of %d mels", path, shape, nMels)
 	}
 	if frames == 0 {
-		return nil, 0, fmt.Errorf("%s: mel has 0 frames", path)
+		return nil, 0, false, fmt.Errorf("%s: mel has 0 frames", path)
 	}
 	for i, v := range data {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, 0, fmt.Errorf("%s: value at frame %d, mel %d is %v", path, i/nMels, i%nMels, v)
+			return nil, 0, false, fmt.Errorf("%s: value at frame %d, mel %d is %v", path, i/nMels, i%nMels, v)
 		}
 	}
-	return data, frames, nil
+	return data, frames, transposed, nil
 }

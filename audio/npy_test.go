@@ -299,17 +299,38 @@ func TestReadMel(t *testing.T) {
 		p     string
 		shape []int
 	}{{write("fm.npy", fm, 2, 3), []int{2, 3}}, {write("mf.npy", mf, 3, 2), []int{3, 2}}} {
-		mel, frames, err := ReadMel(c.p, 3)
+		mel, frames, transposed, err := ReadMel(c.p, 3, MelLayoutAuto)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if frames != 2 {
-			t.Fatalf("%v: %d frames", c.shape, frames)
+		if frames != 2 || transposed != (c.shape[0] == 3) {
+			t.Fatalf("%v: %d frames, transposed %v", c.shape, frames, transposed)
 		}
 		equalF32(t, fmt.Sprint(c.shape), mel, fm)
 	}
+	// A square array is read as the layout says.
+	sq := []float32{0, 1, 2, 10, 11, 12, 20, 21, 22}
+	sqp := write("square.npy", sq, 3, 3)
+	if mel, frames, tr, err := ReadMel(sqp, 3, MelFramesMels); err != nil || frames != 3 || tr {
+		t.Fatalf("square frames-mels: %d frames, transposed %v, %v", frames, tr, err)
+	} else {
+		equalF32(t, "square frames-mels", mel, sq)
+	}
+	if mel, frames, tr, err := ReadMel(sqp, 3, MelMelsFrames); err != nil || frames != 3 || !tr {
+		t.Fatalf("square mels-frames: %d frames, transposed %v, %v", frames, tr, err)
+	} else {
+		equalF32(t, "square mels-frames", mel, []float32{0, 10, 20, 1, 11, 21, 2, 12, 22})
+	}
+	for _, n := range MelLayoutNames {
+		if l, err := ParseMelLayout(n); err != nil || l.String() != n {
+			t.Errorf("ParseMelLayout(%q) = %v, %v", n, l, err)
+		}
+	}
+	if _, err := ParseMelLayout("time-first"); err == nil {
+		t.Error("ParseMelLayout accepted an unknown name")
+	}
 	// A numpy-written big-endian float64 (mels=3, frames=4) fixture.
-	mel, frames, err := ReadMel(filepath.Join("testdata", "c_f8_be.npy"), 3)
+	mel, frames, _, err := ReadMel(filepath.Join("testdata", "c_f8_be.npy"), 3, MelLayoutAuto)
 	if err != nil || frames != 4 {
 		t.Fatalf("fixture: frames %d, err %v", frames, err)
 	}
@@ -322,7 +343,8 @@ func TestReadMel(t *testing.T) {
 	errCases := []struct {
 		p, want string
 	}{
-		{write("sq.npy", make([]float32, 9), 3, 3), "ambiguous orientation: shape [3 3] is square with 3 mels"},
+		{write("sq.npy", make([]float32, 9), 3, 3), "shape [3 3] is square with 3 mels, so either axis could be time: say which with --mel-layout"},
+		{filepath.Join("testdata", "c_i2.npy"), "integer data (dtype <i2)"},
 		{write("none.npy", make([]float32, 8), 2, 4), "shape [2 4] has no axis of 3 mels"},
 		{write("1d.npy", make([]float32, 3), 3), "mel must be a 2-D array, got shape [3]"},
 		{write("3d.npy", make([]float32, 18), 2, 3, 3), "mel must be a 2-D array, got shape [2 3 3]"},
@@ -332,9 +354,19 @@ func TestReadMel(t *testing.T) {
 		{filepath.Join(dir, "missing.npy"), "no such file"},
 	}
 	for _, c := range errCases {
-		_, _, err := ReadMel(c.p, 3)
+		_, _, _, err := ReadMel(c.p, 3, MelLayoutAuto)
 		if err == nil || !strings.Contains(err.Error(), c.p) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q naming the file", filepath.Base(c.p), err, c.want)
+		}
+	}
+	// A layout that contradicts the shape is refused.
+	for _, c := range []struct {
+		l    MelLayout
+		p    string
+		want string
+	}{{MelFramesMels, write("mf2.npy", mf, 3, 2), "is not (frames, 3 mels)"}, {MelMelsFrames, write("fm2.npy", fm, 2, 3), "is not (3 mels, frames)"}} {
+		if _, _, _, err := ReadMel(c.p, 3, c.l); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s as %v: err = %v, want %q", filepath.Base(c.p), c.l, err, c.want)
 		}
 	}
 }

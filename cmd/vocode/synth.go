@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/wavecat/wavecat/audio"
@@ -20,6 +19,7 @@ import (
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/melspec"
 	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/train"
@@ -36,6 +36,7 @@ var synthOpts struct {
 	device        string
 	threads       int
 	melNormalized bool
+	melLayout     string
 	copySynthesis bool
 	wide          bool
 	downmix       bool
@@ -101,6 +102,7 @@ should beat (vocode eval prints it beside the checkpoints).`
 	f.StringVar(&synthOpts.device, "device", "cpu", "compute device: cpu or cuda (NVIDIA GPU: synthesis and sampling on the GPU)")
 	f.IntVar(&synthOpts.threads, "threads", 0, "CPU threads: utterance groups generated in parallel with --batch (0: all cores); results do not depend on it")
 	f.BoolVar(&synthOpts.melNormalized, "mel-normalized", false, "the input mels are already normalised with the checkpoint's statistics")
+	f.StringVar(&synthOpts.melLayout, "mel-layout", "auto", "axes of the input .npy mels: auto (the axis of n_mels length is the mel axis; a square array needs one of the others), frames-mels or mels-frames")
 	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
 	f.BoolVar(&synthOpts.downmix, "downmix", false, "with --copy-synthesis: average the channels of a stereo (or wider) WAV")
 	f.StringVar(&synthOpts.gpuStep, "gpu-step", "auto", "GPU step kernels: auto (fused where it applies, else layered), layered (L+5 launches per sample, any batch) or fused (one launch per sample, up to 4 utterances; about 3.4x faster than layered at batch 1 on an H200)")
@@ -320,7 +322,7 @@ func readInputs(paths []string, info train.ModelInfo, raw bool, stderr io.Writer
 				}
 			}
 		} else {
-			in.mel, in.frames, err = audio.ReadMel(p, cin)
+			in.mel, in.frames, err = readMelInput(p, cin, normalised, stderr)
 			if err != nil && strings.HasSuffix(strings.ToLower(p), ".wav") {
 				err = fmt.Errorf("%w (a WAV file: add --copy-synthesis to resynthesise it from its own mel)", err)
 			}
@@ -527,7 +529,7 @@ func runSynth(cmd *cobra.Command, args []string) error {
 // real-time factor. Generate reports every step (one sample per active
 // utterance), so counts are batched before touching the bar.
 type samplesBar struct {
-	bar     *progressbar.ProgressBar
+	bar     *cliutil.Bar
 	rate    int
 	pending atomic.Int64
 	start   time.Time
@@ -537,21 +539,7 @@ type samplesBar struct {
 
 func newSamplesBar(total int64, rate int, w io.Writer, quiet bool) *samplesBar {
 	b := &samplesBar{rate: rate, start: time.Now()}
-	if quiet {
-		b.bar = progressbar.DefaultSilent(total, "vocode")
-		return b
-	}
-	b.bar = progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("vocode"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("samples"),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionSetWidth(25),
-		progressbar.OptionOnCompletion(func() { io.WriteString(w, "\n") }),
-	)
+	b.bar = cliutil.NewBarOptions(total, "vocode", w, quiet, cliutil.BarOptions{Unit: "samples"})
 	return b
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -29,6 +30,7 @@ func synth(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	synthOpts.noEMA, synthOpts.melNormalized, synthOpts.copySynthesis, synthOpts.wide = false, false, false, false
 	synthOpts.seed, synthOpts.batch, synthOpts.threads = 1, 0, 0
 	synthOpts.temperature, synthOpts.griffinLim, synthOpts.glIterations = 1, false, 60
+	synthOpts.melLayout = "auto"
 	return run(t, args...)
 }
 
@@ -509,7 +511,13 @@ func TestSynthBadInputs(t *testing.T) {
 		want []string
 	}{
 		{"wrong mel dimension", []string{npy("dim.npy", make([]float32, 10*60), 10, 60)}, []string{"dim.npy", "no axis of 80 mels"}},
-		{"ambiguous orientation", []string{npy("square.npy", make([]float32, 80*80), 80, 80)}, []string{"square.npy", "ambiguous"}},
+		{"ambiguous orientation", []string{npy("square.npy", make([]float32, 80*80), 80, 80)}, []string{"square.npy", "square", "--mel-layout frames-mels or mels-frames"}},
+		{"layout contradicts shape", []string{good, "--mel-layout", "mels-frames"}, []string{"good.npy", "is not (80 mels, frames)"}},
+		{"bad layout", []string{good, "--mel-layout", "time-first"}, []string{"--mel-layout", "auto, frames-mels, mels-frames"}},
+		{"int16 mel", []string{int16NPY(t, filepath.Join(dir, "i16.npy"), 4, 80)}, []string{"i16.npy", "integer data"}},
+		{"absurd values", []string{npy("huge.npy", filled(4*80, 1e30), 4, 80)}, []string{"huge.npy", "1e+30", "outside a log10 magnitude mel"}},
+		{"natural-log mel", []string{npy("ln.npy", filled(4*80, -23), 4, 80)}, []string{"ln.npy", "-23", "natural-log"}},
+		{"normalised out of range", []string{"--mel-normalized", npy("z.npy", filled(4*80, 400), 4, 80)}, []string{"z.npy", "400", "normalised"}},
 		{"not 2-D", []string{npy("flat.npy", make([]float32, 80), 80)}, []string{"flat.npy", "2-D"}},
 		{"empty", []string{npy("zero.npy", nil, 0, 80)}, []string{"zero.npy", "0 frames"}},
 		{"nan", []string{npy("nan.npy", nan, 4, 80)}, []string{"nan.npy", "frame 1", "NaN"}},
@@ -556,6 +564,56 @@ func TestSynthBadInputs(t *testing.T) {
 				t.Errorf("output %s exists after a refused run", out)
 			}
 		})
+	}
+}
+
+// A (mels, frames) mel is read transposed with a one-line note; a square
+// one is read as --mel-layout says, each layout giving its own reading.
+func TestSynthMelLayouts(t *testing.T) {
+	dir := t.TempDir()
+	tm := saveTestModel(t, filepath.Join(dir, "run"), "gaussian", 9)
+	fm := writeMel(t, filepath.Join(dir, "fm.npy"), 6, 80, 5)
+	mf := make([]float32, len(fm))
+	for f := 0; f < 6; f++ {
+		for m := 0; m < 80; m++ {
+			mf[m*6+f] = fm[f*80+m]
+		}
+	}
+	if err := audio.WriteNPY(filepath.Join(dir, "mf.npy"), mf, []int{80, 6}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(out string, args ...string) ([]float32, string) {
+		t.Helper()
+		_, stderr, err := synth(t, append(args, "--checkpoint", tm.ck, "-o", out, "-q")...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		a, err := audio.ReadWAV(out, audio.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Samples, stderr
+	}
+	want, stderr := run(filepath.Join(dir, "fm.wav"), filepath.Join(dir, "fm.npy"))
+	if strings.Contains(stderr, "transposed") {
+		t.Errorf("a (frames, mels) input was reported transposed: %q", stderr)
+	}
+	got, stderr := run(filepath.Join(dir, "mf.wav"), filepath.Join(dir, "mf.npy"))
+	if n := strings.Count(stderr, "mf.npy: read as (80 mels, 6 frames)"); n != 1 {
+		t.Errorf("the transposed input should be noted once, stderr %q", stderr)
+	}
+	if !slices.Equal(got, want) {
+		t.Error("the transposed mel gave other audio than the same mel as (frames, mels)")
+	}
+	if _, stderr = run(filepath.Join(dir, "mf2.wav"), "--mel-layout", "mels-frames", filepath.Join(dir, "mf.npy")); strings.Contains(stderr, "transposed") {
+		t.Errorf("--mel-layout mels-frames still notes the transposition: %q", stderr)
+	}
+
+	writeMel(t, filepath.Join(dir, "sq.npy"), 80, 80, 6)
+	a, _ := run(filepath.Join(dir, "sq-fm.wav"), "--mel-layout", "frames-mels", filepath.Join(dir, "sq.npy"))
+	b, _ := run(filepath.Join(dir, "sq-mf.wav"), "--mel-layout", "mels-frames", filepath.Join(dir, "sq.npy"))
+	if len(a) != len(b) || slices.Equal(a, b) {
+		t.Errorf("square mel: both layouts gave the same audio (%d, %d samples)", len(a), len(b))
 	}
 }
 
@@ -612,4 +670,32 @@ func TestSynthUserMistakes(t *testing.T) {
 	if _, _, err := synth(t, "evl", "--checkpoint", tm.dir); err == nil || !strings.Contains(err.Error(), `unknown command "evl" for vocode; did you mean eval?`) {
 		t.Errorf("mistyped subcommand: %v", err)
 	}
+}
+
+// filled returns n copies of v.
+func filled(n int, v float32) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = v
+	}
+	return x
+}
+
+// int16NPY writes a (rows, cols) int16 .npy of ramp values, as numpy would.
+func int16NPY(t *testing.T, path string, rows, cols int) string {
+	t.Helper()
+	h := fmt.Sprintf("{'descr': '<i2', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols)
+	for (10+len(h)+1)%64 != 0 {
+		h += " "
+	}
+	h += "\n"
+	b := append([]byte("\x93NUMPY\x01\x00"), byte(len(h)), byte(len(h)>>8))
+	b = append(b, h...)
+	for i := 0; i < rows*cols; i++ {
+		b = append(b, byte(i*37), byte(i*37>>8))
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
