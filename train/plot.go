@@ -16,31 +16,55 @@ import (
 
 // WritePlot draws the training loss (top) and the validation bits/sample
 // with standard-error bars (bottom) against the step into a PNG at path,
-// written atomically so a viewer never sees half an image. Two panels
-// because the units differ: the loss is the head's training objective in
-// nats (smoothed for AdaCat, discrete cross-entropy for the categorical
-// heads) while validation is the comparable continuous bits/sample.
+// written atomically so a viewer never sees half an image. Both panels are
+// in bits/sample; they stay two because the quantities differ: the loss is
+// the head's training objective (smoothed for AdaCat, discrete
+// cross-entropy for the categorical heads) while validation is the
+// comparable continuous bits/sample.
 func WritePlot(path string, train []TrainRecord, eval []EvalRecord, title string) error {
-	top := plot.New()
+	top, bot, err := lossPlots(train, eval, title)
+	if err != nil {
+		return err
+	}
+	const w, h = 8 * vg.Inch, 7 * vg.Inch
+	img := vgimg.New(w, h)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
+		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
+	plots := [][]*plot.Plot{{top}, {bot}}
+	canvases := plot.Align(plots, tiles, dc)
+	top.Draw(canvases[0][0])
+	bot.Draw(canvases[1][0])
+	var buf bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return atomicfile.WriteBytes(path, buf.Bytes(), 0o644)
+}
+
+// lossPlots builds WritePlot's two panels.
+func lossPlots(train []TrainRecord, eval []EvalRecord, title string) (top, bot *plot.Plot, err error) {
+	top = plot.New()
 	top.Title.Text = title
 	top.X.Label.Text = "step"
-	top.Y.Label.Text = "training loss (nats/sample)"
+	top.Y.Label.Text = "training loss (bits/sample)"
 	var pts plotter.XYs
 	for _, r := range train {
 		if finite(r.Loss) {
-			pts = append(pts, plotter.XY{X: float64(r.Step), Y: r.Loss})
+			// metrics.jsonl keeps the loss in nats, as the heads compute it
+			pts = append(pts, plotter.XY{X: float64(r.Step), Y: r.Loss / math.Ln2})
 		}
 	}
 	if len(pts) > 0 {
 		l, err := plotter.NewLine(pts)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		l.Color = color.RGBA{R: 31, G: 119, B: 180, A: 255}
 		top.Add(l, plotter.NewGrid())
 	}
 
-	bot := plot.New()
+	bot = plot.New()
 	bot.X.Label.Text = "step"
 	bot.Y.Label.Text = "validation bits/sample (EMA)"
 	var ev struct {
@@ -56,13 +80,13 @@ func WritePlot(path string, train []TrainRecord, eval []EvalRecord, title string
 	if len(ev.XYs) > 0 {
 		l, s, err := plotter.NewLinePoints(ev.XYs)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		red := color.RGBA{R: 214, G: 39, B: 40, A: 255}
 		l.Color, s.Color = red, red
 		eb, err := plotter.NewYErrorBars(ev)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		eb.Color = red
 		bot.Add(l, s, eb, plotter.NewGrid())
@@ -78,21 +102,7 @@ func WritePlot(path string, train []TrainRecord, eval []EvalRecord, title string
 		}
 		top.X.Min, top.X.Max, bot.X.Min, bot.X.Max = lo, hi, lo, hi
 	}
-
-	const w, h = 8 * vg.Inch, 7 * vg.Inch
-	img := vgimg.New(w, h)
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
-		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
-	plots := [][]*plot.Plot{{top}, {bot}}
-	canvases := plot.Align(plots, tiles, dc)
-	top.Draw(canvases[0][0])
-	bot.Draw(canvases[1][0])
-	var buf bytes.Buffer
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return atomicfile.WriteBytes(path, buf.Bytes(), 0o644)
+	return top, bot, nil
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

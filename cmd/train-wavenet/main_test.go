@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/wavecat/wavecat/train"
 	"math"
 	"os"
 	"os/exec"
@@ -305,5 +306,21 @@ func TestVersion(t *testing.T) {
 	stdout, _, err := run(t, "--version")
 	if err != nil || !strings.HasPrefix(stdout, "train-wavenet version wavecat ") || !strings.Contains(stdout, "go1.") {
 		t.Errorf("--version: %q, %v", stdout, err)
+	}
+}
+
+// --help (and train --help) describe every preset, not only name it.
+func TestHelpDescribesPresets(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"train", "--help"}} {
+		stdout, _, err := runT(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range train.PresetNames() {
+			p, _ := train.LookupPreset(n)
+			if !strings.Contains(stdout, n+strings.Repeat(" ", max(1, 11-len(n)))+p.Description) {
+				t.Errorf("%v: no line for preset %s: %q", args, n, p.Description)
+			}
+		}
 	}
 }

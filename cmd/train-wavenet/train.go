@@ -38,12 +38,13 @@ func attachTrain(root *cobra.Command) {
 	root.Args = cobra.NoArgs
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return runTrain(cmd, &ro) }
 	root.Example = trainExamples
+	root.Long += "\n\n" + presetHelp()
 
 	so := defaultTrainOpts()
 	sub := &cobra.Command{
 		Use:     "train --data DUMP --out RUN (--preset NAME | --head NAME) [flags]",
 		Short:   "Train a WaveNet vocoder (the same as running train-wavenet with these flags)",
-		Long:    trainLong,
+		Long:    trainLong + "\n\n" + presetHelp(),
 		Example: trainExamples,
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runTrain(cmd, &so) },
@@ -105,7 +106,7 @@ var runDefining = append([]string{"preset", "head", "layers", "stacks", "residua
 func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.StringVar(&o.data, "data", "", "preprocessed dump (train-wavenet preprocess --out)")
 	f.StringVar(&o.out, "out", "", "run directory (checkpoints, metrics.jsonl, loss.png)")
-	f.StringVar(&o.preset, "preset", "", "model and head preset: "+presetList())
+	f.StringVar(&o.preset, "preset", "", "model and head preset: "+presetList()+" (each described above)")
 	f.StringVar(&o.head, "head", "", "output head: "+strings.Join(outputs.Names(), ", ")+" (overrides the preset's)")
 	f.IntVar(&o.bins, "bins", 256, "mulaw/categorical: classes")
 	f.IntVar(&o.mixtures, "mixtures", 10, "mol: logistic components")
@@ -145,6 +146,18 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 }
 
 func presetList() string { return strings.Join(train.PresetNames(), ", ") }
+
+// presetHelp lists every preset with what it is, for --help: a name alone
+// does not say that "tiny" is for smoke tests or which paper row a preset is.
+func presetHelp() string {
+	var b strings.Builder
+	b.WriteString("Presets (--preset NAME; model flags and --head override parts of one):")
+	for _, n := range train.PresetNames() {
+		p, _ := train.LookupPreset(n)
+		fmt.Fprintf(&b, "\n  %-10s %s", n, p.Description)
+	}
+	return b.String()
+}
 
 // headSpec builds the outputs.New spec from the preset's head, --head and the
 // head option flags that were given.

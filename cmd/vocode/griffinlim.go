@@ -15,7 +15,7 @@ import (
 // would otherwise use (its weights are not loaded). The mel was computed
 // before the training gain and pre-emphasis, so the result is written as it
 // comes, clipped to 16 bits.
-func runGriffinLim(cmd *cobra.Command, args, outs []string) error {
+func runGriffinLim(cmd *cobra.Command, args, outs []string) (err error) {
 	stderr, o := cmd.ErrOrStderr(), synthOpts
 	path, source, cleanup, err := resolveModel(o.checkpoint)
 	if err != nil {
@@ -39,9 +39,15 @@ func runGriffinLim(cmd *cobra.Command, args, outs []string) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareOutputs(o.out, len(ins)); err != nil {
+	dirs, err := prepareOutputs(o.out, len(ins))
+	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			dirs.Undo()
+		}
+	}()
 	bar := cliutil.NewBar(int64(len(ins)), "griffin-lim", stderr, quiet)
 	defer bar.Finish()
 	for i, in := range ins {

@@ -2,13 +2,14 @@ package main
 
 import (
 	"fmt"
-	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wavecat/wavecat/audio"
 	"github.com/wavecat/wavecat/internal/cliutil"
+	"github.com/wavecat/wavecat/internal/outdir"
 	"github.com/wavecat/wavecat/melspec"
 )
 
@@ -50,7 +51,7 @@ func init() {
 	rootCmd.AddCommand(melCmd)
 }
 
-func runMel(cmd *cobra.Command, ins []string) error {
+func runMel(cmd *cobra.Command, ins []string) (err error) {
 	cfg := melOpts.cfg
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -59,11 +60,19 @@ func runMel(cmd *cobra.Command, ins []string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasSuffix(strings.ToLower(melOpts.out), ".npy") {
-		if err := os.MkdirAll(melOpts.out, 0o755); err != nil {
-			return err
-		}
+	dir := melOpts.out
+	if strings.HasSuffix(strings.ToLower(dir), ".npy") {
+		dir = filepath.Dir(dir)
 	}
+	dirs, err := outdir.Prepare(dir)
+	if err != nil {
+		return fmt.Errorf("-o: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			dirs.Undo() // a failed run leaves no empty folder
+		}
+	}()
 	type summary struct {
 		frames  int
 		seconds float64

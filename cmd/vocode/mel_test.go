@@ -124,6 +124,14 @@ func TestMelBadInputsFailWithoutOutput(t *testing.T) {
 		if _, serr := os.Stat(out); serr == nil {
 			t.Fatalf("%s: output file written despite the error", c.in)
 		}
+		// Into directories that do not exist yet: none is left behind.
+		nested := filepath.Join(dir, "new", "mels")
+		if _, _, err := run(t, "mel", c.in, "-o", nested, "-q"); err == nil {
+			t.Fatalf("%s into %s: accepted", c.in, nested)
+		}
+		if _, serr := os.Stat(filepath.Join(dir, "new")); !os.IsNotExist(serr) {
+			t.Fatalf("%s: a failed run left %s (%v)", c.in, filepath.Join(dir, "new"), serr)
+		}
 	}
 }
 
@@ -167,5 +175,14 @@ func TestVersionAndHelp(t *testing.T) {
 	evalCmd.Flags().Set("help", "false") // the flag outlives this in-process run
 	if err != nil || strings.Contains(stdout, "(default [])") || !strings.Contains(stdout, "--temperature") {
 		t.Errorf("eval --help: %v\n%s", err, stdout)
+	}
+	// One spelling for the raw weights in both commands' help.
+	for _, args := range [][]string{{"--help"}, {"eval", "--help"}} {
+		stdout, _, err = run(t, args...)
+		rootCmd.Flags().Set("help", "false")
+		evalCmd.Flags().Set("help", "false")
+		if err != nil || !strings.Contains(stdout, "--raw-weights") || strings.Contains(stdout, "--no-ema") {
+			t.Errorf("%v: want --raw-weights and no --no-ema (%v)", args, err)
+		}
 	}
 }

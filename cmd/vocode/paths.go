@@ -57,15 +57,3 @@ func samePath(a, b string) bool {
 	sb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
-
-// checkWritable creates and removes a temporary file in dir, so a command
-// that would fail to write its outputs says so before minutes of work.
-func checkWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".vocode-write-test-*")
-	if err != nil {
-		return fmt.Errorf("cannot write outputs to %s: %w", dir, err)
-	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
-}

@@ -20,6 +20,7 @@ import (
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/compute/cuda"
 	"github.com/wavecat/wavecat/internal/cliutil"
+	"github.com/wavecat/wavecat/internal/outdir"
 	"github.com/wavecat/wavecat/melspec"
 	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/train"
@@ -96,7 +97,10 @@ should beat (vocode eval prints it beside the checkpoints).`
 	f := rootCmd.Flags()
 	f.StringVarP(&synthOpts.out, "out", "o", "", "output .wav file (one input) or directory (required)")
 	f.StringVar(&synthOpts.checkpoint, "checkpoint", "", "checkpoint or run directory (default: $"+checkpointEnv+", the newest run under ./runs, the built-in model)")
+	f.BoolVar(&synthOpts.noEMA, "raw-weights", false, "use the raw weights instead of the EMA weights")
+	// The old spelling still works; one name (eval's) is documented.
 	f.BoolVar(&synthOpts.noEMA, "no-ema", false, "use the raw weights instead of the EMA weights")
+	f.MarkDeprecated("no-ema", "use --raw-weights, as vocode eval does")
 	f.Uint64Var(&synthOpts.seed, "seed", 1, "sampling seed; input i uses seed+i, whatever the batch")
 	f.IntVar(&synthOpts.batch, "batch", 0, "utterances generated at once (0: one per thread on the CPU, all inputs up to 32 on a GPU); results do not depend on it")
 	f.StringVar(&synthOpts.device, "device", "cpu", "compute device: cpu or cuda (NVIDIA GPU: synthesis and sampling on the GPU)")
@@ -236,17 +240,19 @@ func newGenerator(m *wavenet.Model, head outputs.Head) (generator, func(), error
 	return g, func() { g.Free(); dev.Free() }, nil
 }
 
-// prepareOutputs creates -o when it is a directory and checks that files
-// can be written where the outputs go, before any synthesis.
-func prepareOutputs(out string, inputs int) error {
+// prepareOutputs creates where the outputs go (-o as a directory, or the
+// directory of -o FILE.wav) and checks it is writable, before any synthesis.
+// The returned Dirs undo the creation when the command then fails.
+func prepareOutputs(out string, inputs int) (*outdir.Dirs, error) {
 	dir := filepath.Dir(out)
 	if inputs > 1 || !strings.HasSuffix(strings.ToLower(out), ".wav") {
-		if err := os.MkdirAll(out, 0o755); err != nil {
-			return err
-		}
 		dir = out
 	}
-	return checkWritable(dir)
+	d, err := outdir.Prepare(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-o: %w", err)
+	}
+	return d, nil
 }
 
 // withDownmixHint names --downmix in the error of a WAV with several
@@ -385,7 +391,7 @@ func plan(threads, batch, inputs int, wide bool) (blasThreads, workers, b int) {
 	return 1, max(1, min(threads, batch)), batch
 }
 
-func runSynth(cmd *cobra.Command, args []string) error {
+func runSynth(cmd *cobra.Command, args []string) (err error) {
 	stderr := cmd.ErrOrStderr()
 	o := synthOpts
 	if len(args) > 0 && !strings.Contains(args[0], ".") {
@@ -472,9 +478,15 @@ func runSynth(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareOutputs(o.out, len(ins)); err != nil {
+	dirs, err := prepareOutputs(o.out, len(ins))
+	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			dirs.Undo()
+		}
+	}()
 	gen, freeGen, err := newGenerator(m, head)
 	if err != nil {
 		return err

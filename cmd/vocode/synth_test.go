@@ -224,7 +224,7 @@ func checkReadable(t *testing.T, path string, samples, rate int) {
 // TestSynthEveryHead: for every head, vocode writes exactly the WAV the
 // library produces (EMA weights, checkpoint normalisation, inverse
 // pre-emphasis, gain, clip), frames*hop samples long, readable by Python's
-// wave and sox; --no-ema changes it.
+// wave and sox; --raw-weights changes it.
 func TestSynthEveryHead(t *testing.T) {
 	heads := []string{"mulaw --bins 32", "categorical --bins 32", "mol --mixtures 3", "gaussian", "adacat --components 8"}
 	for i, spec := range heads {
@@ -250,11 +250,20 @@ func TestSynthEveryHead(t *testing.T) {
 			sameAudio(t, out, tm.expectedWAV(t, mel, 11), 22050)
 			checkReadable(t, out, frames*256, 22050)
 			raw := filepath.Join(dir, "raw.wav")
-			if _, stderr, err := synth(t, in, "-o", raw, "--checkpoint", tm.dir, "--seed", "11", "--no-ema"); err != nil {
+			if _, stderr, err := synth(t, in, "-o", raw, "--checkpoint", tm.dir, "--seed", "11", "--raw-weights"); err != nil {
 				t.Fatalf("%v\n%s", err, stderr)
 			}
-			if b, _ := os.ReadFile(raw); bytes.Equal(b, got) {
-				t.Error("--no-ema gave the EMA output")
+			rawb, _ := os.ReadFile(raw)
+			if bytes.Equal(rawb, got) {
+				t.Error("--raw-weights gave the EMA output")
+			}
+			// The old spelling (deprecated, hidden from --help) still works.
+			old := filepath.Join(dir, "old.wav")
+			if _, _, err := synth(t, in, "-o", old, "--checkpoint", tm.dir, "--seed", "11", "--no-ema"); err != nil {
+				t.Errorf("--no-ema: %v", err)
+			}
+			if b, _ := os.ReadFile(old); !bytes.Equal(b, rawb) {
+				t.Error("--no-ema and --raw-weights differ")
 			}
 		})
 	}
@@ -639,8 +648,16 @@ func TestSynthUserMistakes(t *testing.T) {
 	if err := os.WriteFile(notDir, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := synth(t, "--copy-synthesis", wav, "-o", filepath.Join(notDir, "out.wav"), "--checkpoint", tm.dir); err == nil || !strings.Contains(err.Error(), "cannot write outputs to "+notDir) {
-		t.Errorf("unwritable output location: %v", err)
+	if _, _, err := synth(t, "--copy-synthesis", wav, "-o", filepath.Join(notDir, "out.wav"), "--checkpoint", tm.dir); err == nil || !strings.Contains(err.Error(), "-o: "+notDir+": not a directory") || strings.Count(err.Error(), notDir) != 1 {
+		t.Errorf("unwritable output location: %v (want the path named once)", err)
+	}
+	// A refused run leaves none of the directories it created for -o.
+	nested := filepath.Join(dir, "new", "deeper")
+	if _, _, err := synth(t, filepath.Join(dir, "missing.npy"), "-o", nested, "--checkpoint", tm.dir); err == nil {
+		t.Error("a missing input was accepted")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); !os.IsNotExist(err) {
+		t.Errorf("a failed run left %s (%v)", filepath.Join(dir, "new"), err)
 	}
 	if _, _, err := synth(t, wav, "-o", filepath.Join(dir, "o.wav"), "--checkpoint", tm.dir); err == nil || !strings.Contains(err.Error(), "add --copy-synthesis") {
 		t.Errorf("a WAV as a mel: %v", err)
