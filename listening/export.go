@@ -6,8 +6,10 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -84,8 +86,17 @@ type Stimulus struct {
 // file's size reveals only the utterance's duration. Names are random hex,
 // and the files are written in a random order with one shared modification
 // time.
+//
+// The test is assembled in a staging folder and moved into opt.Dir only once
+// complete, so an export that fails half way (a full disk, say) leaves
+// opt.Dir as it was and can simply be run again. When opt.Dir does not exist
+// the staging folder is its hidden sibling ".NAME.export-partial", renamed to
+// opt.Dir in one step; otherwise it is opt.Dir/.export-partial and its
+// entries are moved up, key.csv last. A failed export removes its staging
+// folder; one left by a killed process is removed by the next export into
+// opt.Dir (two exports into one directory at once are not supported).
 // It returns the key, sorted by file name.
-func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
+func Export(items []Item, opt ExportOptions) (key []Stimulus, err error) {
 	if len(items) == 0 {
 		return nil, fmt.Errorf("listening test: no utterances to export")
 	}
@@ -102,19 +113,23 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	for _, f := range []string{KeyFile, MOSDir} {
-		if _, err := os.Stat(filepath.Join(opt.Dir, f)); err == nil {
-			return nil, fmt.Errorf("%s already holds a listening test (%s exists); export into a new directory so keys and stimuli are never mixed", opt.Dir, f)
-		}
+	st, err := stageExport(opt.Dir)
+	if err != nil {
+		return nil, err
 	}
-	audioDir := filepath.Join(opt.Dir, MOSDir, AudioDir)
+	defer func() {
+		if err != nil {
+			st.abort()
+		}
+	}()
+	out := st.dir // everything is written here and moved into opt.Dir at the end
+	audioDir := filepath.Join(out, MOSDir, AudioDir)
 	if err := os.MkdirAll(audioDir, 0o755); err != nil {
 		return nil, err
 	}
 	fs := float64(opt.SampleRate)
 	used := map[string]bool{}
 	audioOf := map[string][]float32{} // written at the end, in random order
-	var key []Stimulus
 	type page struct {
 		id        string
 		reference string
@@ -157,10 +172,10 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 		}
 		pages = append(pages, pg)
 		if opt.Plots {
-			if err := os.MkdirAll(filepath.Join(opt.Dir, PlotDir), 0o755); err != nil {
+			if err := os.MkdirAll(filepath.Join(out, PlotDir), 0o755); err != nil {
 				return nil, err
 			}
-			if err := PlotSpectrograms(filepath.Join(opt.Dir, PlotDir, safeName(it.ID)+".png"), it.ID, plotted, opt.SampleRate); err != nil {
+			if err := PlotSpectrograms(filepath.Join(out, PlotDir, safeName(it.ID)+".png"), it.ID, plotted, opt.SampleRate); err != nil {
 				return nil, err
 			}
 		}
@@ -180,7 +195,7 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 	stamp := time.Now().Truncate(time.Second)
 	for _, name := range names {
 		p := filepath.Join(audioDir, name)
-		if err := audio.WriteWAV16(p, audioOf[name], opt.SampleRate); err != nil {
+		if err := writeWAV16(p, audioOf[name], opt.SampleRate); err != nil {
 			return nil, err
 		}
 		delete(audioOf, name)
@@ -204,7 +219,7 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.WriteBytes(filepath.Join(opt.Dir, MOSDir, "index.html"), html, 0o644); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(out, MOSDir, "index.html"), html, 0o644); err != nil {
 		return nil, err
 	}
 
@@ -226,21 +241,138 @@ func Export(items []Item, opt ExportOptions) ([]Stimulus, error) {
 		}
 	}
 	fmt.Fprintf(&y, "    - type: finish\n      name: Thank you\n      content: Thank you for taking part.\n      showResults: false\n      writeResults: true\n")
-	if err := atomicfile.WriteBytes(filepath.Join(opt.Dir, MushraFile), y.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(out, MushraFile), y.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
 
-	// The key last: its presence marks a complete export.
-	err = atomicfile.Write(filepath.Join(opt.Dir, KeyFile), 0o644, func(w io.Writer) error {
+	// The key last: its presence marks a complete export. System names and
+	// utterance ids come from the user, and the key is a CSV the
+	// experimenter may open in a spreadsheet: csvCell keeps them text.
+	err = atomicfile.Write(filepath.Join(out, KeyFile), 0o644, func(w io.Writer) error {
 		cw := csv.NewWriter(w)
 		cw.Write([]string{"stimulus", "system", "utterance"})
 		for _, s := range key {
-			cw.Write([]string{s.File, s.System, s.Utterance})
+			cw.Write([]string{csvCell(s.File), csvCell(s.System), csvCell(s.Utterance)})
 		}
 		cw.Flush()
 		return cw.Error()
 	})
-	return key, err
+	if err != nil {
+		return nil, err
+	}
+	if err = st.commit(); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// writeWAV16 writes a stimulus; tests replace it to fail like a full disk.
+var writeWAV16 = audio.WriteWAV16
+
+// stagingName is the staging folder inside an existing export directory; a
+// new one gets the sibling "."+base+stagingName.
+const stagingName = ".export-partial"
+
+// exportStage is where an export is assembled before it is moved to final.
+type exportStage struct {
+	dir, final string
+	whole      bool // dir is final's sibling and becomes final by one rename
+}
+
+// CheckExportDir reports whether an export into dir would be refused because
+// dir already holds a listening test (or part of one), so a caller can check
+// before the slow synthesis.
+func CheckExportDir(dir string) error {
+	if dir == "" {
+		return fmt.Errorf("listening test: no output directory")
+	}
+	if _, err := os.Stat(filepath.Join(dir, KeyFile)); err == nil {
+		return fmt.Errorf("%s already holds a listening test (%s exists); export into a new directory so keys and stimuli are never mixed", dir, KeyFile)
+	}
+	for _, f := range []string{MOSDir, MushraFile, PlotDir} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			return fmt.Errorf("%s already holds %s but no %s: part of a listening test, perhaps from an export interrupted before exports were staged; remove it or export into a new directory", dir, f, KeyFile)
+		}
+	}
+	return nil
+}
+
+// stageExport checks dir, removes a stale staging folder and creates a fresh
+// one.
+func stageExport(dir string) (*exportStage, error) {
+	if err := CheckExportDir(dir); err != nil {
+		return nil, err
+	}
+	final := filepath.Clean(dir)
+	abs, err := filepath.Abs(final)
+	if err != nil {
+		return nil, err
+	}
+	var sibling string // "" where final has no parent to stage beside it
+	if parent := filepath.Dir(abs); parent != abs {
+		sibling = filepath.Join(parent, "."+filepath.Base(abs)+stagingName)
+	}
+	inside := filepath.Join(final, stagingName)
+	fi, err := os.Stat(final)
+	st := &exportStage{final: final}
+	switch {
+	case err == nil && !fi.IsDir():
+		return nil, fmt.Errorf("%s: not a directory", final)
+	case err == nil:
+		st.dir = inside
+		if sibling != "" {
+			os.RemoveAll(sibling) // left by a killed export when final did not exist yet
+		}
+	case errors.Is(err, fs.ErrNotExist) && sibling != "":
+		st.dir, st.whole = sibling, true
+		if err := os.MkdirAll(filepath.Dir(sibling), 0o755); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	if err := os.RemoveAll(st.dir); err != nil {
+		return nil, fmt.Errorf("%s: removing the staging folder of an earlier, unfinished export: %w", st.dir, err)
+	}
+	if err := os.Mkdir(st.dir, 0o755); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// commit moves the finished export into place.
+func (st *exportStage) commit() error {
+	if st.whole {
+		if err := os.Rename(st.dir, st.final); err != nil {
+			return fmt.Errorf("%s: moving the finished export into place: %w", st.final, err)
+		}
+		syncDir(filepath.Dir(st.dir))
+		return nil
+	}
+	ents, err := os.ReadDir(st.dir)
+	if err != nil {
+		return err
+	}
+	// The key last: until it is there, the directory is not a complete test.
+	sort.SliceStable(ents, func(i, j int) bool { return ents[j].Name() == KeyFile && ents[i].Name() != KeyFile })
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(st.dir, e.Name()), filepath.Join(st.final, e.Name())); err != nil {
+			return fmt.Errorf("%s: moving the finished export into place: %w", filepath.Join(st.final, e.Name()), err)
+		}
+	}
+	syncDir(st.final)
+	return os.Remove(st.dir)
+}
+
+// abort removes the staging folder of a failed export.
+func (st *exportStage) abort() { os.RemoveAll(st.dir) }
+
+// syncDir makes renames in dir durable (best effort).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }
 
 // randomName draws a fresh 16-hex-digit WAV name.

@@ -114,7 +114,7 @@ func TestMOSPageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := filepath.Join(dir, MOSDir, "index.html")
-	raters := []string{"r1", "r2", `O'Brien, "Jo"`}
+	raters := []string{"r1", "r2", `O'Brien, "Jo"`, "=1+1"} // the last would be a formula in a spreadsheet
 	var all []Rating
 	orders := map[string]string{}
 	want := map[string][]float64{}
@@ -134,6 +134,9 @@ func TestMOSPageInChromium(t *testing.T) {
 			if sorted[i] != key[i].File {
 				t.Fatalf("rater %q saw %v, want the key's stimuli", r, sorted)
 			}
+		}
+		if strings.HasPrefix(r, "=") && !strings.Contains(text, "\n'"+r+",") {
+			t.Errorf("rater %q not neutralised against spreadsheet formulas in the page's CSV:\n%s", r, text)
 		}
 		p := filepath.Join(dir, "ratings-"+r[:2]+".csv")
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
@@ -175,8 +178,8 @@ func TestMOSPageInChromium(t *testing.T) {
 		for _, v := range want[s.System] {
 			sum += v
 		}
-		if m := sum / float64(len(want[s.System])); math.Abs(s.MOS-m) > 1e-12 || s.Ratings != 6 || s.Raters != 3 {
-			t.Errorf("%s: %+v, want MOS %g from 6 ratings by 3 raters", s.System, s, m)
+		if m := sum / float64(len(want[s.System])); math.Abs(s.MOS-m) > 1e-12 || s.Ratings != 2*len(raters) || s.Raters != len(raters) {
+			t.Errorf("%s: %+v, want MOS %g from %d ratings by %d raters", s.System, s, m, 2*len(raters), len(raters))
 		}
 	}
 }

@@ -142,6 +142,11 @@ func runListeningExport(stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Before the synthesis, which can take long: an export over an existing
+	// test would be refused only at the end.
+	if err := listening.CheckExportDir(listeningExportOpts.out); err != nil {
+		return err
+	}
 	d, ids, err := evalSplitIDs(listeningExportOpts.data, listeningExportOpts.split, listeningExportOpts.maxUtts)
 	if err != nil {
 		return err
@@ -208,23 +213,14 @@ func runListeningScore(stdout io.Writer, files []string) error {
 	if err != nil {
 		return err
 	}
-	var all []listening.Rating
-	seen := map[[2]string]string{}
+	// Streamed: memory grows with raters and stimuli, not with the files.
+	tally := listening.NewTally(key)
 	for _, f := range files {
-		rs, err := listening.ReadResults(f, key)
-		if err != nil {
+		if err := tally.AddFile(f); err != nil {
 			return err
 		}
-		for _, r := range rs {
-			k := [2]string{r.Rater, r.Stimulus.File}
-			if prev, dup := seen[k]; dup {
-				return fmt.Errorf("%s: rater %q rated %s again (also in %s); was a results file given twice?", f, r.Rater, r.Stimulus.File, prev)
-			}
-			seen[k] = f
-		}
-		all = append(all, rs...)
 	}
-	scores := listening.Score(all)
+	scores := tally.Scores()
 	md := listening.ScoreMarkdown(scores)
 	fmt.Fprint(stdout, md)
 	if listeningScoreOpts.table != "" {

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wavecat/wavecat/listening"
 )
@@ -102,5 +107,104 @@ func TestListeningExportAndScore(t *testing.T) {
 	resetListeningOpts()
 	if _, _, err := run(t, "listening-test", "export", "-q", "--checkpoint", a, "--name", "ground_truth", "--data", d.Dir, "-o", filepath.Join(t.TempDir(), "x")); err == nil || !strings.Contains(err.Error(), "reserved") {
 		t.Errorf("reserved system name: %v", err)
+	}
+}
+
+// peakHeapGrowth runs f and returns the most its heap objects (live or not
+// yet swept) grew over the level before, sampled every millisecond. The GC
+// runs eagerly meanwhile, so garbage does not count as growth.
+func peakHeapGrowth(f func()) uint64 {
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	runtime.GC()
+	const name = "/memory/classes/heap/objects:bytes"
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	base := s[0].Value.Uint64()
+	peak := base
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s := []metrics.Sample{{Name: name}}
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	f()
+	close(done)
+	<-stopped
+	return peak - base
+}
+
+// score streams the ratings CSVs: 30 MB of ratings grow the heap by a small
+// fraction of that (reading them whole took several times their size). The
+// key's system names, neutralised against spreadsheet formulas, score under
+// their real names, and a | in one stays inside its table cell.
+func TestListeningScoreStreamsAndEscapes(t *testing.T) {
+	dir := t.TempDir()
+	systems := []string{listening.GroundTruth, "'=sys", "a|b", listening.Anchor} // as key.csv holds them
+	var kb strings.Builder
+	kb.WriteString("stimulus,system,utterance\n")
+	var files []string
+	for u := 0; u < 100; u++ {
+		for i, s := range systems {
+			f := fmt.Sprintf("%016x.wav", u*4+i+0xabc000)
+			files = append(files, f)
+			fmt.Fprintf(&kb, "%s,%s,u%03d\n", f, s, u)
+		}
+	}
+	keyPath := filepath.Join(dir, listening.KeyFile)
+	if err := os.WriteFile(keyPath, []byte(kb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	raters := 1400
+	if testing.Short() {
+		raters = 300
+	}
+	res := filepath.Join(dir, "ratings.csv")
+	f, err := os.Create(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.WriteString("rater,stimulus,rating,timestamp\n")
+	for r := 0; r < raters; r++ {
+		for i, name := range files {
+			fmt.Fprintf(w, "rater%05d,%s,%d,2026-11-26T12:%02d:%02d.000Z\n", r, name, 1+i%4, i/60%60, i%60)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	f.Close()
+	size := st.Size()
+	resetListeningOpts()
+	var stdout string
+	grew := peakHeapGrowth(func() { stdout, _, err = run(t, "listening-test", "score", "--key", keyPath, res) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d MB of ratings, heap grew by at most %.1f MB", size>>20, float64(grew)/(1<<20))
+	if grew > uint64(size)/4 {
+		t.Errorf("scoring %d MB of ratings grew the heap by %.1f MB; want under a quarter of the file", size>>20, float64(grew)/(1<<20))
+	}
+	n := raters * 100
+	for _, want := range []string{
+		fmt.Sprintf("| ground_truth | %d | %d | 1.00 ± 0.00 |", n, raters),
+		fmt.Sprintf("| =sys | %d | %d | 2.00 ± 0.00 |", n, raters),
+		fmt.Sprintf(`| a\|b | %d | %d | 3.00 ± 0.00 |`, n, raters),
+		fmt.Sprintf("| anchor_3.5khz | %d | %d | 4.00 ± 0.00 |", n, raters),
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout)
+		}
 	}
 }
