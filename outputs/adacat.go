@@ -36,6 +36,9 @@ func NewAdaCat(k int, lambda float64) (*AdaCat, error) {
 	if k < 1 {
 		return nil, fmt.Errorf("outputs: adacat: --components must be >= 1, got %d", k)
 	}
+	if k > MaxChannels/2 {
+		return nil, fmt.Errorf("outputs: adacat: --components %d exceeds the limit %d", k, MaxChannels/2)
+	}
 	if lambda < 0 || math.IsNaN(lambda) || math.IsInf(lambda, 0) {
 		return nil, fmt.Errorf("outputs: adacat: --lambda must be a finite number >= 0, got %v", lambda)
 	}

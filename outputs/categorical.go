@@ -40,6 +40,9 @@ func NewCategorical(bins int) (*Categorical, error) {
 	if bins < 2 {
 		return nil, fmt.Errorf("outputs: categorical: --bins must be >= 2, got %d", bins)
 	}
+	if bins > MaxChannels {
+		return nil, fmt.Errorf("outputs: categorical: --bins %d exceeds the limit %d", bins, MaxChannels)
+	}
 	return &Categorical{q: bins}, nil
 }
 
@@ -105,6 +108,9 @@ type MuLaw struct{ q, mu int }
 func NewMuLaw(bins int) (*MuLaw, error) {
 	if bins < 3 {
 		return nil, fmt.Errorf("outputs: mulaw: --bins must be >= 3, got %d", bins)
+	}
+	if bins > MaxChannels {
+		return nil, fmt.Errorf("outputs: mulaw: --bins %d exceeds the limit %d", bins, MaxChannels)
 	}
 	return &MuLaw{q: bins, mu: bins - 1}, nil
 }

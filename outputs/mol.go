@@ -35,6 +35,9 @@ func NewMoL(mixtures, levels int, logScaleMin float64) (*MoL, error) {
 	if mixtures < 1 {
 		return nil, fmt.Errorf("outputs: mol: --mixtures must be >= 1, got %d", mixtures)
 	}
+	if mixtures > MaxChannels/3 {
+		return nil, fmt.Errorf("outputs: mol: --mixtures %d exceeds the limit %d", mixtures, MaxChannels/3)
+	}
 	if levels < 2 {
 		return nil, fmt.Errorf("outputs: mol: --levels must be >= 2, got %d", levels)
 	}

@@ -102,6 +102,16 @@ type stepper interface {
 	logDensity(z []float64, y float64, s []float64) float64
 }
 
+// MaxChannels bounds a head's output channels (and one-hot input
+// channels): a head spec may come from an untrusted checkpoint, and the
+// model, the logits and the device tables are sized by it. 65536 is a 16-bit
+// categorical; the same bound is wavenet.MaxIOChannels.
+const MaxChannels = 1 << 16
+
+// maxIntOption bounds integer options before they are converted to int,
+// so 1e300 is reported as itself rather than as a wrapped-around value.
+const maxIntOption = 1 << 31
+
 // option is one --name value of a spec, with its default.
 type option struct {
 	name    string
@@ -210,6 +220,9 @@ func New(spec string) (Head, error) {
 		}
 		if opt.integer && x != math.Trunc(x) {
 			return nil, fmt.Errorf("outputs: spec %q: option --%s: %q is not an integer", spec, key, val)
+		}
+		if opt.integer && math.Abs(x) > maxIntOption {
+			return nil, fmt.Errorf("outputs: spec %q: option --%s: %s is out of range", spec, key, val)
 		}
 		vals[key] = x
 	}

@@ -56,8 +56,9 @@ const (
 )
 
 // Meta is config.json. The model, head, mel and stats sections are opaque
-// here (their packages own the types); the fields the training loop needs to
-// resume exactly are typed.
+// here (their packages own the types), except that the loaders check a model
+// section against the weights before trusting it (untrusted.go); the fields
+// the training loop needs to resume exactly are typed.
 type Meta struct {
 	Format int             `json:"format"`
 	Model  json.RawMessage `json:"model,omitempty"`
@@ -447,6 +448,9 @@ func (v *verified) read(name string) ([]byte, error) {
 	if fi.Size() != want.Size {
 		return nil, fmt.Errorf("%s: size %d bytes, manifest says %d (truncated or replaced)", p, fi.Size(), want.Size)
 	}
+	if name == ConfigFile && want.Size > maxConfigSize {
+		return nil, fmt.Errorf("%s: %d bytes, larger than the %d a config can be", p, want.Size, maxConfigSize)
+	}
 	data := make([]byte, want.Size)
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
@@ -549,7 +553,10 @@ func ParseMeta(data []byte) (Meta, error) {
 
 // Load reads and verifies a whole checkpoint: every file's checksum, the
 // format version, every safetensors header, that EMA matches the weights, and
-// that the optimizer file's step matches config.json.
+// that the optimizer file's step matches config.json. When config.json
+// describes a model, the description must be within wavenet's limits and
+// the weights must be exactly the tensors it implies; that is checked on the
+// header before any tensor data is read (see untrusted.go).
 func Load(dir string) (*Checkpoint, error) {
 	v, err := openVerified(dir)
 	if err != nil {
@@ -557,6 +564,9 @@ func Load(dir string) (*Checkpoint, error) {
 	}
 	ck := &Checkpoint{}
 	if ck.Config, err = v.meta(); err != nil {
+		return nil, err
+	}
+	if err := v.checkModel(ck.Config, WeightsFile); err != nil {
 		return nil, err
 	}
 	if ck.Weights, _, err = v.tensors(WeightsFile); err != nil {
@@ -586,7 +596,10 @@ func Load(dir string) (*Checkpoint, error) {
 }
 
 // LoadWeightsOnly reads config.json and the weights (the EMA weights when
-// ema is true, as shipped for synthesis), verifying only those files.
+// ema is true, as shipped for synthesis), verifying only those files. A
+// config.json that describes a model must describe it completely and
+// sensibly (ModelInfo.Validate: shape, head, preprocessing, statistics) and
+// match the tensors' headers, all before the tensor data is read.
 func LoadWeightsOnly(dir string, ema bool) ([]Tensor, Meta, error) {
 	v, err := openVerified(dir)
 	if err != nil {
@@ -601,6 +614,14 @@ func LoadWeightsOnly(dir string, ema bool) ([]Tensor, Meta, error) {
 		name = EMAFile
 		if !v.has(EMAFile) {
 			return nil, Meta{}, fmt.Errorf("checkpoint %s: has no %s (saved without EMA weights)", v.dir, EMAFile)
+		}
+	}
+	if len(meta.Model) > 0 {
+		if err := v.checkModel(meta, name); err != nil {
+			return nil, Meta{}, err
+		}
+		if err := validateInfo(meta); err != nil {
+			return nil, Meta{}, fmt.Errorf("%s: %w", filepath.Join(v.dir, ConfigFile), err)
 		}
 	}
 	ts, _, err := v.tensors(name)

@@ -24,8 +24,11 @@ func testCheckpoint(seed uint64) *Checkpoint {
 		opt = append(opt, m, v)
 	}
 	return &Checkpoint{
+		// No "model" section: these tensors are no WaveNet's, and a model
+		// section is checked against them (untrusted.go). The other
+		// sections stay opaque to Save and Load.
 		Config: Meta{
-			Model:    json.RawMessage(`{"layers": 24, "stacks": 4}`),
+			Extra:    json.RawMessage(`{"layers": 24, "stacks": 4}`),
 			Head:     json.RawMessage(`{"kind":"adacat","k":15}`),
 			Mel:      json.RawMessage(`{"sample_rate":22050}`),
 			Stats:    json.RawMessage(`{"mean":[1,2],"std":[3,4]}`),

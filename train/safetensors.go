@@ -164,13 +164,72 @@ func ParseSafetensors(data []byte) ([]Tensor, map[string]string, error) {
 	if len(data) < 8 {
 		return nil, nil, fmt.Errorf("file is %d bytes, shorter than the 8-byte header length", len(data))
 	}
-	n := binary.LittleEndian.Uint64(data[:8])
-	if n > maxHeaderLen || n > uint64(len(data)-8) {
-		return nil, nil, fmt.Errorf("header length %d is impossible for a file of %d bytes", n, len(data))
+	n, err := headerLen(data[:8], int64(len(data)))
+	if err != nil {
+		return nil, nil, err
 	}
-	header := data[8 : 8+n]
 	body := data[8+n:]
+	hs, meta, err := parseHeader(data[8:8+n], len(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]Tensor, len(hs))
+	for i, h := range hs {
+		raw := body[h.Begin:h.End]
+		d := make([]float32, len(raw)/4)
+		for j := range d {
+			d[j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*j:]))
+		}
+		out[i] = Tensor{Name: h.Name, Shape: h.Shape, Data: d}
+	}
+	return out, meta, nil
+}
 
+// TensorHeader is one tensor as a safetensors header describes it, its
+// data bytes at [Begin, End) of the data section: enough to compare a file
+// with what a config implies before reading the data or building a model.
+type TensorHeader struct {
+	Name       string
+	Shape      []int
+	Begin, End int
+}
+
+// ReadSafetensorsHeader reads and checks only the header of a safetensors
+// file of size bytes, with the same strictness as ParseSafetensors: the
+// data offsets must tile the rest of the file exactly, so the header can
+// claim no more than the file holds. Allocation is bounded by the header
+// length (at most maxHeaderLen and the file size).
+func ReadSafetensorsHeader(r io.ReaderAt, size int64) ([]TensorHeader, map[string]string, error) {
+	if size < 8 {
+		return nil, nil, fmt.Errorf("file is %d bytes, shorter than the 8-byte header length", size)
+	}
+	var lenb [8]byte
+	if _, err := r.ReadAt(lenb[:], 0); err != nil {
+		return nil, nil, fmt.Errorf("reading the header length: %w", err)
+	}
+	n, err := headerLen(lenb[:], size)
+	if err != nil {
+		return nil, nil, err
+	}
+	header := make([]byte, n)
+	if _, err := r.ReadAt(header, 8); err != nil {
+		return nil, nil, fmt.Errorf("reading the %d-byte header: %w", n, err)
+	}
+	return parseHeader(header, int(size-8-int64(n)))
+}
+
+// headerLen decodes the header length and checks it against the file size.
+func headerLen(b []byte, size int64) (int, error) {
+	n := binary.LittleEndian.Uint64(b)
+	if n > maxHeaderLen || n > uint64(size-8) {
+		return 0, fmt.Errorf("header length %d is impossible for a file of %d bytes", n, size)
+	}
+	return int(n), nil
+}
+
+// parseHeader decodes a JSON header and checks every entry against a data
+// section of bodyLen bytes; the tensors come back in data order.
+func parseHeader(header []byte, bodyLen int) ([]TensorHeader, map[string]string, error) {
 	dec := json.NewDecoder(bytes.NewReader(header))
 	tok, err := dec.Token()
 	if err != nil || tok != json.Delim('{') {
@@ -233,8 +292,8 @@ func ParseSafetensors(data []byte) ([]Tensor, map[string]string, error) {
 			return nil, nil, fmt.Errorf("tensor %q: data_offsets must have 2 entries, has %d", r.name, len(e.DataOffsets))
 		}
 		b, en := e.DataOffsets[0], e.DataOffsets[1]
-		if b < 0 || en < b || en > len(body) {
-			return nil, nil, fmt.Errorf("tensor %q: data_offsets [%d,%d] outside the %d data bytes", r.name, b, en, len(body))
+		if b < 0 || en < b || en > bodyLen {
+			return nil, nil, fmt.Errorf("tensor %q: data_offsets [%d,%d] outside the %d data bytes", r.name, b, en, bodyLen)
 		}
 		ne := NumElements(e.Shape)
 		if ne < 0 || ne*4 != en-b {
@@ -259,18 +318,12 @@ func ParseSafetensors(data []byte) ([]Tensor, map[string]string, error) {
 		}
 		pos = en
 	}
-	if pos != len(body) {
-		return nil, nil, fmt.Errorf("data section is %d bytes but tensors cover %d", len(body), pos)
+	if pos != bodyLen {
+		return nil, nil, fmt.Errorf("data section is %d bytes but tensors cover %d", bodyLen, pos)
 	}
-
-	out := make([]Tensor, len(recs))
+	out := make([]TensorHeader, len(recs))
 	for i, r := range recs {
-		raw := body[r.e.DataOffsets[0]:r.e.DataOffsets[1]]
-		d := make([]float32, len(raw)/4)
-		for j := range d {
-			d[j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*j:]))
-		}
-		out[i] = Tensor{Name: r.name, Shape: append([]int{}, r.e.Shape...), Data: d}
+		out[i] = TensorHeader{Name: r.name, Shape: append([]int{}, r.e.Shape...), Begin: r.e.DataOffsets[0], End: r.e.DataOffsets[1]}
 	}
 	return out, meta, nil
 }

@@ -8,6 +8,7 @@ package wavenet
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Config is the network shape. JSON names follow r9y9's hparams so a
@@ -62,57 +63,183 @@ func TinyConfig(outChannels, inputChannels, cinChannels int) Config {
 	}
 }
 
-// Validate reports every problem with the configuration at once.
+// Limits on a Config. A config may come from an untrusted checkpoint, and
+// New, workspaces and generators allocate in proportion to it, so every
+// field is bounded before anything else is derived from it (without bounds
+// residual_channels 1e9 or cin_pad 1e8 end in a fatal out-of-memory and
+// layers 2e9 in a hang). The bounds are generous for real models: the
+// reference is 24 layers, 128/256/128 channels, kernel 3, 80 mels, hop 256,
+// a 505-sample receptive field and 4.7 M parameters. A loader must still
+// compare Tensors() with the tensors actually present in the file: the
+// limits only keep that comparison (and any error path) cheap.
+const (
+	MaxLayers = 1024
+	// MaxChannels bounds residual, skip and mel (cin) channels; gate
+	// channels, split into tanh and sigmoid halves, may be twice as many.
+	MaxChannels = 4096
+	// MaxIOChannels bounds in/out channels, which the output head decides
+	// (a 16-bit categorical needs 65536).
+	MaxIOChannels     = 1 << 16
+	MaxKernelSize     = 64
+	MaxCinPad         = 32 // conv_in kernel 2*cin_pad+1 <= 65
+	MaxUpsampleScales = 16
+	MaxHopSize        = 1 << 14
+	// MaxLayersPerStack keeps dilations (2^(layer in stack)) within
+	// MaxReceptiveField; the reference has 6, r9y9's mu-law recipe 10.
+	MaxLayersPerStack = 21
+	// MaxReceptiveField bounds the samples one output depends on; the
+	// generator keeps about that many past activations per channel.
+	MaxReceptiveField = 1 << 20
+	// MaxParams bounds the parameter count (4 GiB of float32).
+	MaxParams = 1 << 30
+)
+
+// Validate reports every problem with the configuration at once, on one
+// line (a config is often read from a file and the error names that file).
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.Layers <= 0 {
-		bad("layers must be > 0, got %d", c.Layers)
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	limit := func(name string, v, lo, hi int) {
+		switch {
+		case v < lo:
+			bad("%s must be >= %d, got %d", name, lo, v)
+		case v > hi:
+			bad("%s %d exceeds the limit %d", name, v, hi)
+		}
 	}
+	limit("layers", c.Layers, 1, MaxLayers)
 	if c.Stacks <= 0 {
 		bad("stacks must be > 0, got %d", c.Stacks)
 	} else if c.Layers > 0 && c.Layers%c.Stacks != 0 {
 		bad("layers (%d) must be a multiple of stacks (%d)", c.Layers, c.Stacks)
 	}
-	if c.ResidualChannels <= 0 {
-		bad("residual_channels must be > 0, got %d", c.ResidualChannels)
-	}
+	limit("residual_channels", c.ResidualChannels, 1, MaxChannels)
 	if c.GateChannels <= 0 || c.GateChannels%2 != 0 {
 		bad("gate_channels must be positive and even (split into tanh/sigmoid halves), got %d", c.GateChannels)
+	} else {
+		limit("gate_channels", c.GateChannels, 2, 2*MaxChannels)
 	}
-	if c.SkipChannels <= 0 {
-		bad("skip_out_channels must be > 0, got %d", c.SkipChannels)
-	}
-	if c.KernelSize < 1 {
-		bad("kernel_size must be >= 1, got %d", c.KernelSize)
-	}
+	limit("skip_out_channels", c.SkipChannels, 1, MaxChannels)
+	limit("kernel_size", c.KernelSize, 1, MaxKernelSize)
 	if c.CinChannels <= 0 {
 		bad("cin_channels must be > 0 (an unconditioned WaveNet is not supported), got %d", c.CinChannels)
+	} else {
+		limit("cin_channels", c.CinChannels, 1, MaxChannels)
 	}
-	if c.CinPad < 0 {
-		bad("cin_pad must be >= 0, got %d", c.CinPad)
-	}
+	limit("cin_pad", c.CinPad, 0, MaxCinPad)
 	if len(c.UpsampleScales) == 0 {
 		bad("upsample_scales must not be empty")
-	}
-	for i, s := range c.UpsampleScales {
-		if s < 1 {
-			bad("upsample_scales[%d] must be >= 1, got %d", i, s)
+	} else if len(c.UpsampleScales) > MaxUpsampleScales {
+		bad("upsample_scales has %d entries, the limit is %d", len(c.UpsampleScales), MaxUpsampleScales)
+	} else {
+		hop, ok := 1, true
+		for i, s := range c.UpsampleScales {
+			if s < 1 {
+				bad("upsample_scales[%d] must be >= 1, got %d", i, s)
+				ok = false
+			} else if s > MaxHopSize {
+				bad("upsample_scales[%d] %d exceeds the limit %d", i, s, MaxHopSize)
+				ok = false
+			} else if ok {
+				hop *= s // both <= MaxHopSize: no overflow
+				if hop > MaxHopSize {
+					bad("upsample_scales %v multiply to a hop size over the limit %d", c.UpsampleScales, MaxHopSize)
+					ok = false
+				}
+			}
 		}
 	}
 	if c.InputChannels <= 0 {
 		bad("in_channels must be > 0 (1 = scalar input, Q = one-hot), got %d", c.InputChannels)
+	} else {
+		limit("in_channels", c.InputChannels, 1, MaxIOChannels)
 	}
-	if c.OutChannels <= 0 {
-		bad("out_channels must be > 0, got %d", c.OutChannels)
-	}
+	limit("out_channels", c.OutChannels, 1, MaxIOChannels)
 	if c.Dropout != 0 {
 		bad("dropout %g is not supported: dropout is not implemented, set it to 0", c.Dropout)
 	}
+	// Derived quantities only once every field is in range, so computing
+	// them can neither overflow nor loop for long.
+	if len(errs) == 0 {
+		if perStack := c.Layers / c.Stacks; perStack > MaxLayersPerStack {
+			bad("%d layers in %d stacks make %d layers per stack (dilations up to 2^%d), the limit is %d",
+				c.Layers, c.Stacks, perStack, perStack-1, MaxLayersPerStack)
+		} else if rf := c.ReceptiveField(); rf > MaxReceptiveField {
+			bad("the receptive field of %d layers in %d stacks with kernel_size %d is %d samples, the limit is %d",
+				c.Layers, c.Stacks, c.KernelSize, rf, MaxReceptiveField)
+		}
+		if n := c.NumParams(); n > MaxParams {
+			bad("%d parameters exceed the limit %d", n, MaxParams)
+		}
+	}
 	if len(errs) > 0 {
-		return fmt.Errorf("wavenet config: %w", errors.Join(errs...))
+		return errors.New("wavenet config: " + strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// Tensors is the parameter table New builds for c (names, PyTorch shapes,
+// offsets and layouts, in state_dict order), computed without allocating any
+// parameters so that a loader can compare a checkpoint's tensors with its
+// config before building anything. c must be valid (Validate).
+func (c Config) Tensors() []TensorInfo {
+	var ts []TensorInfo
+	n := 0
+	add := func(name string, shape []int, tap bool) {
+		size := 1
+		for _, d := range shape {
+			size *= d
+		}
+		ts = append(ts, TensorInfo{Name: name, Shape: shape, Offset: n, Size: size, TapMajor: tap})
+		n += size
+	}
+	// conv mirrors Model.addConv: bias, weight_g, weight_v under weight
+	// norm; weight, bias otherwise.
+	conv := func(prefix string, out, in, k int, row, wn, bias bool) {
+		w, g := []int{out, in, k}, []int{out, 1, 1}
+		if row {
+			w, g = []int{1, 1, 1, k}, []int{1, 1, 1, 1}
+		}
+		tap := !row && k > 1
+		if wn {
+			if bias {
+				add(prefix+".bias", []int{out}, false)
+			}
+			add(prefix+".weight_g", g, false)
+			add(prefix+".weight_v", w, tap)
+			return
+		}
+		add(prefix+".weight", w, tap)
+		if bias {
+			add(prefix+".bias", []int{out}, false)
+		}
+	}
+	R, G, S, wn := c.ResidualChannels, c.GateChannels, c.SkipChannels, c.WeightNorm
+	conv("first_conv", R, c.InputChannels, 1, false, wn, true)
+	for l := 0; l < c.Layers; l++ {
+		p := fmt.Sprintf("conv_layers.%d.", l)
+		conv(p+"conv", G, R, c.KernelSize, false, wn, true)
+		conv(p+"conv1x1c", G, c.CinChannels, 1, false, wn, false)
+		conv(p+"conv1x1_out", R, G/2, 1, false, wn, true)
+		conv(p+"conv1x1_skip", S, G/2, 1, false, wn, true)
+	}
+	conv("last_conv_layers.1", S, S, 1, false, wn, true)
+	conv("last_conv_layers.3", c.OutChannels, S, 1, false, wn, true)
+	conv("upsample_net.conv_in", c.CinChannels, c.CinChannels, 2*c.CinPad+1, false, false, false)
+	for i, s := range c.UpsampleScales {
+		conv(fmt.Sprintf("upsample_net.upsample.up_layers.%d", 2*i+1), 1, 1, 2*s+1, true, wn, false)
+	}
+	return ts
+}
+
+// NumParams is the number of float32 parameters New allocates for c (c
+// must be valid).
+func (c Config) NumParams() int {
+	n := 0
+	for _, t := range c.Tensors() {
+		n += t.Size
+	}
+	return n
 }
 
 // Dilation of layer l: 2^(l mod layers-per-stack).

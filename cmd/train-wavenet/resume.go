@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,10 +21,23 @@ import (
 // unless given, and every one given with another value is printed, so a
 // resumed run never silently changes how often it saves or what it keeps.
 // Checkpoints written before settings were saved keep the flags' defaults.
+//
+// The checkpoint is the newest one that verifies completely
+// (train.PrepareResume): a damaged newer one is moved aside and named, with
+// the reason, rather than stopping the run or being passed over in silence.
 func resumeFlags(f *pflag.FlagSet, o *trainOpts, log io.Writer) error {
-	ck, err := train.Latest(o.out)
-	if err != nil {
+	ck, skipped, err := train.PrepareResume(o.out)
+	if errors.Is(err, train.ErrNoCheckpoint) {
 		return nil // train.Run reports the missing checkpoint
+	}
+	if err != nil {
+		return fmt.Errorf("--resume: %w", err)
+	}
+	for _, u := range skipped {
+		fmt.Fprintf(log, "train-wavenet: --resume: skipping %s: %v; moved it to %s\n", u.Dir, u.Err, u.MovedTo)
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(log, "train-wavenet: --resume: resuming from %s, the newest checkpoint that verifies\n", ck)
 	}
 	data, err := os.ReadFile(filepath.Join(ck, train.ConfigFile))
 	if err != nil {
