@@ -1,0 +1,74 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/wavecat/wavecat/compute"
+)
+
+// BenchmarkMulVecsStep times the synthesis step's products alone (24
+// layers of a 256x384 dilated-conv product and a 256x128 residual+skip
+// product, 12.6 MB of weights) for n columns: MulVecs with each kernel
+// family, and OpenBLAS single-threaded as the generator used it before
+// (one sgemv per column, bit-identical) and as one sgemm over the columns
+// (the batch-dependent rounding of --wide). Sub-benchmarks alternate within
+// one run so the machine's load hits them alike; columns/s is steps times
+// columns per second.
+func BenchmarkMulVecsStep(b *testing.B) {
+	const L, R, G, H, S = 24, 128, 256, 128, 128
+	rng := rand.New(rand.NewPCG(1, 1))
+	be, err := New(Options{Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer New(Options{})
+	type layer struct {
+		conv, rs []float32
+		pc, pr   *PackedMatrix
+	}
+	layers := make([]layer, L)
+	for l := range layers {
+		c, r := randVec(rng, G*3*R), randVec(rng, (R+S)*H)
+		layers[l] = layer{c, r, PackMatrix(c, G, 3*R, 3*R), PackMatrix(r, R+S, H, H)}
+	}
+	for _, n := range []int{1, 16} {
+		x, y := randVec(rng, n*3*R), make([]float32, n*G)
+		xt, yt := make([]float32, n*3*R), make([]float32, n*G)
+		for _, path := range []string{"mulvecs", "mulvecs-avx2", "openblas-gemv", "openblas-gemm"} {
+			b.Run(fmt.Sprintf("n%d/%s", n, path), func(b *testing.B) {
+				isa := mvISA
+				if path == "mulvecs-avx2" {
+					if !useAVX2 {
+						b.Skip("no AVX2")
+					}
+					isa = 1
+				}
+				saved := mvISA
+				mvISA = isa
+				defer func() { mvISA = saved }()
+				for b.Loop() {
+					for _, ly := range layers {
+						switch path {
+						case "mulvecs", "mulvecs-avx2":
+							ly.pc.MulVecs(x, 3*R, y, G, n, true)
+							ly.pr.MulVecs(x, 3*R, y, G, n, false)
+						case "openblas-gemv":
+							for c := 0; c < n; c++ {
+								be.gemmSlices(false, false, G, 1, 3*R, 1, ly.conv, 3*R, x[c*3*R:], 1, 1, y[c*G:], 1)
+								be.gemmSlices(false, false, R+S, 1, H, 1, ly.rs, H, x[c*3*R:], 1, 0, y[c*G:], 1)
+							}
+						case "openblas-gemm":
+							// Columns as rows: Y (n x G) = X (n x 3R) W^T, as --wide does.
+							be.gemmSlices(false, true, n, G, 3*R, 1, xt, 3*R, ly.conv, 3*R, 1, yt, G)
+							be.gemmSlices(false, true, n, R+S, H, 1, xt, 3*R, ly.rs, H, 0, yt, G)
+						}
+					}
+				}
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "columns/s")
+			})
+		}
+	}
+	_ = compute.V
+}
