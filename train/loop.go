@@ -30,7 +30,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/internal/dirlock"
@@ -184,7 +183,7 @@ type trainer struct {
 	lastCkpt string
 	lastEval *EvalRecord
 	lastSave int64
-	bar      *progressbar.ProgressBar
+	bar      *cliutil.Bar
 	lock     *dirlock.Lock // exclusive use of cfg.Out
 
 	// dhead runs the head's loss and gradient on a GPU backend, so a step
@@ -612,7 +611,9 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 		}
 	}
 
-	bar := cliutil.NewBar(cfg.Steps-start, "training", tr.log, cfg.Quiet)
+	// The count is the run's step (a resumed run starts at start); a log
+	// file gets a plain line every so often, not a redrawn bar per step.
+	bar := cliutil.NewBarOptions(cfg.Steps, "training", tr.log, cfg.Quiet, cliutil.BarOptions{Unit: "steps", Start: start})
 	tr.bar = bar
 	defer bar.Exit()
 	// The prefetcher is not tied to ctx: an interrupt lets the current step
@@ -650,7 +651,7 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 		lossSum += loss
 		lossN++
 		lastGnorm = gnorm
-		bar.Describe(fmt.Sprintf("step %d/%d loss %.4f", tr.step, cfg.Steps, loss))
+		bar.Describe(fmt.Sprintf("training, loss %.4f", loss))
 		bar.Add(1)
 
 		if tr.step%cfg.LogInterval == 0 || tr.step == cfg.Steps {

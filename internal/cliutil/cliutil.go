@@ -1,44 +1,17 @@
 // Package cliutil holds what every wavecat command shares: progress bars with
-// one look, and a bounded worker pool over input files that collects every
-// failure instead of stopping at the first (a user fixing a corpus wants the
-// whole list).
+// one look (redrawn on a terminal, plain lines in a log), and a bounded
+// worker pool over input files that collects every failure instead of
+// stopping at the first (a user fixing a corpus wants the whole list).
 package cliutil
 
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"github.com/schollz/progressbar/v3"
 )
-
-// NewBar returns a progress bar on w (stderr when nil) for total items. It is
-// silent when quiet is set, so scripted runs and tests stay readable.
-func NewBar(total int64, what string, w io.Writer, quiet bool) *progressbar.ProgressBar {
-	if quiet {
-		return progressbar.DefaultSilent(total, what)
-	}
-	if w == nil {
-		w = os.Stderr
-	}
-	return progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription(what),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("it"),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionOnCompletion(func() { io.WriteString(w, "\n") }),
-	)
-}
 
 // ForEach runs fn(i) for i in [0, n) on up to workers goroutines (GOMAXPROCS
 // when workers <= 0), calls done after each item, and returns every error
