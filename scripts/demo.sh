@@ -9,8 +9,9 @@
 #  6. synthesis of a held-out utterance (vocode), and the same utterance by
 #     Griffin-Lim (vocode --griffin-lim, no model) to listen against;
 #  7. where the run, the plot and the metrics are.
-# DEMO_STEPS overrides the number of training steps (default 1500, about
-# 2-3 minutes on 2 cores).
+# DEMO_STEPS overrides the number of training steps (default 1500; one run
+# on 2 AMD EPYC cores took 6.3 minutes, a busy machine takes longer). The
+# demo prints how long its training took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=demo-out
@@ -24,8 +25,14 @@ echo "== corpus"
 if ! command -v espeak-ng >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing espeak-ng (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null 2>&1 || true
-  apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null 2>&1 || echo "could not install espeak-ng"
+  # apt's own messages are kept for the failure line: a bare "could not
+  # install" hid a dpkg lock held by another apt, which the lock timeout
+  # now waits out.
+  upd=$(apt-get update -qq 2>&1 >/dev/null) || true
+  if ! err=$(apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 espeak-ng 2>&1 >/dev/null); then
+    echo "could not install espeak-ng; apt-get said:"
+    printf '%s\n%s\n' "$upd" "$err" | grep -v '^[[:space:]]*$' | tail -n 8 | sed 's/^/  /' || true
+  fi
 fi
 corpus=testdata/minicorpus/LJSpeech-1.1
 if command -v espeak-ng >/dev/null 2>&1; then
@@ -49,9 +56,12 @@ echo "== training the tiny preset with the AdaCat head for $steps steps on CPU"
 # model at lr 1e-3 had loss spikes (dev bits -2.8 -> +0.4 around step 1200);
 # with it dev bits fell steadily from 1.25 to -4.5 in 1500 steps.
 rm -rf "$run"
+t0=$SECONDS
 bin/train-wavenet --data "$out/dump" --out "$run" --preset tiny --head adacat --components 15 --lambda 1e-4 \
   --steps "$steps" --batch-size 4 --max-time-steps 4096 --ema-decay 0.998 --clip-norm 5 \
   --eval-interval 250 --checkpoint-interval 500 --keep 2 --log-interval 50
+t=$((SECONDS - t0))
+echo "training took $((t / 60))m$(printf %02d $((t % 60)))s for $steps steps"
 echo
 
 if bin/vocode eval --help >/dev/null 2>&1; then

@@ -18,7 +18,11 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null 2>&1 || true
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
-  || echo "warning: could not install ${missing[*]}; tests that need them will skip"
+# apt's messages are kept for the warning (a bare "could not install" hid a
+# dpkg lock held by another apt; the lock timeout now waits for it).
+upd=$(apt-get update -qq 2>&1 >/dev/null) || true
+if ! err=$(apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 "${missing[@]}" 2>&1 >/dev/null); then
+  echo "warning: could not install ${missing[*]}; tests that need them will skip. apt-get said:"
+  printf '%s\n%s\n' "$upd" "$err" | grep -v '^[[:space:]]*$' | tail -n 8 | sed 's/^/  /'
+fi
 exit 0
