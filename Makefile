@@ -17,9 +17,10 @@ build:
 
 # The tests the README and CI run. Optional tools (numpy, espeak-ng, sox,
 # torch) make more of them run; each test that needs one skips with a message
-# when it is absent. `make deps-test` installs them on Debian as root.
+# when it is absent, and scripts/test.sh lists those messages at the end.
+# `make deps-test` installs them on Debian as root.
 test:
-	$(GO) test -count=1 ./...
+	GO=$(GO) bash scripts/test.sh
 
 # Installs the optional test tools when we are root on Debian/Ubuntu and they
 # are missing; prints what it would do otherwise.
