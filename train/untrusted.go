@@ -89,7 +89,8 @@ func (v *verified) checkModel(meta Meta, name string) error {
 
 // modelAgainst decodes and validates a model section and, when hs is not
 // nil, checks that the header hs of file holds exactly the tensors it
-// implies. It allocates nothing in proportion to the config.
+// implies. It allocates the parameter table (a few entries per layer of a
+// config within the limits), never the parameters.
 func modelAgainst(raw json.RawMessage, hs []TensorHeader, file string) (wavenet.Config, error) {
 	var cfg wavenet.Config
 	if err := json.Unmarshal(raw, &cfg); err != nil {

@@ -418,3 +418,29 @@ func FuzzCheckpointModelConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestLoadCorruptHeaderIsCorruption: a byte flipped inside the weights'
+// header, so that a shape no longer matches the config, is reported as the
+// corrupted file it is, not as a config problem.
+func TestLoadCorruptHeaderIsCorruption(t *testing.T) {
+	dir, err := SaveStep(t.TempDir(), resumableCheckpoint(t, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, WeightsFile)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(data, []byte(`"shape":[16,`))
+	if i < 0 {
+		t.Fatal("no [16,...] shape in the header")
+	}
+	data[i+len(`"shape":[1`)] = '7' // [16,...] -> [17,...]
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), p+": SHA-256 mismatch") {
+		t.Errorf("Load: %v, want the SHA-256 mismatch of %s", err, p)
+	}
+}

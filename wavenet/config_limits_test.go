@@ -31,7 +31,9 @@ func TestConfigLimits(t *testing.T) {
 		{func(c *Config) { c.UpsampleScales = make([]int, 1000) }, "upsample_scales has 1000 entries, the limit is 16"},
 		{func(c *Config) { c.Layers, c.Stacks = 1024, 1 }, "1024 layers per stack (dilations up to 2^1023), the limit is 21"},
 		{func(c *Config) { c.Layers, c.Stacks, c.KernelSize = 40, 2, 64 }, "receptive field of 40 layers in 2 stacks with kernel_size 64"},
-		{func(c *Config) { c.Layers, c.Stacks, c.ResidualChannels, c.GateChannels, c.KernelSize = 1024, 64, 4096, 8192, 64 }, "parameters exceed the limit 1073741824"},
+		{func(c *Config) {
+			c.Layers, c.Stacks, c.ResidualChannels, c.GateChannels, c.KernelSize = 1024, 64, 4096, 8192, 64
+		}, "parameters exceed the limit 1073741824"},
 		{func(c *Config) { c.Layers, c.ResidualChannels = -1, -5 }, "layers must be >= 1, got -1; "},
 	} {
 		c := ReferenceConfig(256, 1)
