@@ -52,3 +52,26 @@ func TestRunRemovesStaleTemporaries(t *testing.T) {
 		t.Errorf("stale temporaries left: %v", left)
 	}
 }
+
+// A run that fails before its first checkpoint removes the run directory it
+// created (and the parents it created), but never one that existed.
+func TestFailedRunLeavesNoEmptyFolder(t *testing.T) {
+	cfg := tinyRun(t, "mulaw", 2)
+	cfg.Out = filepath.Join(t.TempDir(), "new", "run")
+	cfg.MaxTimeSteps = 1000 // not a multiple of the hop: refused after the directory exists
+	if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "multiple of the dump's hop") {
+		t.Fatalf("want the hop error, got %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(cfg.Out)); !os.IsNotExist(err) {
+		t.Errorf("the failed run left %s (%v)", filepath.Dir(cfg.Out), err)
+	}
+
+	existing := t.TempDir()
+	cfg.Out = existing
+	if _, err := Run(context.Background(), cfg); err == nil {
+		t.Fatal("accepted")
+	}
+	if _, err := os.Stat(existing); err != nil {
+		t.Errorf("a failed run removed the directory it was given: %v", err)
+	}
+}

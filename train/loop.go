@@ -33,6 +33,7 @@ import (
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/internal/dirlock"
+	"github.com/wavecat/wavecat/internal/outdir"
 	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/wavenet"
@@ -185,6 +186,8 @@ type trainer struct {
 	lastSave int64
 	bar      *cliutil.Bar
 	lock     *dirlock.Lock // exclusive use of cfg.Out
+	outDirs  *outdir.Dirs  // the directories this run created for cfg.Out
+	lockHeld bool          // this run took the lock (and may clean up)
 
 	// dhead runs the head's loss and gradient on a GPU backend, so a step
 	// reads back only the loss; targets is its [B][T] waveform buffer.
@@ -201,13 +204,47 @@ type trainer struct {
 
 // Run trains until cfg.Steps, the context is cancelled (then it saves a
 // checkpoint and returns with Interrupted set and a nil error), or an error.
-func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
+func Run(ctx context.Context, cfg RunConfig) (_ *Result, err error) {
 	tr, err := newTrainer(cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer tr.free()
+	defer func() {
+		tr.free()
+		if err != nil {
+			tr.removeIfUnused()
+		}
+	}()
 	return tr.run(ctx)
+}
+
+// removeIfUnused deletes the run directory (and parents) this run created
+// when a failure left nothing in it worth keeping, so a mistyped command
+// leaves no empty run folders behind. Call it after free.
+func (tr *trainer) removeIfUnused() {
+	if !tr.outDirs.Created(tr.cfg.Out) || !tr.lockHeld {
+		return // not ours: an existing directory, or another run's
+	}
+	if _, err := Latest(tr.cfg.Out); err == nil {
+		return
+	}
+	ents, err := os.ReadDir(tr.cfg.Out)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fi, ierr := e.Info()
+		switch {
+		case e.Name() == dirlock.File:
+		case e.Name() == MetricsFile && ierr == nil && fi.Size() == 0:
+		default:
+			return // something else: keep it all
+		}
+	}
+	for _, e := range ents {
+		os.Remove(filepath.Join(tr.cfg.Out, e.Name()))
+	}
+	tr.outDirs.Undo()
 }
 
 func (c *RunConfig) check() error {
@@ -272,10 +309,11 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 	defer func() {
 		if err != nil {
 			tr.free()
+			tr.removeIfUnused()
 		}
 	}()
 
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+	if tr.outDirs, err = outdir.Prepare(cfg.Out); err != nil {
 		return nil, fmt.Errorf("train: run directory: %w", err)
 	}
 	// One writer per run directory, for the whole run; only then are the
@@ -283,6 +321,7 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 	if tr.lock, err = dirlock.Acquire(cfg.Out, "training: "+strings.Join(os.Args, " ")); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
+	tr.lockHeld = true
 	if removed, err := dirlock.CleanStale(cfg.Out); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	} else if len(removed) > 0 {
