@@ -64,8 +64,17 @@ at the newest; the last --keep are kept). RUN/metrics.jsonl logs loss, lr,
 steps/s, samples/s, gradient norm and validations; RUN/loss.png plots them.
 
 --resume continues RUN's newest checkpoint bit for bit (same batches, Adam
-state and EMA); the run's model, head and optimisation settings come from the
-checkpoint, --steps may be raised.`
+state and EMA); the run's model, head, optimisation and run settings
+(--keep, intervals) come from the checkpoint, a flag given again with a new
+value changes it and is printed, --steps may be raised. A newest checkpoint
+that does not verify (damaged, or without checksums.json) is moved to
+step-N.bad with the reason printed, and the run continues from the newest
+one that does.
+
+A run directory (and a preprocessing dump) is locked while a process
+writes it: a second train-wavenet on the same --out stops at once and names
+the process that holds it. Temporary files a killed run left are removed
+when the next run takes the directory.`
 
 const trainExamples = `  train-wavenet --data dump --preset adacat256 --out runs/adacat256
   train-wavenet --data dump --head adacat --components 128 --lambda 1e-4 --out runs/ac128
@@ -141,7 +150,7 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.Int64Var(&o.ckptEvery, "checkpoint-interval", o.ckptEvery, "steps between checkpoints (0: only at the end)")
 	f.IntVar(&o.keep, "keep", o.keep, "step checkpoints to keep (0: all)")
 	f.Int64Var(&o.logEvery, "log-interval", o.logEvery, "steps per metrics.jsonl record")
-	f.BoolVar(&o.resume, "resume", false, "continue the newest checkpoint in --out")
+	f.BoolVar(&o.resume, "resume", false, "continue the newest checkpoint in --out that verifies (see above)")
 	f.DurationVar(&o.timeLimit, "time-limit", 0, "stop after this much training (e.g. 9m30s), saving a checkpoint that --resume continues (0: none)")
 }
 
