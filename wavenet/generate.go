@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/cpu"
 )
 
 // Sampler is what incremental generation needs from an output head
@@ -39,10 +40,11 @@ type GenerateOptions struct {
 	// per slot is ChunkFrames*hop*Layers*GateChannels floats (12.6 MB for
 	// the reference model at the default).
 	ChunkFrames int
-	// Wide computes each product as one GEMM over all slots instead of one
-	// matrix-vector product per slot: faster at large batches, but an
-	// utterance's samples then depend on the batch (OpenBLAS sums a column
-	// differently at different widths), so it is off by default.
+	// Wide computes each product as one OpenBLAS GEMM over all slots
+	// instead of the default batch-invariant products: an utterance's
+	// samples then depend on the batch (OpenBLAS sums a column differently
+	// at different widths), so it is off by default. Where the CPU has
+	// AVX2+FMA the default is at least as fast (see Generator).
 	Wide bool
 	// Workers splits the slots over this many goroutines, each driving its
 	// own group through the whole network (default 1). Use it with a
@@ -105,13 +107,17 @@ const MaxGenerateFrames = 320000
 // n=1 (gemv), n=2..7, 8..15 and >=16 differ in the last bits, and a
 // multi-threaded sgemv differs from a single-threaded one. A batched
 // utterance must produce exactly the samples it produces alone, and
-// sampling amplifies any last-bit difference into a different waveform, so
-// each utterance's products are matrix-vector products of its own, and the
-// BLAS thread count must be fixed (vocode uses 1). Batches pay off through
-// Workers, one goroutine per core with its own slots; layer-major order
-// keeps a layer's 0.5 MB of weights in cache across a group's slots
-// (measured: gemv here is compute-bound, so that helps little). Wide mode
-// trades the exactness for one GEMM per layer over all slots.
+// sampling amplifies any last-bit difference into a different waveform.
+// So where the CPU has AVX2+FMA the step's products run on
+// cpu.PackedMatrix.MulVecs, whose per-column summation order does not
+// depend on the number of columns: each run of active slots is one
+// multi-column product that loads every weight once for all of them, as a
+// GEMM does, and still gives each utterance the bits it gets alone.
+// Elsewhere each utterance gets OpenBLAS matrix-vector products of its own
+// (the BLAS thread count must then be fixed; vocode uses 1). Workers adds
+// goroutines, each with its own slots; layer-major order keeps a layer's
+// 0.5 MB of weights in cache across a group's slots. Wide mode trades the
+// exactness for one OpenBLAS GEMM per layer over all slots.
 //
 // The step's elementwise work runs on host slices, so the generator needs a
 // host-memory backend (compute.HostAccessor, i.e. the CPU backend); a
@@ -131,6 +137,13 @@ type Generator struct {
 	wh   []float32
 	offs genOffsets
 
+	// mv holds the step's products packed for MulVecs (nil: OpenBLAS
+	// matrix-vector products per slot, where MulVecs has no assembly).
+	mv *stepMats
+	// blasStep makes the default mode use OpenBLAS per slot even where
+	// MulVecs is available (benchmarks compare the two).
+	blasStep bool
+
 	skipBias []float32 // sum of every layer's skip bias, added once
 	// stageK, stageM bound the inner and output sizes of the products
 	// (wide mode's per-slot staging rows).
@@ -140,6 +153,14 @@ type Generator struct {
 
 	// trace, when set (tests), sees every step's head outputs.
 	trace func(utt, t int, logits []float32)
+}
+
+// stepMats are the per-sample products in MulVecs layout: first conv,
+// per layer the dilated conv and the residual+skip rows (only the skip rows
+// for the last layer, whose residual output feeds nothing), and the head.
+type stepMats struct {
+	first, last1, last2 *cpu.PackedMatrix
+	conv, rs            []*cpu.PackedMatrix
 }
 
 type genOffsets struct {
@@ -167,6 +188,9 @@ func NewGenerator(m *Model, s Sampler) (*Generator, error) {
 		return nil, err
 	}
 	g.host = host
+	if cpu.MulVecsAccelerated() {
+		g.mv = g.packStep(w)
+	}
 	g.w = g.be.Alloc(len(w))
 	g.be.Upload(compute.V(g.w), w)
 	g.wh = host.Host(compute.V(g.w), len(w))
@@ -291,11 +315,31 @@ func newPlan(m *Model, s Sampler) (*Generator, []float32, error) {
 	return g, w, nil
 }
 
+// packStep lays the step's products out for MulVecs (another 12.6 MB for
+// the reference model; the step reads only this copy).
+func (g *Generator) packStep(w []float32) *stepMats {
+	R, G, H, S, O, K, L, o := g.R, g.G, g.H, g.S, g.O, g.K, g.L, &g.offs
+	sm := &stepMats{
+		first: cpu.PackMatrix(w[o.first:], R, g.Cin, g.Cin),
+		last1: cpu.PackMatrix(w[o.last1:], S, S, S),
+		last2: cpu.PackMatrix(w[o.last2:], O, S, S),
+	}
+	for l := 0; l < L; l++ {
+		sm.conv = append(sm.conv, cpu.PackMatrix(w[o.conv[l]:], G, K*R, K*R))
+		if l == L-1 {
+			sm.rs = append(sm.rs, cpu.PackMatrix(w[o.rs[l]+R*H:], S, H, H))
+		} else {
+			sm.rs = append(sm.rs, cpu.PackMatrix(w[o.rs[l]:], R+S, H, H))
+		}
+	}
+	return sm
+}
+
 // Free releases the generator's weight copy (the model is not touched).
 func (g *Generator) Free() {
 	if g.w != nil {
 		g.be.Free(g.w)
-		g.w, g.wh = nil, nil
+		g.w, g.wh, g.mv = nil, nil, nil
 	}
 }
 
@@ -312,12 +356,16 @@ func (g *Generator) StepWeightBytes() int64 {
 // excluding the per-chunk conditioning GEMMs.
 func (g *Generator) StepFLOPs() float64 { return float64(g.StepWeightBytes()) / 2 }
 
-// slotLayout places one in-flight utterance's buffers inside its region of
-// per floats; every slot has the same layout, so a wide GEMM reads the
-// slots' vectors as rows at stride per.
+// slotLayout places one in-flight utterance's buffers: the step's small
+// vectors in its region of per floats of a hot area, every slot with the
+// same layout, so a product reads the slots' vectors as columns at stride
+// per; the ring and the per-chunk conditioning in its region of cold
+// floats after that. Kept apart, the hot vectors of a batch span a few
+// hundred KB instead of 12.6 MB per slot (measured: the multi-column
+// products slowed down by a quarter with columns megabytes apart, the
+// x vectors of all slots falling on the same cache sets).
 type slotLayout struct {
 	x      int // stacked inputs, L blocks of [K*R] (the last R: x(t))
-	ring   int // per layer (K-1)*d vectors of R, ringOf[l] into it
 	pre    int // [G]
 	z      int // [H]
 	rs     int // [R+S]
@@ -326,12 +374,14 @@ type slotLayout struct {
 	a2     int // [S]
 	out0   int // [O]
 	xin    int // [Cin]
-	proj   int // [chunk samples][L*G]
-	melC   int // chunk mel [C][chunk frames + margins + 2*pad]
-	cond   int // chunk conditioning [C][(chunk frames + margins)*hop]
-	c0     int // conv_in output [C][chunk frames + margins]
-	upA    int // upsampler scratch, the size of cond
 	per    int
+	ring   int // cold: per layer (K-1)*d vectors of R, ringOf[l] into it
+	proj   int // cold: [chunk samples][L*G]
+	melC   int // cold: chunk mel [C][chunk frames + margins + 2*pad]
+	cond   int // cold: chunk conditioning [C][(chunk frames + margins)*hop]
+	c0     int // cold: conv_in output [C][chunk frames + margins]
+	upA    int // cold: upsampler scratch, the size of cond
+	cold   int
 	ringL  int
 	ringOf []int
 }
@@ -344,14 +394,22 @@ func (g *Generator) layout(chunkF int) *slotLayout {
 	}
 	lo.ringL = max(lo.ringOf[L], 1)
 	next := func(n int) int { off := lo.per; lo.per += n; return off }
-	lo.x, lo.ring = next(L*K*R), next(lo.ringL)
+	lo.x = next(L * K * R)
 	lo.pre, lo.z, lo.rs, lo.skip = next(G), next(H), next(R+S), next(S)
 	lo.a1, lo.a2, lo.out0, lo.xin = next(S), next(S), next(O), next(g.Cin)
-	lo.proj = next(chunkF * g.hop * L * G)
-	lo.melC = next(C * (chunkF + 2*condMargin + 2*g.cfg.CinPad))
-	lo.cond = next(C * (chunkF + 2*condMargin) * g.hop)
-	lo.c0 = next(C * (chunkF + 2*condMargin))
-	lo.upA = next(C * (chunkF + 2*condMargin) * g.hop)
+	// An odd number of 64-byte lines between slots spreads their vectors
+	// over every cache set.
+	lo.per = (lo.per + 15) / 16 * 16
+	if lo.per/16%2 == 0 {
+		lo.per += 16
+	}
+	cold := func(n int) int { off := lo.cold; lo.cold += n; return off }
+	lo.ring = cold(lo.ringL)
+	lo.proj = cold(chunkF * g.hop * L * G)
+	lo.melC = cold(C * (chunkF + 2*condMargin + 2*g.cfg.CinPad))
+	lo.cond = cold(C * (chunkF + 2*condMargin) * g.hop)
+	lo.c0 = cold(C * (chunkF + 2*condMargin))
+	lo.upA = cold(C * (chunkF + 2*condMargin) * g.hop)
 	return lo
 }
 
@@ -412,15 +470,16 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		return outs, nil
 	}
 	lo := g.layout(chunkF)
-	buf := g.be.Alloc(B * lo.per)
+	buf := g.be.Alloc(B * (lo.per + lo.cold))
 	defer g.be.Free(buf)
 	slots := make([]*slot, B)
 	for b := range slots {
 		v := compute.V(buf).At(b * lo.per)
+		c := compute.V(buf).At(B*lo.per + b*lo.cold)
 		slots[b] = &slot{base: v, utt: -1, ringOf: lo.ringOf,
-			x: v.At(lo.x), ring: v.At(lo.ring), pre: v.At(lo.pre), z: v.At(lo.z), rs: v.At(lo.rs),
+			x: v.At(lo.x), ring: c.At(lo.ring), pre: v.At(lo.pre), z: v.At(lo.z), rs: v.At(lo.rs),
 			skip: v.At(lo.skip), a1: v.At(lo.a1), a2: v.At(lo.a2), out0: v.At(lo.out0), xin: v.At(lo.xin),
-			proj: v.At(lo.proj), melC: v.At(lo.melC), cond: v.At(lo.cond), convOut: v.At(lo.c0), upA: v.At(lo.upA)}
+			proj: c.At(lo.proj), melC: c.At(lo.melC), cond: c.At(lo.cond), convOut: c.At(lo.c0), upA: c.At(lo.upA)}
 	}
 
 	// A shared queue: a slot that finishes takes the next utterance.
@@ -601,7 +660,9 @@ func (g *Generator) upsample(sl *slot, F, w int) {
 // step advances every active slot by one sample, layer-major so each
 // layer's weights serve all slots while cached. With wide set, each
 // product is one GEMM over all slots (rows at the slot stride ld, idle
-// slots computed and ignored); otherwise one matrix-vector product per slot.
+// slots computed and ignored); otherwise one MulVecs per run of adjacent
+// active slots (their vectors are columns at the slot stride), or without
+// it one matrix-vector product per slot.
 func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp float64) {
 	wide := stage.Buf != nil
 	be, wv, wh := g.be, compute.V(g.w), g.wh
@@ -609,11 +670,17 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 	KR := K * R
 	o := &g.offs
 	B := len(slots)
+	mv := g.mv
+	if g.blasStep {
+		mv = nil
+	}
+	per := lo.per
 	// prod computes dst = W src (+ dst when acc) for every slot: W is m x k
-	// at weight offset w; src/dst are offsets in each slot's region. Wide
-	// mode gathers the slots' vectors into contiguous rows first (measured:
-	// OpenBLAS is several times slower on rows megabytes apart).
-	prod := func(m, k, w, src, dst int, acc bool) {
+	// at weight offset w (pm in MulVecs layout); src/dst are offsets in each
+	// slot's region. Wide mode gathers the slots' vectors into contiguous
+	// rows first (measured: OpenBLAS is several times slower on rows
+	// megabytes apart).
+	prod := func(pm *cpu.PackedMatrix, m, k, w, src, dst int, acc bool) {
 		beta := float32(0)
 		if acc {
 			beta = 1
@@ -634,6 +701,25 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 			}
 			return
 		}
+		if mv != nil {
+			// The group's slots are adjacent at stride per.
+			for b0 := 0; b0 < B; {
+				if slots[b0].utt < 0 {
+					b0++
+					continue
+				}
+				b1 := b0 + 1
+				for b1 < B && slots[b1].utt >= 0 {
+					b1++
+				}
+				n := b1 - b0
+				x := g.host.Host(slots[b0].base.At(src), (n-1)*per+k)
+				y := g.host.Host(slots[b0].base.At(dst), (n-1)*per+m)
+				pm.MulVecs(x, per, y, per, n, acc)
+				b0 = b1
+			}
+			return
+		}
 		for _, sl := range slots {
 			if sl.utt >= 0 {
 				be.Gemm(false, false, m, 1, k, 1, wv.At(w), k, sl.base.At(src), 1, beta, sl.base.At(dst), 1)
@@ -647,7 +733,11 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 			g.s.EncodeInput(sl.prev, g.host.Host(sl.xin, Cin))
 		}
 	}
-	prod(R, Cin, o.first, lo.xin, lo.x+(K-1)*R, false)
+	var pFirst, pConv, pRS, pLast1, pLast2 *cpu.PackedMatrix
+	if mv != nil {
+		pFirst, pLast1, pLast2 = mv.first, mv.last1, mv.last2
+	}
+	prod(pFirst, R, Cin, o.first, lo.xin, lo.x+(K-1)*R, false)
 	for _, sl := range slots {
 		if sl.utt >= 0 {
 			h := g.host.Host(sl.x.At((K-1)*R), R)
@@ -681,7 +771,10 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 			}
 			copy(g.host.Host(sl.pre, G), g.host.Host(sl.proj.At((t-sl.c0)*L*G+l*G), G))
 		}
-		prod(G, KR, o.conv[l], lo.x+l*KR, lo.pre, true)
+		if mv != nil {
+			pConv, pRS = mv.conv[l], mv.rs[l]
+		}
+		prod(pConv, G, KR, o.conv[l], lo.x+l*KR, lo.pre, true)
 		for _, sl := range slots {
 			if sl.utt < 0 {
 				continue
@@ -696,9 +789,9 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 		}
 		if last {
 			// The last layer's residual output feeds nothing.
-			prod(S, H, o.rs[l]+R*H, lo.z, lo.rs+R, false)
+			prod(pRS, S, H, o.rs[l]+R*H, lo.z, lo.rs+R, false)
 		} else {
-			prod(R+S, H, o.rs[l], lo.z, lo.rs, false)
+			prod(pRS, R+S, H, o.rs[l], lo.z, lo.rs, false)
 		}
 		rsB := wh[o.rsB[l] : o.rsB[l]+R+S]
 		for _, sl := range slots {
@@ -734,7 +827,7 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 			a1[s] = max((v+g.skipBias[s])*g.skipNorm, 0)
 		}
 	}
-	prod(S, S, o.last1, lo.a1, lo.a2, false)
+	prod(pLast1, S, S, o.last1, lo.a1, lo.a2, false)
 	for _, sl := range slots {
 		if sl.utt < 0 {
 			continue
@@ -744,7 +837,7 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 			a2[s] = max(a2[s]+bv, 0)
 		}
 	}
-	prod(O, S, o.last2, lo.a2, lo.out0, false)
+	prod(pLast2, O, S, o.last2, lo.a2, lo.out0, false)
 	for _, sl := range slots {
 		if sl.utt < 0 {
 			continue

@@ -15,8 +15,11 @@ import (
 // logistics, 30 channels); each utterance is 4 frames = 1024 samples,
 // conditioning included; batch 16 is aggregate samples/s. Variants: the
 // OpenBLAS thread count (vocode always uses 1, so output does not depend on
-// it), Workers (slot groups on goroutines) and Wide (one GEMM per layer over
-// the batch, not bit-identical to batch 1). weightGB/s is samples/s times
+// it), Workers (slot groups on goroutines), Wide (one GEMM per layer over
+// the batch, not bit-identical to batch 1) and, as "-gemv", the default
+// mode on OpenBLAS matrix-vector products per slot instead of MulVecs (the
+// path before MulVecs, and the one without AVX2), next to its MulVecs twin
+// so both see the same load. weightGB/s is samples/s times
 // the step's weight bytes (12.6 MB, what a batch-1 step streams) and GFLOP/s
 // uses StepFLOPs (6.3 MFLOP/sample); compare with BenchmarkRoofline and with
 // bench/pytorch/generate.py run in the same session.
@@ -45,15 +48,18 @@ func BenchmarkGenerate(b *testing.B) {
 		name           string
 		batch, threads int
 		opts           GenerateOptions
+		gemv           bool
 	}{
-		{"batch1", 1, 2, GenerateOptions{}},
-		{"batch1-1thread", 1, 1, GenerateOptions{}},
-		{"batch16", 16, 2, GenerateOptions{}},
-		{"batch16-1thread", 16, 1, GenerateOptions{}},
-		{"batch16-2workers", 16, 1, GenerateOptions{Workers: 2}},
-		{"batch16-wide", 16, 2, GenerateOptions{Wide: true}},
-		{"batch16-wide-1thread", 16, 1, GenerateOptions{Wide: true}},
-		{"batch16-wide-2workers", 16, 1, GenerateOptions{Wide: true, Workers: 2}},
+		{"batch1", 1, 2, GenerateOptions{}, false},
+		{"batch1-1thread", 1, 1, GenerateOptions{}, false},
+		{"batch1-1thread-gemv", 1, 1, GenerateOptions{}, true},
+		{"batch16", 16, 2, GenerateOptions{}, false},
+		{"batch16-1thread", 16, 1, GenerateOptions{}, false},
+		{"batch16-1thread-gemv", 16, 1, GenerateOptions{}, true},
+		{"batch16-2workers", 16, 1, GenerateOptions{Workers: 2}, false},
+		{"batch16-wide", 16, 2, GenerateOptions{Wide: true}, false},
+		{"batch16-wide-1thread", 16, 1, GenerateOptions{Wide: true}, false},
+		{"batch16-wide-2workers", 16, 1, GenerateOptions{Wide: true, Workers: 2}, false},
 	}
 	for _, r := range runs {
 		b.Run("ref-mol/"+r.name, func(b *testing.B) {
@@ -62,6 +68,11 @@ func BenchmarkGenerate(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer cpu.New(cpu.Options{})
+			if r.gemv && g.mv == nil {
+				b.Skip("MulVecs has no assembly here: the default mode is already per-slot gemv")
+			}
+			g.blasStep = r.gemv
+			defer func() { g.blasStep = false }()
 			utts := make([]Utterance, r.batch)
 			for i := range utts {
 				utts[i] = Utterance{Mel: randMel(rng, 4, 80), Seed: uint64(i)}

@@ -377,7 +377,7 @@ func TestGenerateChunkedConditioning(t *testing.T) {
 	be.Download(want, compute.V(full))
 
 	lo := g.layout(chunkF)
-	v := compute.V(be.Alloc(lo.per))
+	v := compute.V(be.Alloc(lo.cold))
 	sl := &slot{frames: frames, T: T, melP: melP, melC: v.At(lo.melC), cond: v.At(lo.cond),
 		convOut: v.At(lo.c0), upA: v.At(lo.upA), proj: v.At(lo.proj)}
 	chunks := 0
