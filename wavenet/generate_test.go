@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/outputs"
 )
 
@@ -459,6 +460,61 @@ func TestGenerateTemperature(t *testing.T) {
 	for _, bad := range []float64{-1, math.NaN(), math.Inf(1)} {
 		if _, err := g.Generate(u, GenerateOptions{Temperature: bad}); err == nil || !strings.Contains(err.Error(), "temperature") {
 			t.Errorf("temperature %g: error %v", bad, err)
+		}
+	}
+}
+
+// TestGenerateGemvPath: the per-slot OpenBLAS path (what runs where MulVecs
+// has no assembly) stays bit-identical across batch sizes too, and differs
+// from the MulVecs path only by rounding: the two sum in different orders,
+// so their head outputs agree closely although sampling may diverge later.
+func TestGenerateGemvPath(t *testing.T) {
+	be := newCPU(t)
+	m, h := genModel(t, be, "mol --mixtures 3 --levels 65536", 3, 5)
+	defer m.Free()
+	g, err := NewGenerator(m, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	if cpu.MulVecsAccelerated() != (g.mv != nil) {
+		t.Fatalf("MulVecs accelerated %v, generator packed its products: %v", cpu.MulVecsAccelerated(), g.mv != nil)
+	}
+	rng := rand.New(rand.NewPCG(4, 4))
+	var utts []Utterance
+	for i, f := range []int{5, 3, 4} {
+		utts = append(utts, Utterance{Mel: randMel(rng, f, m.Config().CinChannels), Seed: uint64(7 + i)})
+	}
+	// The first step's head outputs of each path (same input: y[-1] = 0).
+	first := map[bool][]float32{}
+	for _, gemv := range []bool{true, false} {
+		g.blasStep = gemv
+		g.trace = func(utt, t int, out []float32) {
+			if utt == 0 && t == 0 {
+				first[gemv] = append([]float32(nil), out...)
+			}
+		}
+		batched, err := g.Generate(utts, GenerateOptions{Batch: 3})
+		g.trace = nil
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, u := range utts {
+			alone, err := g.Generate([]Utterance{u}, GenerateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range alone[0] {
+				if math.Float32bits(alone[0][j]) != math.Float32bits(batched[i][j]) {
+					t.Fatalf("gemv=%v utterance %d sample %d: batched %v, alone %v", gemv, i, j, batched[i][j], alone[0][j])
+				}
+			}
+		}
+	}
+	g.blasStep = false
+	for c := range first[true] {
+		if d := math.Abs(float64(first[true][c] - first[false][c])); d > 1e-4*(1+math.Abs(float64(first[true][c]))) {
+			t.Errorf("first step output %d: gemv path %v, MulVecs path %v", c, first[true][c], first[false][c])
 		}
 	}
 }
