@@ -1,0 +1,158 @@
+package dist
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// meet runs rank 0 on ln and ranks 1..N-1 with the given settings, each
+// after its delay (rank 0 included: others may arrive before it listens,
+// which Join must survive by redialling).
+func meet(t *testing.T, world int, ranks []Rendezvous, delays []time.Duration) (hostErr error, ids [][]byte, errs []error) {
+	t.Helper()
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ids, errs = make([][]byte, len(ranks)), make([]error, len(ranks))
+	var wg sync.WaitGroup
+	for i, r := range ranks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(delays[i])
+			if r.Rank == 0 {
+				hostErr = Host(context.Background(), ln, r)
+				return
+			}
+			ids[i], errs[i] = Join(context.Background(), addr, r)
+		}()
+	}
+	wg.Wait()
+	return hostErr, ids, errs
+}
+
+// TestRendezvousAnyOrder: ranks arriving in random orders, rank 0 among
+// the last, all get rank 0's ID.
+func TestRendezvousAnyOrder(t *testing.T) {
+	const N = 5
+	id := bytes.Repeat([]byte{0xab, 0, 0xff}, 43)[:128]
+	for trial := range 4 {
+		rng := rand.New(rand.NewPCG(uint64(trial), 1))
+		var ranks []Rendezvous
+		var delays []time.Duration
+		for r := range N {
+			rv := Rendezvous{Rank: r, WorldSize: N, Fingerprint: "run A", Timeout: 20 * time.Second}
+			if r == 0 {
+				rv.ID = id
+			}
+			ranks = append(ranks, rv)
+			delays = append(delays, time.Duration(rng.IntN(300))*time.Millisecond)
+		}
+		hostErr, ids, errs := meet(t, N, ranks, delays)
+		if hostErr != nil {
+			t.Fatalf("trial %d (delays %v): rank 0: %v", trial, delays, hostErr)
+		}
+		for r := 1; r < N; r++ {
+			if errs[r] != nil || !bytes.Equal(ids[r], id) {
+				t.Fatalf("trial %d (delays %v): rank %d got %x, %v", trial, delays, r, ids[r], errs[r])
+			}
+		}
+	}
+}
+
+// TestRendezvousMissingRank: rank 2 of 4 never comes: rank 0 fails at the
+// timeout naming it, and the ranks that came are told the same.
+func TestRendezvousMissingRank(t *testing.T) {
+	var ranks []Rendezvous
+	for _, r := range []int{0, 1, 3} {
+		ranks = append(ranks, Rendezvous{Rank: r, WorldSize: 4, Timeout: 500 * time.Millisecond, ID: []byte{1}})
+	}
+	hostErr, _, errs := meet(t, 4, ranks, make([]time.Duration, 3))
+	if hostErr == nil || !strings.Contains(hostErr.Error(), "rank(s) 2 of 4 did not arrive within 500ms") {
+		t.Fatalf("rank 0: %v, want a timeout naming rank 2", hostErr)
+	}
+	for i := 1; i < 3; i++ {
+		if errs[i] == nil || !strings.Contains(errs[i].Error(), "rank(s) 2 of 4") {
+			t.Errorf("rank %d: %v, want rank 0's refusal naming rank 2", ranks[i].Rank, errs[i])
+		}
+	}
+}
+
+// TestRendezvousNoRankZero: with nobody listening, a joining rank gives up
+// at its timeout, naming the address it tried.
+func TestRendezvousNoRankZero(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err := Join(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "rank 0 at "+addr) || !strings.Contains(err.Error(), "did not answer within 300ms") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestRendezvousRefusals: a wrong world size, a duplicate rank or another
+// run's fingerprint fails the rendezvous on every side with the reason.
+func TestRendezvousRefusals(t *testing.T) {
+	base := func(r int) Rendezvous {
+		return Rendezvous{Rank: r, WorldSize: 3, Fingerprint: "run A", Timeout: 20 * time.Second, ID: []byte{9}}
+	}
+	for _, c := range []struct {
+		name string
+		bad  Rendezvous
+		want string
+	}{
+		{"world size", Rendezvous{Rank: 2, WorldSize: 4, Fingerprint: "run A", Timeout: 20 * time.Second}, "rank 2 was started with world size 4, rank 0 with 3"},
+		{"duplicate rank", base(1), "two processes claim rank 1"},
+		{"fingerprint", Rendezvous{Rank: 2, WorldSize: 3, Fingerprint: "run B", Timeout: 20 * time.Second}, `rank 2 runs "run B", rank 0 runs "run A"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// rank 1 arrives first, then the bad one, then rank 0 listens
+			ranks := []Rendezvous{base(0), base(1), c.bad}
+			hostErr, _, errs := meet(t, 3, ranks, []time.Duration{300 * time.Millisecond, 0, 100 * time.Millisecond})
+			if hostErr == nil || !strings.Contains(hostErr.Error(), c.want) {
+				t.Fatalf("rank 0: %v, want %q", hostErr, c.want)
+			}
+			for i := 1; i < 3; i++ {
+				if errs[i] == nil || !strings.Contains(errs[i].Error(), c.want) {
+					t.Errorf("joiner %d: %v, want %q", i, errs[i], c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestMeetListensOnAllInterfaces: Meet's rank 0 listens on the port of
+// MASTER_ADDR and a rank reaches it at that address.
+func TestMeetListensOnAllInterfaces(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ln.Close() // free the port for Meet
+	var wg sync.WaitGroup
+	var got []byte
+	var jerr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		got, jerr = Meet(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 10 * time.Second})
+	}()
+	id, err := Meet(context.Background(), addr, Rendezvous{Rank: 0, WorldSize: 2, ID: []byte("nccl id"), Timeout: 10 * time.Second})
+	wg.Wait()
+	if err != nil || jerr != nil || string(id) != "nccl id" || string(got) != "nccl id" {
+		t.Fatalf("rank 0: %q %v; rank 1: %q %v", id, err, got, jerr)
+	}
+}
