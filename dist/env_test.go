@@ -41,7 +41,7 @@ func TestFromEnv(t *testing.T) {
 				"OMPI_COMM_WORLD_LOCAL_SIZE": "4", "MASTER_ADDR": "gpu01"},
 			want: Env{Launcher: "openmpi", Rank: 6, WorldSize: 8, LocalRank: 2, LocalSize: 4, MasterAddr: "gpu01", MasterPort: DefaultPort}},
 		{name: "open mpi single node needs no MASTER_ADDR", ok: true,
-			env: map[string]string{"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2"},
+			env:  map[string]string{"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2"},
 			want: Env{Launcher: "openmpi", Rank: 1, WorldSize: 2, LocalRank: 1, LocalSize: 2, MasterAddr: "127.0.0.1", MasterPort: DefaultPort}},
 		{name: "open mpi multi-node without MASTER_ADDR", err: "openmpi: MASTER_ADDR is not set",
 			env: map[string]string{"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "4"}},
