@@ -53,6 +53,9 @@ type Batcher struct {
 
 	b, t, f, cinPad, hop, cin int
 	seed                      uint64
+	// rank's share of a global batch of world*b items (Shard); world 0
+	// means 1.
+	rank, world int
 
 	mu    sync.Mutex
 	perms map[int][]int // at most two epochs cached
@@ -110,6 +113,19 @@ func (d *Dump) NewBatcher(split string, batchSize, maxTimeSteps, cinPad, hop int
 	return bt, nil
 }
 
+// Shard makes Batch(step) return rank's share of a global batch of
+// world*B items: global items (step*world + rank)*B + i for i < B. The
+// global batch is the one a single process at batch world*B draws, so N
+// ranks at batch B see exactly its crops, disjoint and in its order, and a
+// run is reproducible for a given global batch. Shard(0, 1) is the default.
+func (bt *Batcher) Shard(rank, world int) error {
+	if world < 1 || rank < 0 || rank >= world {
+		return fmt.Errorf("ljspeech: shard %d of %d: want 0 <= rank < world", rank, world)
+	}
+	bt.rank, bt.world = rank, world
+	return nil
+}
+
 // Len is the number of utterances batches are drawn from.
 func (bt *Batcher) Len() int { return len(bt.ids) }
 
@@ -158,8 +174,9 @@ func (bt *Batcher) Batch(step int) (Batch, error) {
 		Wave: make([]float32, bt.b*bt.t), Mel: make([]float32, bt.b*bt.cin*ff),
 		IDs: make([]string, bt.b), Starts: make([]int, bt.b)}
 	rows := make([]float32, ff*bt.cin)
+	first := (step*max(bt.world, 1) + bt.rank) * bt.b
 	for i := 0; i < bt.b; i++ {
-		u, s := bt.pick(step*bt.b + i)
+		u, s := bt.pick(first + i)
 		id := bt.ids[u]
 		out.IDs[i], out.Starts[i] = id, s
 		if err := bt.readRange(WavePath(bt.d.Dir, id), int64(bt.frames[u]*bt.hop), int64(s*bt.hop), out.Wave[i*bt.t:(i+1)*bt.t]); err != nil {
