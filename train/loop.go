@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/dist"
 	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/internal/dirlock"
 	"github.com/wavecat/wavecat/internal/outdir"
@@ -79,6 +80,9 @@ type RunConfig struct {
 
 	Resume  bool
 	Backend compute.Backend
+	// Comm, when set, makes this process one rank of a data-parallel run
+	// (see dist.go): BatchSize is per rank, rank 0 writes Out.
+	Comm dist.Communicator
 
 	// Log receives the progress bar and notes (os.Stderr when nil); Quiet
 	// drops the bar.
@@ -107,7 +111,8 @@ type RunState struct {
 	BatchSize    int          `json:"batch_size"`
 	MaxTimeSteps int          `json:"max_time_steps"`
 	ClipNorm     float64      `json:"clip_norm"`
-	Settings     *RunSettings `json:"settings,omitempty"` // absent in checkpoints written before it existed
+	WorldSize    int          `json:"world_size,omitempty"` // data-parallel ranks, each at BatchSize; absent: 1
+	Settings     *RunSettings `json:"settings,omitempty"`   // absent in checkpoints written before it existed
 }
 
 // RunSettings are the settings of a run that do not define its model or
@@ -207,6 +212,9 @@ type trainer struct {
 func Run(ctx context.Context, cfg RunConfig) (_ *Result, err error) {
 	tr, err := newTrainer(cfg)
 	if err != nil {
+		if cfg.Comm != nil {
+			cfg.Comm.Abort(err)
+		}
 		return nil, err
 	}
 	defer func() {
@@ -215,7 +223,11 @@ func Run(ctx context.Context, cfg RunConfig) (_ *Result, err error) {
 			tr.removeIfUnused()
 		}
 	}()
-	return tr.run(ctx)
+	res, err := tr.run(ctx)
+	if err != nil && cfg.Comm != nil {
+		cfg.Comm.Abort(err) // the other ranks stop instead of waiting for this one
+	}
+	return res, err
 }
 
 // removeIfUnused deletes the run directory (and parents) this run created
@@ -313,19 +325,22 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 		}
 	}()
 
-	if tr.outDirs, err = outdir.Prepare(cfg.Out); err != nil {
-		return nil, fmt.Errorf("train: run directory: %w", err)
-	}
-	// One writer per run directory, for the whole run; only then are the
-	// temporaries a killed run left behind certainly nobody's.
-	if tr.lock, err = dirlock.Acquire(cfg.Out, "training: "+strings.Join(os.Args, " ")); err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	tr.lockHeld = true
-	if removed, err := dirlock.CleanStale(cfg.Out); err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	} else if len(removed) > 0 {
-		fmt.Fprintf(tr.log, "removed %d temporary file(s) a killed run left in %s: %s\n", len(removed), cfg.Out, strings.Join(removed, " "))
+	// The other ranks of a data-parallel run only read the directory.
+	if tr.lead() {
+		if tr.outDirs, err = outdir.Prepare(cfg.Out); err != nil {
+			return nil, fmt.Errorf("train: run directory: %w", err)
+		}
+		// One writer per run directory, for the whole run; only then are the
+		// temporaries a killed run left behind certainly nobody's.
+		if tr.lock, err = dirlock.Acquire(cfg.Out, "training: "+strings.Join(os.Args, " ")); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		tr.lockHeld = true
+		if removed, err := dirlock.CleanStale(cfg.Out); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		} else if len(removed) > 0 {
+			fmt.Fprintf(tr.log, "removed %d temporary file(s) a killed run left in %s: %s\n", len(removed), cfg.Out, strings.Join(removed, " "))
+		}
 	}
 	var ck *Checkpoint
 	latest, lerr := Latest(cfg.Out)
@@ -381,7 +396,10 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 	if tr.bt, err = dump.NewBatcher("train", cfg.BatchSize, cfg.MaxTimeSteps, mcfg.CinPad, p.Mel.Hop, cfg.Seed); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	if cfg.EvalInterval > 0 {
+	if err := tr.bt.Shard(tr.rank(), tr.world()); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if cfg.EvalInterval > 0 && tr.lead() {
 		if tr.evalM, err = wavenet.New(mcfg, tr.be, 0); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
@@ -389,8 +407,10 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 			return nil, err
 		}
 	}
-	if tr.metrics, err = openMetrics(filepath.Join(cfg.Out, MetricsFile), tr.step, cfg.Resume); err != nil {
-		return nil, err
+	if tr.lead() {
+		if tr.metrics, err = openMetrics(filepath.Join(cfg.Out, MetricsFile), tr.step, cfg.Resume); err != nil {
+			return nil, err
+		}
 	}
 	nOut := cfg.BatchSize * mcfg.OutChannels * cfg.MaxTimeSteps
 	if _, ok := tr.be.(compute.HostAccessor); !ok {
@@ -404,6 +424,9 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 		}
 	}
 	tr.spare = make(chan []float32, 2)
+	if err := tr.syncStart(); err != nil {
+		return nil, err
+	}
 	return tr, nil
 }
 
@@ -426,7 +449,10 @@ func (tr *trainer) adoptCheckpointConfig(ck *Checkpoint) error {
 	}
 	c := &tr.cfg
 	c.Model, c.Head, c.Seed = mi.Model, mi.Head, m.Seed
-	c.BatchSize, c.MaxTimeSteps, c.ClipNorm = rs.BatchSize, rs.MaxTimeSteps, rs.ClipNorm
+	c.MaxTimeSteps, c.ClipNorm = rs.MaxTimeSteps, rs.ClipNorm
+	if c.BatchSize, err = perRankBatch(rs, tr.world()); err != nil {
+		return err
+	}
 	c.Schedule, c.Adam, c.EMADecay = m.Schedule, m.Adam.AdamConfig, m.EMADecay
 	if c.Steps < m.Step {
 		return fmt.Errorf("--steps %d is below the checkpoint's step %d", c.Steps, m.Step)
@@ -593,11 +619,17 @@ func (tr *trainer) forwardLoss(p *prepared) float64 {
 func (tr *trainer) stepOnce(p *prepared) (loss, gnorm float64, err error) {
 	m, cfg := tr.model, tr.cfg
 	loss = tr.forwardLoss(p)
+	if loss, err = tr.meanLoss(loss); err != nil {
+		return loss, 0, err
+	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, 0, &NonFiniteError{Step: p.step + 1, What: "the training loss", Value: loss, Checkpoint: tr.lastCkpt}
 	}
 	m.ZeroGrads()
 	m.Backward(tr.ws, tr.ws.DOut(), compute.View{})
+	if err := tr.reduceGrads(); err != nil {
+		return loss, 0, err
+	}
 	np := m.NumParams()
 	if cfg.ClipNorm > 0 {
 		gnorm = ClipGradNorm(tr.be, m.Grads(), np, cfg.ClipNorm)
@@ -645,7 +677,7 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 		fmt.Fprintf(tr.log, "train: %d training utterances shorter than a crop are skipped\n", len(tr.bt.Skipped))
 	}
 	if cfg.EvalInterval > 0 && start == 0 {
-		if err := tr.evaluate(); err != nil {
+		if err := tr.evaluateLead(); err != nil {
 			return res, err
 		}
 	}
@@ -683,7 +715,9 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 		default:
 		}
 		if err != nil {
-			tr.metrics.Flush()
+			if tr.metrics != nil {
+				tr.metrics.Flush()
+			}
 			return res, err
 		}
 		tr.step++
@@ -700,21 +734,26 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 			sps := float64(tr.step-s0) / dt
 			rec := TrainRecord{Type: "train", Step: tr.step, Loss: lossSum / float64(lossN),
 				LR: lrValue(cfg.Schedule.LR(tr.step - 1)), StepsPerSec: sps,
-				SamplesPerSec: sps * float64(cfg.BatchSize*cfg.MaxTimeSteps), GradNorm: lastGnorm, Time: time.Now().UTC()}
-			if err := tr.metrics.Train(rec); err != nil {
-				return res, err
+				SamplesPerSec: sps * float64(tr.world()*cfg.BatchSize*cfg.MaxTimeSteps), GradNorm: lastGnorm, Time: time.Now().UTC()}
+			if tr.metrics != nil {
+				if err := tr.metrics.Train(rec); err != nil {
+					return res, err
+				}
 			}
 			lossSum, lossN, t0, s0, paused = 0, 0, time.Now(), tr.step, 0
 		}
-		interrupted := ctx.Err() != nil
+		interrupted, err := tr.anyRank(ctx.Err() != nil)
+		if err != nil {
+			return res, err
+		}
 		tp := time.Now()
 		if cfg.EvalInterval > 0 && tr.step%cfg.EvalInterval == 0 && !interrupted {
-			if err := tr.evaluate(); err != nil {
+			if err := tr.evaluateLead(); err != nil {
 				return res, err
 			}
 		}
 		if (cfg.CheckpointInterval > 0 && tr.step%cfg.CheckpointInterval == 0) || interrupted {
-			if err := tr.save(); err != nil {
+			if err := tr.saveLead(); err != nil {
 				return res, err
 			}
 		}
@@ -722,9 +761,10 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 		if tr.cfg.OnStep != nil {
 			tr.cfg.OnStep(tr.step)
 		}
-		if interrupted || ctx.Err() != nil {
+		// Ranks decide together (anyRank), at the next step.
+		if interrupted || (tr.cfg.Comm == nil && ctx.Err() != nil) {
 			if tr.lastSave != tr.step {
-				if err := tr.save(); err != nil {
+				if err := tr.saveLead(); err != nil {
 					return res, err
 				}
 			}
@@ -733,12 +773,12 @@ func (tr *trainer) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	if cfg.EvalInterval > 0 && (tr.lastEval == nil || tr.lastEval.Step != tr.step) {
-		if err := tr.evaluate(); err != nil {
+		if err := tr.evaluateLead(); err != nil {
 			return res, err
 		}
 	}
 	if tr.lastSave != tr.step || tr.lastCkpt == "" {
-		if err := tr.save(); err != nil {
+		if err := tr.saveLead(); err != nil {
 			return res, err
 		}
 	}
@@ -753,10 +793,10 @@ func (tr *trainer) checkpoint() (*Checkpoint, error) {
 	if err := tr.info.SetMeta(&meta); err != nil {
 		return nil, err
 	}
-	items := tr.step * int64(cfg.BatchSize)
+	items := tr.step * int64(cfg.BatchSize*tr.world())
 	nUtt := int64(tr.bt.Len())
 	meta.Data = DataPosition{Epoch: items / nUtt, Index: items % nUtt, ShuffleSeed: cfg.Seed}
-	extra, err := json.Marshal(RunState{BatchSize: cfg.BatchSize, MaxTimeSteps: cfg.MaxTimeSteps, ClipNorm: cfg.ClipNorm,
+	extra, err := json.Marshal(RunState{BatchSize: cfg.BatchSize, MaxTimeSteps: cfg.MaxTimeSteps, ClipNorm: cfg.ClipNorm, WorldSize: tr.checkpointWorld(),
 		Settings: &RunSettings{Steps: cfg.Steps, LogInterval: cfg.LogInterval, EvalInterval: cfg.EvalInterval,
 			CheckpointInterval: cfg.CheckpointInterval, Keep: cfg.Keep, EvalSplit: cfg.EvalSplit,
 			EvalMaxSamples: cfg.EvalMaxSamples, EvalMaxUtterances: cfg.EvalMaxUtterances}})
