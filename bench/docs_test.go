@@ -68,3 +68,24 @@ func containsCell(cells []string, want string) bool {
 	}
 	return false
 }
+
+// The project states its licence: a LICENSE file with the BSD 3-Clause text,
+// named in the README.
+func TestLicenseStated(t *testing.T) {
+	lic, err := os.ReadFile("../LICENSE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Redistribution and use in source and binary forms", "Neither the name of the copyright holder"} {
+		if !strings.Contains(string(lic), want) {
+			t.Errorf("LICENSE lacks %q", want)
+		}
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "BSD-3-Clause") && !strings.Contains(string(readme), "BSD 3-Clause") {
+		t.Error("README.md does not name the licence")
+	}
+}
