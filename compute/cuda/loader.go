@@ -109,7 +109,7 @@ func searchDirs(env searchEnv) []string {
 	}
 	prefixes = append(prefixes, "/usr/local", "/usr", "/opt/conda")
 	for _, p := range prefixes {
-		for _, pkg := range []string{"cublas", "cuda_nvrtc", "cuda_runtime", "cu13"} {
+		for _, pkg := range []string{"cublas", "cuda_nvrtc", "cuda_runtime", "nccl", "cu13"} {
 			m, _ := env.glob(filepath.Join(p, "lib", "python3*", "*-packages", "nvidia", pkg, "lib"))
 			slices.SortStableFunc(m, func(a, b string) int { return -compareVersionDirs(a, b) })
 			add(m...)
