@@ -94,6 +94,8 @@ type trainOpts struct {
 	seed                                                uint64
 	resume, tf32                                        bool
 	timeLimit                                           time.Duration
+	gpus                                                int           // --gpus (dist.go)
+	distTimeout                                         time.Duration // --dist-timeout
 }
 
 func defaultTrainOpts() trainOpts {
@@ -152,6 +154,7 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.Int64Var(&o.logEvery, "log-interval", o.logEvery, "steps per metrics.jsonl record")
 	f.BoolVar(&o.resume, "resume", false, "continue the newest checkpoint in --out that verifies (see above)")
 	f.DurationVar(&o.timeLimit, "time-limit", 0, "stop after this much training (e.g. 9m30s), saving a checkpoint that --resume continues (0: none)")
+	addDistFlags(f, o)
 }
 
 func presetList() string { return strings.Join(train.PresetNames(), ", ") }
@@ -275,12 +278,30 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 	if err != nil {
 		return err
 	}
-	be, err := newBackend(o)
+	launch, env, ranked, err := distMode(o, os.Getenv)
 	if err != nil {
 		return err
 	}
-	cfg.Backend, cfg.Quiet, cfg.Log = be, quiet, cmd.ErrOrStderr()
-	defer freeBackend(be)
+	if launch {
+		return launchGPUs(cmd.Context(), o.gpus, cmd.OutOrStdout(), cmd.ErrOrStderr())
+	}
+	var be compute.Backend
+	var comm *cuda.NCCLComm
+	if ranked {
+		if be, comm, err = joinRun(cmd.Context(), o, env); err != nil {
+			return err
+		}
+		cfg.Comm = comm
+	} else if be, err = newBackend(o); err != nil {
+		return err
+	}
+	cfg.Backend, cfg.Quiet, cfg.Log = be, quiet || env.Rank > 0, cmd.ErrOrStderr()
+	defer func() {
+		if comm != nil {
+			comm.Close() // before its backend
+		}
+		freeBackend(be)
+	}()
 
 	// Ctrl-C / SIGTERM: the loop finishes its step and saves. After the
 	// first signal the handler is removed, so a second Ctrl-C kills at once.
@@ -310,6 +331,9 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 	res, err := train.Run(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if env.Rank > 0 {
+		return nil // rank 0 reports
 	}
 	w := cmd.OutOrStdout()
 	if res.Interrupted {

@@ -1,0 +1,226 @@
+package main
+
+// Data-parallel training from the command line: one process per GPU.
+// Started by a cluster launcher (torchrun, srun, mpirun), a process reads
+// its rank from the environment (dist.FromEnv), meets rank 0 at
+// MASTER_ADDR:MASTER_PORT to receive NCCL's unique id, and trains its share
+// of every batch on GPU LOCAL_RANK. --gpus N is the single-node shortcut:
+// this process starts N copies of itself with torchrun's variables set and
+// watches them; when one fails the others are stopped and the failure names
+// the rank. CPU data parallelism exists only in tests (dist.Local): on a CPU
+// one process with all cores is faster than N sharing them.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/dist"
+)
+
+var _ dist.Communicator = (*cuda.NCCLComm)(nil)
+
+// childVar marks the processes --gpus starts, so that they train instead
+// of launching again.
+const childVar = "WAVECAT_GPUS_CHILD"
+
+func addDistFlags(f *pflag.FlagSet, o *trainOpts) {
+	f.IntVar(&o.gpus, "gpus", 0, "cuda: train data-parallel on this many GPUs of this machine, one process each (--batch-size is per GPU); under torchrun, srun or mpirun leave it out: the launcher's environment is read")
+	f.DurationVar(&o.distTimeout, "dist-timeout", dist.DefaultTimeout, "data-parallel: how long a rank waits for the others (at the rendezvous and at every gradient exchange) before the job fails naming the missing rank")
+}
+
+// distMode says how this process takes part: launcher (--gpus, start the
+// ranks), rank (started by a launcher), or alone.
+func distMode(o *trainOpts, getenv func(string) string) (launch bool, env dist.Env, ranked bool, err error) {
+	env, ranked, err = dist.FromEnv(getenv)
+	if err != nil {
+		return false, env, false, err
+	}
+	child := getenv(childVar) != ""
+	switch {
+	case o.gpus < 0:
+		return false, env, false, fmt.Errorf("--gpus %d must not be negative", o.gpus)
+	case o.gpus > 0 && !child && ranked:
+		return false, env, false, fmt.Errorf("--gpus starts the processes itself, but this one was started by %s as rank %d of %d: leave --gpus out", env.Launcher, env.Rank, env.WorldSize)
+	case o.gpus > 0 && !child:
+		if o.device != "cuda" {
+			return false, env, false, fmt.Errorf("--gpus %d needs --device cuda (data-parallel training runs over NCCL; on a CPU one process with all cores is faster)", o.gpus)
+		}
+		return true, env, false, nil
+	}
+	if ranked && o.device != "cuda" {
+		return false, env, false, fmt.Errorf("started by %s as rank %d of %d, but --device is %s: data-parallel training needs --device cuda", env.Launcher, env.Rank, env.WorldSize, o.device)
+	}
+	return false, env, ranked, nil
+}
+
+// gpuOrdinal is the device a rank uses: LOCAL_RANK, or 0 when the launcher
+// left this process a single visible GPU (Slurm's --gpus-per-task).
+func gpuOrdinal(env dist.Env, getenv func(string) string) int {
+	if v := strings.TrimSpace(getenv("CUDA_VISIBLE_DEVICES")); v != "" && !strings.Contains(v, ",") {
+		return 0
+	}
+	return env.LocalRank
+}
+
+// joinRun opens this rank's GPU, meets the other ranks and returns the NCCL
+// communicator.
+func joinRun(ctx context.Context, o *trainOpts, env dist.Env) (compute.Backend, *cuda.NCCLComm, error) {
+	dev := gpuOrdinal(env, os.Getenv)
+	be, err := cuda.New(cuda.Options{Device: dev, TF32: o.tf32})
+	if err != nil {
+		return nil, nil, fmt.Errorf("rank %d: --device cuda (GPU %d): %w", env.Rank, dev, err)
+	}
+	var id []byte
+	if env.Rank == 0 {
+		if id, err = cuda.NCCLUniqueID(); err != nil {
+			be.Close()
+			return nil, nil, fmt.Errorf("rank 0: %w", err)
+		}
+	} else if _, err := cuda.NCCLVersion(); err != nil {
+		be.Close() // fail before the rendezvous, with the install advice
+		return nil, nil, fmt.Errorf("rank %d: %w", env.Rank, err)
+	}
+	fp := fmt.Sprintf("data=%s out=%s steps=%d resume=%v", o.data, o.out, o.steps, o.resume)
+	id, err = dist.Meet(ctx, env.Addr(), dist.Rendezvous{Rank: env.Rank, WorldSize: env.WorldSize, Fingerprint: fp, ID: id, Timeout: o.distTimeout})
+	if err != nil {
+		be.Close()
+		return nil, nil, err
+	}
+	comm, err := cuda.NewNCCLComm(be, id, env.Rank, env.WorldSize, o.distTimeout)
+	if err != nil {
+		be.Close()
+		return nil, nil, err
+	}
+	return be, comm, nil
+}
+
+// freePort asks the kernel for a TCP port nobody uses now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// rankEnv is the environment of rank r of n started by --gpus: torchrun's
+// variables on this machine.
+func rankEnv(base []string, r, n, port int) []string {
+	env := make([]string, 0, len(base)+8)
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", childVar:
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "RANK="+strconv.Itoa(r), "WORLD_SIZE="+strconv.Itoa(n), "LOCAL_RANK="+strconv.Itoa(r),
+		"LOCAL_WORLD_SIZE="+strconv.Itoa(n), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), childVar+"=1")
+}
+
+// launchGPUs is --gpus N: start N copies of this command as ranks 0..N-1.
+func launchGPUs(ctx context.Context, n int, stdout, stderr io.Writer) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("--gpus: cannot find this program to start its ranks: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return fmt.Errorf("--gpus: no free TCP port for the rendezvous: %w", err)
+	}
+	fmt.Fprintf(stderr, "train-wavenet: starting %d ranks (one per GPU, rendezvous at 127.0.0.1:%d)\n", n, port)
+	return superviseRanks(ctx, n, func(r int) *exec.Cmd {
+		c := exec.Command(exe, os.Args[1:]...)
+		c.Env = rankEnv(os.Environ(), r, n, port)
+		c.SysProcAttr = rankProcAttr()
+		c.Stderr = stderr
+		if r == 0 {
+			c.Stdout = stdout // the summary; the other ranks print none
+		}
+		return c
+	}, stderr)
+}
+
+// superviseRanks starts the n commands mk makes and waits for them. SIGINT
+// and SIGTERM are passed on (each rank saves as one run would). When a rank
+// fails, the others get SIGTERM and, 30 s later, SIGKILL; the error names
+// the first rank that failed.
+func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log io.Writer) error {
+	cmds := make([]*exec.Cmd, n)
+	for r := range cmds {
+		cmds[r] = mk(r)
+		if err := cmds[r].Start(); err != nil {
+			for _, c := range cmds[:r] {
+				c.Process.Kill()
+				c.Wait()
+			}
+			return fmt.Errorf("--gpus: starting rank %d: %w", r, err)
+		}
+	}
+	type exit struct {
+		rank int
+		err  error
+	}
+	exits := make(chan exit, n)
+	for r, c := range cmds {
+		go func() { exits <- exit{r, c.Wait()} }()
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	var once sync.Once
+	stopAll := func(s os.Signal) {
+		for _, c := range cmds {
+			if c.ProcessState == nil {
+				c.Process.Signal(s)
+			}
+		}
+	}
+	var first error
+	var kill <-chan time.Time
+	for left := n; left > 0; {
+		select {
+		case e := <-exits:
+			left--
+			if e.err != nil && first == nil {
+				first = fmt.Errorf("rank %d of %d failed (%v): the other ranks were stopped", e.rank, n, e.err)
+				fmt.Fprintf(log, "train-wavenet: rank %d exited: %v; stopping the other ranks\n", e.rank, e.err)
+				once.Do(func() {
+					stopAll(syscall.SIGTERM)
+					kill = time.After(30 * time.Second)
+				})
+			}
+		case s := <-sig:
+			stopAll(s)
+		case <-ctx.Done():
+			once.Do(func() {
+				stopAll(syscall.SIGTERM)
+				kill = time.After(30 * time.Second)
+			})
+		case <-kill:
+			fmt.Fprintf(log, "train-wavenet: ranks still running 30 s after SIGTERM: killing them\n")
+			stopAll(syscall.SIGKILL)
+			kill = nil
+		}
+	}
+	if first == nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err()
+	}
+	return first
+}
