@@ -41,10 +41,12 @@ type GenerateOptions struct {
 	// the reference model at the default).
 	ChunkFrames int
 	// Wide computes each product as one OpenBLAS GEMM over all slots
-	// instead of the default batch-invariant products: an utterance's
-	// samples then depend on the batch (OpenBLAS sums a column differently
-	// at different widths), so it is off by default. Where the CPU has
-	// AVX2+FMA the default is at least as fast (see Generator).
+	// instead of one matrix-vector product per slot: an utterance's samples
+	// then depend on the batch (OpenBLAS sums a column differently at
+	// different widths), so it is off by default. Where MulVecs runs in
+	// assembly (AVX2+FMA) Wide changes nothing: the default products
+	// already cover the whole batch, faster than the GEMMs (measured), and
+	// stay bit-identical to batch 1.
 	Wide bool
 	// Workers splits the slots over this many goroutines, each driving its
 	// own group through the whole network (default 1). Use it with a
@@ -513,7 +515,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 	// run drives a group of slots until the queue is empty.
 	run := func(group []*slot) {
 		var stage compute.View
-		if opts.Wide {
+		if opts.Wide && (g.mv == nil || g.blasStep) {
 			buf := g.be.Alloc(len(group) * (g.stageK + g.stageM))
 			defer g.be.Free(buf)
 			stage = compute.V(buf)

@@ -16,10 +16,10 @@ import (
 // conditioning included; batch 16 is aggregate samples/s. Variants: the
 // OpenBLAS thread count (vocode always uses 1, so output does not depend on
 // it), Workers (slot groups on goroutines), Wide (one GEMM per layer over
-// the batch, not bit-identical to batch 1) and, as "-gemv", the default
-// mode on OpenBLAS matrix-vector products per slot instead of MulVecs (the
-// path before MulVecs, and the one without AVX2), next to its MulVecs twin
-// so both see the same load. weightGB/s is samples/s times
+// the batch, not bit-identical to batch 1) and, as "-gemv", the OpenBLAS
+// paths MulVecs replaced where it runs in assembly (matrix-vector products
+// per slot; with Wide the batch GEMMs, which Wide otherwise no longer uses
+// there), next to their MulVecs twins so both see the same load. weightGB/s is samples/s times
 // the step's weight bytes (12.6 MB, what a batch-1 step streams) and GFLOP/s
 // uses StepFLOPs (6.3 MFLOP/sample); compare with BenchmarkRoofline and with
 // bench/pytorch/generate.py run in the same session.
@@ -59,6 +59,7 @@ func BenchmarkGenerate(b *testing.B) {
 		{"batch16-2workers", 16, 1, GenerateOptions{Workers: 2}, false},
 		{"batch16-wide", 16, 2, GenerateOptions{Wide: true}, false},
 		{"batch16-wide-1thread", 16, 1, GenerateOptions{Wide: true}, false},
+		{"batch16-wide-1thread-gemv", 16, 1, GenerateOptions{Wide: true}, true},
 		{"batch16-wide-2workers", 16, 1, GenerateOptions{Wide: true, Workers: 2}, false},
 	}
 	for _, r := range runs {

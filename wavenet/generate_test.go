@@ -171,8 +171,15 @@ func forwardOutputs(t *testing.T, m *Model, h outputs.Head, mel, ys []float32) [
 
 // TestGenerateWide: the wide-GEMM batch mode is not bit-identical to batch
 // 1 by design, but every utterance's step outputs still match the parallel
-// Forward over its own generated sequence.
+// Forward over its own generated sequence. Run on the OpenBLAS GEMMs
+// (blasStep, what Wide does without MulVecs assembly) and as Wide runs here.
 func TestGenerateWide(t *testing.T) {
+	for _, gemm := range []bool{true, false} {
+		t.Run(fmt.Sprintf("openblas=%v", gemm), func(t *testing.T) { testGenerateWide(t, gemm) })
+	}
+}
+
+func testGenerateWide(t *testing.T, openblas bool) {
 	be := newCPU(t)
 	m, h := genModel(t, be, "adacat --components 6", 3, 8)
 	defer m.Free()
@@ -181,6 +188,7 @@ func TestGenerateWide(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Free()
+	g.blasStep = openblas
 	cfg := m.Config()
 	O := cfg.OutChannels
 	rng := rand.New(rand.NewPCG(2, 2))
