@@ -232,3 +232,45 @@ func TestDataParallelRanksMustAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestDataParallelInterruptStopsAllAtOneStep: an interrupt reaching one
+// rank only (signals arrive at different steps) stops every rank after the
+// same step, and rank 0 saves that step.
+func TestDataParallelInterruptStopsAllAtOneStep(t *testing.T) {
+	base := tinyRun(t, "mulaw --bins 64", 10)
+	base.EvalInterval = 0
+	cfgs := rankConfigs(t, base, 2, 2)
+	comms, err := dist.NewLocal([]compute.Backend{cfgs[0].Backend, cfgs[1].Backend}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx0, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfgs[0].OnStep = func(s int64) {
+		if s == 2 {
+			cancel()
+		}
+	}
+	res := make([]*Result, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r, ctx := range []context.Context{ctx0, context.Background()} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := cfgs[r]
+			cfg.Comm = comms[r]
+			res[r], errs[r] = Run(ctx, cfg)
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	if !res[0].Interrupted || !res[1].Interrupted || res[0].Step != res[1].Step || res[0].Step >= 10 {
+		t.Fatalf("rank 0 stopped at %d (interrupted %v), rank 1 at %d (interrupted %v)", res[0].Step, res[0].Interrupted, res[1].Step, res[1].Interrupted)
+	}
+	if latest, err := Latest(base.Out); err != nil || latest != StepDir(base.Out, res[0].Step) {
+		t.Errorf("latest %q, %v; want step %d", latest, err, res[0].Step)
+	}
+}
