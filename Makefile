@@ -4,7 +4,7 @@ BIN       := bin
 PY        ?= /usr/bin/python3
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-reference bench demo lint deps-test fuzz clean default-model
+.PHONY: all build test test-reference bench demo lint deps-test fuzz clean default-model compare-heads
 
 all: build
 
@@ -53,6 +53,12 @@ demo: build
 DEVICE ?= cpu
 default-model: build
 	EMBED=1 bash scripts/train-default.sh $(DEVICE)
+
+# One model per output head at the built-in model's shape and recipe, the
+# same corpus, steps and seed, then one vocode eval over all of them on the
+# held-out set (scripts/compare-heads.sh; STEPS per head, default 20000).
+compare-heads: build
+	bash scripts/compare-heads.sh $(DEVICE)
 
 clean:
 	rm -rf $(BIN) demo-out

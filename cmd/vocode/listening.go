@@ -82,7 +82,7 @@ func init() {
 	f.Var(&listeningExportOpts.checkpoints, "checkpoint", "checkpoint or run directory of a system (repeat for several)")
 	f.Var(&listeningExportOpts.names, "name", "system name for the key, one per --checkpoint in order (default: the checkpoint's directory name)")
 	f.StringVar(&listeningExportOpts.data, "data", "", "preprocessed dump directory (required)")
-	f.StringVar(&listeningExportOpts.split, "split", "eval", "subset of the dump: train, dev or eval")
+	f.StringVar(&listeningExportOpts.split, "split", "eval", "subset of the dump: train, dev, eval or all (a held-out corpus preprocessed on its own)")
 	f.StringVarP(&listeningExportOpts.out, "out", "o", "", "new output directory (required)")
 	f.IntVar(&listeningExportOpts.maxUtts, "max-utterances", 0, "use only the first N utterances of the split (0 = all)")
 	f.Float64Var(&listeningExportOpts.lufs, "lufs", -23, "integrated loudness of every stimulus (LUFS)")
