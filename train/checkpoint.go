@@ -428,26 +428,37 @@ func openVerified(dir string) (*verified, error) {
 // has reports whether the manifest lists name.
 func (v *verified) has(name string) bool { _, ok := v.man.Files[name]; return ok }
 
+// open opens name, listed in the manifest, and checks its size against it,
+// so that no caller reads a file whose size the manifest does not vouch for.
+func (v *verified) open(name string) (f *os.File, path string, want FileSum, err error) {
+	path = filepath.Join(v.dir, name)
+	want, ok := v.man.Files[name]
+	if !ok {
+		return nil, path, want, fmt.Errorf("%s: not listed in %s", path, ManifestFile)
+	}
+	if f, err = os.Open(path); err != nil {
+		return nil, path, want, fmt.Errorf("%s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, path, want, fmt.Errorf("%s: %w", path, err)
+	}
+	if fi.Size() != want.Size {
+		f.Close()
+		return nil, path, want, fmt.Errorf("%s: size %d bytes, manifest says %d (truncated or replaced)", path, fi.Size(), want.Size)
+	}
+	return f, path, want, nil
+}
+
 // read returns the bytes of name after checking its size (before reading,
 // so a bogus file never drives a huge read) and SHA-256.
 func (v *verified) read(name string) ([]byte, error) {
-	p := filepath.Join(v.dir, name)
-	want, ok := v.man.Files[name]
-	if !ok {
-		return nil, fmt.Errorf("%s: not listed in %s", p, ManifestFile)
-	}
-	f, err := os.Open(p)
+	f, p, want, err := v.open(name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	if fi.Size() != want.Size {
-		return nil, fmt.Errorf("%s: size %d bytes, manifest says %d (truncated or replaced)", p, fi.Size(), want.Size)
-	}
 	if name == ConfigFile && want.Size > maxConfigSize {
 		return nil, fmt.Errorf("%s: %d bytes, larger than the %d a config can be", p, want.Size, maxConfigSize)
 	}

@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,24 +30,12 @@ import (
 // header reads the safetensors header of name after checking the file's size
 // against the manifest (the data itself is neither read nor verified yet).
 func (v *verified) header(name string) ([]TensorHeader, error) {
-	p := filepath.Join(v.dir, name)
-	want, ok := v.man.Files[name]
-	if !ok {
-		return nil, fmt.Errorf("%s: not listed in %s", p, ManifestFile)
-	}
-	f, err := os.Open(p)
+	f, p, want, err := v.open(name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	if fi.Size() != want.Size {
-		return nil, fmt.Errorf("%s: size %d bytes, manifest says %d (truncated or replaced)", p, fi.Size(), want.Size)
-	}
-	hs, _, err := ReadSafetensorsHeader(f, fi.Size())
+	hs, _, err := ReadSafetensorsHeader(f, want.Size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
