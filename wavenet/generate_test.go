@@ -388,7 +388,7 @@ func TestGenerateChunkedConditioning(t *testing.T) {
 	lo := g.layout(chunkF)
 	v := compute.V(be.Alloc(lo.cold))
 	sl := &slot{frames: frames, T: T, melP: melP, melC: v.At(lo.melC), cond: v.At(lo.cond),
-		convOut: v.At(lo.c0), upA: v.At(lo.upA), proj: v.At(lo.proj)}
+		convOut: v.At(lo.c0), upA: v.At(lo.upA), proj: v.At(lo.proj), condT: v.At(lo.condT)}
 	chunks := 0
 	for sl.c1 < T {
 		g.condChunk(sl, chunkF)
