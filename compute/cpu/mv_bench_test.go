@@ -76,3 +76,47 @@ func BenchmarkMulVecsStep(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMulVecsTrainShapes measures how far the same kernels would take
+// a training step's forward products (issue 19, item 4), alternating with
+// OpenBLAS in one run: the gate conv tap (256 x 128) and a 1x1 conv
+// (128 x 128) over 10,240 time steps. MulVecs needs time-major activations
+// ([T][C], each step's channels contiguous); OpenBLAS runs them as training
+// does, channel-major ([C][T]). GFLOP/s = 2*m*k*n per op.
+func BenchmarkMulVecsTrainShapes(b *testing.B) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	be, err := New(Options{Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer New(Options{})
+	const n = 10240
+	for _, sh := range []struct {
+		name string
+		m, k int
+	}{{"gate_256x128x10240", 256, 128}, {"1x1_128x128x10240", 128, 128}} {
+		w := randVec(rng, sh.m*sh.k)
+		pm := PackMatrix(w, sh.m, sh.k, sh.k)
+		x, y := randVec(rng, sh.k*n), make([]float32, sh.m*n)
+		for _, path := range []string{"mulvecs", "mulvecs-avx2", "openblas"} {
+			b.Run(sh.name+"/"+path, func(b *testing.B) {
+				saved := mvISA
+				defer func() { mvISA = saved }()
+				if path == "mulvecs-avx2" {
+					if !useAVX2 {
+						b.Skip("no AVX2")
+					}
+					mvISA = 1
+				}
+				for b.Loop() {
+					if path == "openblas" {
+						be.gemmSlices(false, false, sh.m, n, sh.k, 1, w, sh.k, x, n, 0, y, n)
+					} else {
+						pm.MulVecs(x, sh.k, y, sh.m, n, false)
+					}
+				}
+				b.ReportMetric(float64(b.N)*2*float64(sh.m*sh.k*n)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
