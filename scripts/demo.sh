@@ -8,7 +8,9 @@
 #  5. scores of the held-out eval split (vocode eval), when available;
 #  6. synthesis of a held-out utterance (vocode), and the same utterance by
 #     Griffin-Lim (vocode --griffin-lim, no model) to listen against;
-#  7. where the run, the plot and the metrics are.
+#  7. the built-in model on a held-out espeak-ng utterance (other sentences,
+#     other voices), with Griffin-Lim;
+#  8. where the run, the plot and the metrics are.
 # DEMO_STEPS overrides the number of training steps (default 1500; one run
 # on 2 AMD EPYC cores took 6.3 minutes, a busy machine takes longer). The
 # demo prints how long its training took.
@@ -78,6 +80,23 @@ if [ -n "$heldout" ]; then
   echo
 fi
 
+# The built-in model (what `vocode` uses without --checkpoint) on sentences
+# and voices that no make-corpus training corpus has (--held-out), next to
+# the recording and Griffin-Lim. vocode's model line says how it measures.
+builtin=""
+if command -v espeak-ng >/dev/null 2>&1; then
+  echo "== the built-in model on held-out speech (sentences and voices it never heard)"
+  if [ ! -f "$out/heldout/LJSpeech-1.1/metadata.csv" ]; then
+    bin/train-wavenet make-corpus --held-out --out "$out/heldout/LJSpeech-1.1" --n 3 -q
+  fi
+  bin/train-wavenet preprocess --data "$out/heldout/LJSpeech-1.1" --out "$out/heldout/dump" -q
+  hid=$(head -n 1 "$out/heldout/LJSpeech-1.1/metadata.csv" | cut -d'|' -f1)
+  builtin=$out/builtin-$hid.wav
+  bin/vocode "$out/heldout/dump/$hid-feats.npy" -o "$builtin"
+  bin/vocode --griffin-lim "$out/heldout/dump/$hid-feats.npy" -o "$out/builtin-$hid-griffin-lim.wav"
+  echo
+fi
+
 echo "demo outputs are in $out/:"
 echo "  mel spectrograms: $out/mels/"
 echo "  corpus:           $corpus"
@@ -87,4 +106,5 @@ echo "  metrics:          $run/metrics.jsonl"
 echo "  plot:             $run/loss.png"
 [ -f "$out/eval.md" ] && echo "  held-out scores:  $out/eval.md"
 [ -n "$heldout" ] && echo "  held-out speech:  $out/heldout-$heldout.wav (ground truth: $corpus/wavs/$heldout.wav; Griffin-Lim: $out/heldout-$heldout-griffin-lim.wav)"
+[ -n "$builtin" ] && echo "  built-in model:   $builtin (ground truth: $out/heldout/LJSpeech-1.1/wavs/$hid.wav; Griffin-Lim: $out/builtin-$hid-griffin-lim.wav)"
 exit 0
