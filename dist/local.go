@@ -165,24 +165,9 @@ func (c *Local) AllReduceSum(v compute.View, n int) error {
 	v.Check(n, "dist: AllReduceSum")
 	op := fmt.Sprintf("AllReduceSum(%d)", n)
 	x, alias := c.host(v, n)
-	g := c.g
-	g.mu.Lock()
-	g.f32[c.rank] = x
-	g.mu.Unlock()
-	if err := g.wait(c.rank, op); err != nil {
+	if err := sumInPlace(c.g, c.rank, op, c.g.f32, x); err != nil {
 		return err
 	}
-	sum := make([]float32, n)
-	for r := 0; r < g.n; r++ {
-		for i, y := range g.f32[r] {
-			sum[i] += y
-		}
-	}
-	// Nobody writes its result before every rank has read every input.
-	if err := g.wait(c.rank, op+" done"); err != nil {
-		return err
-	}
-	copy(x, sum)
 	if !alias {
 		c.be.Upload(v, x)
 	}
@@ -191,21 +176,27 @@ func (c *Local) AllReduceSum(v compute.View, n int) error {
 
 // AllReduceHost implements Communicator.
 func (c *Local) AllReduceHost(x []float64) error {
-	op := fmt.Sprintf("AllReduceHost(%d)", len(x))
-	g := c.g
+	return sumInPlace(c.g, c.rank, fmt.Sprintf("AllReduceHost(%d)", len(x)), c.g.f64, x)
+}
+
+// sumInPlace publishes rank's x in slots, waits for every rank, and replaces
+// x with the sum of all ranks' vectors added in rank order, so every rank
+// gets the same bits.
+func sumInPlace[T float32 | float64](g *group, rank int, op string, slots [][]T, x []T) error {
 	g.mu.Lock()
-	g.f64[c.rank] = x
+	slots[rank] = x
 	g.mu.Unlock()
-	if err := g.wait(c.rank, op); err != nil {
+	if err := g.wait(rank, op); err != nil {
 		return err
 	}
-	sum := make([]float64, len(x))
+	sum := make([]T, len(x))
 	for r := 0; r < g.n; r++ {
-		for i, y := range g.f64[r] {
+		for i, y := range slots[r] {
 			sum[i] += y
 		}
 	}
-	if err := g.wait(c.rank, op+" done"); err != nil {
+	// Nobody writes its result before every rank has read every input.
+	if err := g.wait(rank, op+" done"); err != nil {
 		return err
 	}
 	copy(x, sum)
