@@ -1,8 +1,10 @@
 package ljspeech
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,25 +87,52 @@ func (c *Corpus) Validate(sampleRate, workers int, done func()) []BadFile {
 // (int16/32768 never exceeds it, float files might). Errors do not repeat
 // the path: BadFile carries it.
 func loadRecording(path string, sampleRate int) ([]float32, error) {
-	a, err := audio.ReadWAV(path, audio.ReadOptions{KeepChannels: true})
+	x, _, err := readRecording(path, sampleRate, nil)
+	return x, err
+}
+
+// readRecording is loadRecording that, given h, also feeds every byte of the
+// file to h while decoding it, so that preprocessing hashes a recording from
+// the same read that decodes it. It returns the file's size and mtime too.
+func readRecording(path string, sampleRate int, h io.Writer) ([]float32, os.FileInfo, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, errors.New("missing")
+			return nil, nil, errors.New("missing")
 		}
-		return nil, stripPath(err, path)
+		return nil, nil, stripPath(err, path)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, stripPath(err, path)
+	}
+	var r io.Reader = f
+	if h != nil {
+		r = io.TeeReader(f, h)
+	}
+	a, err := audio.DecodeWAV(bufio.NewReaderSize(r, 64<<10), path, fi.Size(), audio.ReadOptions{KeepChannels: true})
+	if err != nil {
+		return nil, nil, stripPath(err, path)
+	}
+	if h != nil {
+		// Chunks after the data chunk are not decoded but belong to the file.
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return nil, nil, err
+		}
 	}
 	switch {
 	case a.Channels != 1:
-		return nil, fmt.Errorf("%d channels, want mono", a.Channels)
+		return nil, nil, fmt.Errorf("%d channels, want mono", a.Channels)
 	case a.SampleRate != sampleRate:
-		return nil, fmt.Errorf("sample rate %d Hz, want %d Hz", a.SampleRate, sampleRate)
+		return nil, nil, fmt.Errorf("sample rate %d Hz, want %d Hz", a.SampleRate, sampleRate)
 	case len(a.Samples) == 0:
-		return nil, errors.New("no samples")
+		return nil, nil, errors.New("no samples")
 	}
 	for i, v := range a.Samples {
 		a.Samples[i] = min(max(v, -1), 1)
 	}
-	return a.Samples, nil
+	return a.Samples, fi, nil
 }
 
 // stripPath removes a leading "path: " from err's message to avoid naming

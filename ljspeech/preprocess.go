@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -290,7 +291,12 @@ func sourceKey(path string) (*SourceKey, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &SourceKey{Size: fi.Size(), ModTime: fi.ModTime().UTC().Format(time.RFC3339Nano), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return keyOf(fi, h), nil
+}
+
+// keyOf is the SourceKey of a file with info fi whose bytes went into h.
+func keyOf(fi os.FileInfo, h hash.Hash) *SourceKey {
+	return &SourceKey{Size: fi.Size(), ModTime: fi.ModTime().UTC().Format(time.RFC3339Nano), SHA256: hex.EncodeToString(h.Sum(nil))}
 }
 
 // readDone returns id's completion marker when it and the files it vouches
@@ -315,16 +321,14 @@ func readDone(dir, id string) (doneMarker, error) {
 
 func processOne(pr *Processor, c *Corpus, id, out string, p Params, paramsKey string) error {
 	path := c.WavPath(id)
-	// Keyed before reading: if the file changes while it is processed, the
-	// next run sees a key that does not match and recomputes.
-	src, err := sourceKey(path)
-	if err != nil {
-		return err
-	}
-	x, err := loadRecording(path, p.SampleRate)
+	// Keyed from the bytes decoded: a file that changes afterwards no longer
+	// matches, and the next run recomputes it.
+	h := sha256.New()
+	x, fi, err := readRecording(path, p.SampleRate, h)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	src := keyOf(fi, h)
 	r, err := pr.Process(x)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
