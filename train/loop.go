@@ -190,9 +190,8 @@ type trainer struct {
 	lastEval *EvalRecord
 	lastSave int64
 	bar      *cliutil.Bar
-	lock     *dirlock.Lock // exclusive use of cfg.Out
+	lock     *dirlock.Lock // exclusive use of cfg.Out; nil if this run never took it
 	outDirs  *outdir.Dirs  // the directories this run created for cfg.Out
-	lockHeld bool          // this run took the lock (and may clean up)
 
 	// dhead runs the head's loss and gradient on a GPU backend, so a step
 	// reads back only the loss; targets is its [B][T] waveform buffer.
@@ -234,7 +233,7 @@ func Run(ctx context.Context, cfg RunConfig) (_ *Result, err error) {
 // when a failure left nothing in it worth keeping, so a mistyped command
 // leaves no empty run folders behind. Call it after free.
 func (tr *trainer) removeIfUnused() {
-	if !tr.outDirs.Created(tr.cfg.Out) || !tr.lockHeld {
+	if !tr.outDirs.Created(tr.cfg.Out) || tr.lock == nil {
 		return // not ours: an existing directory, or another run's
 	}
 	if _, err := Latest(tr.cfg.Out); err == nil {
@@ -335,7 +334,6 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 		if tr.lock, err = dirlock.Acquire(cfg.Out, "training: "+strings.Join(os.Args, " ")); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
-		tr.lockHeld = true
 		if removed, err := dirlock.CleanStale(cfg.Out); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		} else if len(removed) > 0 {
