@@ -346,7 +346,7 @@ func (st *exportStage) commit() error {
 		if err := os.Rename(st.dir, st.final); err != nil {
 			return fmt.Errorf("%s: moving the finished export into place: %w", st.final, err)
 		}
-		syncDir(filepath.Dir(st.dir))
+		atomicfile.SyncDir(filepath.Dir(st.dir))
 		return nil
 	}
 	ents, err := os.ReadDir(st.dir)
@@ -360,20 +360,12 @@ func (st *exportStage) commit() error {
 			return fmt.Errorf("%s: moving the finished export into place: %w", filepath.Join(st.final, e.Name()), err)
 		}
 	}
-	syncDir(st.final)
+	atomicfile.SyncDir(st.final)
 	return os.Remove(st.dir)
 }
 
 // abort removes the staging folder of a failed export.
 func (st *exportStage) abort() { os.RemoveAll(st.dir) }
-
-// syncDir makes renames in dir durable (best effort).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-}
 
 // randomName draws a fresh 16-hex-digit WAV name.
 func randomName(r io.Reader, used map[string]bool) (string, error) {

@@ -215,7 +215,7 @@ func Save(dir string, ck *Checkpoint) (err error) {
 	if err = atomicfile.WriteBytes(filepath.Join(tmp, ManifestFile), append(mb, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save %s: %w", dir, err)
 	}
-	if err = syncDir(tmp); err != nil {
+	if err = atomicfile.SyncDir(tmp); err != nil {
 		return fmt.Errorf("save %s: %w", dir, err)
 	}
 	if err = hook("built"); err != nil {
@@ -240,7 +240,7 @@ func Save(dir string, ck *Checkpoint) (err error) {
 		}
 		return fmt.Errorf("save %s: move new checkpoint into place: %w", dir, err)
 	}
-	if err = syncDir(parent); err != nil {
+	if err = atomicfile.SyncDir(parent); err != nil {
 		return fmt.Errorf("save %s: %w", dir, err)
 	}
 	if err = hook("swapped"); err != nil {
@@ -250,7 +250,7 @@ func Save(dir string, ck *Checkpoint) (err error) {
 		if err = os.RemoveAll(old); err != nil {
 			return fmt.Errorf("save %s: remove previous checkpoint %s: %w", dir, old, err)
 		}
-		syncDir(parent)
+		atomicfile.SyncDir(parent)
 	}
 	return nil
 }
@@ -314,18 +314,6 @@ func replaceable(dir string) error {
 func escapeGlob(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
 	return r.Replace(s)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 type countWriter struct {
@@ -756,7 +744,7 @@ func Prune(runDir string, keep int) error {
 		}
 		os.RemoveAll(d + ".old")
 	}
-	return syncDir(runDir)
+	return atomicfile.SyncDir(runDir)
 }
 
 // Equal reports whether two tensor lists are identical bit for bit (NaN

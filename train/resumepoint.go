@@ -135,7 +135,7 @@ func PrepareResume(runDir string) (string, []Unusable, error) {
 		}
 	}
 	if len(bad) > 0 {
-		if err := syncDir(runDir); err != nil {
+		if err := atomicfile.SyncDir(runDir); err != nil {
 			return "", bad, err
 		}
 	}

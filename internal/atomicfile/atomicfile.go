@@ -47,10 +47,21 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err err
 	if err = os.Rename(name, path); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	// Make the rename itself durable.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
+	// Make the rename itself durable (best effort: the data is in place).
+	SyncDir(dir)
+	return nil
+}
+
+// SyncDir fsyncs directory dir, which makes renames and creations in it
+// durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }
