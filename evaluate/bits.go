@@ -42,6 +42,10 @@ func TeacherForcedBits(m *wavenet.Model, head outputs.Head, utt *ljspeech.Uttera
 	if head.InputChannels() != cfg.InputChannels || head.Channels() != cfg.OutChannels {
 		return nil, fmt.Errorf("head %s (%d in, %d out channels) does not fit the model (%d, %d)", head.Spec(), head.InputChannels(), head.Channels(), cfg.InputChannels, cfg.OutChannels)
 	}
+	E := cfg.ExcitationChannels
+	if len(utt.Excitation) != E*len(utt.Wave) {
+		return nil, fmt.Errorf("utterance %s: excitation has %d values, the model takes %d channels x %d samples", utt.ID, len(utt.Excitation), E, len(utt.Wave))
+	}
 	chunk := opt.ChunkFrames
 	if chunk <= 0 {
 		chunk = 32
@@ -71,7 +75,8 @@ func TeacherForcedBits(m *wavenet.Model, head outputs.Head, utt *ljspeech.Uttera
 				return nil, fmt.Errorf("utterance %s: %w", utt.ID, err)
 			}
 		}
-		x := make([]float32, Q*T)
+		In := Q + E
+		x := make([]float32, In*T)
 		for t := 0; t < T; t++ {
 			prev := float32(0)
 			if g := s0*hop + t; g > 0 {
@@ -81,6 +86,9 @@ func TeacherForcedBits(m *wavenet.Model, head outputs.Head, utt *ljspeech.Uttera
 			for q, v := range enc {
 				x[q*T+t] = v
 			}
+		}
+		for e := 0; e < E; e++ {
+			copy(x[(Q+e)*T:(Q+e+1)*T], utt.Excitation[e*len(utt.Wave)+s0*hop:])
 		}
 		nf := e1 - s0 + 2*P
 		mel := make([]float32, C*nf)

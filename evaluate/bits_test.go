@@ -9,7 +9,6 @@ import (
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/outputs"
-	"github.com/wavecat/wavecat/train"
 	"github.com/wavecat/wavecat/wavenet"
 )
 
@@ -102,47 +101,6 @@ func TestMeanSE(t *testing.T) {
 	}
 	if m, se := MeanSE([]float64{5}); m != 5 || se != 0 {
 		t.Errorf("single value: %g, %g", m, se)
-	}
-}
-
-// The training loop's own evaluation (train.EvalBits: one whole-utterance
-// pass with its input encoder) agrees with the chunked pass.
-func TestTeacherForcedBitsMatchesTrainEvalBits(t *testing.T) {
-	be, err := cpu.New(cpu.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	head, err := outputs.New("adacat --components 6 --lambda 0.0001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := wavenet.TinyConfig(head.Channels(), head.InputChannels(), 5)
-	m, err := wavenet.New(cfg, be, 11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
-	rng := rand.New(rand.NewPCG(4, 4))
-	utts := []*ljspeech.Utterance{randomUtterance(rng, 17, cfg.HopSize(), cfg.CinChannels, cfg.CinPad), randomUtterance(rng, 9, cfg.HopSize(), cfg.CinChannels, cfg.CinPad)}
-	want, wantSE, _, err := train.EvalBits(m, head, utts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var per []float64
-	for _, u := range utts {
-		b, err := TeacherForcedBits(m, head, u, BitsOptions{ChunkFrames: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s float64
-		for _, v := range b {
-			s += v
-		}
-		per = append(per, s/float64(len(b)))
-	}
-	got, se := MeanSE(per)
-	if math.Abs(got-want) > 1e-4 || math.Abs(se-wantSE) > 1e-4 {
-		t.Errorf("chunked %g ± %g, train.EvalBits %g ± %g", got, se, want, wantSE)
 	}
 }
 

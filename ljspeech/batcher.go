@@ -126,6 +126,9 @@ func (bt *Batcher) Shard(rank, world int) error {
 	return nil
 }
 
+// IDs are the utterances the batcher draws from (all ranks' shares).
+func (bt *Batcher) IDs() []string { return append([]string(nil), bt.ids...) }
+
 // Len is the number of utterances batches are drawn from.
 func (bt *Batcher) Len() int { return len(bt.ids) }
 
@@ -274,6 +277,10 @@ type Utterance struct {
 	// first and last frames replicated CinPad times (the reference's
 	// inference padding).
 	Mel []float32
+	// Excitation is [channels][len(Wave)] for a model that takes an
+	// excitation signal; the dump does not hold it (train.AddExcitation
+	// derives it from the mel).
+	Excitation []float32
 }
 
 // LoadUtterance loads id whole with the batcher's cinPad.

@@ -32,6 +32,7 @@ import (
 
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/dist"
+	"github.com/wavecat/wavecat/excitation"
 	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/internal/dirlock"
 	"github.com/wavecat/wavecat/internal/outdir"
@@ -64,7 +65,13 @@ type RunConfig struct {
 	Adam         AdamConfig
 	EMADecay     float64
 	ClipNorm     float64 // 0: no clipping (r9y9's default)
-	Seed         uint64  // model init and batch order
+	// InputNoise, when > 0, perturbs the previous sample the network is
+	// fed (never the target) by Gaussian noise of this standard deviation
+	// in the mu-law companded domain (mu 255, [-1,1]): LPCNet's remedy for
+	// a network that only learned to continue a clean past and so drifts
+	// when it runs on its own samples. 0: clean inputs (the reference).
+	InputNoise float64
+	Seed       uint64 // model init and batch order
 
 	LogInterval        int64 // steps per metrics record (and per NaN check of the grad norm)
 	EvalInterval       int64 // 0: no validation
@@ -78,8 +85,12 @@ type RunConfig struct {
 	// The CLI passes a chunked scorer so whole utterances fit in memory.
 	Eval EvalFunc
 
-	Resume  bool
-	Backend compute.Backend
+	Resume bool
+	// InitFrom, for a new run, starts the weights from another checkpoint
+	// (its EMA weights) instead of the seed's initialisation: fine-tuning,
+	// or growing a model (see initFrom). Ignored on resume.
+	InitFrom string
+	Backend  compute.Backend
 	// Comm, when set, makes this process one rank of a data-parallel run
 	// (see dist.go): BatchSize is per rank, rank 0 writes Out.
 	Comm dist.Communicator
@@ -111,6 +122,7 @@ type RunState struct {
 	BatchSize    int          `json:"batch_size"`
 	MaxTimeSteps int          `json:"max_time_steps"`
 	ClipNorm     float64      `json:"clip_norm"`
+	InputNoise   float64      `json:"input_noise,omitempty"`
 	WorldSize    int          `json:"world_size,omitempty"` // data-parallel ranks, each at BatchSize; absent: 1
 	Settings     *RunSettings `json:"settings,omitempty"`   // absent in checkpoints written before it existed
 }
@@ -190,8 +202,11 @@ type trainer struct {
 	lastEval *EvalRecord
 	lastSave int64
 	bar      *cliutil.Bar
-	lock     *dirlock.Lock // exclusive use of cfg.Out; nil if this run never took it
-	outDirs  *outdir.Dirs  // the directories this run created for cfg.Out
+	// tracks are the training utterances' excitation pitch tracks, for a
+	// model with excitation channels.
+	tracks  map[string]excitation.Track
+	lock    *dirlock.Lock // exclusive use of cfg.Out; nil if this run never took it
+	outDirs *outdir.Dirs  // the directories this run created for cfg.Out
 
 	// dhead runs the head's loss and gradient on a GPU backend, so a step
 	// reads back only the loss; targets is its [B][T] waveform buffer.
@@ -301,6 +316,9 @@ func (c *RunConfig) check() error {
 		if c.ClipNorm < 0 || math.IsNaN(c.ClipNorm) {
 			bad("clip norm %v must be >= 0", c.ClipNorm)
 		}
+		if !(c.InputNoise >= 0 && c.InputNoise <= 1) {
+			bad("input noise %v must be in [0, 1]", c.InputNoise)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -376,6 +394,11 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 	if tr.model, err = wavenet.New(mcfg, tr.be, int64(cfg.Seed)); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
+	if ck == nil && cfg.InitFrom != "" {
+		if err := initFrom(tr.model, cfg.InitFrom, tr.log); err != nil {
+			return nil, fmt.Errorf("train: --init-from: %w", err)
+		}
+	}
 	if tr.ws, err = tr.model.NewWorkspace(cfg.BatchSize, cfg.MaxTimeSteps); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
@@ -396,6 +419,11 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 	}
 	if err := tr.bt.Shard(tr.rank(), tr.world()); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
+	}
+	if mcfg.ExcitationChannels > 0 {
+		if tr.tracks, err = excitationTracks(dump, tr.bt.IDs(), mcfg, tr.log, cfg.Quiet); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
 	}
 	if cfg.EvalInterval > 0 && tr.lead() {
 		if tr.evalM, err = wavenet.New(mcfg, tr.be, 0); err != nil {
@@ -447,7 +475,10 @@ func (tr *trainer) adoptCheckpointConfig(ck *Checkpoint) error {
 	}
 	c := &tr.cfg
 	c.Model, c.Head, c.Seed = mi.Model, mi.Head, m.Seed
-	c.MaxTimeSteps, c.ClipNorm = rs.MaxTimeSteps, rs.ClipNorm
+	if !(rs.InputNoise >= 0 && rs.InputNoise <= 1) {
+		return fmt.Errorf("checkpoint input_noise %v is outside [0, 1]", rs.InputNoise)
+	}
+	c.MaxTimeSteps, c.ClipNorm, c.InputNoise = rs.MaxTimeSteps, rs.ClipNorm, rs.InputNoise
 	if c.BatchSize, err = perRankBatch(rs, tr.world()); err != nil {
 		return err
 	}
@@ -558,11 +589,18 @@ func (tr *trainer) prefetch(ctx context.Context, from, to int64) <-chan prepared
 // encodeInputs writes x [B][InputChannels][T]: at t the encoded previous
 // sample wave[t-1], 0 at t = 0 (see the alignment note at the top).
 func encodeInputs(h outputs.Head, wave []float32, B, T int, x []float32) {
+	encodeInputsStride(h, wave, B, T, h.InputChannels(), x)
+}
+
+// encodeInputsStride is encodeInputs into x [B][in][T] with in >= the
+// head's input channels: the rows after the head's (a model's excitation
+// channels) are left for the caller.
+func encodeInputsStride(h outputs.Head, wave []float32, B, T, in int, x []float32) {
 	c := h.InputChannels()
 	enc := make([]float32, c)
 	for b := 0; b < B; b++ {
 		w := wave[b*T : (b+1)*T]
-		xb := x[b*c*T : (b+1)*c*T]
+		xb := x[b*in*T : (b+1)*in*T]
 		for t := 0; t < T; t++ {
 			prev := float32(0)
 			if t > 0 {
@@ -648,7 +686,9 @@ func (tr *trainer) stage(step int64) (prepared, error) {
 	if err != nil {
 		return prepared{}, err
 	}
-	n := b.B * tr.cfg.Model.InputChannels * b.T
+	mc := tr.cfg.Model
+	in := mc.FirstConvInputs()
+	n := b.B * in * b.T
 	var x []float32
 	select {
 	case x = <-tr.spare:
@@ -658,7 +698,21 @@ func (tr *trainer) stage(step int64) (prepared, error) {
 		x = make([]float32, n)
 	}
 	p := prepared{step: step, b: b, x: x}
-	encodeInputs(tr.head, b.Wave, b.B, b.T, p.x)
+	inWave := b.Wave
+	if tr.cfg.InputNoise > 0 {
+		inWave = noisyInputs(b.Wave, tr.cfg.InputNoise, tr.cfg.Seed, step)
+	}
+	encodeInputsStride(tr.head, inWave, b.B, b.T, in, p.x)
+	if mc.ExcitationChannels > 0 {
+		hop := tr.dump.Params.Mel.Hop
+		for i, id := range b.IDs {
+			tk, ok := tr.tracks[id]
+			if !ok {
+				return prepared{}, fmt.Errorf("train: no excitation track for utterance %s", id)
+			}
+			tk.Fill(p.x[(i*in+mc.InputChannels)*b.T:], b.T, b.Starts[i]*hop, b.T)
+		}
+	}
 	return p, nil
 }
 
@@ -794,7 +848,7 @@ func (tr *trainer) checkpoint() (*Checkpoint, error) {
 	items := tr.step * int64(cfg.BatchSize*tr.world())
 	nUtt := int64(tr.bt.Len())
 	meta.Data = DataPosition{Epoch: items / nUtt, Index: items % nUtt, ShuffleSeed: cfg.Seed}
-	extra, err := json.Marshal(RunState{BatchSize: cfg.BatchSize, MaxTimeSteps: cfg.MaxTimeSteps, ClipNorm: cfg.ClipNorm, WorldSize: tr.checkpointWorld(),
+	extra, err := json.Marshal(RunState{BatchSize: cfg.BatchSize, MaxTimeSteps: cfg.MaxTimeSteps, ClipNorm: cfg.ClipNorm, InputNoise: cfg.InputNoise, WorldSize: tr.checkpointWorld(),
 		Settings: &RunSettings{Steps: cfg.Steps, LogInterval: cfg.LogInterval, EvalInterval: cfg.EvalInterval,
 			CheckpointInterval: cfg.CheckpointInterval, Keep: cfg.Keep, EvalSplit: cfg.EvalSplit,
 			EvalMaxSamples: cfg.EvalMaxSamples, EvalMaxUtterances: cfg.EvalMaxUtterances}})

@@ -53,6 +53,9 @@ func (tr *trainer) loadEvalSet() error {
 		}
 		tr.dev = append(tr.dev, CapUtterance(u, cfg.EvalMaxSamples, tr.dump.Params.Mel.Hop))
 	}
+	if err := AddExcitation(tr.dump, tr.dev, cfg.Model, tr.log, cfg.Quiet); err != nil {
+		return fmt.Errorf("train: validation: %w", err)
+	}
 	return nil
 }
 
@@ -72,6 +75,14 @@ func CapUtterance(u *ljspeech.Utterance, maxSamples, hop int) *ljspeech.Utteranc
 	c := &ljspeech.Utterance{ID: u.ID, Wave: u.Wave[:f*hop], Frames: f, Cin: u.Cin, CinPad: u.CinPad, Mel: make([]float32, u.Cin*nw)}
 	for ch := 0; ch < u.Cin; ch++ {
 		copy(c.Mel[ch*nw:(ch+1)*nw], u.Mel[ch*w:ch*w+nw])
+	}
+	if T := len(u.Wave); T > 0 && len(u.Excitation) > 0 {
+		n := f * hop
+		rows := len(u.Excitation) / T
+		c.Excitation = make([]float32, rows*n)
+		for e := 0; e < rows; e++ {
+			copy(c.Excitation[e*n:(e+1)*n], u.Excitation[e*T:e*T+n])
+		}
 	}
 	return c
 }
@@ -136,8 +147,10 @@ func EvalBits(m *wavenet.Model, head outputs.Head, utts []*ljspeech.Utterance) (
 				return 0, 0, 0, fmt.Errorf("utterance %s: %w", u.ID, err)
 			}
 		}
-		x := make([]float32, cfg.InputChannels*T)
-		encodeInputs(head, u.Wave, 1, T, x)
+		x, err := modelInput(cfg, head, u)
+		if err != nil {
+			return 0, 0, 0, err
+		}
 		be.Upload(ws.X(), x)
 		be.Upload(ws.Mel(), u.Mel)
 		out := m.Forward(ws, ws.X(), ws.Mel())

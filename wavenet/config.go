@@ -27,7 +27,11 @@ type Config struct {
 	UpsampleScales []int `json:"upsample_scales"`
 	// InputChannels is 1 for a scalar waveform input, Q for one-hot input.
 	InputChannels int `json:"in_channels"`
-	OutChannels   int `json:"out_channels"`
+	// ExcitationChannels are extra input channels after the waveform's: a
+	// source signal derived from the mel (package excitation), known for
+	// every sample before synthesis starts. 0 (the reference) means none.
+	ExcitationChannels int `json:"excitation_channels,omitempty"`
+	OutChannels        int `json:"out_channels"`
 	// Dropout must be 0: dropout is not implemented (the reference recipe
 	// trains without it).
 	Dropout    float64 `json:"dropout"`
@@ -92,7 +96,14 @@ const (
 	MaxReceptiveField = 1 << 20
 	// MaxParams bounds the parameter count (4 GiB of float32).
 	MaxParams = 1 << 30
+	// MaxExcitationChannels bounds excitation_channels (excitation uses 2).
+	MaxExcitationChannels = 16
 )
+
+// FirstConvInputs is the number of input channels first_conv reads: the
+// encoded previous sample's, then the excitation's. A network input x is
+// [B][FirstConvInputs][T].
+func (c Config) FirstConvInputs() int { return c.InputChannels + c.ExcitationChannels }
 
 // Validate reports every problem with the configuration at once, on one
 // line (a config is often read from a file and the error names that file).
@@ -154,6 +165,7 @@ func (c Config) Validate() error {
 	} else {
 		limit("in_channels", c.InputChannels, 1, MaxIOChannels)
 	}
+	limit("excitation_channels", c.ExcitationChannels, 0, MaxExcitationChannels)
 	limit("out_channels", c.OutChannels, 1, MaxIOChannels)
 	if c.Dropout != 0 {
 		bad("dropout %g is not supported: dropout is not implemented, set it to 0", c.Dropout)
@@ -215,7 +227,7 @@ func (c Config) Tensors() []TensorInfo {
 		}
 	}
 	R, G, S, wn := c.ResidualChannels, c.GateChannels, c.SkipChannels, c.WeightNorm
-	conv("first_conv", R, c.InputChannels, 1, false, wn, true)
+	conv("first_conv", R, c.FirstConvInputs(), 1, false, wn, true)
 	for l := 0; l < c.Layers; l++ {
 		p := fmt.Sprintf("conv_layers.%d.", l)
 		conv(p+"conv", G, R, c.KernelSize, false, wn, true)

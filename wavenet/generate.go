@@ -28,6 +28,10 @@ type Sampler interface {
 type Utterance struct {
 	Mel  []float32
 	Seed uint64
+	// Excitation is [ExcitationChannels][frames*hop], the source signal
+	// the model takes beside the waveform (package excitation derives it
+	// from the same mel); nil for a model without excitation channels.
+	Excitation []float32
 }
 
 // GenerateOptions tune Generate.
@@ -132,8 +136,11 @@ type Generator struct {
 	R, G, H int
 	S, O, K int
 	C, Cin  int
-	L, hop  int
-	dil     []int
+	// Qin is the encoded sample's share of the Cin first_conv inputs; the
+	// other Cin-Qin are excitation channels.
+	Qin    int
+	L, hop int
+	dil    []int
 
 	w    compute.Buffer // all effective weights, see the offsets below
 	wh   []float32
@@ -214,7 +221,7 @@ func newPlan(m *Model, s Sampler) (*Generator, []float32, error) {
 	g := &Generator{be: m.Backend(), s: s, cfg: cfg,
 		R: cfg.ResidualChannels, G: cfg.GateChannels, H: cfg.GateChannels / 2,
 		S: cfg.SkipChannels, O: cfg.OutChannels, K: cfg.KernelSize,
-		C: cfg.CinChannels, Cin: cfg.InputChannels, L: cfg.Layers, hop: cfg.HopSize(),
+		C: cfg.CinChannels, Cin: cfg.FirstConvInputs(), Qin: cfg.InputChannels, L: cfg.Layers, hop: cfg.HopSize(),
 		resScale: float32(math.Sqrt(0.5)), skipNorm: float32(math.Sqrt(1 / float64(cfg.Layers)))}
 	for l := 0; l < g.L; l++ {
 		g.dil = append(g.dil, cfg.Dilation(l))
@@ -429,6 +436,7 @@ type slot struct {
 	T, t   int
 	frames int
 	melP   []float32 // padded mel, [C][frames+2*pad] (host)
+	exc    []float32 // excitation [Cin-Qin][T] (host)
 	rng    *rand.Rand
 	out    []float32
 	prev   float32
@@ -457,7 +465,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		return nil, errors.New("wavenet: generator used after Free")
 	}
 	C, pad := g.C, g.cfg.CinPad
-	if err := checkUtterances(utts, C); err != nil {
+	if err := checkUtterances(utts, C, g.Cin-g.Qin, g.hop); err != nil {
 		return nil, err
 	}
 	temp, err := opts.temperature()
@@ -517,6 +525,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		sl.out = make([]float32, sl.T)
 		sl.rng = rand.New(rand.NewPCG(u.Seed, 0x5eed5eed5eed5eed))
 		sl.melP = padMel(u.Mel, C, pad)
+		sl.exc = u.Excitation
 		g.be.Fill(sl.ring, lo.ringL, 0)
 		return true
 	}
@@ -553,7 +562,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 					if opts.OnDone != nil {
 						opts.OnDone(sl.utt, sl.out)
 					}
-					sl.out, sl.melP = nil, nil
+					sl.out, sl.melP, sl.exc = nil, nil, nil
 					if !start(sl) {
 						active--
 					}
@@ -579,8 +588,9 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 }
 
 // checkUtterances refuses an empty or ragged mel, one over
-// MaxGenerateFrames, or one holding NaN or Inf, naming the utterance.
-func checkUtterances(utts []Utterance, C int) error {
+// MaxGenerateFrames, or one holding NaN or Inf, and an excitation that does
+// not cover E channels of frames*hop samples, naming the utterance.
+func checkUtterances(utts []Utterance, C, E, hop int) error {
 	for i, u := range utts {
 		if len(u.Mel) == 0 || len(u.Mel)%C != 0 {
 			return fmt.Errorf("wavenet: generate: utterance %d: mel has %d values, not a positive multiple of %d channels", i, len(u.Mel), C)
@@ -592,6 +602,12 @@ func checkUtterances(utts []Utterance, C int) error {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				return fmt.Errorf("wavenet: generate: utterance %d: mel value %d (frame %d, channel %d) is %v", i, j, j/C, j%C, v)
 			}
+		}
+		if n := len(u.Mel) / C * hop * E; len(u.Excitation) != n {
+			if E == 0 {
+				return fmt.Errorf("wavenet: generate: utterance %d has an excitation, but the model takes none", i)
+			}
+			return fmt.Errorf("wavenet: generate: utterance %d: excitation has %d values, the model wants %d channels x %d samples", i, len(u.Excitation), E, n/E)
 		}
 	}
 	return nil
@@ -755,7 +771,11 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 	// current-tap block.
 	for _, sl := range slots {
 		if sl.utt >= 0 {
-			g.s.EncodeInput(sl.prev, g.host.Host(sl.xin, Cin))
+			xin := g.host.Host(sl.xin, Cin)
+			g.s.EncodeInput(sl.prev, xin[:g.Qin])
+			for e := range Cin - g.Qin {
+				xin[g.Qin+e] = sl.exc[e*sl.T+sl.t]
+			}
 		}
 	}
 	var pFirst, pConv, pRS, pLast1, pLast2 *cpu.PackedMatrix

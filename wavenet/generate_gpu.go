@@ -83,6 +83,10 @@ const (
 	tabPerLayer      = 8  // TPERLAYER
 )
 
+// ErrNoGPUExcitation: the GPU generator does not take excitation channels
+// yet; callers fall back to the CPU Generator.
+var ErrNoGPUExcitation = errors.New("wavenet: the GPU generator does not support models with excitation channels")
+
 // NewGPUGenerator compiles generate.cu on the model's backend (which must
 // compile kernels and capture graphs: compute/cuda) and uploads the folded
 // weights. ds is the head's device sampler, s the head itself (channel
@@ -93,6 +97,11 @@ func NewGPUGenerator(m *Model, s Sampler, ds DeviceSampler) (*GPUGenerator, erro
 	gc, ok2 := be.(compute.GraphCapturer)
 	if !ok || !ok2 {
 		return nil, fmt.Errorf("wavenet: GPU generation needs a backend that compiles kernels and captures graphs (cuda), not %s", be.Name())
+	}
+	if e := m.Config().ExcitationChannels; e > 0 {
+		// The step kernels read only the encoded sample; feeding them the
+		// excitation is not written yet (ErrNoGPUExcitation).
+		return nil, fmt.Errorf("%w (the model has %d excitation channels)", ErrNoGPUExcitation, e)
 	}
 	plan, w, err := newPlan(m, s)
 	if err != nil {
@@ -289,7 +298,7 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 		return nil, errors.New("wavenet: GPU generator used after Free")
 	}
 	p := g.plan
-	if err := checkUtterances(utts, p.C); err != nil {
+	if err := checkUtterances(utts, p.C, p.Cin-p.Qin, p.hop); err != nil {
 		return nil, err
 	}
 	temp, err := opts.temperature()

@@ -53,7 +53,7 @@ func New(cfg Config, be compute.Backend, seed int64) (*Model, error) {
 		m.addConv(c)
 		return c
 	}
-	m.first = mk("first_conv", R, cfg.InputChannels, 1, true, initKaimingNormal)
+	m.first = mk("first_conv", R, cfg.FirstConvInputs(), 1, true, initKaimingNormal)
 	for l := 0; l < cfg.Layers; l++ {
 		p := fmt.Sprintf("conv_layers.%d.", l)
 		m.layers = append(m.layers, resLayer{
@@ -198,7 +198,7 @@ func (cfg Config) sizes(B, T int, train bool) wsSizes {
 	F := T / cfg.HopSize()
 	var s wsSizes
 	s.skipB = S
-	s.x = B * cfg.InputChannels * T
+	s.x = B * cfg.FirstConvInputs() * T
 	s.mel = B * C * (F + 2*cfg.CinPad)
 	s.out = B * cfg.OutChannels * T
 	s.dout = s.out
@@ -345,7 +345,7 @@ func (ws *Workspace) Free() {
 	ws.bufs = nil
 }
 
-// X is a workspace-owned input buffer [B][InputChannels][T] to upload the
+// X is a workspace-owned input buffer [B][FirstConvInputs][T] to upload the
 // network input into (any other view of that size works too).
 func (ws *Workspace) X() compute.View { return compute.V(ws.xIn) }
 
@@ -359,8 +359,9 @@ func (ws *Workspace) Out() compute.View { return compute.V(ws.out) }
 // gradient that Backward takes.
 func (ws *Workspace) DOut() compute.View { return compute.V(ws.dout) }
 
-// Forward runs the network on x [B][InputChannels][T] (the waveform input,
-// already shifted so out[t] predicts sample t+1 or t as the caller wants) and
+// Forward runs the network on x [B][FirstConvInputs][T] (the waveform input,
+// already shifted so out[t] predicts sample t+1 or t as the caller wants,
+// then the excitation channels if the config has them) and
 // mel [B][CinChannels][T/hop + 2*CinPad]. It returns the output view
 // [B][OutChannels][T] (ws.Out()) and keeps what Backward needs; x and mel
 // must stay unchanged until Backward.
@@ -369,7 +370,8 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 	B, T := ws.B, ws.T
 	R, G, S, C := cfg.ResidualChannels, cfg.GateChannels, cfg.SkipChannels, cfg.CinChannels
 	H := G / 2
-	x.Check(B*cfg.InputChannels*T, "wavenet forward x")
+	In := cfg.FirstConvInputs()
+	x.Check(B*In*T, "wavenet forward x")
 	mel.Check(B*C*(ws.F+2*cfg.CinPad), "wavenet forward mel")
 	ws.x, ws.mel, ws.ready = x, mel, true
 
@@ -381,8 +383,8 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 	pre := compute.V(ws.pre)
 	hStride, preStride := B*R*T, B*G*T
 	// First 1x1 conv: h0 = W x + b.
-	be.GemmStridedBatched(false, false, R, T, cfg.InputChannels, 1, m.w(m.first), cfg.InputChannels, 0,
-		x, T, cfg.InputChannels*T, 0, h, T, R*T, B)
+	be.GemmStridedBatched(false, false, R, T, In, 1, m.w(m.first), In, 0,
+		x, T, In*T, 0, h, T, R*T, B)
 	be.AddBias(h, m.bias(m.first), B, R, T)
 
 	zAll, skip := compute.V(ws.z), compute.V(ws.skip)
@@ -574,7 +576,7 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 		}
 	}
 	// First conv (no gradient w.r.t. the network input).
-	m.weightGrad(m.first, dh, ws.x, R, cfg.InputChannels, T, B)
+	m.weightGrad(m.first, dh, ws.x, R, cfg.FirstConvInputs(), T, B)
 	be.BiasGrad(m.dbias(m.first), dh, B, R, T)
 
 	m.upsampleBackward(ws, dmel)
@@ -634,7 +636,7 @@ func (cfg Config) TrainFLOPs(batch, T int) float64 {
 	R, G, S, C := float64(cfg.ResidualChannels), float64(cfg.GateChannels), float64(cfg.SkipChannels), float64(cfg.CinChannels)
 	H := G / 2
 	L := float64(cfg.Layers)
-	perSample := 2 * R * float64(cfg.InputChannels)
+	perSample := 2 * R * float64(cfg.FirstConvInputs())
 	perSample += L * 2 * (G*R*float64(cfg.KernelSize) + G*C + S*H)
 	perSample += (L - 1) * 2 * R * H
 	perSample += 2*S*S + 2*float64(cfg.OutChannels)*S

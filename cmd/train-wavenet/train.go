@@ -17,6 +17,7 @@ import (
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/compute/cuda"
 	"github.com/wavecat/wavecat/evaluate"
+	"github.com/wavecat/wavecat/excitation"
 	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/train"
@@ -84,15 +85,16 @@ const trainExamples = `  train-wavenet --data dump --preset adacat256 --out runs
 // trainOpts are the flag values of one command.
 type trainOpts struct {
 	data, out, preset, head, device, blas, evalSplit    string
+	initFrom                                            string
 	bins, mixtures, levels, components                  int
 	logScaleMin, lambda                                 float64
 	layers, stacks, resCh, gateCh, skipCh, kernel       int
 	batch, maxT, threads, keep, evalMax, evalUtts       int
 	evalChunk                                           int
 	steps, lrDecaySteps, evalEvery, ckptEvery, logEvery int64
-	lr, lrGamma, emaDecay, clip                         float64
+	lr, lrGamma, emaDecay, clip, inputNoise             float64
 	seed                                                uint64
-	resume, tf32                                        bool
+	resume, tf32, excitation                            bool
 	timeLimit                                           time.Duration
 	gpus                                                int           // --gpus (dist.go)
 	distTimeout                                         time.Duration // --dist-timeout
@@ -112,7 +114,7 @@ var headOptions = []string{"bins", "mixtures", "levels", "log-scale-min", "compo
 // runDefining are the flags fixed by a run's first checkpoint.
 var runDefining = append([]string{"preset", "head", "layers", "stacks", "residual-channels", "gate-channels",
 	"skip-channels", "kernel-size", "batch-size", "max-time-steps", "lr", "lr-decay-steps", "lr-gamma",
-	"ema-decay", "clip-norm", "seed"}, headOptions...)
+	"ema-decay", "clip-norm", "seed", "excitation", "input-noise"}, headOptions...)
 
 func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.StringVar(&o.data, "data", "", "preprocessed dump (train-wavenet preprocess --out)")
@@ -131,6 +133,8 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.IntVar(&o.gateCh, "gate-channels", 0, "model: gate channels (default: the preset's; reference 256)")
 	f.IntVar(&o.skipCh, "skip-channels", 0, "model: skip channels (default: the preset's; reference 128)")
 	f.IntVar(&o.kernel, "kernel-size", 0, "model: dilated conv kernel size (default: the preset's; reference 3)")
+	f.StringVar(&o.initFrom, "init-from", "", "new run: start from this checkpoint's EMA weights (same shape; first_conv may gain the --excitation inputs, which start at zero)")
+	f.BoolVar(&o.excitation, "excitation", false, "model: also feed it a sine at the mel's pitch (read from the mel's Griffin-Lim inversion) as 2 input channels, a source for it to shape; vocode derives it from each mel too (docs/evaluation.md)")
 	f.IntVar(&o.batch, "batch-size", o.batch, "crops per step")
 	f.IntVar(&o.maxT, "max-time-steps", o.maxT, "samples per crop (a multiple of the hop)")
 	f.Int64Var(&o.steps, "steps", o.steps, "total optimizer steps of the run")
@@ -139,6 +143,7 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.Float64Var(&o.lrGamma, "lr-gamma", o.lrGamma, "learning-rate decay factor")
 	f.Float64Var(&o.emaDecay, "ema-decay", o.emaDecay, "EMA decay of the weights (short runs want e.g. 0.999)")
 	f.Float64Var(&o.clip, "clip-norm", 0, "clip the gradient norm to this (0: off, as r9y9)")
+	f.Float64Var(&o.inputNoise, "input-noise", 0, "std of Gaussian noise added to the network's previous-sample input (not the target), in the mu-law companded domain [-1,1] (LPCNet's remedy for drift when it runs on its own output; 0: off)")
 	f.Uint64Var(&o.seed, "seed", o.seed, "seed of the initialisation and the batch order")
 	f.StringVar(&o.device, "device", o.device, "compute device: cpu or cuda")
 	f.IntVar(&o.threads, "threads", 0, "cpu: threads (0: all cores)")
@@ -263,11 +268,15 @@ func runConfig(cmd *cobra.Command, o *trainOpts) (train.RunConfig, error) {
 				*ov.dst = ov.val
 			}
 		}
+		if o.excitation {
+			m.ExcitationChannels = excitation.Channels
+		}
 		cfg.BatchSize, cfg.MaxTimeSteps, cfg.Seed = o.batch, o.maxT, o.seed
 		cfg.Schedule = train.StepDecay(o.lr, o.lrGamma, o.lrDecaySteps)
-		cfg.EMADecay, cfg.ClipNorm = o.emaDecay, o.clip
+		cfg.EMADecay, cfg.ClipNorm, cfg.InputNoise = o.emaDecay, o.clip, o.inputNoise
 	}
 	cfg.Steps, cfg.EvalInterval, cfg.CheckpointInterval, cfg.LogInterval = o.steps, o.evalEvery, o.ckptEvery, o.logEvery
+	cfg.InitFrom = o.initFrom
 	cfg.Keep, cfg.EvalSplit, cfg.EvalMaxSamples, cfg.EvalMaxUtterances = o.keep, o.evalSplit, o.evalMax, o.evalUtts
 	cfg.Eval = chunkedEval(o.evalChunk)
 	return cfg, nil

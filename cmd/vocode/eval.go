@@ -35,14 +35,25 @@ import (
 // temp. It is a variable so tests can stand in for the generator; free
 // releases everything.
 var evalSynthesizerFor = func(ck string, ema bool, seed uint64, temp float64, device string) (syn evaluate.Synthesize, free func(), err error) {
+	if mi, err := evalModelInfo(ck); err == nil && mi.Model.ExcitationChannels > 0 {
+		// The GPU generator does not take excitation channels yet
+		// (wavenet.ErrNoGPUExcitation).
+		device = "cpu"
+	}
 	be, err := newBackend(device, 1)
 	if err != nil {
 		return nil, nil, err
 	}
-	m, head, _, _, err := train.LoadModel(ck, be, ema)
+	m, head, mi, _, err := train.LoadModel(ck, be, ema)
 	if err != nil {
 		closeBackend(be)
 		return nil, nil, err
+	}
+	exc, err := newExcitationSource(mi)
+	if err != nil {
+		m.Free()
+		closeBackend(be)
+		return nil, nil, fmt.Errorf("%s: %w", ck, err)
 	}
 	g, freeGen, err := newGenerator(m, head)
 	if err != nil {
@@ -71,6 +82,9 @@ var evalSynthesizerFor = func(ck string, ema bool, seed uint64, temp float64, de
 			}
 			utts[i] = wavenet.Utterance{Mel: rows, Seed: next}
 			next++
+		}
+		if err := exc.add(utts, io.Discard); err != nil {
+			return nil, err
 		}
 		workers := max(1, min(runtime.GOMAXPROCS(0), len(utts)))
 		return g.Generate(utts, wavenet.GenerateOptions{Batch: len(utts), Workers: workers, Temperature: temp})
@@ -277,7 +291,19 @@ func evalLoader(ck string, mi train.ModelInfo, d *ljspeech.Dump, stderr io.Write
 		}
 	}
 	cinPad := mi.Model.CinPad
-	return func(id string) (*ljspeech.Utterance, error) { return d.LoadUtteranceNormalized(id, cinPad, st) }, nil
+	return func(id string) (*ljspeech.Utterance, error) {
+		u, err := d.LoadUtteranceNormalized(id, cinPad, st)
+		if err != nil {
+			return nil, err
+		}
+		// The teacher-forced pass needs the excitation a model takes (from
+		// the dump's own mel; synthesis derives it from the normalised mel
+		// it is given, as vocode does).
+		if err := train.AddExcitation(d, []*ljspeech.Utterance{u}, mi.Model, io.Discard, true); err != nil {
+			return nil, err
+		}
+		return u, nil
+	}, nil
 }
 
 func runEval(stdout, stderr io.Writer) error {

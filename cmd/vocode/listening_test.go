@@ -193,8 +193,11 @@ func TestListeningScoreStreamsAndEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d MB of ratings, heap grew by at most %.1f MB", size>>20, float64(grew)/(1<<20))
-	if grew > uint64(size)/4 {
-		t.Errorf("scoring %d MB of ratings grew the heap by %.1f MB; want under a quarter of the file", size>>20, float64(grew)/(1<<20))
+	// A quarter of the file, but at least 4 MiB: the command's fixed heap
+	// (measured 2.8 MB under load) would otherwise fail the short file.
+	// Reading the whole file grew the heap by several times its size.
+	if limit := max(uint64(size)/4, 4<<20); grew > limit {
+		t.Errorf("scoring %d MB of ratings grew the heap by %.1f MB; want under %.1f MB (a quarter of the file, at least 4 MiB)", size>>20, float64(grew)/(1<<20), float64(limit)/(1<<20))
 	}
 	n := raters * 100
 	for _, want := range []string{

@@ -435,6 +435,22 @@ func runSynth(cmd *cobra.Command, args []string) (err error) {
 	if o.griffinLim {
 		return runGriffinLim(cmd, args, outs)
 	}
+	path, source, cleanup, err := resolveModel(o.checkpoint)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if path, err = train.ResolveCheckpoint(path); err != nil {
+		return fmt.Errorf("model from %s: %w", source, err)
+	}
+	if o.device == "cuda" {
+		// The GPU step kernels do not read excitation channels yet
+		// (wavenet.ErrNoGPUExcitation): such a model runs on the CPU.
+		if mi, err := evalModelInfo(path); err == nil && mi.Model.ExcitationChannels > 0 {
+			fmt.Fprintf(stderr, "vocode: %s takes an excitation input, which the GPU generator does not support yet; synthesising on the CPU\n", source)
+			o.device = "cpu"
+		}
+	}
 	blasThreads, workers, batch := plan(o.threads, o.batch, len(args), o.wide)
 	if o.device == "cuda" {
 		// Lockstep groups on the GPU of up to gpuDefaultBatch inputs (the
@@ -450,14 +466,6 @@ func runSynth(cmd *cobra.Command, args []string) (err error) {
 		return err
 	}
 	defer closeBackend(be)
-	path, source, cleanup, err := resolveModel(o.checkpoint)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	if path, err = train.ResolveCheckpoint(path); err != nil {
-		return fmt.Errorf("model from %s: %w", source, err)
-	}
 	m, head, info, meta, err := train.LoadModel(path, be, !o.noEMA)
 	if err != nil {
 		return fmt.Errorf("model from %s: %w", source, err)
@@ -506,6 +514,13 @@ func runSynth(cmd *cobra.Command, args []string) (err error) {
 	for i, in := range ins {
 		utts[i] = wavenet.Utterance{Mel: in.mel, Seed: o.seed + uint64(i)}
 		total += int64(in.frames * cfg.HopSize())
+	}
+	exc, err := newExcitationSource(info)
+	if err != nil {
+		return fmt.Errorf("model from %s: %w", source, err)
+	}
+	if err := exc.add(utts, stderr); err != nil {
+		return err
 	}
 	rate := pp.SampleRate
 	bar := newSamplesBar(total, rate, stderr, quiet)

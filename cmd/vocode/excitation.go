@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/wavecat/wavecat/excitation"
+	"github.com/wavecat/wavecat/internal/cliutil"
+	"github.com/wavecat/wavecat/melspec"
+	"github.com/wavecat/wavecat/train"
+	"github.com/wavecat/wavecat/wavenet"
+)
+
+// excitationSource derives the excitation a model takes from the mels it
+// is given (already normalised: the statistics are undone first, since the
+// pitch is read from the Griffin-Lim inversion of the log-mel itself).
+type excitationSource struct {
+	est   *excitation.Estimator
+	stats *melspec.Normalizer
+	hop   int
+}
+
+// newExcitationSource is nil (and no error) for a model without excitation
+// channels.
+func newExcitationSource(info train.ModelInfo) (*excitationSource, error) {
+	switch e := info.Model.ExcitationChannels; e {
+	case 0:
+		return nil, nil
+	case excitation.Channels:
+	default:
+		return nil, fmt.Errorf("model has %d excitation channels; the excitation signal has %d", e, excitation.Channels)
+	}
+	est, err := excitation.NewEstimator(info.Preprocess.MelConfig())
+	if err != nil {
+		return nil, err
+	}
+	return &excitationSource{est: est, stats: info.Stats, hop: info.Preprocess.Mel.Hop}, nil
+}
+
+// add fills every utterance's Excitation (all CPUs, a progress bar when
+// there are several).
+func (s *excitationSource) add(utts []wavenet.Utterance, stderr io.Writer) error {
+	if s == nil || len(utts) == 0 {
+		return nil
+	}
+	var bar *cliutil.Bar
+	if len(utts) > 1 {
+		bar = cliutil.NewBarOptions(int64(len(utts)), "excitation", stderr, quiet, cliutil.BarOptions{Unit: "utts"})
+		defer bar.Finish()
+	}
+	C := s.est.Config().NMels
+	tracks, err := s.est.Tracks(len(utts), func(i int) ([]float32, int, error) {
+		raw := append([]float32(nil), utts[i].Mel...)
+		if s.stats != nil {
+			if err := s.stats.Invert(raw); err != nil {
+				return nil, 0, err
+			}
+		}
+		return raw, len(raw) / C, nil
+	}, func() {
+		if bar != nil {
+			bar.Add(1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for i := range utts {
+		utts[i].Excitation = tracks[i].Signal(len(utts[i].Mel) / C * s.hop)
+	}
+	return nil
+}

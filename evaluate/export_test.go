@@ -1,0 +1,4 @@
+package evaluate
+
+// RandomUtterance is randomUtterance for the external tests.
+var RandomUtterance = randomUtterance

@@ -1,0 +1,162 @@
+package train
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/wavecat/wavecat/excitation"
+	"github.com/wavecat/wavecat/ljspeech"
+	"github.com/wavecat/wavecat/mulaw"
+	"github.com/wavecat/wavecat/wavenet"
+)
+
+// TestExcitationRun trains a plain model, grows it with excitation
+// channels (--init-from) and trains that too, with validation:
+//   - at step 0 the grown model scores the dev set exactly as the plain one
+//     did, whatever the excitation (its new inputs start at zero);
+//   - its training reads the excitation (the new first_conv columns move);
+//   - the dev utterances carry the excitation derived from their mels.
+func TestExcitationRun(t *testing.T) {
+	head := "mulaw --bins 64"
+	plain := tinyRun(t, head, 3)
+	plain.EvalInterval = 0
+	if _, err := Run(context.Background(), plain); err != nil {
+		t.Fatal(err)
+	}
+
+	// Step 0 of the grown model equals the plain model.
+	pm, h, mi, _, err := LoadModel(plain.Out, plain.Backend, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Free()
+	mc := mi.Model
+	mc.ExcitationChannels = excitation.Channels
+	gm, err := wavenet.New(mc, plain.Backend, 99)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gm.Free()
+	if err := initFrom(gm, plain.Out, ioDiscard{}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := ljspeech.OpenDump(plain.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := d.Split.Subset("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var utts, grown []*ljspeech.Utterance
+	for _, id := range ids {
+		u, err := d.LoadUtterance(id, mc.CinPad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u = CapUtterance(u, 4096, d.Params.Mel.Hop)
+		utts = append(utts, u)
+		g := *u
+		grown = append(grown, &g)
+	}
+	if err := AddExcitation(d, grown, mc, ioDiscard{}, true); err != nil {
+		t.Fatal(err)
+	}
+	voiced := 0
+	for _, u := range grown {
+		if len(u.Excitation) != excitation.Channels*len(u.Wave) {
+			t.Fatalf("%s: excitation of %d values for %d samples", u.ID, len(u.Excitation), len(u.Wave))
+		}
+		for _, v := range u.Excitation {
+			if v != 0 {
+				voiced++
+			}
+		}
+	}
+	if voiced == 0 {
+		t.Fatal("the dev utterances' excitation is all zero: no voiced frame found in speech")
+	}
+	want, _, _, err := EvalBits(pm, h, utts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, _, err := EvalBits(gm, h, grown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(got-want) > 1e-5*math.Abs(want) {
+		t.Errorf("grown model at step 0: %.7f bits/sample, the plain model %.7f", got, want)
+	}
+	if _, _, _, err := EvalBits(gm, h, utts); err == nil {
+		t.Error("EvalBits of an excitation model without excitation: no error")
+	}
+
+	// Training the grown model moves the excitation weights.
+	exc := tinyRun(t, head, 4)
+	exc.Model.ExcitationChannels = excitation.Channels
+	exc.InitFrom = plain.Out
+	exc.EvalInterval = 2
+	res, err := Run(context.Background(), exc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.LastEval == nil {
+		t.Fatal("no validation ran")
+	}
+	ck := loadState(t, StepDir(exc.Out, 4))
+	moved := false
+	for _, ts := range ck.Weights {
+		if ts.Name != "first_conv.weight_v" {
+			continue
+		}
+		out, in := ts.Shape[0], ts.Shape[1]
+		if in != 64+excitation.Channels {
+			t.Fatalf("first_conv.weight_v shape %v", ts.Shape)
+		}
+		for o := 0; o < out; o++ {
+			for i := 64; i < in; i++ {
+				if ts.Data[o*in+i] != 0 {
+					moved = true
+				}
+			}
+		}
+	}
+	if !moved {
+		t.Error("after 4 steps the excitation columns of first_conv are still zero")
+	}
+}
+
+// TestNoisyInputs: the input noise has the asked spread in the companded
+// domain, stays in [-1, 1], and is a function of (seed, step).
+func TestNoisyInputs(t *testing.T) {
+	wave := make([]float32, 20000)
+	for i := range wave {
+		wave[i] = float32(0.2 * math.Sin(float64(i)*0.01))
+	}
+	a := noisyInputs(wave, 0.05, 1, 7)
+	b := noisyInputs(wave, 0.05, 1, 7)
+	c := noisyInputs(wave, 0.05, 1, 8)
+	var s2 float64
+	same := 0
+	for i := range wave {
+		if a[i] != b[i] {
+			t.Fatalf("sample %d: two draws for the same (seed, step)", i)
+		}
+		if a[i] == c[i] {
+			same++
+		}
+		if a[i] < -1 || a[i] > 1 {
+			t.Fatalf("sample %d = %g outside [-1, 1]", i, a[i])
+		}
+		d := mulaw.Compand(float64(a[i]), 255) - mulaw.Compand(float64(wave[i]), 255)
+		s2 += d * d
+	}
+	if same > len(wave)/100 {
+		t.Errorf("steps 7 and 8 share %d of %d noisy samples", same, len(wave))
+	}
+	// (At 0.2 the companded signal stays 5 std from the clamp at 1.)
+	if sd := math.Sqrt(s2 / float64(len(wave))); sd < 0.045 || sd > 0.052 {
+		t.Errorf("companded noise std %.4f, want about 0.05", sd)
+	}
+}
