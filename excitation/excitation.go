@@ -67,6 +67,9 @@ type Track struct {
 	// phase[i] is the running phase (radians, wrapped) at sample i*Hop, so
 	// a signal can start anywhere without summing from the beginning.
 	phase []float64
+	// offset[i], when set (AlignTo), is added to the phase at frame i
+	// (interpolated between frames along the shorter arc).
+	offset []float64
 }
 
 // Track estimates the pitch of a log10 mel spectrogram (frames x n_mels,
@@ -212,7 +215,7 @@ func (t Track) Fill(dst []float32, stride, start, n int) {
 	for j := 0; j < n; j++ {
 		f, v := t.at(s)
 		if v > 0 {
-			sn, cs := math.Sincos(ph)
+			sn, cs := math.Sincos(ph + t.offsetAt(s))
 			dst[j] = float32(v * sn)
 			dst[stride+j] = float32(v * cs)
 		} else {
@@ -281,3 +284,70 @@ func (e *Estimator) Tracks(n int, mel func(i int) ([]float32, int, error), progr
 
 // Config is the mel configuration the estimator inverts.
 func (e *Estimator) Config() melspec.Config { return e.gl.Config() }
+
+// AlignTo returns a copy of t whose phase follows the fundamental of wave
+// (the recording the mel was computed from): per frame, the offset that
+// turns the running phase into the phase of wave's component at F0,
+// measured by demodulating wave with the running phase over the frame's
+// Hann window. Training on an aligned excitation makes it predict the
+// waveform, so the network learns to follow it instead of the past
+// samples alone; at synthesis nothing is aligned (there is no recording),
+// and the network follows the sine it is given.
+func (t Track) AlignTo(wave []float32) Track {
+	a := t
+	n := len(t.F0)
+	a.offset = make([]float64, n)
+	const half = 512 // the quality frame: 1024 samples centred on the frame
+	for i := 0; i < n; i++ {
+		if t.F0[i] <= 0 {
+			continue
+		}
+		c := i * t.Hop
+		lo, hi := max(0, c-half), min(len(wave), c+half)
+		if lo >= hi {
+			continue
+		}
+		// Running phase at lo, then advanced sample by sample.
+		fi := min(lo/t.Hop, n)
+		ph := t.phase[fi]
+		for s := fi * t.Hop; s < lo; s++ {
+			f, _ := t.at(s)
+			ph += 2 * math.Pi * f / float64(t.SampleRate)
+		}
+		var re, im float64
+		for s := lo; s < hi; s++ {
+			w := 0.5 + 0.5*math.Cos(math.Pi*float64(s-c)/half)
+			sn, cs := math.Sincos(ph)
+			// wave ~ A sin(ph + off): its product with e^{-i ph} has the
+			// low-frequency part (A/2) e^{i(off - pi/2)}.
+			x := w * float64(wave[s])
+			re += x * cs
+			im -= x * sn
+			f, _ := t.at(s)
+			ph += 2 * math.Pi * f / float64(t.SampleRate)
+		}
+		a.offset[i] = math.Atan2(im, re) + math.Pi/2
+	}
+	return a
+}
+
+// offsetAt is the aligned phase offset at sample s (0 when not aligned).
+func (t Track) offsetAt(s int) float64 {
+	if t.offset == nil {
+		return 0
+	}
+	n := len(t.offset)
+	i := s / t.Hop
+	if i >= n-1 {
+		return t.offset[n-1]
+	}
+	a, b := t.offset[i], t.offset[i+1]
+	// Unvoiced neighbours have no offset of their own: hold the voiced one.
+	if t.F0[i] <= 0 {
+		a = b
+	} else if t.F0[i+1] <= 0 {
+		b = a
+	}
+	d := math.Remainder(b-a, 2*math.Pi)
+	return a + d*float64(s-i*t.Hop)/float64(t.Hop)
+}

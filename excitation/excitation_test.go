@@ -123,3 +123,34 @@ func TestFillIsOneSignal(t *testing.T) {
 		}
 	}
 }
+
+// TestAlignToFollowsTheRecording: aligned to a recording whose fundamental
+// leads the running phase by 0.7 rad (and carries a harmonic), the
+// excitation's sine channel is that fundamental's phase.
+func TestAlignToFollowsTheRecording(t *testing.T) {
+	sr := 22050
+	f0 := make([]float64, 40)
+	for i := range f0 {
+		f0[i] = 150 + float64(i)
+	}
+	tr := newTrack(f0, 256, sr)
+	n := 40 * 256
+	plain := tr.Signal(n)
+	wave := make([]float32, n)
+	for s := range wave {
+		sn, cs := float64(plain[s]), float64(plain[n+s])
+		fund := sn*math.Cos(0.7) + cs*math.Sin(0.7) // sin(phi + 0.7)
+		sn2 := 2 * sn * cs                           // sin(2 phi)
+		wave[s] = float32(0.5*fund + 0.2*sn2)
+	}
+	al := tr.AlignTo(wave).Signal(n)
+	worst := 0.0
+	for s := 4 * 256; s < 36*256; s++ {
+		sn, cs := float64(plain[s]), float64(plain[n+s])
+		want := sn*math.Cos(0.7) + cs*math.Sin(0.7)
+		worst = max(worst, math.Abs(float64(al[s])-want))
+	}
+	if worst > 0.05 {
+		t.Errorf("aligned sine differs from the recording's fundamental by up to %.3f", worst)
+	}
+}

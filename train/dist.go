@@ -63,7 +63,7 @@ func perRankBatch(rs RunState, world int) (int, error) {
 // definition and length, and the model's size.
 func (tr *trainer) fingerprint() uint32 {
 	c := tr.cfg
-	b, _ := json.Marshal([]any{c.Model, c.Head, c.BatchSize, c.MaxTimeSteps, c.Steps, c.Schedule, c.Adam, c.EMADecay, c.ClipNorm, c.InputNoise, c.Seed, tr.model.NumParams()})
+	b, _ := json.Marshal([]any{c.Model, c.Head, c.BatchSize, c.MaxTimeSteps, c.Steps, c.Schedule, c.Adam, c.EMADecay, c.ClipNorm, c.InputNoise, c.AlignExcitation, c.Seed, tr.model.NumParams()})
 	h := fnv.New32a()
 	h.Write(b)
 	return h.Sum32() & (1<<20 - 1) // squares stay exact in float64 sums

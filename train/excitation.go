@@ -96,3 +96,15 @@ func noisyInputs(wave []float32, sigma float64, seed uint64, step int64) []float
 	}
 	return out
 }
+
+// alignTracks aligns every track to its recording in d (AlignTo).
+func alignTracks(d *ljspeech.Dump, tracks map[string]excitation.Track) error {
+	for id, t := range tracks {
+		u, err := d.LoadUtterance(id, 0)
+		if err != nil {
+			return err
+		}
+		tracks[id] = t.AlignTo(u.Wave)
+	}
+	return nil
+}

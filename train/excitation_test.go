@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/wavecat/wavecat/excitation"
@@ -92,11 +93,20 @@ func TestExcitationRun(t *testing.T) {
 		t.Error("EvalBits of an excitation model without excitation: no error")
 	}
 
-	// Training the grown model moves the excitation weights.
+	// Aligning needs excitation channels.
+	bad := tinyRun(t, head, 1)
+	bad.AlignExcitation = true
+	if _, err := Run(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "excitation channels") {
+		t.Errorf("aligned excitation without excitation channels: %v", err)
+	}
+
+	// Training the grown model (aligned excitation, noisy inputs) moves the
+	// excitation weights.
 	exc := tinyRun(t, head, 4)
 	exc.Model.ExcitationChannels = excitation.Channels
 	exc.InitFrom = plain.Out
 	exc.EvalInterval = 2
+	exc.AlignExcitation, exc.InputNoise = true, 0.03
 	res, err := Run(context.Background(), exc)
 	if err != nil {
 		t.Fatal(err)

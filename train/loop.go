@@ -71,7 +71,12 @@ type RunConfig struct {
 	// a network that only learned to continue a clean past and so drifts
 	// when it runs on its own samples. 0: clean inputs (the reference).
 	InputNoise float64
-	Seed       uint64 // model init and batch order
+	// AlignExcitation trains on an excitation whose phase follows each
+	// recording's fundamental (excitation.Track.AlignTo), so it predicts
+	// the waveform and the network learns to follow it; evaluation and
+	// synthesis use the plain one.
+	AlignExcitation bool
+	Seed            uint64 // model init and batch order
 
 	LogInterval        int64 // steps per metrics record (and per NaN check of the grad norm)
 	EvalInterval       int64 // 0: no validation
@@ -123,6 +128,7 @@ type RunState struct {
 	MaxTimeSteps int          `json:"max_time_steps"`
 	ClipNorm     float64      `json:"clip_norm"`
 	InputNoise   float64      `json:"input_noise,omitempty"`
+	AlignExc     bool         `json:"align_excitation,omitempty"`
 	WorldSize    int          `json:"world_size,omitempty"` // data-parallel ranks, each at BatchSize; absent: 1
 	Settings     *RunSettings `json:"settings,omitempty"`   // absent in checkpoints written before it existed
 }
@@ -319,6 +325,9 @@ func (c *RunConfig) check() error {
 		if !(c.InputNoise >= 0 && c.InputNoise <= 1) {
 			bad("input noise %v must be in [0, 1]", c.InputNoise)
 		}
+		if c.AlignExcitation && c.Model.ExcitationChannels == 0 {
+			bad("aligning the excitation needs a model with excitation channels (--excitation)")
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -424,6 +433,11 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 		if tr.tracks, err = excitationTracks(dump, tr.bt.IDs(), mcfg, tr.log, cfg.Quiet); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
+		if cfg.AlignExcitation {
+			if err := alignTracks(dump, tr.tracks); err != nil {
+				return nil, fmt.Errorf("train: %w", err)
+			}
+		}
 	}
 	if cfg.EvalInterval > 0 && tr.lead() {
 		if tr.evalM, err = wavenet.New(mcfg, tr.be, 0); err != nil {
@@ -478,7 +492,7 @@ func (tr *trainer) adoptCheckpointConfig(ck *Checkpoint) error {
 	if !(rs.InputNoise >= 0 && rs.InputNoise <= 1) {
 		return fmt.Errorf("checkpoint input_noise %v is outside [0, 1]", rs.InputNoise)
 	}
-	c.MaxTimeSteps, c.ClipNorm, c.InputNoise = rs.MaxTimeSteps, rs.ClipNorm, rs.InputNoise
+	c.MaxTimeSteps, c.ClipNorm, c.InputNoise, c.AlignExcitation = rs.MaxTimeSteps, rs.ClipNorm, rs.InputNoise, rs.AlignExc
 	if c.BatchSize, err = perRankBatch(rs, tr.world()); err != nil {
 		return err
 	}
@@ -848,7 +862,7 @@ func (tr *trainer) checkpoint() (*Checkpoint, error) {
 	items := tr.step * int64(cfg.BatchSize*tr.world())
 	nUtt := int64(tr.bt.Len())
 	meta.Data = DataPosition{Epoch: items / nUtt, Index: items % nUtt, ShuffleSeed: cfg.Seed}
-	extra, err := json.Marshal(RunState{BatchSize: cfg.BatchSize, MaxTimeSteps: cfg.MaxTimeSteps, ClipNorm: cfg.ClipNorm, InputNoise: cfg.InputNoise, WorldSize: tr.checkpointWorld(),
+	extra, err := json.Marshal(RunState{BatchSize: cfg.BatchSize, MaxTimeSteps: cfg.MaxTimeSteps, ClipNorm: cfg.ClipNorm, InputNoise: cfg.InputNoise, AlignExc: cfg.AlignExcitation, WorldSize: tr.checkpointWorld(),
 		Settings: &RunSettings{Steps: cfg.Steps, LogInterval: cfg.LogInterval, EvalInterval: cfg.EvalInterval,
 			CheckpointInterval: cfg.CheckpointInterval, Keep: cfg.Keep, EvalSplit: cfg.EvalSplit,
 			EvalMaxSamples: cfg.EvalMaxSamples, EvalMaxUtterances: cfg.EvalMaxUtterances}})

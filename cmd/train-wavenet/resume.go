@@ -62,7 +62,8 @@ func resumeFlags(f *pflag.FlagSet, o *trainOpts, log io.Writer) error {
 		"batch-size": strconv.Itoa(rs.BatchSize), "max-time-steps": strconv.Itoa(rs.MaxTimeSteps),
 		"lr": fmtG(meta.Schedule.Init), "lr-decay-steps": strconv.FormatInt(meta.Schedule.StepSize, 10),
 		"lr-gamma": fmtG(meta.Schedule.Gamma), "ema-decay": fmtG(meta.EMADecay), "clip-norm": fmtG(rs.ClipNorm), "input-noise": fmtG(rs.InputNoise),
-		"seed": strconv.FormatUint(meta.Seed, 10), "excitation": strconv.FormatBool(mi.Model.ExcitationChannels > 0),
+		"excitation-align": strconv.FormatBool(rs.AlignExc),
+		"seed":             strconv.FormatUint(meta.Seed, 10), "excitation": strconv.FormatBool(mi.Model.ExcitationChannels > 0),
 	}
 	head := strings.Fields(mi.Head)
 	saved["head"] = head[0]

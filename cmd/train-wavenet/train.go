@@ -94,7 +94,7 @@ type trainOpts struct {
 	steps, lrDecaySteps, evalEvery, ckptEvery, logEvery int64
 	lr, lrGamma, emaDecay, clip, inputNoise             float64
 	seed                                                uint64
-	resume, tf32, excitation                            bool
+	resume, tf32, excitation, alignExc                  bool
 	timeLimit                                           time.Duration
 	gpus                                                int           // --gpus (dist.go)
 	distTimeout                                         time.Duration // --dist-timeout
@@ -114,7 +114,7 @@ var headOptions = []string{"bins", "mixtures", "levels", "log-scale-min", "compo
 // runDefining are the flags fixed by a run's first checkpoint.
 var runDefining = append([]string{"preset", "head", "layers", "stacks", "residual-channels", "gate-channels",
 	"skip-channels", "kernel-size", "batch-size", "max-time-steps", "lr", "lr-decay-steps", "lr-gamma",
-	"ema-decay", "clip-norm", "seed", "excitation", "input-noise"}, headOptions...)
+	"ema-decay", "clip-norm", "seed", "excitation", "input-noise", "excitation-align"}, headOptions...)
 
 func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.StringVar(&o.data, "data", "", "preprocessed dump (train-wavenet preprocess --out)")
@@ -134,6 +134,7 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.IntVar(&o.skipCh, "skip-channels", 0, "model: skip channels (default: the preset's; reference 128)")
 	f.IntVar(&o.kernel, "kernel-size", 0, "model: dilated conv kernel size (default: the preset's; reference 3)")
 	f.StringVar(&o.initFrom, "init-from", "", "new run: start from this checkpoint's EMA weights (same shape; first_conv may gain the --excitation inputs, which start at zero)")
+	f.BoolVar(&o.alignExc, "excitation-align", false, "with --excitation: train on an excitation whose phase follows each recording's fundamental, so the network learns to follow it (synthesis uses the plain one)")
 	f.BoolVar(&o.excitation, "excitation", false, "model: also feed it a sine at the mel's pitch (read from the mel's Griffin-Lim inversion) as 2 input channels, a source for it to shape; vocode derives it from each mel too (docs/evaluation.md)")
 	f.IntVar(&o.batch, "batch-size", o.batch, "crops per step")
 	f.IntVar(&o.maxT, "max-time-steps", o.maxT, "samples per crop (a multiple of the hop)")
@@ -274,6 +275,7 @@ func runConfig(cmd *cobra.Command, o *trainOpts) (train.RunConfig, error) {
 		cfg.BatchSize, cfg.MaxTimeSteps, cfg.Seed = o.batch, o.maxT, o.seed
 		cfg.Schedule = train.StepDecay(o.lr, o.lrGamma, o.lrDecaySteps)
 		cfg.EMADecay, cfg.ClipNorm, cfg.InputNoise = o.emaDecay, o.clip, o.inputNoise
+		cfg.AlignExcitation = o.alignExc
 	}
 	cfg.Steps, cfg.EvalInterval, cfg.CheckpointInterval, cfg.LogInterval = o.steps, o.evalEvery, o.ckptEvery, o.logEvery
 	cfg.InitFrom = o.initFrom
