@@ -74,7 +74,7 @@ def main():
     if args.T % hop:
         sys.exit(f"train_step.py: T = {args.T} is not a multiple of the hop size {hop}")
     B, T = args.batch, args.T
-    x = (torch.rand(B, cfg["in_channels"], T, dtype=dtype) * 2 - 1).to(dev)
+    x = (torch.rand(B, wavenet_ref.first_inputs(cfg), T, dtype=dtype) * 2 - 1).to(dev)
     mel = torch.randn(B, cfg["cin_channels"], T // hop + 2 * cfg["cin_pad"], dtype=dtype).to(dev)
     r = torch.randn(B, cfg["out_channels"], T, dtype=dtype).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)

@@ -181,7 +181,9 @@ class WaveNet(nn.Module):
         if L % stacks:
             fail(f"layers {L} not divisible by stacks {stacks}")
         per, wn, S = L // stacks, cfg["weight_normalization"], cfg["skip_out_channels"]
-        self.first_conv = conv(cfg["in_channels"], cfg["residual_channels"], 1, wn)
+        # wavecat's excitation channels are more first_conv inputs after
+        # the waveform's (absent: none, as in r9y9).
+        self.first_conv = conv(first_inputs(cfg), cfg["residual_channels"], 1, wn)
         self.conv_layers = nn.ModuleList(ResidualConv1dGLU(cfg, 2 ** (l % per)) for l in range(L))
         self.last_conv_layers = nn.ModuleList(
             [nn.ReLU(inplace=True), conv(S, S, 1, wn), nn.ReLU(inplace=True), conv(S, cfg["out_channels"], 1, wn)]
@@ -205,6 +207,11 @@ class WaveNet(nn.Module):
 
 def hop_size(cfg):
     return int(np.prod(cfg["upsample_scales"]))
+
+
+def first_inputs(cfg):
+    """first_conv's input channels: the waveform's, then the excitation's."""
+    return cfg["in_channels"] + cfg.get("excitation_channels", 0)
 
 
 def load_model(ckdir, dtype, weights="model.safetensors"):
@@ -239,7 +246,7 @@ def run(args, dtype, outdir):
     hop = hop_size(cfg)
     if T % hop:
         fail(f"{args.x}: T = {T} is not a multiple of the hop size {hop}")
-    x = load_npy(args.x, [B, cfg["in_channels"], T], dtype)
+    x = load_npy(args.x, [B, first_inputs(cfg), T], dtype)
     mel = load_npy(args.mel, [B, cfg["cin_channels"], T // hop + 2 * cfg["cin_pad"]], dtype).requires_grad_(True)
     r = load_npy(args.r, [B, cfg["out_channels"], T], dtype)
 
