@@ -140,7 +140,7 @@ func TestAlignToFollowsTheRecording(t *testing.T) {
 	for s := range wave {
 		sn, cs := float64(plain[s]), float64(plain[n+s])
 		fund := sn*math.Cos(0.7) + cs*math.Sin(0.7) // sin(phi + 0.7)
-		sn2 := 2 * sn * cs                           // sin(2 phi)
+		sn2 := 2 * sn * cs                          // sin(2 phi)
 		wave[s] = float32(0.5*fund + 0.2*sn2)
 	}
 	al := tr.AlignTo(wave).Signal(n)
