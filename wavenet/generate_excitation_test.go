@@ -57,42 +57,10 @@ func TestGenerateExcitationMatchesForward(t *testing.T) {
 	y := ys[0]
 
 	// Parallel reference: x = [enc(y[t-1]) rows | excitation rows].
-	In := cfg.FirstConvInputs()
-	if In != Q+E {
+	if In := cfg.FirstConvInputs(); In != Q+E {
 		t.Fatalf("FirstConvInputs %d, want %d", In, Q+E)
 	}
-	x := make([]float32, In*T)
-	enc := make([]float32, Q)
-	for tt := 0; tt < T; tt++ {
-		prev := float32(0)
-		if tt > 0 {
-			prev = y[tt-1]
-		}
-		h.EncodeInput(prev, enc)
-		for c := 0; c < Q; c++ {
-			x[c*T+tt] = enc[c]
-		}
-	}
-	copy(x[Q*T:], exc)
-	pad := cfg.CinPad
-	Fp := frames + 2*pad
-	melP := make([]float32, C*Fp)
-	for f := 0; f < Fp; f++ {
-		src := min(max(f-pad, 0), frames-1)
-		for c := 0; c < C; c++ {
-			melP[c*Fp+f] = mel[src*C+c]
-		}
-	}
-	be := m.Backend()
-	ws, err := m.NewWorkspace(1, T)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Free()
-	be.Upload(ws.X(), x)
-	be.Upload(ws.Mel(), melP)
-	out := make([]float32, O*T)
-	be.Download(out, m.Forward(ws, ws.X(), ws.Mel()))
+	out := forwardOutputsExc(t, m, h, mel, y, exc)
 	worst, scale := 0.0, 0.0
 	for tt := 0; tt < T; tt++ {
 		for c := 0; c < O; c++ {

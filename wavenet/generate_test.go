@@ -133,11 +133,19 @@ func TestGenerateMatchesForward(t *testing.T) {
 // against an independent copy.
 func forwardOutputs(t *testing.T, m *Model, h outputs.Head, mel, ys []float32) []float32 {
 	t.Helper()
+	return forwardOutputsExc(t, m, h, mel, ys, nil)
+}
+
+// forwardOutputsExc is forwardOutputs for a model with excitation channels:
+// exc [E][T] fills the input rows after the encoded sample's.
+func forwardOutputsExc(t *testing.T, m *Model, h outputs.Head, mel, ys, exc []float32) []float32 {
+	t.Helper()
 	be := m.Backend()
 	cfg := m.Config()
 	C, O, Cin, pad := cfg.CinChannels, cfg.OutChannels, cfg.InputChannels, cfg.CinPad
 	T, frames := len(ys), len(mel)/C
-	x := make([]float32, Cin*T)
+	x := make([]float32, cfg.FirstConvInputs()*T)
+	copy(x[Cin*T:], exc)
 	enc := make([]float32, Cin)
 	for tt := 0; tt < T; tt++ {
 		prev := float32(0)
