@@ -307,7 +307,13 @@ func dlopenOpenBLAS() (*openBLAS, error) {
 	for _, path := range openBLASCandidates() {
 		h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_LOCAL)
 		if err != nil {
-			errs = append(errs, err.Error())
+			// dlerror's text usually names the file, but it came back empty
+			// once under a loaded test run; the error must name it anyway.
+			msg := err.Error()
+			if !strings.Contains(msg, path) {
+				msg = path + ": cannot load: " + msg
+			}
+			errs = append(errs, msg)
 			continue
 		}
 		if _, err := purego.Dlsym(h, "cblas_sgemm"); err != nil {
