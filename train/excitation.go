@@ -108,3 +108,32 @@ func alignTracks(d *ljspeech.Dump, tracks map[string]excitation.Track) error {
 	}
 	return nil
 }
+
+// ExcitationAdder returns what fills one utterance's Excitation for model
+// mc from d's stored mel, with one estimator for all the calls (nil and no
+// error when the model takes none): for loaders that meet utterances one
+// at a time.
+func ExcitationAdder(d *ljspeech.Dump, mc wavenet.Config) (func(u *ljspeech.Utterance) error, error) {
+	if mc.ExcitationChannels == 0 {
+		return nil, nil
+	}
+	if err := checkExcitation(mc); err != nil {
+		return nil, err
+	}
+	est, err := excitation.NewEstimator(d.Params.MelConfig())
+	if err != nil {
+		return nil, err
+	}
+	return func(u *ljspeech.Utterance) error {
+		mel, frames, err := d.LoadFeats(u.ID)
+		if err != nil {
+			return err
+		}
+		t, err := est.Track(mel, frames)
+		if err != nil {
+			return fmt.Errorf("excitation of %s: %w", u.ID, err)
+		}
+		u.Excitation = t.Signal(len(u.Wave))
+		return nil
+	}, nil
+}

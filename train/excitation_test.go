@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -168,5 +169,39 @@ func TestNoisyInputs(t *testing.T) {
 	// (At 0.2 the companded signal stays 5 std from the clamp at 1.)
 	if sd := math.Sqrt(s2 / float64(len(wave))); sd < 0.045 || sd > 0.052 {
 		t.Errorf("companded noise std %.4f, want about 0.05", sd)
+	}
+}
+
+// TestExcitationAdder: the one-at-a-time adder gives what AddExcitation
+// gives, and nothing to do for a model without excitation.
+func TestExcitationAdder(t *testing.T) {
+	d, err := ljspeech.OpenDump(miniDump(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := LookupPreset("tiny")
+	if add, err := ExcitationAdder(d, p.Model); add != nil || err != nil {
+		t.Fatalf("plain model: adder %v, error %v", add != nil, err)
+	}
+	mc := p.Model
+	mc.ExcitationChannels = excitation.Channels
+	add, err := ExcitationAdder(d, mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := d.Index.Utterances[0].ID
+	a, err := d.LoadUtterance(id, mc.CinPad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := *a
+	if err := add(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddExcitation(d, []*ljspeech.Utterance{&b}, mc, ioDiscard{}, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Excitation) != excitation.Channels*len(a.Wave) || !slices.Equal(a.Excitation, b.Excitation) {
+		t.Errorf("adder gave %d values, AddExcitation %d, or they differ", len(a.Excitation), len(b.Excitation))
 	}
 }

@@ -291,16 +291,22 @@ func evalLoader(ck string, mi train.ModelInfo, d *ljspeech.Dump, stderr io.Write
 		}
 	}
 	cinPad := mi.Model.CinPad
+	// The teacher-forced pass needs the excitation a model takes (from the
+	// dump's own mel; synthesis derives it from the normalised mel it is
+	// given, as vocode does).
+	addExc, err := train.ExcitationAdder(d, mi.Model)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ck, err)
+	}
 	return func(id string) (*ljspeech.Utterance, error) {
 		u, err := d.LoadUtteranceNormalized(id, cinPad, st)
 		if err != nil {
 			return nil, err
 		}
-		// The teacher-forced pass needs the excitation a model takes (from
-		// the dump's own mel; synthesis derives it from the normalised mel
-		// it is given, as vocode does).
-		if err := train.AddExcitation(d, []*ljspeech.Utterance{u}, mi.Model, io.Discard, true); err != nil {
-			return nil, err
+		if addExc != nil {
+			if err := addExc(u); err != nil {
+				return nil, err
+			}
 		}
 		return u, nil
 	}, nil
