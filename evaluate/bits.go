@@ -46,6 +46,9 @@ func TeacherForcedBits(m *wavenet.Model, head outputs.Head, utt *ljspeech.Uttera
 	if len(utt.Excitation) != E*len(utt.Wave) {
 		return nil, fmt.Errorf("utterance %s: excitation has %d values, the model takes %d channels x %d samples", utt.ID, len(utt.Excitation), E, len(utt.Wave))
 	}
+	if cfg.LagTaps > 0 && len(utt.Period) != len(utt.Wave) {
+		return nil, fmt.Errorf("utterance %s: pitch period has %d values, the model's lag taps want %d", utt.ID, len(utt.Period), len(utt.Wave))
+	}
 	chunk := opt.ChunkFrames
 	if chunk <= 0 {
 		chunk = 32
@@ -75,7 +78,7 @@ func TeacherForcedBits(m *wavenet.Model, head outputs.Head, utt *ljspeech.Uttera
 				return nil, fmt.Errorf("utterance %s: %w", utt.ID, err)
 			}
 		}
-		In := Q + E
+		In := cfg.FirstConvInputs()
 		x := make([]float32, In*T)
 		for t := 0; t < T; t++ {
 			prev := float32(0)
@@ -89,6 +92,9 @@ func TeacherForcedBits(m *wavenet.Model, head outputs.Head, utt *ljspeech.Uttera
 		}
 		for e := 0; e < E; e++ {
 			copy(x[(Q+e)*T:(Q+e+1)*T], utt.Excitation[e*len(utt.Wave)+s0*hop:])
+		}
+		if L := cfg.LagTaps; L > 0 {
+			wavenet.LagInput(x[(Q+E)*T:], T, utt.Wave, utt.Period[s0*hop:], s0*hop, T, L)
 		}
 		nf := e1 - s0 + 2*P
 		mel := make([]float32, C*nf)

@@ -20,14 +20,16 @@ import (
 // The training loop's own evaluation (train.EvalBits: one whole-utterance
 // pass with its input encoder) agrees with the chunked pass.
 func TestTeacherForcedBitsMatchesTrainEvalBits(t *testing.T) {
-	for _, exc := range []int{0, 2} {
-		t.Run(fmt.Sprintf("excitation%d", exc), func(t *testing.T) { bitsMatch(t, exc) })
+	for _, c := range [][2]int{{0, 0}, {2, 0}, {2, 3}} {
+		t.Run(fmt.Sprintf("excitation%d-lag%d", c[0], c[1]), func(t *testing.T) { bitsMatch(t, c[0], c[1]) })
 	}
 }
 
 // bitsMatch compares the two passes on a model with exc excitation
-// channels (the utterances carry an arbitrary excitation signal).
-func bitsMatch(t *testing.T, exc int) {
+// channels and lag taps (the utterances carry an arbitrary excitation
+// signal and pitch period: the chunked pass must read the lag across its
+// chunk boundaries).
+func bitsMatch(t *testing.T, exc, lag int) {
 	be, err := cpu.New(cpu.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +39,7 @@ func bitsMatch(t *testing.T, exc int) {
 		t.Fatal(err)
 	}
 	cfg := wavenet.TinyConfig(head.Channels(), head.InputChannels(), 5)
-	cfg.ExcitationChannels = exc
+	cfg.ExcitationChannels, cfg.LagTaps = exc, lag
 	m, err := wavenet.New(cfg, be, 11)
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +51,12 @@ func bitsMatch(t *testing.T, exc int) {
 		u.Excitation = make([]float32, exc*len(u.Wave))
 		for i := range u.Excitation {
 			u.Excitation[i] = float32(math.Cos(0.05 * float64(i)))
+		}
+		if lag > 0 {
+			u.Period = make([]float32, len(u.Wave))
+			for i := range u.Period {
+				u.Period[i] = float32(3 + i%11)
+			}
 		}
 	}
 	want, wantSE, _, err := train.EvalBits(m, head, utts)

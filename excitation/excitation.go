@@ -226,6 +226,27 @@ func (t Track) Fill(dst []float32, stride, start, n int) {
 	}
 }
 
+// FillPeriod writes the pitch period in samples of samples [start,
+// start+n) into dst[:n] (sample rate / F0 where the voicing is above 0, 0
+// elsewhere): what a model's lag taps (wavenet.LagInput) look back by.
+func (t Track) FillPeriod(dst []float32, start, n int) {
+	for j := 0; j < n; j++ {
+		f, v := t.at(start + j)
+		if v > 0 && f > 0 {
+			dst[j] = float32(float64(t.SampleRate) / f)
+		} else {
+			dst[j] = 0
+		}
+	}
+}
+
+// Period is FillPeriod of samples [0, n).
+func (t Track) Period(n int) []float32 {
+	dst := make([]float32, n)
+	t.FillPeriod(dst, 0, n)
+	return dst
+}
+
 // Signal is the excitation of samples [0, n): Channels rows of n values.
 func (t Track) Signal(n int) []float32 {
 	dst := make([]float32, Channels*n)

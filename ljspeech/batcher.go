@@ -281,6 +281,9 @@ type Utterance struct {
 	// excitation signal; the dump does not hold it (train.AddExcitation
 	// derives it from the mel).
 	Excitation []float32
+	// Period is the pitch period in samples of each sample, from the same
+	// track as Excitation, for a model with lag taps (else nil).
+	Period []float32
 }
 
 // LoadUtterance loads id whole with the batcher's cinPad.

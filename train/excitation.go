@@ -61,9 +61,18 @@ func AddExcitation(d *ljspeech.Dump, utts []*ljspeech.Utterance, mc wavenet.Conf
 		return err
 	}
 	for _, u := range utts {
-		u.Excitation = tracks[u.ID].Signal(len(u.Wave))
+		setExcitation(u, tracks[u.ID], mc)
 	}
 	return nil
+}
+
+// setExcitation fills u's Excitation from track t, and its Period when
+// model mc has lag taps.
+func setExcitation(u *ljspeech.Utterance, t excitation.Track, mc wavenet.Config) {
+	u.Excitation = t.Signal(len(u.Wave))
+	if mc.LagTaps > 0 {
+		u.Period = t.Period(len(u.Wave))
+	}
 }
 
 // modelInput is the network input x [FirstConvInputs][T] for a whole
@@ -80,6 +89,12 @@ func modelInput(mc wavenet.Config, head outputs.Head, u *ljspeech.Utterance) ([]
 			return nil, fmt.Errorf("utterance %s: the model takes %d excitation channels x %d samples, the utterance has %d values (train.AddExcitation)", u.ID, e, T, len(u.Excitation))
 		}
 		copy(x[mc.InputChannels*T:], u.Excitation)
+	}
+	if L := mc.LagTaps; L > 0 {
+		if len(u.Period) != T {
+			return nil, fmt.Errorf("utterance %s: the model's lag taps want a pitch period per sample (%d), the utterance has %d (train.AddExcitation)", u.ID, T, len(u.Period))
+		}
+		wavenet.LagInput(x[(mc.InputChannels+mc.ExcitationChannels)*T:], T, u.Wave, u.Period, 0, T, L)
 	}
 	return x, nil
 }
@@ -133,7 +148,7 @@ func ExcitationAdder(d *ljspeech.Dump, mc wavenet.Config) (func(u *ljspeech.Utte
 		if err != nil {
 			return fmt.Errorf("excitation of %s: %w", u.ID, err)
 		}
-		u.Excitation = t.Signal(len(u.Wave))
+		setExcitation(u, t, mc)
 		return nil
 	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wavecat/wavecat/evaluate"
 	"github.com/wavecat/wavecat/excitation"
 	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/mulaw"
@@ -105,6 +106,7 @@ func TestExcitationRun(t *testing.T) {
 	// excitation weights.
 	exc := tinyRun(t, head, 4)
 	exc.Model.ExcitationChannels = excitation.Channels
+	exc.Model.LagTaps = 3
 	exc.InitFrom = plain.Out
 	exc.EvalInterval = 2
 	exc.AlignExcitation, exc.InputNoise = true, 0.03
@@ -116,25 +118,32 @@ func TestExcitationRun(t *testing.T) {
 		t.Fatal("no validation ran")
 	}
 	ck := loadState(t, StepDir(exc.Out, 4))
-	moved := false
+	movedExc, movedLag := false, false
 	for _, ts := range ck.Weights {
 		if ts.Name != "first_conv.weight_v" {
 			continue
 		}
 		out, in := ts.Shape[0], ts.Shape[1]
-		if in != 64+excitation.Channels {
+		if in != 64+excitation.Channels+3 {
 			t.Fatalf("first_conv.weight_v shape %v", ts.Shape)
 		}
 		for o := 0; o < out; o++ {
 			for i := 64; i < in; i++ {
 				if ts.Data[o*in+i] != 0 {
-					moved = true
+					if i < 64+excitation.Channels {
+						movedExc = true
+					} else {
+						movedLag = true
+					}
 				}
 			}
 		}
 	}
-	if !moved {
+	if !movedExc {
 		t.Error("after 4 steps the excitation columns of first_conv are still zero")
+	}
+	if !movedLag {
+		t.Error("after 4 steps the lag-tap columns of first_conv are still zero: training does not feed the lag")
 	}
 }
 
@@ -203,5 +212,37 @@ func TestExcitationAdder(t *testing.T) {
 	}
 	if len(a.Excitation) != excitation.Channels*len(a.Wave) || !slices.Equal(a.Excitation, b.Excitation) {
 		t.Errorf("adder gave %d values, AddExcitation %d, or they differ", len(a.Excitation), len(b.Excitation))
+	}
+	if a.Period != nil {
+		t.Errorf("a model without lag taps got a pitch period of %d values", len(a.Period))
+	}
+
+	// With lag taps both fill the period from the same track.
+	mc.LagTaps = 3
+	if add, err = ExcitationAdder(d, mc); err != nil {
+		t.Fatal(err)
+	}
+	c, e := *a, *a
+	c.Period, e.Period = nil, nil
+	if err := add(&c); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddExcitation(d, []*ljspeech.Utterance{&e}, mc, ioDiscard{}, true); err != nil {
+		t.Fatal(err)
+	}
+	voiced := 0
+	for i, p := range c.Period {
+		if p > 0 {
+			voiced++
+			// The tracker searches lags sr/PitchMaxHz..sr/PitchMinHz (a
+			// sample of slack for its peak interpolation).
+			sr := float64(d.Params.MelConfig().SampleRate)
+			if lo, hi := sr/evaluate.PitchMaxHz-1, sr/evaluate.PitchMinHz+1; float64(p) < lo || float64(p) > hi {
+				t.Fatalf("sample %d: period %g samples is outside the tracker's lags [%.1f, %.1f]", i, p, lo, hi)
+			}
+		}
+	}
+	if len(c.Period) != len(a.Wave) || !slices.Equal(c.Period, e.Period) || voiced == 0 {
+		t.Errorf("period: adder %d values (%d voiced), AddExcitation %d, or they differ", len(c.Period), voiced, len(e.Period))
 	}
 }

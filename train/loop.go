@@ -725,6 +725,13 @@ func (tr *trainer) stage(step int64) (prepared, error) {
 				return prepared{}, fmt.Errorf("train: no excitation track for utterance %s", id)
 			}
 			tk.Fill(p.x[(i*in+mc.InputChannels)*b.T:], b.T, b.Starts[i]*hop, b.T)
+			if L := mc.LagTaps; L > 0 {
+				// The lag reads the crop's own (possibly noisy) past, as
+				// the one-hot input does: zero before the crop starts.
+				period := make([]float32, b.T)
+				tk.FillPeriod(period, b.Starts[i]*hop, b.T)
+				wavenet.LagInput(p.x[(i*in+mc.InputChannels+mc.ExcitationChannels)*b.T:], b.T, inWave[i*b.T:(i+1)*b.T], period, 0, b.T, L)
+			}
 		}
 	}
 	return p, nil

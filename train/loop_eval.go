@@ -84,6 +84,9 @@ func CapUtterance(u *ljspeech.Utterance, maxSamples, hop int) *ljspeech.Utteranc
 			copy(c.Excitation[e*n:(e+1)*n], u.Excitation[e*T:e*T+n])
 		}
 	}
+	if len(u.Period) > 0 {
+		c.Period = u.Period[:f*hop]
+	}
 	return c
 }
 

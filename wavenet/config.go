@@ -31,7 +31,12 @@ type Config struct {
 	// source signal derived from the mel (package excitation), known for
 	// every sample before synthesis starts. 0 (the reference) means none.
 	ExcitationChannels int `json:"excitation_channels,omitempty"`
-	OutChannels        int `json:"out_channels"`
+	// LagTaps are input channels after the excitation's: the companded
+	// sample one pitch period back (LagInput), the period read from the
+	// same mel as the excitation, so they need excitation channels. 0 (the
+	// reference) means none.
+	LagTaps     int `json:"lag_taps,omitempty"`
+	OutChannels int `json:"out_channels"`
 	// Dropout must be 0: dropout is not implemented (the reference recipe
 	// trains without it).
 	Dropout    float64 `json:"dropout"`
@@ -101,9 +106,9 @@ const (
 )
 
 // FirstConvInputs is the number of input channels first_conv reads: the
-// encoded previous sample's, then the excitation's. A network input x is
-// [B][FirstConvInputs][T].
-func (c Config) FirstConvInputs() int { return c.InputChannels + c.ExcitationChannels }
+// encoded previous sample's, then the excitation's, then the pitch lag's.
+// A network input x is [B][FirstConvInputs][T].
+func (c Config) FirstConvInputs() int { return c.InputChannels + c.ExcitationChannels + c.LagTaps }
 
 // Validate reports every problem with the configuration at once, on one
 // line (a config is often read from a file and the error names that file).
@@ -166,6 +171,13 @@ func (c Config) Validate() error {
 		limit("in_channels", c.InputChannels, 1, MaxIOChannels)
 	}
 	limit("excitation_channels", c.ExcitationChannels, 0, MaxExcitationChannels)
+	limit("lag_taps", c.LagTaps, 0, MaxLagTaps)
+	if c.LagTaps > 0 && c.LagTaps%2 == 0 {
+		bad("lag_taps must be odd (taps centred on the period), got %d", c.LagTaps)
+	}
+	if c.LagTaps > 0 && c.ExcitationChannels == 0 {
+		bad("lag_taps needs excitation channels (the period comes from the excitation's pitch track)")
+	}
 	limit("out_channels", c.OutChannels, 1, MaxIOChannels)
 	if c.Dropout != 0 {
 		bad("dropout %g is not supported: dropout is not implemented, set it to 0", c.Dropout)

@@ -32,6 +32,10 @@ type Utterance struct {
 	// the model takes beside the waveform (package excitation derives it
 	// from the same mel); nil for a model without excitation channels.
 	Excitation []float32
+	// Period is the pitch period in samples of each of the frames*hop
+	// samples (0 where unvoiced), from the same pitch track as Excitation;
+	// nil for a model without lag taps.
+	Period []float32
 }
 
 // GenerateOptions tune Generate.
@@ -136,9 +140,9 @@ type Generator struct {
 	R, G, H int
 	S, O, K int
 	C, Cin  int
-	// Qin is the encoded sample's share of the Cin first_conv inputs; the
-	// other Cin-Qin are excitation channels.
-	Qin    int
+	// Qin is the encoded sample's share of the Cin first_conv inputs, E
+	// the excitation's; the other Cin-Qin-E are lag taps.
+	Qin, E int
 	L, hop int
 	dil    []int
 
@@ -221,7 +225,7 @@ func newPlan(m *Model, s Sampler) (*Generator, []float32, error) {
 	g := &Generator{be: m.Backend(), s: s, cfg: cfg,
 		R: cfg.ResidualChannels, G: cfg.GateChannels, H: cfg.GateChannels / 2,
 		S: cfg.SkipChannels, O: cfg.OutChannels, K: cfg.KernelSize,
-		C: cfg.CinChannels, Cin: cfg.FirstConvInputs(), Qin: cfg.InputChannels, L: cfg.Layers, hop: cfg.HopSize(),
+		C: cfg.CinChannels, Cin: cfg.FirstConvInputs(), Qin: cfg.InputChannels, E: cfg.ExcitationChannels, L: cfg.Layers, hop: cfg.HopSize(),
 		resScale: float32(math.Sqrt(0.5)), skipNorm: float32(math.Sqrt(1 / float64(cfg.Layers)))}
 	for l := 0; l < g.L; l++ {
 		g.dil = append(g.dil, cfg.Dilation(l))
@@ -436,7 +440,8 @@ type slot struct {
 	T, t   int
 	frames int
 	melP   []float32 // padded mel, [C][frames+2*pad] (host)
-	exc    []float32 // excitation [Cin-Qin][T] (host)
+	exc    []float32 // excitation [E][T] (host)
+	period []float32 // pitch period per sample, for the lag taps
 	rng    *rand.Rand
 	out    []float32
 	prev   float32
@@ -465,7 +470,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		return nil, errors.New("wavenet: generator used after Free")
 	}
 	C, pad := g.C, g.cfg.CinPad
-	if err := checkUtterances(utts, C, g.Cin-g.Qin, g.hop); err != nil {
+	if err := checkUtterances(utts, C, g.E, g.Cin-g.Qin-g.E, g.hop); err != nil {
 		return nil, err
 	}
 	temp, err := opts.temperature()
@@ -525,7 +530,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 		sl.out = make([]float32, sl.T)
 		sl.rng = rand.New(rand.NewPCG(u.Seed, 0x5eed5eed5eed5eed))
 		sl.melP = padMel(u.Mel, C, pad)
-		sl.exc = u.Excitation
+		sl.exc, sl.period = u.Excitation, u.Period
 		g.be.Fill(sl.ring, lo.ringL, 0)
 		return true
 	}
@@ -562,7 +567,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 					if opts.OnDone != nil {
 						opts.OnDone(sl.utt, sl.out)
 					}
-					sl.out, sl.melP, sl.exc = nil, nil, nil
+					sl.out, sl.melP, sl.exc, sl.period = nil, nil, nil, nil
 					if !start(sl) {
 						active--
 					}
@@ -589,8 +594,9 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 
 // checkUtterances refuses an empty or ragged mel, one over
 // MaxGenerateFrames, or one holding NaN or Inf, and an excitation that does
-// not cover E channels of frames*hop samples, naming the utterance.
-func checkUtterances(utts []Utterance, C, E, hop int) error {
+// not cover E channels of frames*hop samples (or a period that does not
+// cover them when the model has lag taps), naming the utterance.
+func checkUtterances(utts []Utterance, C, E, lag, hop int) error {
 	for i, u := range utts {
 		if len(u.Mel) == 0 || len(u.Mel)%C != 0 {
 			return fmt.Errorf("wavenet: generate: utterance %d: mel has %d values, not a positive multiple of %d channels", i, len(u.Mel), C)
@@ -608,6 +614,9 @@ func checkUtterances(utts []Utterance, C, E, hop int) error {
 				return fmt.Errorf("wavenet: generate: utterance %d has an excitation, but the model takes none", i)
 			}
 			return fmt.Errorf("wavenet: generate: utterance %d: excitation has %d values, the model wants %d channels x %d samples", i, len(u.Excitation), E, n/E)
+		}
+		if n := len(u.Mel) / C * hop; lag > 0 && len(u.Period) != n {
+			return fmt.Errorf("wavenet: generate: utterance %d: pitch period has %d values, the model's lag taps want %d (one per sample)", i, len(u.Period), n)
 		}
 	}
 	return nil
@@ -773,8 +782,11 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 		if sl.utt >= 0 {
 			xin := g.host.Host(sl.xin, Cin)
 			g.s.EncodeInput(sl.prev, xin[:g.Qin])
-			for e := range Cin - g.Qin {
+			for e := range g.E {
 				xin[g.Qin+e] = sl.exc[e*sl.T+sl.t]
+			}
+			if lag := Cin - g.Qin - g.E; lag > 0 {
+				LagInput(xin[g.Qin+g.E:], 1, sl.out[:sl.t], sl.period[sl.t:], sl.t, 1, lag)
 			}
 		}
 	}

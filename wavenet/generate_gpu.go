@@ -298,7 +298,7 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 		return nil, errors.New("wavenet: GPU generator used after Free")
 	}
 	p := g.plan
-	if err := checkUtterances(utts, p.C, p.Cin-p.Qin, p.hop); err != nil {
+	if err := checkUtterances(utts, p.C, p.Cin-p.Qin, 0, p.hop); err != nil {
 		return nil, err
 	}
 	temp, err := opts.temperature()

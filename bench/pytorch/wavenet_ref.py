@@ -210,8 +210,8 @@ def hop_size(cfg):
 
 
 def first_inputs(cfg):
-    """first_conv's input channels: the waveform's, then the excitation's."""
-    return cfg["in_channels"] + cfg.get("excitation_channels", 0)
+    """first_conv's input channels: the waveform's, the excitation's, the lag taps'."""
+    return cfg["in_channels"] + cfg.get("excitation_channels", 0) + cfg.get("lag_taps", 0)
 
 
 def load_model(ckdir, dtype, weights="model.safetensors"):

@@ -64,6 +64,7 @@ func resumeFlags(f *pflag.FlagSet, o *trainOpts, log io.Writer) error {
 		"lr-gamma": fmtG(meta.Schedule.Gamma), "ema-decay": fmtG(meta.EMADecay), "clip-norm": fmtG(rs.ClipNorm), "input-noise": fmtG(rs.InputNoise),
 		"excitation-align": strconv.FormatBool(rs.AlignExc),
 		"seed":             strconv.FormatUint(meta.Seed, 10), "excitation": strconv.FormatBool(mi.Model.ExcitationChannels > 0),
+		"lag-taps": strconv.Itoa(mi.Model.LagTaps),
 	}
 	head := strings.Fields(mi.Head)
 	saved["head"] = head[0]

@@ -89,6 +89,7 @@ type trainOpts struct {
 	bins, mixtures, levels, components                  int
 	logScaleMin, lambda                                 float64
 	layers, stacks, resCh, gateCh, skipCh, kernel       int
+	lagTaps                                             int
 	batch, maxT, threads, keep, evalMax, evalUtts       int
 	evalChunk                                           int
 	steps, lrDecaySteps, evalEvery, ckptEvery, logEvery int64
@@ -114,7 +115,7 @@ var headOptions = []string{"bins", "mixtures", "levels", "log-scale-min", "compo
 // runDefining are the flags fixed by a run's first checkpoint.
 var runDefining = append([]string{"preset", "head", "layers", "stacks", "residual-channels", "gate-channels",
 	"skip-channels", "kernel-size", "batch-size", "max-time-steps", "lr", "lr-decay-steps", "lr-gamma",
-	"ema-decay", "clip-norm", "seed", "excitation", "input-noise", "excitation-align"}, headOptions...)
+	"ema-decay", "clip-norm", "seed", "excitation", "input-noise", "excitation-align", "lag-taps"}, headOptions...)
 
 func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.StringVar(&o.data, "data", "", "preprocessed dump (train-wavenet preprocess --out)")
@@ -135,6 +136,7 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.IntVar(&o.kernel, "kernel-size", 0, "model: dilated conv kernel size (default: the preset's; reference 3)")
 	f.StringVar(&o.initFrom, "init-from", "", "new run: start from this checkpoint's EMA weights (same shape; first_conv may gain the --excitation inputs, which start at zero)")
 	f.BoolVar(&o.alignExc, "excitation-align", false, "with --excitation: train on an excitation whose phase follows each recording's fundamental, so the network learns to follow it (synthesis uses the plain one)")
+	f.IntVar(&o.lagTaps, "lag-taps", 0, "model: with --excitation, also feed it the companded samples one pitch period back (the mel's pitch), at this many offsets centred on the period (odd, e.g. 3): a long-term predictor's taps, which keep voiced output periodic (docs/evaluation.md)")
 	f.BoolVar(&o.excitation, "excitation", false, "model: also feed it a sine at the mel's pitch (read from the mel's Griffin-Lim inversion) as 2 input channels, a source for it to shape; vocode derives it from each mel too (docs/evaluation.md)")
 	f.IntVar(&o.batch, "batch-size", o.batch, "crops per step")
 	f.IntVar(&o.maxT, "max-time-steps", o.maxT, "samples per crop (a multiple of the hop)")
@@ -272,6 +274,7 @@ func runConfig(cmd *cobra.Command, o *trainOpts) (train.RunConfig, error) {
 		if o.excitation {
 			m.ExcitationChannels = excitation.Channels
 		}
+		m.LagTaps = o.lagTaps
 		cfg.BatchSize, cfg.MaxTimeSteps, cfg.Seed = o.batch, o.maxT, o.seed
 		cfg.Schedule = train.StepDecay(o.lr, o.lrGamma, o.lrDecaySteps)
 		cfg.EMADecay, cfg.ClipNorm, cfg.InputNoise = o.emaDecay, o.clip, o.inputNoise

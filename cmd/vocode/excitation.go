@@ -18,6 +18,7 @@ type excitationSource struct {
 	est   *excitation.Estimator
 	stats *melspec.Normalizer
 	hop   int
+	lag   bool // the model has lag taps: fill each utterance's Period too
 }
 
 // newExcitationSource is nil (and no error) for a model without excitation
@@ -34,7 +35,7 @@ func newExcitationSource(info train.ModelInfo) (*excitationSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &excitationSource{est: est, stats: info.Stats, hop: info.Preprocess.Mel.Hop}, nil
+	return &excitationSource{est: est, stats: info.Stats, hop: info.Preprocess.Mel.Hop, lag: info.Model.LagTaps > 0}, nil
 }
 
 // add fills every utterance's Excitation (all CPUs, a progress bar when
@@ -66,7 +67,11 @@ func (s *excitationSource) add(utts []wavenet.Utterance, stderr io.Writer) error
 		return err
 	}
 	for i := range utts {
-		utts[i].Excitation = tracks[i].Signal(len(utts[i].Mel) / C * s.hop)
+		n := len(utts[i].Mel) / C * s.hop
+		utts[i].Excitation = tracks[i].Signal(n)
+		if s.lag {
+			utts[i].Period = tracks[i].Period(n)
+		}
 	}
 	return nil
 }
