@@ -77,6 +77,13 @@ type GenerateOptions struct {
 	// distribution; below 1 sharpens it: see the outputs package doc for
 	// what it scales in each head).
 	Temperature float64
+	// VoicedTemperature, when > 0, is the temperature where the excitation
+	// says the mel is voiced, blended with Temperature by the voicing
+	// (the excitation's amplitude, 0..1): LPCNet's remedy for noisy voiced
+	// output from a small model, whose one-step distributions are wider
+	// than speech needs there. Only models with excitation channels have
+	// a voicing to read (0 means Temperature everywhere).
+	VoicedTemperature float64
 }
 
 // temperature is opts.Temperature with 0 read as 1, checked.
@@ -477,6 +484,14 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 	if err != nil {
 		return nil, err
 	}
+	if tv := opts.VoicedTemperature; tv != 0 {
+		if !(tv > 0) || math.IsInf(tv, 0) {
+			return nil, fmt.Errorf("wavenet: voiced sampling temperature %g: must be a finite number > 0", tv)
+		}
+		if g.E < 2 {
+			return nil, errors.New("wavenet: a voiced sampling temperature needs a model with excitation channels (the voicing comes from them)")
+		}
+	}
 	B := opts.Batch
 	if B <= 0 {
 		B = 1
@@ -554,7 +569,7 @@ func (g *Generator) Generate(utts []Utterance, opts GenerateOptions) ([][]float3
 					g.condChunk(sl, chunkF)
 				}
 			}
-			g.step(group, lo, stage, temp)
+			g.step(group, lo, stage, temp, opts.VoicedTemperature)
 			done := 0
 			for _, sl := range group {
 				if sl.utt < 0 {
@@ -713,7 +728,7 @@ func (g *Generator) upsample(sl *slot, F, w int) {
 // slots computed and ignored); otherwise one MulVecs per run of adjacent
 // active slots (their vectors are columns at the slot stride), or without
 // it one matrix-vector product per slot.
-func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp float64) {
+func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp, voicedTemp float64) {
 	wide := stage.Buf != nil
 	be, wv, wh := g.be, compute.V(g.w), g.wh
 	R, G, H, S, O, K, L, Cin := g.R, g.G, g.H, g.S, g.O, g.K, g.L, g.Cin
@@ -906,7 +921,14 @@ func (g *Generator) step(slots []*slot, lo *slotLayout, stage compute.View, temp
 		if g.trace != nil {
 			g.trace(sl.utt, sl.t, out)
 		}
-		y := g.s.Sample(out, 1, temp, sl.rng)
+		te := temp
+		if voicedTemp > 0 {
+			// The excitation's first two rows are v*sin and v*cos.
+			a, b := float64(sl.exc[sl.t]), float64(sl.exc[sl.T+sl.t])
+			v := min(math.Sqrt(a*a+b*b), 1)
+			te += v * (voicedTemp - temp)
+		}
+		y := g.s.Sample(out, 1, te, sl.rng)
 		sl.out[sl.t] = y
 		sl.prev = y
 	}

@@ -178,3 +178,76 @@ func TestConfigLagTaps(t *testing.T) {
 		}
 	}
 }
+
+// TestVoicedTemperature: where the excitation is silent the voiced
+// temperature changes nothing; where it is fully voiced a near-zero voiced
+// temperature samples each step's most likely class; and it is refused for
+// a model without excitation channels.
+func TestVoicedTemperature(t *testing.T) {
+	m, h := excModel(t, 2)
+	defer m.Free()
+	g, err := NewGenerator(m, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	cfg := m.Config()
+	const frames = 12
+	C, O, hop := cfg.CinChannels, cfg.OutChannels, cfg.HopSize()
+	T := frames * hop
+	mel := randMel(rand.New(rand.NewPCG(3, 4)), frames, C)
+	// Unvoiced for the first half, voiced (amplitude 1) after.
+	exc := make([]float32, 2*T)
+	for i := T / 2; i < T; i++ {
+		exc[i], exc[T+i] = float32(math.Sin(0.2*float64(i))), float32(math.Cos(0.2*float64(i)))
+	}
+	gen := func(vt float64) ([]float32, []float32) {
+		steps := make([]float32, T*O)
+		g.trace = func(u, t int, logits []float32) { copy(steps[t*O:(t+1)*O], logits) }
+		ys, err := g.Generate([]Utterance{{Mel: mel, Seed: 7, Excitation: exc}}, GenerateOptions{VoicedTemperature: vt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ys[0], steps
+	}
+	plain, _ := gen(0)
+	cold, steps := gen(1e-6)
+	for i := 0; i < T/2; i++ {
+		if plain[i] != cold[i] {
+			t.Fatalf("sample %d (unvoiced): %v with a voiced temperature, %v without", i, cold[i], plain[i])
+		}
+	}
+	mu := h.(*outputs.MuLaw)
+	differ := 0
+	for i := T / 2; i < T; i++ {
+		best := 0
+		for c := 1; c < O; c++ {
+			if steps[i*O+c] > steps[i*O+best] {
+				best = c
+			}
+		}
+		if want := mu.Representative(best); cold[i] != want {
+			t.Fatalf("sample %d (voiced, temperature 1e-6): %v, want the mode %v", i, cold[i], want)
+		}
+		if cold[i] != plain[i] {
+			differ++
+		}
+	}
+	if differ == 0 {
+		t.Error("the voiced half is the same with and without the voiced temperature")
+	}
+	plainM, ph := excModel(t, 0)
+	defer plainM.Free()
+	pg, err := NewGenerator(plainM, ph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Free()
+	_, err = pg.Generate([]Utterance{{Mel: mel}}, GenerateOptions{VoicedTemperature: 0.5})
+	if err == nil || !strings.Contains(err.Error(), "needs a model with excitation") {
+		t.Errorf("voiced temperature without excitation: %v", err)
+	}
+	if _, err := g.Generate([]Utterance{{Mel: mel, Excitation: exc}}, GenerateOptions{VoicedTemperature: -1}); err == nil {
+		t.Error("a negative voiced temperature was accepted")
+	}
+}

@@ -87,7 +87,11 @@ var evalSynthesizerFor = func(ck string, ema bool, seed uint64, temp float64, de
 			return nil, err
 		}
 		workers := max(1, min(runtime.GOMAXPROCS(0), len(utts)))
-		return g.Generate(utts, wavenet.GenerateOptions{Batch: len(utts), Workers: workers, Temperature: temp})
+		vt := 0.0
+		if exc != nil {
+			vt = evalOpts.voicedTemp
+		}
+		return g.Generate(utts, wavenet.GenerateOptions{Batch: len(utts), Workers: workers, Temperature: temp, VoicedTemperature: vt})
 	}
 	return syn, func() { freeGen(); m.Free(); closeBackend(be) }, nil
 }
@@ -188,6 +192,7 @@ var evalOpts struct {
 	raw         bool
 	seed        uint64
 	device      string
+	voicedTemp  float64
 }
 
 var evalCmd = &cobra.Command{
@@ -235,6 +240,7 @@ func init() {
 	f.StringVar(&evalOpts.data, "data", "", "preprocessed dump directory (required)")
 	f.StringVar(&evalOpts.split, "split", "eval", "subset of the dump: train, dev, eval or all")
 	f.Var(&evalOpts.temps, "temperature", "sampling temperatures of the synthesis, comma-separated or repeated (default 1)")
+	f.Float64Var(&evalOpts.voicedTemp, "voiced-temperature", 0, "sampling temperature where the mel is voiced, for checkpoints with an excitation input (others ignore it; 0: --temperature everywhere)")
 	f.IntVar(&evalOpts.glIters, "griffin-lim-iters", melspec.DefaultGriffinLimOptions().Iterations, "iterations of the Griffin-Lim baseline row")
 	f.StringVarP(&evalOpts.out, "out", "o", "", "also write the table here (JSON, or markdown when the name ends in .md)")
 	f.BoolVar(&evalOpts.noSynth, "no-synthesis", false, "bits/sample only (no MCD or log-mel L1)")

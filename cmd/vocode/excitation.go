@@ -7,6 +7,7 @@ import (
 	"github.com/wavecat/wavecat/excitation"
 	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/melspec"
+	"github.com/wavecat/wavecat/outputs"
 	"github.com/wavecat/wavecat/train"
 	"github.com/wavecat/wavecat/wavenet"
 )
@@ -36,6 +37,22 @@ func newExcitationSource(info train.ModelInfo) (*excitationSource, error) {
 		return nil, err
 	}
 	return &excitationSource{est: est, stats: info.Stats, hop: info.Preprocess.Mel.Hop, lag: info.Model.LagTaps > 0}, nil
+}
+
+// voicedTemperature is the voiced sampling temperature to use with this
+// source: t itself for a model with excitation, an error for t != 0 without
+// one (there is no voicing to read).
+func (s *excitationSource) voicedTemperature(t float64) (float64, error) {
+	if t == 0 {
+		return 0, nil
+	}
+	if s == nil {
+		return 0, fmt.Errorf("the model takes no excitation input, so there is no voicing to read")
+	}
+	if err := outputs.CheckTemperature(t); err != nil {
+		return 0, err
+	}
+	return t, nil
 }
 
 // add fills every utterance's Excitation (all CPUs, a progress bar when

@@ -43,6 +43,7 @@ var synthOpts struct {
 	downmix       bool
 	gpuStep       string
 	temperature   float64
+	voicedTemp    float64
 	griffinLim    bool
 	glIterations  int
 }
@@ -110,6 +111,7 @@ should beat (vocode eval prints it beside the checkpoints).`
 	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
 	f.BoolVar(&synthOpts.downmix, "downmix", false, "with --copy-synthesis: average the channels of a stereo (or wider) WAV")
 	f.StringVar(&synthOpts.gpuStep, "gpu-step", "auto", "GPU step kernels: auto (fused where it applies, else layered), layered (L+5 launches per sample, any batch) or fused (one launch per sample, up to 4 utterances; about 3.4x faster than layered at batch 1 on an H200)")
+	f.Float64Var(&synthOpts.voicedTemp, "voiced-temperature", 0, "sampling temperature where the mel is voiced, for models with an excitation input (0: --temperature everywhere)")
 	f.Float64Var(&synthOpts.temperature, "temperature", 1, "sampling temperature > 0: 1 samples the model's distribution, lower is more conservative (see above for what it scales per head)")
 	f.BoolVar(&synthOpts.griffinLim, "griffin-lim", false, "no neural model: Griffin-Lim from the mel (a baseline, or a waveform without a trained model)")
 	f.IntVar(&synthOpts.glIterations, "griffin-lim-iters", melspec.DefaultGriffinLimOptions().Iterations, "Griffin-Lim iterations (with --griffin-lim)")
@@ -522,6 +524,10 @@ func runSynth(cmd *cobra.Command, args []string) (err error) {
 	if err := exc.add(utts, stderr); err != nil {
 		return err
 	}
+	voicedTemp, err := exc.voicedTemperature(o.voicedTemp)
+	if err != nil {
+		return fmt.Errorf("--voiced-temperature: model from %s: %w", source, err)
+	}
 	rate := pp.SampleRate
 	bar := newSamplesBar(total, rate, stderr, quiet)
 	var (
@@ -532,7 +538,8 @@ func runSynth(cmd *cobra.Command, args []string) (err error) {
 	began := time.Now()
 	_, err = gen.Generate(utts, wavenet.GenerateOptions{
 		Batch: batch, Workers: workers, Wide: o.wide, GPUStep: gpuStep, Temperature: o.temperature,
-		Progress: bar.add,
+		VoicedTemperature: voicedTemp,
+		Progress:          bar.add,
 		OnDone: func(i int, y []float32) {
 			pp.Restore(y)
 			err := audio.WriteWAV16(outs[i], y, rate)

@@ -2,6 +2,8 @@
 // weights) on the first 6 utterances of a dump (their first second), fed
 // the plain excitation, the one aligned to each recording, and zeros: how
 // much the network relies on its excitation input (docs/evaluation.md).
+// For a model with lag taps every variant carries the mel's pitch period,
+// and one more, "plain, no lag", zeroes the period (taps read 0).
 //
 //	go run ./scripts/excitation-use CHECKPOINT DUMP
 package main
@@ -32,7 +34,7 @@ func main() {
 	check(err)
 	est, err := excitation.NewEstimator(d.Params.MelConfig())
 	check(err)
-	var plain, aligned, zero []*ljspeech.Utterance
+	var plain, aligned, zero, nolag []*ljspeech.Utterance
 	for i, u := range d.Index.Utterances {
 		if i >= 6 {
 			break
@@ -46,6 +48,13 @@ func main() {
 		check(err)
 		a, b, c := *ut, *ut, *ut
 		a.Excitation = tr.Signal(len(ut.Wave))
+		if mi.Model.LagTaps > 0 {
+			a.Period = tr.Period(len(ut.Wave))
+			b.Period, c.Period = a.Period, a.Period
+			e := a
+			e.Period = make([]float32, len(ut.Wave))
+			nolag = append(nolag, &e)
+		}
 		full, err := d.LoadUtterance(u.ID, 0)
 		check(err)
 		b.Excitation = tr.AlignTo(full.Wave).Signal(len(ut.Wave))
@@ -55,7 +64,10 @@ func main() {
 	for _, s := range []struct {
 		n string
 		u []*ljspeech.Utterance
-	}{{"plain", plain}, {"aligned", aligned}, {"zero", zero}} {
+	}{{"plain", plain}, {"aligned", aligned}, {"zero", zero}, {"plain, no lag", nolag}} {
+		if len(s.u) == 0 {
+			continue
+		}
 		b, se, _, err := train.EvalBits(m, h, s.u)
 		check(err)
 		fmt.Printf("%s excitation: %.4f ± %.4f bits/sample\n", s.n, b, se)
