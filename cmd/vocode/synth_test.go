@@ -30,6 +30,7 @@ func synth(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	synthOpts.noEMA, synthOpts.melNormalized, synthOpts.copySynthesis, synthOpts.wide = false, false, false, false
 	synthOpts.seed, synthOpts.batch, synthOpts.threads = 1, 0, 0
 	synthOpts.temperature, synthOpts.griffinLim, synthOpts.glIterations = 1, false, 60
+	synthOpts.voicedTemp = 0
 	synthOpts.melLayout = "auto"
 	return run(t, args...)
 }
@@ -426,6 +427,60 @@ func TestSynthTemperature(t *testing.T) {
 		if _, err := os.Stat(o); err == nil {
 			t.Errorf("--temperature %s wrote %s", bad, o)
 		}
+	}
+}
+
+// TestSynthVoicedTemperature: --voiced-temperature changes the built-in
+// (excitation) model's output on a voiced input, and is refused, with no
+// output, for a model without an excitation input.
+func TestSynthVoicedTemperature(t *testing.T) {
+	dir := t.TempDir()
+	old := runsDir
+	runsDir = filepath.Join(dir, "runs")
+	defer func() { runsDir = old }()
+	t.Setenv(checkpointEnv, "")
+	wav := filepath.Join(dir, "tone.wav")
+	if err := audio.WriteWAV16(wav, sine(6000, 150), 22050); err != nil {
+		t.Fatal(err)
+	}
+	bi, cleanup, err := extractBuiltin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, err := evalModelInfo(bi)
+	cleanup()
+	if err != nil || mi.Model.ExcitationChannels == 0 {
+		t.Skipf("the built-in model takes no excitation (%v)", err)
+	}
+	plain, cold := filepath.Join(dir, "plain.wav"), filepath.Join(dir, "cold.wav")
+	if _, stderr, err := synth(t, "--copy-synthesis", wav, "-o", plain); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if _, stderr, err := synth(t, "--copy-synthesis", wav, "-o", cold, "--voiced-temperature", "0.3"); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	a, err := audio.ReadWAV(plain, audio.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := audio.ReadWAV(cold, audio.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(a.Samples, b.Samples) {
+		t.Error("--voiced-temperature 0.3 left a voiced tone's synthesis unchanged")
+	}
+
+	tm := saveTestModel(t, filepath.Join(dir, "run"), "mol --mixtures 3", 4)
+	in := filepath.Join(dir, "utt.npy")
+	writeMel(t, in, 4, 80, 9)
+	out := filepath.Join(dir, "no.wav")
+	_, _, err = synth(t, in, "-o", out, "--checkpoint", tm.dir, "--voiced-temperature", "0.5")
+	if err == nil || !strings.Contains(err.Error(), "--voiced-temperature") || !strings.Contains(err.Error(), "no excitation") {
+		t.Errorf("--voiced-temperature on a model without excitation: %v", err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("a refused --voiced-temperature wrote %s", out)
 	}
 }
 
