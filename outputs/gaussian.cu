@@ -2,12 +2,17 @@
 // heads_common.cu. Channels: mean, then log-std clamped below at
 // log-scale-min (smin, float64 bits), gradient zero where the clamp is active.
 
-// gauss_step is gaussianLoss: the Normal NLL of y and d/dmu, d/ds.
+// GAUSS_MEAN_GRAD_MAX is gaussian.go's gaussMeanGradMax: the bound on each
+// timestep's gradient with respect to the mean.
+#define GAUSS_MEAN_GRAD_MAX 100.0
+
+// gauss_step is gaussianLoss: the Normal NLL of y, d/dmu clamped to
+// [-GAUSS_MEAN_GRAD_MAX, GAUSS_MEAN_GRAD_MAX], and d/ds.
 __device__ __forceinline__ double gauss_step(double mu, double s, double smin, double y, double *gmu, double *gs) {
     bool clamped = s < smin;
     if (clamped) s = smin;
     double r = (y - mu) * exp(-s);
-    *gmu = -r * exp(-s);
+    *gmu = hb_clamp(-r * exp(-s), -GAUSS_MEAN_GRAD_MAX, GAUSS_MEAN_GRAD_MAX);
     *gs = clamped ? 0.0 : 1.0 - r * r;
     return 0.5 * log(HB_2PI) + s + 0.5 * r * r;
 }

@@ -158,13 +158,6 @@ func TestMoLGradientFiniteDifferences(t *testing.T) {
 	}
 }
 
-func TestGaussianGradientFiniteDifferences(t *testing.T) {
-	h, _ := NewGaussian(-16)
-	for _, c := range [][3]float64{{0.1, -2, 0.3}, {-0.5, 0.4, 1}, {0.9, -1, -1}, {0.2, -20, 0.2000001}} {
-		fdCheck(t, fmt.Sprintf("gaussian mu=%g s=%g y=%g", c[0], c[1], c[2]), h, []float64{c[0], c[1]}, c[2])
-	}
-}
-
 func TestCategoricalGradientFiniteDifferences(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	mu, _ := NewMuLaw(16)

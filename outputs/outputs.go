@@ -13,7 +13,8 @@
 //     3M channels: mixture logits, means, log-scales. Bits use the bin mass P
 //     as a density P*(Q-1)/2 (P over the bin width 2/(Q-1)).
 //   - gaussian: Normal, 2 channels: mean, log-std. Bits are the Normal
-//     log-density of y itself.
+//     log-density of y itself. Its training gradient with respect to the
+//     mean is bounded per timestep (gaussMeanGradMax), not the NLL's.
 //   - mulaw: mu-law categorical with Q classes (mu = Q-1), one-hot input.
 //     Bits spread each class mass uniformly over its mu-law bin (width 2/mu)
 //     and map it to amplitude with the mu-law Jacobian.
@@ -75,7 +76,8 @@ type Head interface {
 	// [-1,1] into dst (len(dst) == InputChannels()).
 	EncodeInput(y float32, dst []float32)
 	// Loss writes d(sum of masked per-timestep losses)*gradScale with respect
-	// to the logits into grad (same layout, overwritten, zero where
+	// to the logits (the training gradient: the gaussian head bounds its
+	// mean's) into grad (same layout, overwritten, zero where
 	// mask == 0) and returns the sum of masked per-timestep training losses
 	// in nats. targets are amplitudes in [-1,1]; a nil mask means all ones
 	// (a mask value is a weight on that timestep's loss).
