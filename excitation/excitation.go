@@ -110,6 +110,18 @@ func FromWave(y []float32, sampleRate int) Track {
 	return newTrack(smoothed, evaluate.QualityHop, sampleRate)
 }
 
+// Version names how Track derives a contour (Griffin-Lim iterations, the
+// pitch tracker and its voicing rules, the outlier smoothing): stored
+// contours (FromF0) made under another version must be derived again.
+// Change it with any of those.
+const Version = "gl60-quality-pitch-median3-1"
+
+// FromF0 rebuilds the Track whose F0 field is f0 (a contour stored from an
+// earlier Track of the same Version).
+func FromF0(f0 []float64, sampleRate int) Track {
+	return newTrack(f0, evaluate.QualityHop, sampleRate)
+}
+
 // newTrack wraps a contour of f0 (Hz, 0 unvoiced) on frames hop samples
 // apart, with its phase at every frame.
 func newTrack(f0 []float64, hop, sampleRate int) Track {

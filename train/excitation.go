@@ -24,25 +24,46 @@ func checkExcitation(mc wavenet.Config) error {
 
 // excitationTracks estimates the pitch track of every id of d from its
 // stored (unnormalised) mel, with a progress bar: about half a second of
-// CPU per utterance (60 Griffin-Lim iterations), once per run.
+// CPU per utterance (60 Griffin-Lim iterations). Contours are cached in the
+// dump (TrackCacheFile), so only mels not seen before cost that.
 func excitationTracks(d *ljspeech.Dump, ids []string, mc wavenet.Config, log io.Writer, quiet bool) (map[string]excitation.Track, error) {
 	if err := checkExcitation(mc); err != nil {
 		return nil, err
 	}
-	est, err := excitation.NewEstimator(d.Params.MelConfig())
+	cfg := d.Params.MelConfig()
+	est, err := excitation.NewEstimator(cfg)
 	if err != nil {
 		return nil, err
 	}
-	bar := cliutil.NewBarOptions(int64(len(ids)), "excitation", log, quiet, cliutil.BarOptions{Unit: "utts"})
-	defer bar.Finish()
-	tracks, err := est.Tracks(len(ids), func(i int) ([]float32, int, error) { return d.LoadFeats(ids[i]) }, func() { bar.Add(1) })
+	cache := readTrackCache(d.Dir)
+	out := make(map[string]excitation.Track, len(ids))
+	var todo, digests []string
+	for _, id := range ids {
+		mel, _, err := d.LoadFeats(id)
+		if err != nil {
+			return nil, fmt.Errorf("excitation of %s: %w", d.Dir, err)
+		}
+		dg := melDigest(mel)
+		if t, ok := cache.lookup(id, dg, cfg.SampleRate); ok {
+			out[id] = t
+			continue
+		}
+		todo, digests = append(todo, id), append(digests, dg)
+	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+	bar := cliutil.NewBarOptions(int64(len(todo)), "excitation", log, quiet, cliutil.BarOptions{Unit: "utts"})
+	tracks, err := est.Tracks(len(todo), func(i int) ([]float32, int, error) { return d.LoadFeats(todo[i]) }, func() { bar.Add(1) })
+	bar.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("excitation of %s: %w", d.Dir, err)
 	}
-	out := make(map[string]excitation.Track, len(ids))
-	for i, id := range ids {
+	for i, id := range todo {
 		out[id] = tracks[i]
+		cache.Tracks[id] = cachedTrack{Mel: digests[i], SampleRate: cfg.SampleRate, F0: tracks[i].F0}
 	}
+	cache.write(d.Dir, log)
 	return out, nil
 }
 
