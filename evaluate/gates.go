@@ -85,11 +85,7 @@ func GatesMarkdown(rows []Row) string {
 		if r.Gates == nil {
 			continue
 		}
-		name := r.Checkpoint
-		if r.Temperature != 0 && r.Temperature != 1 {
-			name += fmt.Sprintf(" (t=%g)", r.Temperature)
-		}
-		fmt.Fprintf(&b, "- %s: %s\n", name, GatesLine(r.Gates))
+		fmt.Fprintf(&b, "- %s: %s\n", r.Label(), GatesLine(r.Gates))
 	}
 	return b.String()
 }

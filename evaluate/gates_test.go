@@ -80,3 +80,27 @@ func TestGateJSON(t *testing.T) {
 		t.Errorf("decoded %+v from %s", out, b)
 	}
 }
+
+// TestRowLabel: tables and gate lists name a row by its checkpoint and any
+// sampling temperature that is not the plain 1.
+func TestRowLabel(t *testing.T) {
+	for _, c := range []struct {
+		r    Row
+		want string
+	}{
+		{Row{Checkpoint: "run"}, "run"},
+		{Row{Checkpoint: "run", Temperature: 1}, "run"},
+		{Row{Checkpoint: "run", Temperature: 0.8}, "run (t=0.8)"},
+		{Row{Checkpoint: "run", Temperature: 1, VoicedTemperature: 0.7}, "run (voiced t=0.7)"},
+		{Row{Checkpoint: "run", Temperature: 0.9, VoicedTemperature: 0.5}, "run (t=0.9) (voiced t=0.5)"},
+	} {
+		if got := c.r.Label(); got != c.want {
+			t.Errorf("%+v: label %q, want %q", c.r, got, c.want)
+		}
+	}
+	g := []Gate{{Name: "level", Pass: true}}
+	md := GatesMarkdown([]Row{{Checkpoint: "a", VoicedTemperature: 0.7, Gates: g}})
+	if !strings.Contains(md, "- a (voiced t=0.7):") {
+		t.Errorf("gate list %q does not name the voiced temperature", md)
+	}
+}

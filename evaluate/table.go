@@ -127,17 +127,20 @@ func qualityStats(us []Utt) *QualityStats {
 // temperature) or a baseline (the original, Griffin-Lim), which has no
 // model and so no bits.
 type Row struct {
-	Checkpoint  string        `json:"checkpoint"`
-	Step        int64         `json:"step,omitempty"`
-	Head        string        `json:"head,omitempty"`
-	HeadSpec    string        `json:"head_spec,omitempty"`
-	Params      int           `json:"params,omitempty"`
-	Temperature float64       `json:"temperature,omitempty"`
-	Utterances  int           `json:"utterances"`
-	Bits        *Stat         `json:"bits_per_sample,omitempty"`
-	MCD         *Stat         `json:"mcd_db,omitempty"`
-	LogMelL1    *Stat         `json:"log_mel_l1,omitempty"`
-	Quality     *QualityStats `json:"quality,omitempty"`
+	Checkpoint  string  `json:"checkpoint"`
+	Step        int64   `json:"step,omitempty"`
+	Head        string  `json:"head,omitempty"`
+	HeadSpec    string  `json:"head_spec,omitempty"`
+	Params      int     `json:"params,omitempty"`
+	Temperature float64 `json:"temperature,omitempty"`
+	// VoicedTemperature is the sampling temperature where the mel is
+	// voiced (wavenet.GenerateOptions.VoicedTemperature), 0 if none.
+	VoicedTemperature float64       `json:"voiced_temperature,omitempty"`
+	Utterances        int           `json:"utterances"`
+	Bits              *Stat         `json:"bits_per_sample,omitempty"`
+	MCD               *Stat         `json:"mcd_db,omitempty"`
+	LogMelL1          *Stat         `json:"log_mel_l1,omitempty"`
+	Quality           *QualityStats `json:"quality,omitempty"`
 	// Gates are SpeechGates against the table's Griffin-Lim row, for a
 	// model's row with synthesis.
 	Gates  []Gate `json:"speech_gates,omitempty"`
@@ -360,10 +363,7 @@ func Markdown(rows []Row) string {
 		return fmt.Sprintf("%.*f ± %.*f", prec, s.Mean*scale, prec, s.SE*scale)
 	}
 	for _, r := range rows {
-		name := strings.ReplaceAll(r.Checkpoint, "|", `\|`)
-		if r.Temperature != 0 && r.Temperature != 1 {
-			name += fmt.Sprintf(" (t=%g)", r.Temperature)
-		}
+		name := strings.ReplaceAll(r.Label(), "|", `\|`)
 		step, params, spec := "-", "-", "-"
 		if r.HeadSpec != "" {
 			step, params, spec = fmt.Sprint(r.Step), humanCount(r.Params), r.HeadSpec
@@ -398,4 +398,18 @@ func humanCount(n int) string {
 		return fmt.Sprintf("%.1fk", float64(n)/1e3)
 	}
 	return fmt.Sprint(n)
+}
+
+// Label is the row's name in tables and gate lists: the checkpoint, with
+// "(t=...)" for a temperature other than 1 and "(voiced t=...)" for a
+// voiced temperature.
+func (r Row) Label() string {
+	name := r.Checkpoint
+	if r.Temperature != 0 && r.Temperature != 1 {
+		name += fmt.Sprintf(" (t=%g)", r.Temperature)
+	}
+	if r.VoicedTemperature != 0 {
+		name += fmt.Sprintf(" (voiced t=%g)", r.VoicedTemperature)
+	}
+	return name
 }

@@ -39,15 +39,16 @@ state=cmd/vocode/model/train-state
 # flags are saved in the checkpoint; --resume keeps them. --excitation feeds
 # the network a sine at the mel's pitch (package excitation): without it
 # this model had not learned pitch after 28,620 CPU steps. Training aligns
-# that sine with each recording's fundamental and adds noise to the past
-# samples the network reads, so that it follows the sine. The committed
-# state came from that 28,620-step model through stages with stronger
-# noise (train-wavenet --init-from; docs/evaluation.md lists them); without
-# a committed state the recipe trains from scratch with the last stage's
-# flags.
+# that sine with each recording's fundamental, so that the network follows
+# it; --lag-taps 3 also hands it the samples one pitch period back, which
+# keeps its output periodic. The committed state came from that
+# 28,620-step model through stages that grew these inputs and trained with
+# and without noise on the past samples (train-wavenet --init-from;
+# docs/evaluation.md lists them); without a committed state the recipe
+# trains from scratch with the last stage's flags.
 recipe=(--preset tiny --layers 16 --stacks 2 --residual-channels 32 --gate-channels 64 --skip-channels 32
   --head mulaw --bins 256 --max-time-steps 4096 --batch-size 4 --lr 5e-4 --clip-norm 1 --ema-decay 0.999
-  --excitation --excitation-align --input-noise 0.03)
+  --excitation --excitation-align --lag-taps 3)
 # Run settings (--resume keeps the saved ones; given here so these apply).
 settings=(--steps "$steps" --checkpoint-interval 500 --keep 3 --log-interval 50 --eval-interval 0 --time-limit "$limit")
 

@@ -240,7 +240,7 @@ func init() {
 	f.StringVar(&evalOpts.data, "data", "", "preprocessed dump directory (required)")
 	f.StringVar(&evalOpts.split, "split", "eval", "subset of the dump: train, dev, eval or all")
 	f.Var(&evalOpts.temps, "temperature", "sampling temperatures of the synthesis, comma-separated or repeated (default 1)")
-	f.Float64Var(&evalOpts.voicedTemp, "voiced-temperature", 0, "sampling temperature where the mel is voiced, for checkpoints with an excitation input (others ignore it; 0: --temperature everywhere)")
+	f.Float64Var(&evalOpts.voicedTemp, "voiced-temperature", defaultVoicedTemperature, "sampling temperature where the mel is voiced, for checkpoints with an excitation input, as vocode synthesises them (others ignore it; 0: --temperature everywhere)")
 	f.IntVar(&evalOpts.glIters, "griffin-lim-iters", melspec.DefaultGriffinLimOptions().Iterations, "iterations of the Griffin-Lim baseline row")
 	f.StringVarP(&evalOpts.out, "out", "o", "", "also write the table here (JSON, or markdown when the name ends in .md)")
 	f.BoolVar(&evalOpts.noSynth, "no-synthesis", false, "bits/sample only (no MCD or log-mel L1)")
@@ -464,6 +464,9 @@ func evalCheckpoint(ck string, be compute.Backend, d *ljspeech.Dump, ids []strin
 			return nil, fmt.Errorf("%s: %w", ck, err)
 		}
 		row.Checkpoint, row.Step, row.Temperature = ck, meta.Step, temp
+		if mi.Model.ExcitationChannels > 0 && !evalOpts.noSynth {
+			row.VoicedTemperature = evalOpts.voicedTemp
+		}
 		if i > 0 {
 			row.Bits = rows[0].Bits
 		}

@@ -120,6 +120,7 @@ func evalStandInSynth(t *testing.T, d *ljspeech.Dump, ids []string, temps *[]flo
 
 func resetEvalOpts() {
 	evalOpts.checkpoints, evalOpts.temps, evalOpts.glIters = nil, nil, 60
+	evalOpts.voicedTemp = defaultVoicedTemperature
 	evalOpts.data, evalOpts.split, evalOpts.out = "", "eval", ""
 	evalOpts.noSynth, evalOpts.maxUtts, evalOpts.chunk, evalOpts.raw, evalOpts.seed, evalOpts.device = false, 0, 32, false, 1, "cpu"
 }

@@ -78,7 +78,10 @@ model's own distribution; below 1 is more conservative (quieter, less
 noise), above 1 noisier. What it scales per head: mulaw and categorical
 divide the class logits by it; adacat divides the bin-height logits (widths
 unchanged); mol divides the mixture logits and multiplies the logistic
-scales; gaussian multiplies the standard deviation.
+scales; gaussian multiplies the standard deviation. For a model with an
+excitation input (the built-in one) --voiced-temperature replaces it where
+the mel is voiced, blended by the voicing: the default 0.7 makes voiced
+speech less noisy and more periodic (measured in docs/evaluation.md).
 
 --griffin-lim needs no model: the waveform is 60 iterations (--griffin-lim-iters)
 of fast Griffin-Lim with momentum 0.99 from the mel's pseudo-inverse
@@ -111,7 +114,7 @@ should beat (vocode eval prints it beside the checkpoints).`
 	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
 	f.BoolVar(&synthOpts.downmix, "downmix", false, "with --copy-synthesis: average the channels of a stereo (or wider) WAV")
 	f.StringVar(&synthOpts.gpuStep, "gpu-step", "auto", "GPU step kernels: auto (fused where it applies, else layered), layered (L+5 launches per sample, any batch) or fused (one launch per sample, up to 4 utterances; about 3.4x faster than layered at batch 1 on an H200)")
-	f.Float64Var(&synthOpts.voicedTemp, "voiced-temperature", 0, "sampling temperature where the mel is voiced, for models with an excitation input (0: --temperature everywhere)")
+	f.Float64Var(&synthOpts.voicedTemp, "voiced-temperature", defaultVoicedTemperature, "sampling temperature where the mel is voiced, for models with an excitation input, such as the built-in one (0: --temperature everywhere)")
 	f.Float64Var(&synthOpts.temperature, "temperature", 1, "sampling temperature > 0: 1 samples the model's distribution, lower is more conservative (see above for what it scales per head)")
 	f.BoolVar(&synthOpts.griffinLim, "griffin-lim", false, "no neural model: Griffin-Lim from the mel (a baseline, or a waveform without a trained model)")
 	f.IntVar(&synthOpts.glIterations, "griffin-lim-iters", melspec.DefaultGriffinLimOptions().Iterations, "Griffin-Lim iterations (with --griffin-lim)")
@@ -524,7 +527,7 @@ func runSynth(cmd *cobra.Command, args []string) (err error) {
 	if err := exc.add(utts, stderr); err != nil {
 		return err
 	}
-	voicedTemp, err := exc.voicedTemperature(o.voicedTemp)
+	voicedTemp, err := exc.voicedTemperature(o.voicedTemp, cmd.Flags().Changed("voiced-temperature"))
 	if err != nil {
 		return fmt.Errorf("--voiced-temperature: model from %s: %w", source, err)
 	}

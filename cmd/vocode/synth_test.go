@@ -30,7 +30,8 @@ func synth(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	synthOpts.noEMA, synthOpts.melNormalized, synthOpts.copySynthesis, synthOpts.wide = false, false, false, false
 	synthOpts.seed, synthOpts.batch, synthOpts.threads = 1, 0, 0
 	synthOpts.temperature, synthOpts.griffinLim, synthOpts.glIterations = 1, false, 60
-	synthOpts.voicedTemp = 0
+	synthOpts.voicedTemp = defaultVoicedTemperature
+	rootCmd.Flags().Lookup("voiced-temperature").Changed = false
 	synthOpts.melLayout = "auto"
 	return run(t, args...)
 }
@@ -453,7 +454,7 @@ func TestSynthVoicedTemperature(t *testing.T) {
 		t.Skipf("the built-in model takes no excitation (%v)", err)
 	}
 	plain, cold := filepath.Join(dir, "plain.wav"), filepath.Join(dir, "cold.wav")
-	if _, stderr, err := synth(t, "--copy-synthesis", wav, "-o", plain); err != nil {
+	if _, stderr, err := synth(t, "--copy-synthesis", wav, "-o", plain, "--voiced-temperature", "0"); err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
 	if _, stderr, err := synth(t, "--copy-synthesis", wav, "-o", cold, "--voiced-temperature", "0.3"); err != nil {
@@ -469,6 +470,22 @@ func TestSynthVoicedTemperature(t *testing.T) {
 	}
 	if slices.Equal(a.Samples, b.Samples) {
 		t.Error("--voiced-temperature 0.3 left a voiced tone's synthesis unchanged")
+	}
+	// Without the flag an excitation model samples at the default.
+	def, explicit := filepath.Join(dir, "default.wav"), filepath.Join(dir, "explicit.wav")
+	if _, stderr, err := synth(t, "--copy-synthesis", wav, "-o", def); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if _, stderr, err := synth(t, "--copy-synthesis", wav, "-o", explicit, "--voiced-temperature", fmt.Sprint(defaultVoicedTemperature)); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	d, err := audio.ReadWAV(def, audio.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAudio(t, explicit, d.Samples, 22050)
+	if slices.Equal(d.Samples, a.Samples) {
+		t.Errorf("the default synthesis equals --voiced-temperature 0: the default %g is not applied", defaultVoicedTemperature)
 	}
 
 	tm := saveTestModel(t, filepath.Join(dir, "run"), "mol --mixtures 3", 4)
