@@ -61,14 +61,7 @@ func TestGenerateExcitationMatchesForward(t *testing.T) {
 		t.Fatalf("FirstConvInputs %d, want %d", In, Q+E)
 	}
 	out := forwardOutputsExc(t, m, h, mel, y, exc)
-	worst, scale := 0.0, 0.0
-	for tt := 0; tt < T; tt++ {
-		for c := 0; c < O; c++ {
-			ref := float64(out[c*T+tt])
-			scale = max(scale, math.Abs(ref))
-			worst = max(worst, math.Abs(float64(steps[tt*O+c])-ref))
-		}
-	}
+	worst, scale := stepsVsParallel(steps, out, T, O)
 	if worst > 1e-4*max(1, scale) {
 		t.Errorf("max |incremental - parallel| = %.3g (scale %.3g)", worst, scale)
 	}

@@ -106,14 +106,7 @@ func TestGenerateMatchesForward(t *testing.T) {
 						t.Fatalf("traced %d steps, %d samples, want %d", seen, len(ys[0]), T)
 					}
 					out := forwardOutputs(t, m, h, mel, ys[0])
-					worst, scale := 0.0, 0.0
-					for tt := 0; tt < T; tt++ {
-						for c := 0; c < O; c++ {
-							ref := float64(out[c*T+tt])
-							scale = max(scale, math.Abs(ref))
-							worst = max(worst, math.Abs(float64(steps[tt*O+c])-ref))
-						}
-					}
+					worst, scale := stepsVsParallel(steps, out, T, O)
 					if scale == 0 {
 						t.Fatal("parallel output is all zero: the test would not see anything")
 					}
@@ -124,6 +117,20 @@ func TestGenerateMatchesForward(t *testing.T) {
 			}
 		}
 	}
+}
+
+// stepsVsParallel compares a traced utterance's incremental outputs steps
+// [T][O] with the parallel Forward's out [O][T]: the largest absolute
+// difference and the largest |out|, the scale it is judged against.
+func stepsVsParallel(steps, out []float32, T, O int) (worst, scale float64) {
+	for tt := 0; tt < T; tt++ {
+		for c := 0; c < O; c++ {
+			ref := float64(out[c*T+tt])
+			scale = max(scale, math.Abs(ref))
+			worst = max(worst, math.Abs(float64(steps[tt*O+c])-ref))
+		}
+	}
+	return worst, scale
 }
 
 // forwardOutputs runs the parallel Forward teacher-forced on a generated
@@ -215,14 +222,7 @@ func testGenerateWide(t *testing.T, openblas bool) {
 	for i := range utts {
 		out := forwardOutputs(t, m, h, utts[i].Mel, ys[i])
 		T := len(ys[i])
-		worst, scale := 0.0, 0.0
-		for tt := 0; tt < T; tt++ {
-			for c := 0; c < O; c++ {
-				ref := float64(out[c*T+tt])
-				scale = max(scale, math.Abs(ref))
-				worst = max(worst, math.Abs(float64(steps[i][tt*O+c])-ref))
-			}
-		}
+		worst, scale := stepsVsParallel(steps[i], out, T, O)
 		if worst > 1e-4*max(1, scale) {
 			t.Errorf("utterance %d: max |wide incremental - parallel| = %.3g (scale %.3g)", i, worst, scale)
 		}

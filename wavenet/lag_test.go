@@ -116,14 +116,7 @@ func TestGenerateLagMatchesForward(t *testing.T) {
 		}
 	}
 	out := forwardOutputsExc(t, m, h, mel, y, rows)
-	worst, scale := 0.0, 0.0
-	for tt := 0; tt < T; tt++ {
-		for c := 0; c < O; c++ {
-			ref := float64(out[c*T+tt])
-			scale = max(scale, math.Abs(ref))
-			worst = max(worst, math.Abs(float64(steps[tt*O+c])-ref))
-		}
-	}
+	worst, scale := stepsVsParallel(steps, out, T, O)
 	if worst > 1e-4*max(1, scale) {
 		t.Errorf("max |incremental - parallel| = %.3g (scale %.3g)", worst, scale)
 	}
