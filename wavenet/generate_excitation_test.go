@@ -3,21 +3,23 @@ package wavenet
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/wavecat/wavecat/outputs"
 )
 
-// excModel is a tiny mu-law model with E excitation channels.
-func excModel(t *testing.T, E int) (*Model, outputs.Head) {
+// excModel is a tiny mu-law model with E excitation channels and lag lag
+// taps.
+func excModel(t *testing.T, E, lag int) (*Model, outputs.Head) {
 	t.Helper()
 	h, err := outputs.New("mulaw --bins 16")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := TinyConfig(h.Channels(), h.InputChannels(), 8)
-	cfg.ExcitationChannels = E
+	cfg.ExcitationChannels, cfg.LagTaps = E, lag
 	m, err := New(cfg, newCPU(t), 5)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +33,7 @@ func excModel(t *testing.T, E int) (*Model, outputs.Head) {
 // is generated (first_conv reads it).
 func TestGenerateExcitationMatchesForward(t *testing.T) {
 	const E = 2
-	m, h := excModel(t, E)
+	m, h := excModel(t, E, 0)
 	defer m.Free()
 	cfg := m.Config()
 	g, err := NewGenerator(m, h)
@@ -72,13 +74,7 @@ func TestGenerateExcitationMatchesForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	same := 0
-	for i := range y {
-		if y[i] == ys2[0][i] {
-			same++
-		}
-	}
-	if same == T {
+	if slices.Equal(y, ys2[0]) {
 		t.Error("a zero excitation generated the same waveform: the excitation is not read")
 	}
 }
@@ -86,7 +82,7 @@ func TestGenerateExcitationMatchesForward(t *testing.T) {
 // TestGenerateExcitationErrors: a missing or misshapen excitation, or one
 // given to a model without excitation channels, is refused by name.
 func TestGenerateExcitationErrors(t *testing.T) {
-	m, h := excModel(t, 2)
+	m, h := excModel(t, 2, 0)
 	defer m.Free()
 	g, err := NewGenerator(m, h)
 	if err != nil {
@@ -109,7 +105,7 @@ func TestGenerateExcitationErrors(t *testing.T) {
 			t.Errorf("excitation of %d values: error %v, want %q", len(c.exc), err, c.want)
 		}
 	}
-	plain, ph := excModel(t, 0)
+	plain, ph := excModel(t, 0, 0)
 	defer plain.Free()
 	pg, err := NewGenerator(plain, ph)
 	if err != nil {

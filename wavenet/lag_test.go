@@ -3,6 +3,7 @@ package wavenet
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,17 +49,9 @@ func TestLagInput(t *testing.T) {
 // parallel Forward fed the generated sequence with lag rows built by an
 // independent loop; the period changes what is generated.
 func TestGenerateLagMatchesForward(t *testing.T) {
-	h, err := outputs.New("mulaw --bins 16")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := TinyConfig(h.Channels(), h.InputChannels(), 8)
-	cfg.ExcitationChannels, cfg.LagTaps = 2, 3
-	m, err := New(cfg, newCPU(t), 5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, h := excModel(t, 2, 3)
 	defer m.Free()
+	cfg := m.Config()
 	// Make the lag weights large, so a wrong lag shows in the outputs.
 	w := m.ExportTensors()
 	for i, ti := range w {
@@ -125,13 +118,7 @@ func TestGenerateLagMatchesForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	same := 0
-	for i := range y {
-		if y[i] == ys2[0][i] {
-			same++
-		}
-	}
-	if same == T {
+	if slices.Equal(y, ys2[0]) {
 		t.Error("an unvoiced period generated the same waveform: the lag taps are not read")
 	}
 	_, err = g.Generate([]Utterance{{Mel: mel, Seed: 1, Excitation: exc}}, GenerateOptions{})
@@ -177,7 +164,7 @@ func TestConfigLagTaps(t *testing.T) {
 // temperature samples each step's most likely class; and it is refused for
 // a model without excitation channels.
 func TestVoicedTemperature(t *testing.T) {
-	m, h := excModel(t, 2)
+	m, h := excModel(t, 2, 0)
 	defer m.Free()
 	g, err := NewGenerator(m, h)
 	if err != nil {
@@ -229,7 +216,7 @@ func TestVoicedTemperature(t *testing.T) {
 	if differ == 0 {
 		t.Error("the voiced half is the same with and without the voiced temperature")
 	}
-	plainM, ph := excModel(t, 0)
+	plainM, ph := excModel(t, 0, 0)
 	defer plainM.Free()
 	pg, err := NewGenerator(plainM, ph)
 	if err != nil {

@@ -322,10 +322,7 @@ func TestSynthBatchAndDir(t *testing.T) {
 // model, and vocode says which.
 func TestSynthModelResolution(t *testing.T) {
 	dir := t.TempDir()
-	old := runsDir
-	runsDir = filepath.Join(dir, "runs")
-	defer func() { runsDir = old }()
-	t.Setenv(checkpointEnv, "")
+	runsUnder(t, filepath.Join(dir, "runs"))
 	in := filepath.Join(dir, "m.npy")
 	writeMel(t, in, 3, 80, 1)
 	out := filepath.Join(dir, "o.wav")
@@ -362,6 +359,17 @@ func TestSynthModelResolution(t *testing.T) {
 	if !strings.Contains(stderr, "$"+checkpointEnv) || !strings.Contains(stderr, b.dir) {
 		t.Errorf("expected $%s (%s): %q", checkpointEnv, b.dir, stderr)
 	}
+}
+
+// runsUnder points vocode's model resolution at runs (restored after the
+// test) with no $WAVECAT_CHECKPOINT, so without a run there it takes the
+// built-in model.
+func runsUnder(t *testing.T, runs string) {
+	t.Helper()
+	old := runsDir
+	runsDir = runs
+	t.Cleanup(func() { runsDir = old })
+	t.Setenv(checkpointEnv, "")
 }
 
 func mustStat(t *testing.T, p string) os.FileInfo {
@@ -436,10 +444,7 @@ func TestSynthTemperature(t *testing.T) {
 // output, for a model without an excitation input.
 func TestSynthVoicedTemperature(t *testing.T) {
 	dir := t.TempDir()
-	old := runsDir
-	runsDir = filepath.Join(dir, "runs")
-	defer func() { runsDir = old }()
-	t.Setenv(checkpointEnv, "")
+	runsUnder(t, filepath.Join(dir, "runs"))
 	wav := filepath.Join(dir, "tone.wav")
 	if err := audio.WriteWAV16(wav, sine(6000, 150), 22050); err != nil {
 		t.Fatal(err)
@@ -548,10 +553,7 @@ func TestSynthGriffinLim(t *testing.T) {
 	}
 	sameAudio(t, nout, want, 22050)
 	// No model anywhere: the built-in model's mel parameters.
-	old := runsDir
-	runsDir = filepath.Join(dir, "no-runs")
-	defer func() { runsDir = old }()
-	t.Setenv(checkpointEnv, "")
+	runsUnder(t, filepath.Join(dir, "no-runs"))
 	if _, stderr, err := synth(t, "--griffin-lim", in, "-o", out); err != nil || !strings.Contains(stderr, "built-in default model") {
 		t.Fatalf("without a model: %v\n%s", err, stderr)
 	}
