@@ -135,12 +135,15 @@ type Row struct {
 	Temperature float64 `json:"temperature,omitempty"`
 	// VoicedTemperature is the sampling temperature where the mel is
 	// voiced (wavenet.GenerateOptions.VoicedTemperature), 0 if none.
-	VoicedTemperature float64       `json:"voiced_temperature,omitempty"`
-	Utterances        int           `json:"utterances"`
-	Bits              *Stat         `json:"bits_per_sample,omitempty"`
-	MCD               *Stat         `json:"mcd_db,omitempty"`
-	LogMelL1          *Stat         `json:"log_mel_l1,omitempty"`
-	Quality           *QualityStats `json:"quality,omitempty"`
+	VoicedTemperature float64 `json:"voiced_temperature,omitempty"`
+	// Postfilter names the steps applied after synthesis (package
+	// postfilter), "" if none.
+	Postfilter string        `json:"postfilter,omitempty"`
+	Utterances int           `json:"utterances"`
+	Bits       *Stat         `json:"bits_per_sample,omitempty"`
+	MCD        *Stat         `json:"mcd_db,omitempty"`
+	LogMelL1   *Stat         `json:"log_mel_l1,omitempty"`
+	Quality    *QualityStats `json:"quality,omitempty"`
 	// Gates are SpeechGates against the table's Griffin-Lim row, for a
 	// model's row with synthesis.
 	Gates  []Gate `json:"speech_gates,omitempty"`
@@ -401,8 +404,8 @@ func humanCount(n int) string {
 }
 
 // Label is the row's name in tables and gate lists: the checkpoint, with
-// "(t=...)" for a temperature other than 1 and "(voiced t=...)" for a
-// voiced temperature.
+// "(t=...)" for a temperature other than 1, "(voiced t=...)" for a
+// voiced temperature and "(postfilter ...)" for a postfilter.
 func (r Row) Label() string {
 	name := r.Checkpoint
 	if r.Temperature != 0 && r.Temperature != 1 {
@@ -410,6 +413,9 @@ func (r Row) Label() string {
 	}
 	if r.VoicedTemperature != 0 {
 		name += fmt.Sprintf(" (voiced t=%g)", r.VoicedTemperature)
+	}
+	if r.Postfilter != "" {
+		name += " (postfilter " + r.Postfilter + ")"
 	}
 	return name
 }

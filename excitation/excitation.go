@@ -259,6 +259,18 @@ func (t Track) Period(n int) []float32 {
 	return dst
 }
 
+// Voicing is the voicing strength in [0, 1] of samples [0, n) (the
+// amplitude of Signal's sine): what a pitch postfilter weighs its comb by.
+func (t Track) Voicing(n int) []float32 {
+	dst := make([]float32, n)
+	for j := range dst {
+		if f, v := t.at(j); f > 0 {
+			dst[j] = float32(min(max(v, 0), 1))
+		}
+	}
+	return dst
+}
+
 // Signal is the excitation of samples [0, n): Channels rows of n values.
 func (t Track) Signal(n int) []float32 {
 	dst := make([]float32, Channels*n)

@@ -122,6 +122,21 @@ func TestFillIsOneSignal(t *testing.T) {
 			t.Fatalf("unvoiced sample %d is %g, %g", s, whole[s], whole[n+s])
 		}
 	}
+	// Voicing is the amplitude of the sine and cosine pair, 0 unvoiced.
+	v := tr.Voicing(n)
+	ramp := 0
+	for s := range v {
+		amp := math.Hypot(float64(whole[s]), float64(whole[n+s]))
+		if math.Abs(float64(v[s])-amp) > 1e-5 {
+			t.Fatalf("sample %d: voicing %g, excitation amplitude %g", s, v[s], amp)
+		}
+		if v[s] > 0 && v[s] < 1 {
+			ramp++
+		}
+	}
+	if v[0] != 0 || v[20*256] != 1 || ramp == 0 {
+		t.Errorf("voicing %g unvoiced, %g voiced, %d samples ramping", v[0], v[20*256], ramp)
+	}
 }
 
 // TestAlignToFollowsTheRecording: aligned to a recording whose fundamental

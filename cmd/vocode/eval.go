@@ -49,7 +49,13 @@ var evalSynthesizerFor = func(ck string, ema bool, seed uint64, temp float64, de
 		closeBackend(be)
 		return nil, nil, err
 	}
-	exc, err := newExcitationSource(mi)
+	post, err := postfilterOptions(evalOpts.postfilter)
+	if err != nil {
+		m.Free()
+		closeBackend(be)
+		return nil, nil, err
+	}
+	exc, err := newExcitationSource(mi, post)
 	if err != nil {
 		m.Free()
 		closeBackend(be)
@@ -88,10 +94,28 @@ var evalSynthesizerFor = func(ck string, ema bool, seed uint64, temp float64, de
 		}
 		workers := max(1, min(runtime.GOMAXPROCS(0), len(utts)))
 		vt := 0.0
-		if exc != nil {
+		if mi.Model.ExcitationChannels > 0 {
 			vt = evalOpts.voicedTemp
 		}
-		return g.Generate(utts, wavenet.GenerateOptions{Batch: len(utts), Workers: workers, Temperature: temp, VoicedTemperature: vt})
+		ys, err := g.Generate(utts, wavenet.GenerateOptions{Batch: len(utts), Workers: workers, Temperature: temp, VoicedTemperature: vt})
+		if err != nil || !post.Enabled() {
+			return ys, err
+		}
+		// The postfilter works on audio; the table wants the network's
+		// domain back (evaluate.Postprocess undoes this exactly, but for
+		// float rounding).
+		pp := mi.Preprocess
+		for i, y := range ys {
+			pp.Restore(y)
+			a, err := exc.postfilter(i, y)
+			if err != nil {
+				return nil, err
+			}
+			melspec.Scale(a, a, float32(pp.Gain))
+			melspec.PreEmphasis(a, a, pp.Preemphasis)
+			ys[i] = a
+		}
+		return ys, nil
 	}
 	return syn, func() { freeGen(); m.Free(); closeBackend(be) }, nil
 }
@@ -193,6 +217,7 @@ var evalOpts struct {
 	seed        uint64
 	device      string
 	voicedTemp  float64
+	postfilter  string
 }
 
 var evalCmd = &cobra.Command{
@@ -241,6 +266,7 @@ func init() {
 	f.StringVar(&evalOpts.split, "split", "eval", "subset of the dump: train, dev, eval or all")
 	f.Var(&evalOpts.temps, "temperature", "sampling temperatures of the synthesis, comma-separated or repeated (default 1)")
 	f.Float64Var(&evalOpts.voicedTemp, "voiced-temperature", defaultVoicedTemperature, "sampling temperature where the mel is voiced, for checkpoints with an excitation input, as vocode synthesises them (others ignore it; 0: --temperature everywhere)")
+	f.StringVar(&evalOpts.postfilter, "postfilter", "comb+envelope", "after synthesis, as vocode: comb+envelope, envelope, comb or none (the network's raw output)")
 	f.IntVar(&evalOpts.glIters, "griffin-lim-iters", melspec.DefaultGriffinLimOptions().Iterations, "iterations of the Griffin-Lim baseline row")
 	f.StringVarP(&evalOpts.out, "out", "o", "", "also write the table here (JSON, or markdown when the name ends in .md)")
 	f.BoolVar(&evalOpts.noSynth, "no-synthesis", false, "bits/sample only (no MCD or log-mel L1)")
@@ -321,6 +347,9 @@ func evalLoader(ck string, mi train.ModelInfo, d *ljspeech.Dump, stderr io.Write
 func runEval(stdout, stderr io.Writer) error {
 	if evalOpts.maxUtts < 0 {
 		return fmt.Errorf("--max-utterances %d < 0", evalOpts.maxUtts)
+	}
+	if _, err := postfilterOptions(evalOpts.postfilter); err != nil {
+		return err
 	}
 	d, ids, err := evalSplitIDs(evalOpts.data, evalOpts.split, evalOpts.maxUtts)
 	if err != nil {
@@ -464,8 +493,13 @@ func evalCheckpoint(ck string, be compute.Backend, d *ljspeech.Dump, ids []strin
 			return nil, fmt.Errorf("%s: %w", ck, err)
 		}
 		row.Checkpoint, row.Step, row.Temperature = ck, meta.Step, temp
-		if mi.Model.ExcitationChannels > 0 && !evalOpts.noSynth {
-			row.VoicedTemperature = evalOpts.voicedTemp
+		if !evalOpts.noSynth {
+			if mi.Model.ExcitationChannels > 0 {
+				row.VoicedTemperature = evalOpts.voicedTemp
+			}
+			if evalOpts.postfilter != "none" {
+				row.Postfilter = evalOpts.postfilter
+			}
 		}
 		if i > 0 {
 			row.Bits = rows[0].Bits

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -120,7 +121,7 @@ func evalStandInSynth(t *testing.T, d *ljspeech.Dump, ids []string, temps *[]flo
 
 func resetEvalOpts() {
 	evalOpts.checkpoints, evalOpts.temps, evalOpts.glIters = nil, nil, 60
-	evalOpts.voicedTemp = defaultVoicedTemperature
+	evalOpts.voicedTemp, evalOpts.postfilter = defaultVoicedTemperature, "comb+envelope"
 	evalOpts.data, evalOpts.split, evalOpts.out = "", "eval", ""
 	evalOpts.noSynth, evalOpts.maxUtts, evalOpts.chunk, evalOpts.raw, evalOpts.seed, evalOpts.device = false, 0, 32, false, 1, "cpu"
 }
@@ -134,7 +135,8 @@ func TestEvalTable(t *testing.T) {
 	defer evalStandInSynth(t, d, ids, &temps)()
 	out := filepath.Join(t.TempDir(), "table.json")
 	resetEvalOpts()
-	stdout, _, err := run(t, "eval", "-q", "--checkpoint", gauss, "--checkpoint", mulaw, "--data", d.Dir, "-o", out, "--temperature", "1,0.5")
+	// The stand-in replaces the whole synthesis, postfilter included.
+	stdout, _, err := run(t, "eval", "-q", "--checkpoint", gauss, "--checkpoint", mulaw, "--data", d.Dir, "-o", out, "--temperature", "1,0.5", "--postfilter", "none")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +273,38 @@ func TestEvalNoSynthesisAndErrors(t *testing.T) {
 		if strings.TrimSpace(cells[c]) == "-" {
 			t.Errorf("column %d of the synthesised row is empty:\n%s", c, stdout)
 		}
+	}
+	// The postfilter (the default) brings the random model's mel to the
+	// utterance's: a lower log-mel L1 than its raw output, and the row says
+	// so; an unknown --postfilter is refused.
+	l1 := func(stdout, label string) float64 {
+		for _, line := range strings.Split(stdout, "\n") {
+			if c := strings.Split(line, "|"); len(c) == 18 && strings.Contains(c[1], label) {
+				v, err := strconv.ParseFloat(strings.Fields(c[9])[0], 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+		}
+		t.Fatalf("no row %q:\n%s", label, stdout)
+		return 0
+	}
+	post := l1(stdout, "(postfilter comb+envelope)")
+	resetEvalOpts()
+	stdout, _, err = run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir, "--max-utterances", "1", "--postfilter", "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stdout, "(postfilter") {
+		t.Errorf("--postfilter none still labels a postfilter:\n%s", stdout)
+	}
+	if raw := l1(stdout, "adacat"); !(post < raw/2) {
+		t.Errorf("log-mel L1 %.3f with the postfilter, %.3f without: the envelope is not matched", post, raw)
+	}
+	resetEvalOpts()
+	if _, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir, "--postfilter", "loud"); err == nil || !strings.Contains(err.Error(), "--postfilter") {
+		t.Errorf("--postfilter loud: %v", err)
 	}
 	resetEvalOpts()
 	if _, _, err := run(t, "eval", "-q", "--checkpoint", ck, "--data", d.Dir, "--no-synthesis", "--device", "tpu"); err == nil || !strings.Contains(err.Error(), "want cpu or cuda") {

@@ -8,35 +8,53 @@ import (
 	"github.com/wavecat/wavecat/internal/cliutil"
 	"github.com/wavecat/wavecat/melspec"
 	"github.com/wavecat/wavecat/outputs"
+	"github.com/wavecat/wavecat/postfilter"
 	"github.com/wavecat/wavecat/train"
 	"github.com/wavecat/wavecat/wavenet"
 )
 
-// excitationSource derives the excitation a model takes from the mels it
-// is given (already normalised: the statistics are undone first, since the
-// pitch is read from the Griffin-Lim inversion of the log-mel itself).
+// excitationSource derives from the mels it is given (already normalised:
+// the statistics are undone first, since the pitch is read from the
+// Griffin-Lim inversion of the log-mel itself) the excitation a model
+// takes, and what the postfilter reads: the raw mel and its pitch track.
 type excitationSource struct {
-	est   *excitation.Estimator
+	est   *excitation.Estimator // nil: neither the model nor the postfilter needs the pitch
 	stats *melspec.Normalizer
 	hop   int
+	exc   bool // the model takes the excitation: fill each utterance's Excitation
 	lag   bool // the model has lag taps: fill each utterance's Period too
+	post  postfilter.Options
+	mcfg  melspec.Config
+	// The last add's utterances, by position: raw mels and pitch tracks.
+	raw    [][]float32
+	tracks []excitation.Track
 }
 
 // newExcitationSource is nil (and no error) for a model without excitation
-// channels.
-func newExcitationSource(info train.ModelInfo) (*excitationSource, error) {
-	switch e := info.Model.ExcitationChannels; e {
+// channels synthesised without a postfilter.
+func newExcitationSource(info train.ModelInfo, post postfilter.Options) (*excitationSource, error) {
+	if err := post.Validate(); err != nil {
+		return nil, err
+	}
+	e := info.Model.ExcitationChannels
+	switch e {
 	case 0:
-		return nil, nil
+		if !post.Enabled() {
+			return nil, nil
+		}
 	case excitation.Channels:
 	default:
 		return nil, fmt.Errorf("model has %d excitation channels; the excitation signal has %d", e, excitation.Channels)
 	}
-	est, err := excitation.NewEstimator(info.Preprocess.MelConfig())
-	if err != nil {
-		return nil, err
+	s := &excitationSource{stats: info.Stats, hop: info.Preprocess.Mel.Hop, exc: e > 0, lag: info.Model.LagTaps > 0,
+		post: post, mcfg: info.Preprocess.MelConfig()}
+	if e > 0 || post.NeedsPitch() {
+		var err error
+		if s.est, err = excitation.NewEstimator(s.mcfg); err != nil {
+			return nil, err
+		}
 	}
-	return &excitationSource{est: est, stats: info.Stats, hop: info.Preprocess.Mel.Hop, lag: info.Model.LagTaps > 0}, nil
+	return s, nil
 }
 
 // defaultVoicedTemperature is --voiced-temperature's default for models
@@ -54,7 +72,7 @@ func (s *excitationSource) voicedTemperature(t float64, explicit bool) (float64,
 	if t == 0 {
 		return 0, nil
 	}
-	if s == nil {
+	if s == nil || !s.exc {
 		if !explicit {
 			return 0, nil
 		}
@@ -67,9 +85,23 @@ func (s *excitationSource) voicedTemperature(t float64, explicit bool) (float64,
 }
 
 // add fills every utterance's Excitation (all CPUs, a progress bar when
-// there are several).
+// there are several) when the model takes it, and keeps each one's raw
+// mel and pitch track for postfilter.
 func (s *excitationSource) add(utts []wavenet.Utterance, stderr io.Writer) error {
 	if s == nil || len(utts) == 0 {
+		return nil
+	}
+	C := s.mcfg.NMels
+	s.raw, s.tracks = make([][]float32, len(utts)), nil
+	for i := range utts {
+		s.raw[i] = append([]float32(nil), utts[i].Mel...)
+		if s.stats != nil {
+			if err := s.stats.Invert(s.raw[i]); err != nil {
+				return err
+			}
+		}
+	}
+	if s.est == nil {
 		return nil
 	}
 	var bar *cliutil.Bar
@@ -77,15 +109,8 @@ func (s *excitationSource) add(utts []wavenet.Utterance, stderr io.Writer) error
 		bar = cliutil.NewBarOptions(int64(len(utts)), "excitation", stderr, quiet, cliutil.BarOptions{Unit: "utts"})
 		defer bar.Finish()
 	}
-	C := s.est.Config().NMels
 	tracks, err := s.est.Tracks(len(utts), func(i int) ([]float32, int, error) {
-		raw := append([]float32(nil), utts[i].Mel...)
-		if s.stats != nil {
-			if err := s.stats.Invert(raw); err != nil {
-				return nil, 0, err
-			}
-		}
-		return raw, len(raw) / C, nil
+		return s.raw[i], len(s.raw[i]) / C, nil
 	}, func() {
 		if bar != nil {
 			bar.Add(1)
@@ -93,6 +118,10 @@ func (s *excitationSource) add(utts []wavenet.Utterance, stderr io.Writer) error
 	})
 	if err != nil {
 		return err
+	}
+	s.tracks = tracks
+	if !s.exc {
+		return nil
 	}
 	for i := range utts {
 		n := len(utts[i].Mel) / C * s.hop
@@ -102,4 +131,42 @@ func (s *excitationSource) add(utts []wavenet.Utterance, stderr io.Writer) error
 		}
 	}
 	return nil
+}
+
+// postfilter applies the postfilter to audio y of the last add's i-th
+// utterance (y itself when there is none).
+func (s *excitationSource) postfilter(i int, y []float32) ([]float32, error) {
+	if s == nil || !s.post.Enabled() {
+		return y, nil
+	}
+	var period, voicing []float32
+	if s.post.NeedsPitch() {
+		period, voicing = s.tracks[i].Period(len(y)), s.tracks[i].Voicing(len(y))
+	}
+	return postfilter.Apply(y, s.raw[i], period, voicing, s.mcfg, s.post)
+}
+
+// postfilterNames are --postfilter's values, the default first.
+var postfilterNames = map[string]func() postfilter.Options{
+	"comb+envelope": postfilter.Default,
+	"envelope": func() postfilter.Options {
+		o := postfilter.Default()
+		o.CombGain, o.CombPasses = 0, 0
+		return o
+	},
+	"comb": func() postfilter.Options {
+		o := postfilter.Default()
+		o.EnvelopePasses = 0
+		return o
+	},
+	"none": func() postfilter.Options { return postfilter.Options{} },
+}
+
+// postfilterOptions parses a --postfilter value.
+func postfilterOptions(name string) (postfilter.Options, error) {
+	f, ok := postfilterNames[name]
+	if !ok {
+		return postfilter.Options{}, fmt.Errorf("--postfilter %q: want comb+envelope, envelope, comb or none", name)
+	}
+	return f(), nil
 }

@@ -44,6 +44,7 @@ var synthOpts struct {
 	gpuStep       string
 	temperature   float64
 	voicedTemp    float64
+	postfilter    string
 	griffinLim    bool
 	glIterations  int
 }
@@ -114,6 +115,7 @@ should beat (vocode eval prints it beside the checkpoints).`
 	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
 	f.BoolVar(&synthOpts.downmix, "downmix", false, "with --copy-synthesis: average the channels of a stereo (or wider) WAV")
 	f.StringVar(&synthOpts.gpuStep, "gpu-step", "auto", "GPU step kernels: auto (fused where it applies, else layered), layered (L+5 launches per sample, any batch) or fused (one launch per sample, up to 4 utterances; about 3.4x faster than layered at batch 1 on an H200)")
+	f.StringVar(&synthOpts.postfilter, "postfilter", "comb+envelope", "after synthesis: comb+envelope (a pitch comb at the mel's pitch, then each mel band rescaled to the mel's level), envelope, comb or none (the network's raw output); docs/evaluation.md")
 	f.Float64Var(&synthOpts.voicedTemp, "voiced-temperature", defaultVoicedTemperature, "sampling temperature where the mel is voiced, for models with an excitation input, such as the built-in one (0: --temperature everywhere)")
 	f.Float64Var(&synthOpts.temperature, "temperature", 1, "sampling temperature > 0: 1 samples the model's distribution, lower is more conservative (see above for what it scales per head)")
 	f.BoolVar(&synthOpts.griffinLim, "griffin-lim", false, "no neural model: Griffin-Lim from the mel (a baseline, or a waveform without a trained model)")
@@ -520,7 +522,11 @@ func runSynth(cmd *cobra.Command, args []string) (err error) {
 		utts[i] = wavenet.Utterance{Mel: in.mel, Seed: o.seed + uint64(i)}
 		total += int64(in.frames * cfg.HopSize())
 	}
-	exc, err := newExcitationSource(info)
+	post, err := postfilterOptions(o.postfilter)
+	if err != nil {
+		return err
+	}
+	exc, err := newExcitationSource(info, post)
 	if err != nil {
 		return fmt.Errorf("model from %s: %w", source, err)
 	}
@@ -545,7 +551,10 @@ func runSynth(cmd *cobra.Command, args []string) (err error) {
 		Progress:          bar.add,
 		OnDone: func(i int, y []float32) {
 			pp.Restore(y)
-			err := audio.WriteWAV16(outs[i], y, rate)
+			y, err := exc.postfilter(i, y)
+			if err == nil {
+				err = audio.WriteWAV16(outs[i], y, rate)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			elapsed[i] = time.Since(began)

@@ -16,9 +16,11 @@ import (
 	"github.com/wavecat/wavecat/audio"
 	"github.com/wavecat/wavecat/cmd/vocode/model"
 	"github.com/wavecat/wavecat/compute/cpu"
+	"github.com/wavecat/wavecat/excitation"
 	"github.com/wavecat/wavecat/ljspeech"
 	"github.com/wavecat/wavecat/melspec"
 	"github.com/wavecat/wavecat/outputs"
+	"github.com/wavecat/wavecat/postfilter"
 	"github.com/wavecat/wavecat/train"
 	"github.com/wavecat/wavecat/wavenet"
 )
@@ -30,7 +32,7 @@ func synth(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	synthOpts.noEMA, synthOpts.melNormalized, synthOpts.copySynthesis, synthOpts.wide = false, false, false, false
 	synthOpts.seed, synthOpts.batch, synthOpts.threads = 1, 0, 0
 	synthOpts.temperature, synthOpts.griffinLim, synthOpts.glIterations = 1, false, 60
-	synthOpts.voicedTemp = defaultVoicedTemperature
+	synthOpts.voicedTemp, synthOpts.postfilter = defaultVoicedTemperature, "comb+envelope"
 	rootCmd.Flags().Lookup("voiced-temperature").Changed = false
 	synthOpts.melLayout = "auto"
 	return run(t, args...)
@@ -107,7 +109,8 @@ func saveTestModel(t *testing.T, runDir, spec string, seed int64) *testModel {
 
 // expectedWAV synthesises what vocode should write for mel (raw log-mel,
 // frames x 80) with the EMA weights and seed, through the library, and
-// returns the waveform (16-bit rounding not applied).
+// returns the waveform (16-bit rounding not applied), postfiltered as
+// vocode does by default.
 func (tm *testModel) expectedWAV(t *testing.T, mel []float32, seed uint64) []float32 {
 	t.Helper()
 	return tm.expectedWAVAt(t, mel, seed, 1)
@@ -115,6 +118,34 @@ func (tm *testModel) expectedWAV(t *testing.T, mel []float32, seed uint64) []flo
 
 // expectedWAVAt is expectedWAV at sampling temperature temp.
 func (tm *testModel) expectedWAVAt(t *testing.T, mel []float32, seed uint64, temp float64) []float32 {
+	t.Helper()
+	y, norm := tm.expectedRawAt(t, mel, seed, temp)
+	// The postfilter reads the mel vocode reads: normalised, then the
+	// statistics undone (so equal to the last float bit), and its pitch
+	// track.
+	raw := slices.Clone(norm)
+	if err := tm.stats.Invert(raw); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tm.info.Preprocess.MelConfig()
+	est, err := excitation.NewEstimator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := est.Track(raw, len(raw)/80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := postfilter.Apply(y, raw, tr.Period(len(y)), tr.Voicing(len(y)), cfg, postfilter.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// expectedRawAt is the network's synthesis at temperature temp without a
+// postfilter (vocode --postfilter none), and the normalised mel it read.
+func (tm *testModel) expectedRawAt(t *testing.T, mel []float32, seed uint64, temp float64) (y, norm []float32) {
 	t.Helper()
 	// One OpenBLAS thread, as vocode runs the step.
 	be, err := cpu.New(cpu.Options{Threads: 1})
@@ -130,7 +161,7 @@ func (tm *testModel) expectedWAVAt(t *testing.T, mel []float32, seed uint64, tem
 	if err := m.ImportTensors(tm.ema); err != nil {
 		t.Fatal(err)
 	}
-	norm := append([]float32(nil), mel...)
+	norm = append([]float32(nil), mel...)
 	if err := tm.stats.Apply(norm); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +174,7 @@ func (tm *testModel) expectedWAVAt(t *testing.T, mel []float32, seed uint64, tem
 	if err != nil {
 		t.Fatal(err)
 	}
-	y := ys[0]
+	y = ys[0]
 	// Inverse pre-emphasis, undo the gain, clip: computed here independently.
 	pp := tm.info.Preprocess
 	prev := 0.0
@@ -151,7 +182,7 @@ func (tm *testModel) expectedWAVAt(t *testing.T, mel []float32, seed uint64, tem
 		prev = float64(v) + pp.Preemphasis*prev
 		y[i] = float32(math.Max(-1, math.Min(1, prev/pp.Gain)))
 	}
-	return y
+	return y, norm
 }
 
 // sameAudio compares a 16-bit WAV with an expected waveform to within one
@@ -436,6 +467,43 @@ func TestSynthTemperature(t *testing.T) {
 		if _, err := os.Stat(o); err == nil {
 			t.Errorf("--temperature %s wrote %s", bad, o)
 		}
+	}
+}
+
+// TestSynthPostfilter: --postfilter none writes the network's output as
+// the library synthesises it, the default differs from it (the tests above
+// check it against the library's postfilter), each named step changes the
+// audio, and an unknown name is refused with no output.
+func TestSynthPostfilter(t *testing.T) {
+	dir := t.TempDir()
+	tm := saveTestModel(t, filepath.Join(dir, "run"), "mulaw --bins 64", 8)
+	in := filepath.Join(dir, "utt.npy")
+	mel := writeMel(t, in, 6, 80, 3)
+	outs := map[string][]float32{}
+	for _, name := range []string{"none", "comb+envelope", "envelope", "comb"} {
+		out := filepath.Join(dir, name+".wav")
+		if _, stderr, err := synth(t, in, "-o", out, "--checkpoint", tm.dir, "--seed", "4", "--postfilter", name); err != nil {
+			t.Fatalf("--postfilter %s: %v\n%s", name, err, stderr)
+		}
+		w, err := audio.ReadWAV(out, audio.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs[name] = w.Samples
+	}
+	raw, _ := tm.expectedRawAt(t, mel, 4, 1)
+	sameAudio(t, filepath.Join(dir, "none.wav"), raw, 22050)
+	for _, name := range []string{"comb+envelope", "envelope"} {
+		if slices.Equal(outs[name], outs["none"]) {
+			t.Errorf("--postfilter %s wrote the raw output", name)
+		}
+	}
+	bad := filepath.Join(dir, "bad.wav")
+	if _, _, err := synth(t, in, "-o", bad, "--checkpoint", tm.dir, "--postfilter", "loud"); err == nil || !strings.Contains(err.Error(), "--postfilter") {
+		t.Errorf("--postfilter loud: %v", err)
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Errorf("a refused --postfilter wrote %s", bad)
 	}
 }
 
