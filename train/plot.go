@@ -20,21 +20,26 @@ import (
 // in bits/sample; they stay two because the quantities differ: the loss is
 // the head's training objective (smoothed for AdaCat, discrete
 // cross-entropy for the categorical heads) while validation is the
-// comparable continuous bits/sample.
+// comparable continuous bits/sample. A run without validation
+// (--eval-interval 0) gets the top panel alone.
 func WritePlot(path string, train []TrainRecord, eval []EvalRecord, title string) error {
 	top, bot, err := lossPlots(train, eval, title)
 	if err != nil {
 		return err
 	}
-	const w, h = 8 * vg.Inch, 7 * vg.Inch
+	plots := [][]*plot.Plot{{top}}
+	if bot != nil {
+		plots = append(plots, []*plot.Plot{bot})
+	}
+	w, h := 8*vg.Inch, vg.Length(3.5*float64(len(plots)))*vg.Inch
 	img := vgimg.New(w, h)
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
 		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
-	plots := [][]*plot.Plot{{top}, {bot}}
 	canvases := plot.Align(plots, tiles, dc)
-	top.Draw(canvases[0][0])
-	bot.Draw(canvases[1][0])
+	for i, row := range plots {
+		row[0].Draw(canvases[i][0])
+	}
 	var buf bytes.Buffer
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -42,7 +47,8 @@ func WritePlot(path string, train []TrainRecord, eval []EvalRecord, title string
 	return atomicfile.WriteBytes(path, buf.Bytes(), 0o644)
 }
 
-// lossPlots builds WritePlot's two panels.
+// lossPlots builds WritePlot's two panels; bot is nil when there is no
+// finite validation point to draw.
 func lossPlots(train []TrainRecord, eval []EvalRecord, title string) (top, bot *plot.Plot, err error) {
 	top = plot.New()
 	top.Title.Text = title
@@ -90,6 +96,8 @@ func lossPlots(train []TrainRecord, eval []EvalRecord, title string) (top, bot *
 		}
 		eb.Color = red
 		bot.Add(l, s, eb, plotter.NewGrid())
+	} else {
+		bot = nil
 	}
 	// Both panels share the step axis.
 	if len(pts)+len(ev.XYs) > 0 {
@@ -100,7 +108,10 @@ func lossPlots(train []TrainRecord, eval []EvalRecord, title string) (top, bot *
 		if hi <= lo {
 			hi = lo + 1
 		}
-		top.X.Min, top.X.Max, bot.X.Min, bot.X.Max = lo, hi, lo, hi
+		top.X.Min, top.X.Max = lo, hi
+		if bot != nil {
+			bot.X.Min, bot.X.Max = lo, hi
+		}
 	}
 	return top, bot, nil
 }
