@@ -10,6 +10,9 @@
 #   scripts/compare-heads.sh cpu         # on CPU (slow: see STEPS)
 #
 # Environment: STEPS (per head, default 20000), OUT (default build/heads),
+# THREADS (CPU threads per training run; 0, the default, all cores; two
+# scripts with HEADS split between them and THREADS=1 use two cores),
+# TRAIN_ONLY (1: train, skip the table),
 # HEADS (space-separated names from the list below, default all), MAX_UTTS
 # (score only the first N held-out utterances; 0, the default, all), CORPUS
 # (a dump to train on; default the built-in model's, made as
@@ -39,9 +42,11 @@ declare -A head=(
   [adacat128-lambda0]="--head adacat --components 128 --lambda 0"
 )
 names=${HEADS:-mulaw256 cat256 mol10 gaussian adacat15 adacat128 adacat128-lambda0}
+# The built-in model's recipe (scripts/train-default.sh), from scratch.
 shape=(--preset tiny --layers 16 --stacks 2 --residual-channels 32 --gate-channels 64 --skip-channels 32
-  --max-time-steps 4096 --batch-size 4 --lr 5e-4 --clip-norm 1 --ema-decay 0.999 --seed 1)
-settings=(--steps "$steps" --checkpoint-interval 1000 --keep 2 --log-interval 50 --eval-interval 0)
+  --max-time-steps 4096 --batch-size 4 --lr 5e-4 --clip-norm 1 --ema-decay 0.999 --seed 1
+  --excitation --excitation-align --lag-taps 3)
+settings=(--steps "$steps" --checkpoint-interval 500 --keep 2 --log-interval 50 --eval-interval 0 --threads "${THREADS:-0}")
 
 make build >/dev/null
 base=build/default-model
@@ -72,6 +77,7 @@ for n in $names; do
   ckpts+=(--checkpoint "$run")
 done
 
+[ "${TRAIN_ONLY:-0}" = 1 ] && exit 0
 max=(--max-utterances "${MAX_UTTS:-0}")
 bin/vocode eval "${ckpts[@]}" --data "$base/heldout-dump" --split all "${max[@]}" --device "$device" \
   --postfilter "${POSTFILTER:-none}" -o "$out/table.json" | tee "$out/table.md"
