@@ -146,7 +146,7 @@ func (s *excitationSource) postfilter(i int, y []float32) ([]float32, error) {
 	return postfilter.Apply(y, s.raw[i], period, voicing, s.mcfg, s.post)
 }
 
-// postfilterNames are --postfilter's values, the default first.
+// postfilterNames are --postfilter's values (comb+envelope is the default).
 var postfilterNames = map[string]func() postfilter.Options{
 	"comb+envelope": postfilter.Default,
 	"envelope": func() postfilter.Options {
