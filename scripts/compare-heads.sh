@@ -19,10 +19,9 @@
 # train-default.sh makes it). A run that exists is resumed up to STEPS, so
 # the script continues where it stopped. The table goes to $OUT/table.md and
 # $OUT/table.json; with LISTENING=1 a listening test over the same
-# checkpoints is exported to $OUT/listening. The table scores the heads'
-# own output (POSTFILTER, default none: vocode's postfilter would hide the
-# differences between heads); the listening test is postfiltered as vocode
-# writes audio.
+# checkpoints is exported to $OUT/listening. The table and the listening
+# test take the heads' own output (POSTFILTER, default none: vocode's
+# postfilter would hide the differences between heads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${1:-cpu}
@@ -83,5 +82,6 @@ bin/vocode eval "${ckpts[@]}" --data "$base/heldout-dump" --split all "${max[@]}
   --postfilter "${POSTFILTER:-none}" -o "$out/table.json" | tee "$out/table.md"
 if [ "${LISTENING:-0}" = 1 ]; then
   rm -rf "$out/listening"
-  bin/vocode listening-test export "${ckpts[@]}" --data "$base/heldout-dump" --split all "${max[@]}" -o "$out/listening"
+  bin/vocode listening-test export "${ckpts[@]}" --data "$base/heldout-dump" --split all "${max[@]}" \
+    --postfilter "${POSTFILTER:-none}" -o "$out/listening"
 fi

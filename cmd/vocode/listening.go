@@ -91,6 +91,8 @@ func init() {
 	f.StringVar(&listeningExportOpts.title, "title", "Speech quality test", "title shown to raters")
 	f.StringVar(&listeningExportOpts.mushraAudio, "mushra-audio-prefix", "configs/resources/audio/wavecat", "where mushra.yaml expects the WAVs inside the webMUSHRA installation")
 	f.Uint64Var(&listeningExportOpts.seed, "seed", 1, "sampling seed for synthesis")
+	// The same setting vocode eval synthesises with (one variable).
+	f.StringVar(&evalOpts.postfilter, "postfilter", "comb+envelope", "after synthesis, as vocode: comb+envelope, envelope, comb or none (the network's raw output)")
 	listeningExportCmd.MarkFlagRequired("checkpoint")
 	listeningExportCmd.MarkFlagRequired("data")
 	listeningExportCmd.MarkFlagRequired("out")
@@ -145,6 +147,9 @@ func runListeningExport(stdout, stderr io.Writer) error {
 	// Before the synthesis, which can take long: an export over an existing
 	// test would be refused only at the end.
 	if err := listening.CheckExportDir(listeningExportOpts.out); err != nil {
+		return err
+	}
+	if _, err := postfilterOptions(evalOpts.postfilter); err != nil {
 		return err
 	}
 	d, ids, err := evalSplitIDs(listeningExportOpts.data, listeningExportOpts.split, listeningExportOpts.maxUtts)

@@ -23,6 +23,7 @@ func resetListeningOpts() {
 	listeningExportOpts.maxUtts, listeningExportOpts.lufs, listeningExportOpts.noAnchor, listeningExportOpts.plots = 0, -23, false, false
 	listeningExportOpts.title, listeningExportOpts.mushraAudio, listeningExportOpts.seed = "Speech quality test", "configs/resources/audio/wavecat", 1
 	listeningScoreOpts.key, listeningScoreOpts.plot, listeningScoreOpts.table, listeningScoreOpts.json = "", "", "", ""
+	evalOpts.postfilter = "comb+envelope"
 }
 
 // Export with the real generator on two tiny checkpoints, then score a
@@ -108,6 +109,17 @@ func TestListeningExportAndScore(t *testing.T) {
 	if _, _, err := run(t, "listening-test", "export", "-q", "--checkpoint", a, "--name", "ground_truth", "--data", d.Dir, "-o", filepath.Join(t.TempDir(), "x")); err == nil || !strings.Contains(err.Error(), "reserved") {
 		t.Errorf("reserved system name: %v", err)
 	}
+	// An unknown --postfilter is refused before any synthesis; none is taken.
+	resetListeningOpts()
+	bad := filepath.Join(t.TempDir(), "pf")
+	if _, _, err := run(t, "listening-test", "export", "-q", "--checkpoint", a, "--data", d.Dir, "--postfilter", "loud", "-o", bad); err == nil || !strings.Contains(err.Error(), "--postfilter") {
+		t.Errorf("--postfilter loud: %v", err)
+	}
+	resetListeningOpts()
+	if _, _, err := run(t, "listening-test", "export", "-q", "--checkpoint", a, "--data", d.Dir, "--max-utterances", "1", "--postfilter", "none", "-o", bad); err != nil {
+		t.Errorf("--postfilter none: %v", err)
+	}
+	resetListeningOpts()
 }
 
 // peakHeapGrowth runs f and returns the most its heap objects (live or not
