@@ -21,7 +21,9 @@
 # $OUT/table.json; with LISTENING=1 a listening test over the same
 # checkpoints is exported to $OUT/listening. The table and the listening
 # test take the heads' own output (POSTFILTER, default none: vocode's
-# postfilter would hide the differences between heads).
+# postfilter would hide the differences between heads). The listening test
+# takes LISTENING_UTTS utterances (default 4) at LUFS (default -30: at -23
+# the loudest undertrained heads' peaks clip, which the export refuses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${1:-cpu}
@@ -82,6 +84,6 @@ bin/vocode eval "${ckpts[@]}" --data "$base/heldout-dump" --split all "${max[@]}
   --postfilter "${POSTFILTER:-none}" -o "$out/table.json" | tee "$out/table.md"
 if [ "${LISTENING:-0}" = 1 ]; then
   rm -rf "$out/listening"
-  bin/vocode listening-test export "${ckpts[@]}" --data "$base/heldout-dump" --split all "${max[@]}" \
-    --postfilter "${POSTFILTER:-none}" -o "$out/listening"
+  bin/vocode listening-test export "${ckpts[@]}" --data "$base/heldout-dump" --split all \
+    --postfilter "${POSTFILTER:-none}" --lufs "${LUFS:--30}" --max-utterances "${LISTENING_UTTS:-4}" -o "$out/listening"
 fi
