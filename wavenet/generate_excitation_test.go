@@ -27,6 +27,20 @@ func excModel(t *testing.T, E, lag int) (*Model, outputs.Head) {
 	return m, h
 }
 
+// excGenerator is excModel's model with a CPU Generator, both freed when
+// the test ends.
+func excGenerator(t *testing.T, E, lag int) (*Model, outputs.Head, *Generator) {
+	t.Helper()
+	m, h := excModel(t, E, lag)
+	t.Cleanup(m.Free)
+	g, err := NewGenerator(m, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Free)
+	return m, h, g
+}
+
 // TestGenerateExcitationMatchesForward: with excitation channels, the
 // incremental step outputs equal the parallel Forward fed the generated
 // sequence plus the same excitation rows, and the excitation changes what
@@ -82,13 +96,7 @@ func TestGenerateExcitationMatchesForward(t *testing.T) {
 // TestGenerateExcitationErrors: a missing or misshapen excitation, or one
 // given to a model without excitation channels, is refused by name.
 func TestGenerateExcitationErrors(t *testing.T) {
-	m, h := excModel(t, 2, 0)
-	defer m.Free()
-	g, err := NewGenerator(m, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Free()
+	m, _, g := excGenerator(t, 2, 0)
 	cfg := m.Config()
 	frames := 4
 	mel := make([]float32, frames*cfg.CinChannels)

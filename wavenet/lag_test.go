@@ -164,13 +164,7 @@ func TestConfigLagTaps(t *testing.T) {
 // temperature samples each step's most likely class; and it is refused for
 // a model without excitation channels.
 func TestVoicedTemperature(t *testing.T) {
-	m, h := excModel(t, 2, 0)
-	defer m.Free()
-	g, err := NewGenerator(m, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Free()
+	m, h, g := excGenerator(t, 2, 0)
 	cfg := m.Config()
 	const frames = 12
 	C, O, hop := cfg.CinChannels, cfg.OutChannels, cfg.HopSize()
