@@ -113,14 +113,8 @@ func TestGenerateExcitationErrors(t *testing.T) {
 			t.Errorf("excitation of %d values: error %v, want %q", len(c.exc), err, c.want)
 		}
 	}
-	plain, ph := excModel(t, 0, 0)
-	defer plain.Free()
-	pg, err := NewGenerator(plain, ph)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Free()
-	_, err = pg.Generate([]Utterance{{Mel: mel, Excitation: make([]float32, 2*T)}}, GenerateOptions{})
+	_, _, pg := excGenerator(t, 0, 0)
+	_, err := pg.Generate([]Utterance{{Mel: mel, Excitation: make([]float32, 2*T)}}, GenerateOptions{})
 	if err == nil || !strings.Contains(err.Error(), "the model takes none") {
 		t.Errorf("excitation for a plain model: error %v", err)
 	}

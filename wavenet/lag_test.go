@@ -210,14 +210,8 @@ func TestVoicedTemperature(t *testing.T) {
 	if differ == 0 {
 		t.Error("the voiced half is the same with and without the voiced temperature")
 	}
-	plainM, ph := excModel(t, 0, 0)
-	defer plainM.Free()
-	pg, err := NewGenerator(plainM, ph)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Free()
-	_, err = pg.Generate([]Utterance{{Mel: mel}}, GenerateOptions{VoicedTemperature: 0.5})
+	_, _, pg := excGenerator(t, 0, 0)
+	_, err := pg.Generate([]Utterance{{Mel: mel}}, GenerateOptions{VoicedTemperature: 0.5})
 	if err == nil || !strings.Contains(err.Error(), "needs a model with excitation") {
 		t.Errorf("voiced temperature without excitation: %v", err)
 	}
