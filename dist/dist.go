@@ -24,6 +24,17 @@ type Communicator interface {
 	// backend) with their sum over all ranks. Every rank receives the same
 	// bits.
 	AllReduceSum(v compute.View, n int) error
+	// StartAllReduceSum queues AllReduceSum(v, n) after the work already
+	// queued on this rank's backend and returns without waiting for it,
+	// so the reduction runs while the caller queues more work (the
+	// backward pass of earlier layers). Queued reductions run in order;
+	// v must not be written until Wait returns. Every rank must queue the
+	// same sequence.
+	StartAllReduceSum(v compute.View, n int) error
+	// Wait returns when every queued reduction is done and ordered before
+	// work queued on the backend afterwards, with the first error among
+	// them. Every other collective waits for the queued ones first.
+	Wait() error
 	// AllReduceHost sums host float64 values over all ranks in place
 	// (scalars: the loss, agreement checks).
 	AllReduceHost(x []float64) error

@@ -25,6 +25,13 @@ type Local struct {
 	rank int
 	be   compute.Backend
 	tmp  []float32
+
+	// The queued reductions (StartAllReduceSum) run in order on a worker
+	// goroutine of this rank, the way NCCL runs them on a stream.
+	queue  chan func() error
+	queued sync.WaitGroup
+	qmu    sync.Mutex
+	qerr   error // the first error of a queued reduction since the last Wait
 }
 
 var _ Communicator = (*Local)(nil)
@@ -163,6 +170,49 @@ func (c *Local) host(v compute.View, n int) ([]float32, bool) {
 // AllReduceSum implements Communicator.
 func (c *Local) AllReduceSum(v compute.View, n int) error {
 	v.Check(n, "dist: AllReduceSum")
+	if err := c.Wait(); err != nil {
+		return err
+	}
+	return c.allReduceSum(v, n)
+}
+
+// StartAllReduceSum implements Communicator. The backends Local runs on
+// finish a call's work before it returns, so v is complete when queued.
+func (c *Local) StartAllReduceSum(v compute.View, n int) error {
+	v.Check(n, "dist: StartAllReduceSum")
+	if c.queue == nil {
+		c.queue = make(chan func() error, 256)
+		go c.work(c.queue)
+	}
+	c.queued.Add(1)
+	c.queue <- func() error { return c.allReduceSum(v, n) }
+	return nil
+}
+
+func (c *Local) work(q chan func() error) {
+	for f := range q {
+		if err := f(); err != nil {
+			c.qmu.Lock()
+			if c.qerr == nil {
+				c.qerr = err
+			}
+			c.qmu.Unlock()
+		}
+		c.queued.Done()
+	}
+}
+
+// Wait implements Communicator.
+func (c *Local) Wait() error {
+	c.queued.Wait()
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	err := c.qerr
+	c.qerr = nil
+	return err
+}
+
+func (c *Local) allReduceSum(v compute.View, n int) error {
 	op := fmt.Sprintf("AllReduceSum(%d)", n)
 	x, alias := c.host(v, n)
 	if err := sumInPlace(c.g, c.rank, op, c.g.f32, x); err != nil {
@@ -176,6 +226,9 @@ func (c *Local) AllReduceSum(v compute.View, n int) error {
 
 // AllReduceHost implements Communicator.
 func (c *Local) AllReduceHost(x []float64) error {
+	if err := c.Wait(); err != nil {
+		return err
+	}
 	return sumInPlace(c.g, c.rank, fmt.Sprintf("AllReduceHost(%d)", len(x)), c.g.f64, x)
 }
 
@@ -209,6 +262,9 @@ func (c *Local) Broadcast(v compute.View, n int, root int) error {
 		return fmt.Errorf("dist: Broadcast from rank %d of %d", root, c.g.n)
 	}
 	v.Check(n, "dist: Broadcast")
+	if err := c.Wait(); err != nil {
+		return err
+	}
 	op := fmt.Sprintf("Broadcast(%d from %d)", n, root)
 	x, alias := c.host(v, n)
 	g := c.g
@@ -243,6 +299,14 @@ func (c *Local) Abort(cause error) {
 
 // Close implements Communicator. A rank still waiting for this one fails.
 func (c *Local) Close() error {
+	werr := c.Wait()
+	if c.queue != nil {
+		close(c.queue)
+		c.queue = nil
+	}
+	if werr != nil {
+		return werr
+	}
 	g := c.g
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -185,3 +185,86 @@ func TestLocalCloseWhileWaited(t *testing.T) {
 		t.Fatal("rank 0 still waits for a closed rank")
 	}
 }
+
+// TestLocalStartAllReduceSum: queued reductions return at once (rank 1
+// does not queue its own until rank 0's StartAllReduceSum has returned, so
+// a blocking one would deadlock and time out), run in order, and are in
+// place after Wait; a later collective waits for them; ranks that queue
+// different sequences get an error from Wait.
+func TestLocalStartAllReduceSum(t *testing.T) {
+	const N, n = 2, 900
+	bes := []compute.Backend{cpuBackend(t), hostOnly{cpuBackend(t)}}
+	comms, err := NewLocal(bes, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufs := make([]compute.View, N)
+	for r := range bufs {
+		bufs[r] = compute.V(bes[r].Alloc(n))
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r*n + i)
+		}
+		bes[r].Upload(bufs[r], x)
+	}
+	started := make(chan struct{})
+	errs := runRanks(comms, func(c *Local) error {
+		if c.Rank() == 1 {
+			<-started
+		}
+		v := bufs[c.Rank()]
+		for _, seg := range [][2]int{{600, 300}, {200, 400}, {0, 200}} {
+			if err := c.StartAllReduceSum(v.At(seg[0]), seg[1]); err != nil {
+				return err
+			}
+		}
+		if c.Rank() == 0 {
+			close(started)
+		}
+		// AllReduceHost waits for the queued sums before its own.
+		h := []float64{1}
+		if err := c.AllReduceHost(h); err != nil {
+			return err
+		}
+		if h[0] != N {
+			return errors.New("host sum wrong")
+		}
+		return c.Wait()
+	})
+	for r, e := range errs {
+		if e != nil {
+			t.Fatalf("rank %d: %v", r, e)
+		}
+	}
+	for r := range bufs {
+		got := make([]float32, n)
+		bes[r].Download(got, bufs[r])
+		for i, g := range got {
+			if want := float32(i + (n + i)); g != want {
+				t.Fatalf("rank %d element %d: %g, want %g", r, i, g, want)
+			}
+		}
+	}
+
+	// Mismatched queues: the error comes back from Wait on every rank.
+	comms, err = NewLocal([]compute.Backend{bes[0], bes[0]}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := compute.V(bes[0].Alloc(2 * n))
+	errs = runRanks(comms, func(c *Local) error {
+		size := 100 + 50*c.Rank()
+		if err := c.StartAllReduceSum(v.At(c.Rank()*n), size); err != nil {
+			return err
+		}
+		return c.Wait()
+	})
+	for r, e := range errs {
+		if e == nil || !strings.Contains(e.Error(), "out of step") {
+			t.Errorf("rank %d: %v, want an out-of-step error", r, e)
+		}
+	}
+	for _, c := range comms {
+		c.Close()
+	}
+}

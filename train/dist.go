@@ -9,9 +9,16 @@ package train
 // rounding). Everything after (norm, clipping, the non-finite stop, Adam,
 // EMA) then runs on identical inputs and stays identical on every rank.
 // Rank 0 alone writes the run directory (checkpoints, metrics, plot) and
-// validates; the others read it only to resume. The gradients are reduced
-// in one collective after the backward pass, not yet in buckets overlapped
-// with it.
+// validates; the others read it only to resume.
+//
+// The gradients are summed in buckets, as PyTorch DDP does: the flat
+// gradient buffer is cut into contiguous buckets of GradBucketMiB, and a
+// bucket's reduction is queued (Communicator.StartAllReduceSum) as soon as
+// the backward pass has finished every gradient in it
+// (wavenet.Model.BackwardReady reports them last layers first), so NCCL
+// sums the last layers while the earlier ones are still being
+// differentiated. Each element is still one sum over the ranks, so the
+// result does not depend on the bucket size.
 
 import (
 	"encoding/json"
@@ -19,6 +26,7 @@ import (
 	"hash/fnv"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/dist"
 )
 
 func (tr *trainer) rank() int {
@@ -119,18 +127,102 @@ func (tr *trainer) meanLoss(loss float64) (float64, error) {
 	return x[0] / float64(c.Size()), nil
 }
 
-// reduceGrads replaces each rank's gradient by the mean over the ranks.
+// DefaultGradBucketMiB is the gradient bucket size when RunConfig leaves
+// it 0. Smaller than DDP's 25 MB: the reference model's gradients are 15
+// MB, which one such bucket would hold whole, leaving nothing to overlap.
+const DefaultGradBucketMiB = 4
+
+// gradBuckets tracks which buckets of the gradient buffer the backward
+// pass has finished and queues each one's reduction when it is complete.
+type gradBuckets struct {
+	comm  dist.Communicator
+	grads compute.View
+	n     int   // gradient floats
+	size  int   // floats per bucket (the last may be shorter)
+	left  []int // floats of bucket i not yet final; -1 once queued
+	err   error
+}
+
+func newGradBuckets(comm dist.Communicator, grads compute.View, n int, mib float64) *gradBuckets {
+	if mib <= 0 {
+		mib = DefaultGradBucketMiB
+	}
+	size := max(int(mib*(1<<20)/4), 1)
+	return &gradBuckets{comm: comm, grads: grads, n: n, size: size, left: make([]int, (n+size-1)/size)}
+}
+
+func (b *gradBuckets) bounds(i int) (lo, hi int) { return i * b.size, min((i+1)*b.size, b.n) }
+
+// begin readies the buckets for a backward pass.
+func (b *gradBuckets) begin() {
+	for i := range b.left {
+		lo, hi := b.bounds(i)
+		b.left[i] = hi - lo
+	}
+	b.err = nil
+}
+
+// ready is BackwardReady's callback: [off, off+n) is final.
+func (b *gradBuckets) ready(off, n int) {
+	for i := off / b.size; i < len(b.left); i++ {
+		lo, hi := b.bounds(i)
+		if lo >= off+n {
+			break
+		}
+		b.left[i] -= min(hi, off+n) - max(lo, off)
+		if b.left[i] == 0 {
+			b.start(i)
+		} else if b.left[i] < 0 {
+			panic(fmt.Sprintf("train: gradient range [%d, %d) reported final twice", off, off+n))
+		}
+	}
+}
+
+func (b *gradBuckets) start(i int) {
+	b.left[i] = -1
+	if b.err == nil {
+		lo, hi := b.bounds(i)
+		b.err = b.comm.StartAllReduceSum(b.grads.At(lo), hi-lo)
+	}
+}
+
+// finish queues any bucket the backward pass did not report (none, with
+// a complete BackwardReady) and waits for all of them.
+func (b *gradBuckets) finish() error {
+	for i := len(b.left) - 1; i >= 0; i-- {
+		if b.left[i] >= 0 {
+			b.start(i)
+		}
+	}
+	if err := b.comm.Wait(); b.err == nil {
+		b.err = err
+	}
+	return b.err
+}
+
+// backward runs the model's backward pass, with the gradients' buckets
+// reduced over the ranks as they complete in a data-parallel run.
+func (tr *trainer) backward() {
+	if tr.buckets == nil {
+		tr.model.Backward(tr.ws, tr.ws.DOut(), compute.View{})
+		return
+	}
+	tr.buckets.begin()
+	tr.model.BackwardReady(tr.ws, tr.ws.DOut(), compute.View{}, tr.buckets.ready)
+}
+
+// reduceGrads waits for the gradient buckets' sums and replaces each
+// rank's gradient by the mean over the ranks.
 func (tr *trainer) reduceGrads() error {
 	c := tr.cfg.Comm
 	if c == nil {
 		return nil
 	}
-	np := tr.model.NumParams()
-	if err := c.AllReduceSum(tr.model.Grads(), np); err != nil {
+	if err := tr.buckets.finish(); err != nil {
 		return fmt.Errorf("train: rank %d: reducing the gradients: %w", c.Rank(), err)
 	}
 	if n := c.Size(); n > 1 {
-		tr.be.Scale(tr.model.Grads(), np, float32(1/float64(n)))
+		tr.be.Scale(tr.model.Grads(), tr.model.NumParams(), float32(1/float64(n)))
 	}
 	return nil
 }

@@ -2,10 +2,12 @@ package train
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,13 @@ import (
 // CPU backend, and returns every rank's result, error and final state (what
 // the rank would checkpoint; only rank 0 writes it).
 func runRanks(t *testing.T, cfgs []RunConfig) ([]*Result, []error, []*Checkpoint) {
+	t.Helper()
+	return runRanksWith(t, cfgs, nil)
+}
+
+// runRanksWith is runRanks with each rank's communicator wrapped by wrap
+// (when not nil).
+func runRanksWith(t *testing.T, cfgs []RunConfig, wrap func(dist.Communicator) dist.Communicator) ([]*Result, []error, []*Checkpoint) {
 	t.Helper()
 	n := len(cfgs)
 	bes := make([]compute.Backend, n)
@@ -35,6 +44,9 @@ func runRanks(t *testing.T, cfgs []RunConfig) ([]*Result, []error, []*Checkpoint
 			defer wg.Done()
 			cfg := cfgs[r]
 			cfg.Comm = comms[r]
+			if wrap != nil {
+				cfg.Comm = wrap(comms[r])
+			}
 			// Run, keeping the trainer to read its final state.
 			tr, err := newTrainer(cfg)
 			if err != nil {
@@ -273,4 +285,100 @@ func TestDataParallelInterruptStopsAllAtOneStep(t *testing.T) {
 	if latest, err := Latest(base.Out); err != nil || latest != StepDir(base.Out, res[0].Step) {
 		t.Errorf("latest %q, %v; want step %d", latest, err, res[0].Step)
 	}
+}
+
+// countingComm counts the reductions queued during backward passes.
+type countingComm struct {
+	dist.Communicator
+	starts *atomic.Int64
+}
+
+func (c countingComm) StartAllReduceSum(v compute.View, n int) error {
+	c.starts.Add(1)
+	return c.Communicator.StartAllReduceSum(v, n)
+}
+
+// TestDataParallelBucketsDoNotChangeTheResult: 2 ranks reducing their
+// gradients in many small buckets during the backward pass end bit for
+// bit where 2 ranks with one bucket do (each element is the same sum over
+// the ranks), and the buckets really are queued one by one, every step.
+func TestDataParallelBucketsDoNotChangeTheResult(t *testing.T) {
+	const K = 3
+	base := tinyRun(t, "gaussian", K)
+	base.EvalInterval, base.EMADecay = 0, 0.9
+	var counts [2]atomic.Int64
+	var cks [2]*Checkpoint
+	var nparams int
+	for i, mib := range []float64{64, 0.002} {
+		c := base
+		c.Out, c.GradBucketMiB = filepath.Join(t.TempDir(), "dp"), mib
+		_, errs, ck := runRanksWith(t, rankConfigs(t, c, 2, 2), func(d dist.Communicator) dist.Communicator {
+			return countingComm{d, &counts[i]}
+		})
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatal(errs)
+		}
+		sameState(t, "rank 1 vs rank 0", ck[0], ck[1])
+		cks[i] = ck[0]
+		nparams = 0
+		for _, w := range ck[0].Weights {
+			nparams += len(w.Data)
+		}
+	}
+	sameState(t, "buckets of 2 KiB vs one bucket", cks[0], cks[1])
+	per := (nparams + 523) / 524 // 0.002 MiB = 524 floats
+	if got := counts[0].Load(); got != 2*K {
+		t.Errorf("one bucket: %d reductions queued, want one per step and rank (%d)", got, 2*K)
+	}
+	if got := counts[1].Load(); got != int64(2*K*per) {
+		t.Errorf("small buckets: %d reductions queued, want %d per step and rank (%d parameters)", got, per, nparams)
+	}
+}
+
+// recordComm records the reductions gradBuckets queues.
+type recordComm struct {
+	dist.Communicator
+	log []string
+}
+
+func (c *recordComm) StartAllReduceSum(v compute.View, n int) error {
+	c.log = append(c.log, fmt.Sprintf("sum %d+%d", v.Off, n))
+	return nil
+}
+
+func (c *recordComm) Wait() error {
+	c.log = append(c.log, "wait")
+	return nil
+}
+
+// TestGradBucketsQueueWhenComplete: a bucket is queued as soon as every
+// gradient in it is final, whatever the ranges' order and alignment, and
+// finish queues what the backward pass did not report, then waits.
+func TestGradBucketsQueueWhenComplete(t *testing.T) {
+	rc := &recordComm{}
+	b := newGradBuckets(rc, compute.View{}, 10, 16.0/(1<<20)) // 4 floats a bucket: [0,4) [4,8) [8,10)
+	for step := 0; step < 2; step++ {
+		rc.log = nil
+		b.begin()
+		b.ready(7, 3) // completes [8,10)
+		if want := "sum 8+2"; strings.Join(rc.log, ",") != want {
+			t.Fatalf("after [7,10): %v, want %s", rc.log, want)
+		}
+		b.ready(3, 4) // completes [4,8)
+		b.ready(1, 2)
+		if err := b.finish(); err != nil { // [0,1) never reported
+			t.Fatal(err)
+		}
+		if got, want := strings.Join(rc.log, ","), "sum 8+2,sum 4+4,sum 0+4,wait"; got != want {
+			t.Errorf("step %d: %s, want %s", step, got, want)
+		}
+	}
+	b.begin()
+	b.ready(0, 4)
+	defer func() {
+		if recover() == nil {
+			t.Error("a range reported twice did not panic")
+		}
+	}()
+	b.ready(2, 1)
 }

@@ -99,6 +99,9 @@ type RunConfig struct {
 	// Comm, when set, makes this process one rank of a data-parallel run
 	// (see dist.go): BatchSize is per rank, rank 0 writes Out.
 	Comm dist.Communicator
+	// GradBucketMiB is the size of the gradient buckets a data-parallel
+	// run reduces during the backward pass (0: DefaultGradBucketMiB).
+	GradBucketMiB float64
 
 	// Log receives the progress bar and notes (os.Stderr when nil); Quiet
 	// drops the bar.
@@ -225,6 +228,8 @@ type trainer struct {
 	// one-hot batch at 8 x 10240 x 256 is 84 MB; no need to allocate it at
 	// every step)
 	spare chan []float32
+	// buckets reduce the gradients over the ranks (nil: one process).
+	buckets *gradBuckets
 }
 
 // Run trains until cfg.Steps, the context is cancelled (then it saves a
@@ -464,6 +469,9 @@ func newTrainer(cfg RunConfig) (_ *trainer, err error) {
 		}
 	}
 	tr.spare = make(chan []float32, 2)
+	if cfg.Comm != nil {
+		tr.buckets = newGradBuckets(cfg.Comm, tr.model.Grads(), tr.model.NumParams(), cfg.GradBucketMiB)
+	}
 	if err := tr.syncStart(); err != nil {
 		return nil, err
 	}
@@ -676,7 +684,7 @@ func (tr *trainer) stepOnce(p *prepared) (loss, gnorm float64, err error) {
 		return loss, 0, &NonFiniteError{Step: p.step + 1, What: "the training loss", Value: loss, Checkpoint: tr.lastCkpt}
 	}
 	m.ZeroGrads()
-	m.Backward(tr.ws, tr.ws.DOut(), compute.View{})
+	tr.backward()
 	if err := tr.reduceGrads(); err != nil {
 		return loss, 0, err
 	}

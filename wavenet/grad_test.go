@@ -279,3 +279,62 @@ func TestCausality(t *testing.T) {
 		})
 	}
 }
+
+// TestBackwardReadyRangesAreFinal checks the promise data-parallel training
+// relies on: every range BackwardReady reports is already its final
+// gradient (a snapshot taken in the callback equals the gradient after the
+// whole pass), the ranges cover every parameter exactly once, and the
+// last layers come first, so their reduction can start while the rest of
+// the backward pass runs.
+func TestBackwardReadyRangesAreFinal(t *testing.T) {
+	for _, wn := range []bool{true, false} {
+		t.Run(fmt.Sprintf("weightnorm=%v", wn), func(t *testing.T) {
+			f := newGradFixture(t, smallConfig(1, 3, wn), 2, 24, 9)
+			f.loss()
+			copy(f64(f.ws.DOut()), f.r)
+			f.m.ZeroGrads()
+			g := f64(f.m.Grads())
+			type snap struct {
+				off int
+				v   []float64
+			}
+			var snaps []snap
+			seen := make([]int, f.m.NumParams())
+			f.m.BackwardReady(f.ws, f.ws.DOut(), f.dmel, func(off, n int) {
+				snaps = append(snaps, snap{off, append([]float64(nil), g[off:off+n]...)})
+				for i := off; i < off+n; i++ {
+					seen[i]++
+				}
+			})
+			for i, c := range seen {
+				if c != 1 {
+					t.Fatalf("parameter %d reported %d times, want once", i, c)
+				}
+			}
+			for _, s := range snaps {
+				for i, v := range s.v {
+					if g[s.off+i] != v {
+						t.Fatalf("range at %d: gradient %d changed after it was reported ready (%g, then %g)", s.off, s.off+i, v, g[s.off+i])
+					}
+				}
+			}
+			// The output convs first, then the layers from the last.
+			last, _ := f.m.last1.paramRange()
+			if snaps[0].off != last {
+				t.Errorf("first ready range starts at %d, want the output convs at %d", snaps[0].off, last)
+			}
+			l3, _ := f.m.layers[3].conv.paramRange()
+			if len(snaps) < 2 || snaps[1].off != l3 {
+				t.Errorf("second ready range should be the last layer's (at %d): %v", l3, snaps[1].off)
+			}
+			// The same gradients as Backward.
+			want := append([]float64(nil), g...)
+			f.analytic()
+			for i := range want {
+				if want[i] != g[i] {
+					t.Fatalf("gradient %d: BackwardReady %g, Backward %g", i, want[i], g[i])
+				}
+			}
+		})
+	}
+}

@@ -166,13 +166,24 @@ func (m *Model) applyWeightNorm() {
 }
 
 // weightNormBackward turns effective-weight gradients into g/v gradients.
-func (m *Model) weightNormBackward() {
+// finishConvs turns the effective-weight gradients of convs (whose
+// backward is complete) into their g/v gradients and tells ready the
+// parameter range they span. The convs of one call are contiguous in the
+// flat layout (one layer, or the two output convs), so the range is theirs
+// alone.
+func (m *Model) finishConvs(ready func(off, n int), convs ...*conv) {
 	p, d := compute.V(m.params), compute.V(m.grads)
-	for _, c := range m.convs {
+	lo, hi := m.nParams, 0
+	for _, c := range convs {
 		if c.wn {
 			g, o, in := c.wnDims()
 			m.be.WeightNormBackward(d.At(c.gOff), d.At(c.wOff), m.dw(c), p.At(c.gOff), p.At(c.wOff), g, o, in)
 		}
+		a, b := c.paramRange()
+		lo, hi = min(lo, a), max(hi, b)
+	}
+	if ready != nil && hi > lo {
+		ready(lo, hi-lo)
 	}
 }
 
@@ -501,6 +512,17 @@ func (m *Model) upsampleInto(ws *Workspace, out compute.View) {
 // When dmel.Buf is non-nil it also overwrites dmel [B][cin][frames+2*pad]
 // with the loss gradient with respect to the mel input.
 func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
+	m.BackwardReady(ws, dout, dmel, nil)
+}
+
+// BackwardReady is Backward that also calls ready(off, n) for each range
+// of the gradient buffer as soon as the backward pass is done with it
+// (nothing queued later writes it), last layers first: a data-parallel
+// trainer starts summing those gradients over the ranks while the rest of
+// the backward pass runs. The ranges are disjoint and together cover every
+// parameter; ready runs on the calling goroutine, after the range's work is
+// queued on the backend (not necessarily finished on a GPU).
+func (m *Model) BackwardReady(ws *Workspace, dout, dmel compute.View, ready func(off, n int)) {
 	if !ws.train {
 		panic("wavenet: Backward called on a forward-only workspace (NewInferenceWorkspace)")
 	}
@@ -528,6 +550,7 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 	be.BiasGrad(m.dbias(m.last1), da, B, S, T)
 	dskip := compute.V(ws.skip) // the skip sum is not needed any more
 	be.GemmStridedBatched(true, false, S, T, S, 1, m.w(m.last1), S, 0, da, T, S*T, 0, dskip, T, S*T, B)
+	m.finishConvs(ready, m.last1, m.last2)
 	be.ReLUBackward(dskip, dskip, a1, n)
 	be.Scale(dskip, n, float32(math.Sqrt(1/float64(L))))
 	// Every layer's skip bias gets the same gradient, the sum of dskip over
@@ -574,13 +597,18 @@ func (m *Model) Backward(ws *Workspace, dout, dmel compute.View) {
 			m.wgrad(dw.At(k*G*R), G, R, T-s, dpre.At(s), T, G*T, hl, T, R*T, B)
 			be.GemmStridedBatched(true, false, R, T-s, G, 1, w.At(k*G*R), R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
 		}
+		m.finishConvs(ready, ly.conv, ly.cond, ly.out, ly.skip)
 	}
 	// First conv (no gradient w.r.t. the network input).
 	m.weightGrad(m.first, dh, ws.x, R, cfg.FirstConvInputs(), T, B)
 	be.BiasGrad(m.dbias(m.first), dh, B, R, T)
+	m.finishConvs(ready, m.first)
 
 	m.upsampleBackward(ws, dmel)
-	m.weightNormBackward()
+	m.finishConvs(ready, m.convIn)
+	for _, c := range m.up {
+		m.finishConvs(ready, c)
+	}
 }
 
 // weightGrad accumulates dW (out x in, row-major) += sum_b dy_b x_b^T over

@@ -57,6 +57,18 @@ const (
 
 func (c *conv) wLen() int { return c.out * c.in * c.k }
 
+// paramRange is the span [lo, hi) of the flat parameter buffer that holds
+// this conv's tensors (bias, g, v or weight, laid out together by addConv).
+func (c *conv) paramRange() (lo, hi int) {
+	lo, hi = math.MaxInt, 0
+	for _, r := range [][2]int{{c.bOff, c.out}, {c.gOff, c.out}, {c.wOff, c.wLen()}} {
+		if r[0] >= 0 {
+			lo, hi = min(lo, r[0]), max(hi, r[0]+r[1])
+		}
+	}
+	return lo, hi
+}
+
 // addConv appends the conv's tensors to the table in state_dict order
 // (bias, weight_g, weight_v under weight norm; weight, bias otherwise).
 func (m *Model) addConv(c *conv) {

@@ -29,6 +29,7 @@ import (
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/compute/cuda"
 	"github.com/wavecat/wavecat/dist"
+	"github.com/wavecat/wavecat/train"
 )
 
 var _ dist.Communicator = (*cuda.NCCLComm)(nil)
@@ -39,6 +40,7 @@ const childVar = "WAVECAT_GPUS_CHILD"
 
 func addDistFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.IntVar(&o.gpus, "gpus", 0, "cuda: train data-parallel on this many GPUs of this machine, one process each (--batch-size is per GPU); under torchrun, srun or mpirun leave it out: the launcher's environment is read")
+	f.Float64Var(&o.bucketMiB, "grad-bucket-mib", train.DefaultGradBucketMiB, "data-parallel: the gradients are summed over the GPUs in buckets of this size, each as soon as the backward pass has finished it (PyTorch DDP's bucket_cap_mb)")
 	f.DurationVar(&o.distTimeout, "dist-timeout", dist.DefaultTimeout, "data-parallel: how long a rank waits for the others (at the rendezvous and at every gradient exchange) before the job fails naming the missing rank")
 }
 
@@ -53,6 +55,8 @@ func distMode(o *trainOpts, getenv func(string) string) (launch bool, env dist.E
 	switch {
 	case o.gpus < 0:
 		return false, env, false, fmt.Errorf("--gpus %d must not be negative", o.gpus)
+	case !(o.bucketMiB > 0):
+		return false, env, false, fmt.Errorf("--grad-bucket-mib %g must be positive", o.bucketMiB)
 	case o.gpus > 0 && !child && ranked:
 		return false, env, false, fmt.Errorf("--gpus starts the processes itself, but this one was started by %s as rank %d of %d: leave --gpus out", env.Launcher, env.Rank, env.WorldSize)
 	case o.gpus > 0 && !child:

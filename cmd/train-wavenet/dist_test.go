@@ -17,6 +17,7 @@ func TestDistMode(t *testing.T) {
 	for _, c := range []struct {
 		name           string
 		gpus           int
+		bucket         float64
 		device         string
 		env            map[string]string
 		launch, ranked bool
@@ -32,10 +33,14 @@ func TestDistMode(t *testing.T) {
 		{name: "torchrun rank on the cpu", device: "cpu", env: torchrun, err: "data-parallel training needs --device cuda"},
 		{name: "bad launcher environment", device: "cuda", env: map[string]string{"RANK": "x", "WORLD_SIZE": "2"}, err: `RANK="x"`},
 		{name: "negative", gpus: -1, device: "cuda", err: "--gpus -1 must not be negative"},
+		{name: "negative bucket", device: "cuda", bucket: -1, err: "--grad-bucket-mib -1 must be positive"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := defaultTrainOpts()
 			o.gpus, o.device = c.gpus, c.device
+			if c.bucket != 0 {
+				o.bucketMiB = c.bucket
+			}
 			launch, env, ranked, err := distMode(&o, func(k string) string { return c.env[k] })
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {

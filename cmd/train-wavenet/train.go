@@ -99,6 +99,7 @@ type trainOpts struct {
 	timeLimit                                           time.Duration
 	gpus                                                int           // --gpus (dist.go)
 	distTimeout                                         time.Duration // --dist-timeout
+	bucketMiB                                           float64       // --grad-bucket-mib
 }
 
 func defaultTrainOpts() trainOpts {
@@ -106,7 +107,8 @@ func defaultTrainOpts() trainOpts {
 	return trainOpts{device: "cpu", blas: "auto", evalSplit: d.EvalSplit,
 		batch: d.BatchSize, maxT: d.MaxTimeSteps, steps: d.Steps, lr: d.Schedule.Init, lrGamma: d.Schedule.Gamma,
 		lrDecaySteps: d.Schedule.StepSize, emaDecay: d.EMADecay, seed: 1, keep: d.Keep,
-		evalEvery: d.EvalInterval, ckptEvery: d.CheckpointInterval, logEvery: d.LogInterval, evalMax: 0, evalChunk: 32}
+		evalEvery: d.EvalInterval, ckptEvery: d.CheckpointInterval, logEvery: d.LogInterval, evalMax: 0, evalChunk: 32,
+		bucketMiB: train.DefaultGradBucketMiB}
 }
 
 // headOptions are the flags that become outputs.New options.
@@ -305,7 +307,7 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 		if be, comm, err = joinRun(cmd.Context(), o, env); err != nil {
 			return err
 		}
-		cfg.Comm = comm
+		cfg.Comm, cfg.GradBucketMiB = comm, o.bucketMiB
 	} else if be, err = newBackend(o); err != nil {
 		return err
 	}

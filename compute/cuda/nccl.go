@@ -48,8 +48,28 @@ type ncclAPI struct {
 	ncclCommDestroy          func(comm uintptr) int32
 	ncclGetErrorString       func(r int32) string
 
-	cuStreamQuery func(s uintptr) cuResult // from the driver
+	// From the driver: polling a stream, and the events that order the
+	// side stream that overlapped reductions run on.
+	cuStreamQuery     func(s uintptr) cuResult
+	cuEventCreate     func(e *uintptr, flags uint32) cuResult
+	cuEventRecord     func(e, s uintptr) cuResult
+	cuStreamWaitEvent func(s, e uintptr, flags uint32) cuResult
+	cuEventDestroy    func(e uintptr) cuResult
 }
+
+// driverSymbols are the driver entry points NCCLComm uses beyond the
+// backend's.
+func (n *ncclAPI) driverSymbols() []symbol {
+	return []symbol{
+		{"cuStreamQuery", &n.cuStreamQuery, false},
+		{"cuEventCreate", &n.cuEventCreate, false},
+		{"cuEventRecord", &n.cuEventRecord, false},
+		{"cuStreamWaitEvent", &n.cuStreamWaitEvent, false},
+		{"cuEventDestroy_v2", &n.cuEventDestroy, false},
+	}
+}
+
+const cuEventDisableTiming = 2 // CU_EVENT_DISABLE_TIMING
 
 func (n *ncclAPI) symbols() []symbol {
 	return []symbol{
@@ -93,7 +113,7 @@ func loadNCCL() (*ncclAPI, error) {
 	if err := bindNCCL(lib, n); err != nil {
 		return nil, err
 	}
-	if err := bind(drv.lib, "the CUDA driver", []symbol{{"cuStreamQuery", &n.cuStreamQuery, false}}); err != nil {
+	if err := bind(drv.lib, "the CUDA driver", n.driverSymbols()); err != nil {
 		return nil, err
 	}
 	ncclLib = n
@@ -141,7 +161,9 @@ func NCCLUniqueID() ([]byte, error) {
 // collectives run on the backend's stream, after the work queued there,
 // and wait for completion while polling NCCL's asynchronous error state, so
 // a dead peer becomes an error (after the timeout at worst) instead of a
-// hang.
+// hang. StartAllReduceSum queues its reductions on a side stream instead,
+// behind an event recorded on the backend's stream, so they overlap the
+// kernels queued after them; Wait polls the side stream.
 type NCCLComm struct {
 	be         *Backend
 	api        *ncclAPI
@@ -151,6 +173,9 @@ type NCCLComm struct {
 
 	mu      sync.Mutex
 	scratch compute.Buffer // AllReduceHost's float64s
+	side    uintptr        // the overlapped reductions' stream (0: not yet made)
+	ready   uintptr        // event: the backend's stream reached a StartAllReduceSum
+	pending int            // reductions queued on side since the last Wait
 }
 
 // NewNCCLComm joins the communicator of size ranks named by id as rank.
@@ -189,13 +214,17 @@ func devicePtr(v compute.View) uint64 {
 	return v.Buf.(*buffer).ptr + 4*uint64(v.Off)
 }
 
-// wait polls the stream until the queued collective is done, failing on an
+// wait polls the backend's stream until the queued collective is done; see
+// waitOn.
+func (c *NCCLComm) wait(what string) error { return c.waitOn(c.be.stream, what) }
+
+// waitOn polls stream until the queued collectives are done, failing on an
 // NCCL asynchronous error or after the timeout (aborting the communicator,
 // which also unblocks the stream). Call inside be.enter.
-func (c *NCCLComm) wait(what string) error {
+func (c *NCCLComm) waitOn(stream uintptr, what string) error {
 	start := time.Now()
 	for sleep := time.Microsecond; ; sleep = min(2*sleep, time.Millisecond) {
-		r := c.api.cuStreamQuery(c.be.stream)
+		r := c.api.cuStreamQuery(stream)
 		if r == cuSuccess {
 			return nil
 		}
@@ -224,6 +253,69 @@ func (c *NCCLComm) live(what string) error {
 	return nil
 }
 
+// StartAllReduceSum implements dist.Communicator: the sum runs on the side
+// stream once the backend's stream has reached this point.
+func (c *NCCLComm) StartAllReduceSum(v compute.View, n int) error {
+	v.Check(n, "cuda: StartAllReduceSum")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.live("StartAllReduceSum"); err != nil {
+		return err
+	}
+	defer c.be.enter()()
+	if c.side == 0 {
+		var s, e uintptr
+		if err := c.be.drv.check("cuStreamCreate", c.be.drv.cuStreamCreate(&s, cuStreamNonBlocking)); err != nil {
+			return err
+		}
+		if err := c.be.drv.check("cuEventCreate", c.api.cuEventCreate(&e, cuEventDisableTiming)); err != nil {
+			c.be.drv.cuStreamDestroy(s)
+			return err
+		}
+		c.side, c.ready = s, e
+	}
+	// A stream waits for the event's latest record at the time of the
+	// call, so one event serves every reduction.
+	if err := c.be.drv.check("cuEventRecord", c.api.cuEventRecord(c.ready, c.be.stream)); err != nil {
+		return err
+	}
+	if err := c.be.drv.check("cuStreamWaitEvent", c.api.cuStreamWaitEvent(c.side, c.ready, 0)); err != nil {
+		return err
+	}
+	p := devicePtr(v)
+	if err := c.api.check("ncclAllReduce", c.api.ncclAllReduce(p, p, uint64(n), ncclFloat32, ncclSum, c.comm, c.side)); err != nil {
+		return err
+	}
+	c.pending++
+	return nil
+}
+
+// Wait implements dist.Communicator. Once the side stream is idle on the
+// host's poll, everything queued on the backend afterwards follows it.
+func (c *NCCLComm) Wait() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending == 0 {
+		return nil
+	}
+	if err := c.live("Wait"); err != nil {
+		return err
+	}
+	defer c.be.enter()()
+	return c.drain()
+}
+
+// drain waits for the reductions queued on the side stream. Call with mu
+// held, inside be.enter.
+func (c *NCCLComm) drain() error {
+	if c.pending == 0 {
+		return nil
+	}
+	n := c.pending
+	c.pending = 0
+	return c.waitOn(c.side, fmt.Sprintf("%d overlapped ncclAllReduce(s)", n))
+}
+
 // AllReduceSum implements dist.Communicator.
 func (c *NCCLComm) AllReduceSum(v compute.View, n int) error {
 	v.Check(n, "cuda: AllReduceSum")
@@ -233,6 +325,9 @@ func (c *NCCLComm) AllReduceSum(v compute.View, n int) error {
 		return err
 	}
 	defer c.be.enter()()
+	if err := c.drain(); err != nil {
+		return err
+	}
 	p := devicePtr(v)
 	if err := c.api.check("ncclAllReduce", c.api.ncclAllReduce(p, p, uint64(n), ncclFloat32, ncclSum, c.comm, c.be.stream)); err != nil {
 		return err
@@ -262,6 +357,9 @@ func (c *NCCLComm) AllReduceHost(x []float64) error {
 	c.be.Upload(v, bits)
 	err := func() error {
 		defer c.be.enter()()
+		if err := c.drain(); err != nil {
+			return err
+		}
 		p := devicePtr(v)
 		if err := c.api.check("ncclAllReduce", c.api.ncclAllReduce(p, p, uint64(len(x)), ncclFloat64, ncclSum, c.comm, c.be.stream)); err != nil {
 			return err
@@ -287,6 +385,9 @@ func (c *NCCLComm) Broadcast(v compute.View, n int, root int) error {
 		return err
 	}
 	defer c.be.enter()()
+	if err := c.drain(); err != nil {
+		return err
+	}
 	p := devicePtr(v)
 	if err := c.api.check("ncclBroadcast", c.api.ncclBroadcast(p, p, uint64(n), ncclFloat32, int32(root), c.comm, c.be.stream)); err != nil {
 		return err
@@ -314,13 +415,24 @@ func (c *NCCLComm) Close() error {
 	if c.comm != 0 {
 		func() {
 			defer c.be.enter()()
-			err = c.api.check("ncclCommDestroy", c.api.ncclCommDestroy(c.comm))
+			err = c.drain()
+			if e := c.api.check("ncclCommDestroy", c.api.ncclCommDestroy(c.comm)); err == nil {
+				err = e
+			}
 		}()
 		c.comm = 0
 	}
 	if c.scratch != nil {
 		c.be.Free(c.scratch)
 		c.scratch = nil
+	}
+	if c.side != 0 {
+		func() {
+			defer c.be.enter()()
+			c.api.cuEventDestroy(c.ready)
+			c.be.drv.cuStreamDestroy(c.side)
+		}()
+		c.side, c.ready = 0, 0
 	}
 	return err
 }

@@ -2,12 +2,16 @@ package cuda
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/wavecat/wavecat/compute"
 )
 
 // TestNCCLMissingMessage: without NCCL, the error lists every folder tried
@@ -75,7 +79,7 @@ func TestNCCLSignaturesRegister(t *testing.T) {
 	}
 	addr, _ := purego.Dlsym(libc, "abs")
 	n := &ncclAPI{}
-	syms := append(n.symbols(), symbol{"cuStreamQuery", &n.cuStreamQuery, false})
+	syms := append(n.symbols(), n.driverSymbols()...)
 	for _, s := range syms {
 		func() {
 			defer func() {
@@ -86,4 +90,72 @@ func TestNCCLSignaturesRegister(t *testing.T) {
 			purego.RegisterFunc(s.fptr, addr)
 		}()
 	}
+}
+
+// TestNCCLOverlappedReductionsOrder runs NCCLComm's StartAllReduceSum and
+// Wait against a fake driver and NCCL that log their calls: each
+// reduction goes on a side stream behind an event recorded on the
+// backend's stream at the call (so it follows the gradients queued
+// before it and overlaps the kernels queued after), StartAllReduceSum
+// never polls, Wait polls the side stream once, and a blocking collective
+// drains the side stream before its own.
+func TestNCCLOverlappedReductionsOrder(t *testing.T) {
+	be, _ := newFakeBackend(t)
+	var calls []string
+	logf := func(format string, a ...any) { calls = append(calls, fmt.Sprintf(format, a...)) }
+	const side, ev = 40, 50
+	be.drv.cuStreamCreate = func(s *uintptr, flags uint32) cuResult {
+		logf("cuStreamCreate(%d)", flags)
+		*s = side
+		return cuSuccess
+	}
+	n := &ncclAPI{}
+	n.cuEventCreate = func(e *uintptr, flags uint32) cuResult {
+		logf("cuEventCreate(%d)", flags)
+		*e = ev
+		return cuSuccess
+	}
+	n.cuEventRecord = func(e, s uintptr) cuResult { logf("record(%d on %d)", e, s); return cuSuccess }
+	n.cuStreamWaitEvent = func(s, e uintptr, _ uint32) cuResult { logf("wait(%d for %d)", s, e); return cuSuccess }
+	n.cuEventDestroy = func(uintptr) cuResult { logf("cuEventDestroy"); return cuSuccess }
+	n.cuStreamQuery = func(s uintptr) cuResult { logf("query(%d)", s); return cuSuccess }
+	n.ncclAllReduce = func(send, recv, count uint64, dtype, op int32, comm, stream uintptr) int32 {
+		logf("allreduce(%d floats on %d)", count, stream)
+		return ncclSuccess
+	}
+	n.ncclCommGetAsyncError = func(uintptr, *int32) int32 { return ncclSuccess }
+	n.ncclCommDestroy = func(uintptr) int32 { logf("destroy"); return ncclSuccess }
+	c := &NCCLComm{be: be, api: n, comm: 7, rank: 0, size: 2, timeout: time.Second}
+	buf := be.Alloc(100)
+	v := compute.V(buf)
+	for _, off := range []int{60, 0} {
+		if err := c.StartAllReduceSum(v.At(off), 40); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.AllReduceSum(v, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil { // nothing left: no poll
+		t.Fatal(err)
+	}
+	if err := c.StartAllReduceSum(v, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"cuStreamCreate(1)", "cuEventCreate(2)",
+		"record(50 on 2)", "wait(40 for 50)", "allreduce(40 floats on 40)",
+		"record(50 on 2)", "wait(40 for 50)", "allreduce(40 floats on 40)",
+		"query(40)", // AllReduceSum drains the side stream first
+		"allreduce(10 floats on 2)", "query(2)",
+		"record(50 on 2)", "wait(40 for 50)", "allreduce(5 floats on 40)",
+		"query(40)", "destroy", "cuEventDestroy",
+	}
+	if !slices.Equal(calls, want) {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(calls, "\n"), strings.Join(want, "\n"))
+	}
+	be.Free(buf)
 }
