@@ -21,8 +21,9 @@ import (
 // this machine has two cores.
 const benchThreads = 2
 
-// gemmPaths are the CPU backend's two GEMM libraries.
-var gemmPaths = []string{"openblas", "gonum"}
+// gemmPaths are the CPU backend's GEMM libraries ("wavecat": the own
+// AVX-512 kernels for training's products, skipped without AVX-512).
+var gemmPaths = []string{"openblas", "wavecat", "gonum"}
 
 func newBackend(b *testing.B, blas string) *cpu.Backend {
 	b.Helper()

@@ -152,6 +152,15 @@ row "train-wavenet --device cuda (300 steps, tiny adacat)" "exit $rc"
 cp "$W/run-cuda/metrics.jsonl" "$L/metrics-cuda.jsonl" 2>/dev/null
 say "dev bits (EMA) by step: $(grep '"type":"eval"' "$L/metrics-cuda.jsonl" 2>/dev/null | sed -E 's/.*"step":([0-9]+).*"bits":([-0-9.e]+).*/ \1:\2/' | tr -d '\n')"
 say "steps/s: $(grep '"type":"train"' "$L/metrics-cuda.jsonl" 2>/dev/null | tail -1 | sed -E 's/.*"steps_per_s":([0-9.]+).*/\1/')"
+# Data parallelism through the launcher: one NCCL rank, gradients in small
+# buckets overlapped with the backward pass.
+timeout 40 "$E/train-wavenet" --data "$B/dump" --out "$W/run-gpus1" --preset tiny --head mulaw --bins 64 \
+	--steps 50 --batch-size 2 --max-time-steps 4096 --eval-interval 0 --checkpoint-interval 0 --log-interval 25 \
+	--device cuda --gpus 1 --grad-bucket-mib 0.05 >"$L/train-gpus1.log" 2>&1
+rc=$?
+[[ $rc -ne 0 ]] && FAILED=1
+row "train-wavenet --device cuda --gpus 1 (NCCL, 50 steps)" "exit $rc"
+[[ $rc -ne 0 ]] && tail -3 "$L/train-gpus1.log" | tee -a "$S"
 timeout 30 "$E/vocode" --device cuda -o "$W/vocode-cuda.wav" "$B/mel-example.npy" >"$L/vocode-cuda.log" 2>"$L/vocode-cuda.err"
 rc=$?
 [[ $rc -ne 0 ]] && FAILED=1

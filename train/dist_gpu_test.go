@@ -13,7 +13,9 @@ import (
 // TestGPUDataParallelOneRank: a real NCCL communicator of one rank (its
 // own rendezvous skipped: one rank needs no id exchange) drives the loop
 // on the GPU and ends bit-identical to the same run without a
-// communicator (a sum over one rank is the identity). It needs a CUDA GPU
+// communicator (a sum over one rank is the identity), with its gradients
+// reduced in small buckets on NCCL's side stream during the backward pass.
+// It needs a CUDA GPU
 // and NCCL 2.23+, and skips without them.
 func TestGPUDataParallelOneRank(t *testing.T) {
 	be, err := cuda.New(cuda.Options{})
@@ -38,6 +40,7 @@ func TestGPUDataParallelOneRank(t *testing.T) {
 	}
 	ranked := plain
 	ranked.Out, ranked.Comm = filepath.Join(t.TempDir(), "nccl"), comm
+	ranked.GradBucketMiB = 0.01 // several reductions overlapped with each backward pass
 	if _, err := Run(context.Background(), ranked); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,9 @@ type Options struct {
 	Threads int
 	// BLAS picks the GEMM library: "auto" (or "") tries OpenBLAS then falls
 	// back to gonum, "openblas" fails when OpenBLAS cannot be loaded,
-	// "gonum" never loads a shared library.
+	// "gonum" never loads a shared library, "wavecat" runs training's
+	// GEMMs on the own AVX-512 kernels (gemm_own.go) and the rest as
+	// "auto" does, failing on a CPU without AVX-512.
 	BLAS string
 }
 
@@ -67,8 +69,22 @@ func New(opts Options) (*Backend, error) {
 		be.gemm = ob
 	case "gonum":
 		be.gemm = newGonum(threads)
+	case "wavecat":
+		var inner sgemmer
+		if ob, err := loadOpenBLAS(threads); err == nil {
+			inner = ob
+		} else {
+			g := newGonum(threads)
+			g.why = err.Error()
+			inner = g
+		}
+		own, err := newOwnGEMM(inner, threads)
+		if err != nil {
+			return nil, err
+		}
+		be.gemm = own
 	default:
-		return nil, fmt.Errorf("cpu: unknown BLAS %q (want auto, openblas or gonum)", opts.BLAS)
+		return nil, fmt.Errorf("cpu: unknown BLAS %q (want auto, openblas, gonum or wavecat)", opts.BLAS)
 	}
 	be.pool = newWorkerPool(threads)
 	stopWorkers(be)
@@ -83,7 +99,7 @@ func (be *Backend) Describe() string {
 	return fmt.Sprintf("cpu: %s, %d threads", be.gemm.describe(), be.threads)
 }
 
-// BLAS returns "openblas" or "gonum": the GEMM path in use.
+// BLAS returns "openblas", "gonum" or "wavecat": the GEMM path in use.
 func (be *Backend) BLAS() string { return be.gemm.name() }
 
 // Threads returns the parallelism the backend uses.

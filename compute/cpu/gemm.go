@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/wavecat/wavecat/compute"
@@ -133,3 +134,5 @@ func (g *gemmArgs) items(lo, hi int) {
 		g.be.gemmSlices(g.transA, g.transB, g.m, g.n, g.k, g.alpha, as, g.lda, bs, g.ldb, g.beta, cs, g.ldc)
 	}
 }
+
+var errNoOwnGEMM = errors.New("cpu: the wavecat GEMM kernels need an amd64 CPU with AVX-512 (F and VL)")

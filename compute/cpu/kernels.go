@@ -607,6 +607,12 @@ type adamConsts struct{ b1, b2, c1, c2, step, isqb2, eps float32 }
 // adam: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), the order PyTorch uses.
 func adam(p, g, m, v []float32, k *adamConsts) {
 	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
+	d := adamVec(p, g, m, v, k)
+	adamScalar(p[d:], g[d:], m[d:], v[d:], k)
+}
+
+func adamScalar(p, g, m, v []float32, k *adamConsts) {
+	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
 	for i := range p {
 		gi := g[i]
 		mi := k.b1*m[i] + k.c1*gi

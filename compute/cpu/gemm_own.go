@@ -1,0 +1,169 @@
+//go:build amd64
+
+package cpu
+
+import (
+	"sync"
+
+	"golang.org/x/sys/cpu"
+)
+
+// ownGEMM runs the GEMMs of a training step on wavecat's own AVX-512
+// kernels (gen_gemm.py) and hands every other product to inner (OpenBLAS
+// or gonum). Why our own: training's products are long and thin (a
+// 256x128 weight times 128 x 10240 activations, or the weight gradient
+// summed over 10240 samples), OpenBLAS is often built or pinned for AVX2
+// (this project's machine pins it to its Haswell kernels), and without
+// OpenBLAS the pure-Go fallback is ten times slower. The kernels need no
+// packing: the NN and TN products broadcast op(A) and stream B's
+// contiguous columns, the NT product (weight gradients) runs lanes along
+// the shared time axis. Each element of C is computed by one goroutine in
+// a fixed order, so results do not depend on timing.
+type ownGEMM struct {
+	inner   sgemmer
+	threads int
+}
+
+// ownGEMMSupported: the kernels use AVX-512F with 128/256-bit EVEX forms (VL).
+var ownGEMMSupported = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL
+
+const (
+	gpMR, gpCols = 6, 64 // panel tile: rows x columns (4 vectors)
+	gdMR, gdNR   = 4, 6  // dot tile
+	// gdKC is the k block of the dot kernel: a 4-row A block of all m rows
+	// (m*gdKC floats, 1 MB at m = 256) stays in a 2 MB L2 while every
+	// 6-row B block passes over it.
+	gdKC = 1024
+	// ownMinWork is the multiply-adds below which a product goes to inner
+	// (a synthesis step's GEMVs, tiny test shapes).
+	ownMinWork = 1 << 16
+)
+
+func (g *ownGEMM) name() string { return "wavecat" }
+func (g *ownGEMM) describe() string {
+	return "wavecat AVX-512 kernels for training's GEMMs, " + g.inner.describe() + " for the rest"
+}
+func (g *ownGEMM) batchParallel() bool { return false }
+
+func (g *ownGEMM) sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if alpha != 1 || (transA && transB) || m*n*k < ownMinWork || (!transB && n < 16) || (transB && k < 16) {
+		g.inner.sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	if beta == 0 && !transB {
+		g.panels(transA, m, n, k, a, lda, b, ldb, c, ldc, false)
+		return
+	}
+	if beta != 1 {
+		for i := 0; i < m; i++ {
+			row := c[i*ldc : i*ldc+n]
+			if beta == 0 {
+				clear(row)
+			} else {
+				for j := range row {
+					row[j] *= beta
+				}
+			}
+		}
+	}
+	if !transB {
+		g.panels(transA, m, n, k, a, lda, b, ldb, c, ldc, true)
+	} else {
+		g.dots(m, n, k, a, lda, b, ldb, c, ldc)
+	}
+}
+
+// parallel runs f over [0, n) units split into contiguous ranges, one per
+// goroutine (the caller's included), at most g.threads of them.
+func (g *ownGEMM) parallel(n int, f func(lo, hi int)) {
+	t := min(g.threads, n)
+	if t <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < t; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(w*n/t, (w+1)*n/t)
+		}()
+	}
+	f(0, n/t)
+	wg.Wait()
+}
+
+// panels computes C += op(A) B (C = op(A) B when acc is false) for
+// row-major B (NN, TN): the columns of C
+// are split over the goroutines in 64-wide tiles; each tile's B panel
+// (k x 64) is read once from memory and then from cache for every 6-row
+// tile of C.
+func (g *ownGEMM) panels(transA bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+	ars, aps := lda, 1
+	if transA {
+		ars, aps = 1, lda
+	}
+	tiles := (n + gpCols - 1) / gpCols
+	g.parallel(tiles, func(lo, hi int) {
+		pp := panelPool.Get().(*[]float32)
+		if cap(*pp) < k*gpCols {
+			*pp = make([]float32, k*gpCols)
+		}
+		p := (*pp)[:k*gpCols]
+		for t := lo; t < hi; t++ {
+			j0 := t * gpCols
+			w := min(gpCols, n-j0)
+			nv := (w + 15) / 16
+			mask := 1<<(w-16*(nv-1)) - 1
+			// B's rows are ldb apart, often a multiple of 4 KiB (10240
+			// floats): read in place, the panel's k rows fall into a few
+			// cache sets and evict each other (measured 2.5-3x slower).
+			for r := 0; r < k; r++ {
+				copy(p[r*gpCols:r*gpCols+w], b[r*ldb+j0:r*ldb+j0+w])
+			}
+			for i0 := 0; i0 < m; i0 += gpMR {
+				mr := min(gpMR, m-i0)
+				gpKernels[mr-1][nv-1](&a[i0*ars], ars, aps, &p[0], gpCols, &c[i0*ldc+j0], ldc, k, mask, acc)
+			}
+		}
+		panelPool.Put(pp)
+	})
+}
+
+// panelPool holds the goroutines' copies of a B panel.
+var panelPool = sync.Pool{New: func() any { return new([]float32) }}
+
+// dots computes C += A B^T (NT) with lanes along k: the goroutines split
+// C's columns (B's rows) in 6-row groups, or its rows when there are more
+// of those; k runs in gdKC blocks, the partial sums added to C.
+func (g *ownGEMM) dots(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	ig, jg := (m+gdMR-1)/gdMR, (n+gdNR-1)/gdNR
+	run := func(i0, i1, j0, j1 int) { // group ranges
+		for k0 := 0; k0 < k; k0 += gdKC {
+			kl := min(gdKC, k-k0)
+			chunks, mask := kl/16, 1<<(kl%16)-1
+			for jgi := j0; jgi < j1; jgi++ {
+				j := jgi * gdNR
+				nr := min(gdNR, n-j)
+				for igi := i0; igi < i1; igi++ {
+					i := igi * gdMR
+					mr := min(gdMR, m-i)
+					gdKernels[mr-1][nr-1](&a[i*lda+k0], lda, &b[j*ldb+k0], ldb, &c[i*ldc+j], ldc, chunks, mask)
+				}
+			}
+		}
+	}
+	if jg >= ig || jg >= 2*g.threads {
+		g.parallel(jg, func(lo, hi int) { run(0, ig, lo, hi) })
+	} else {
+		g.parallel(ig, func(lo, hi int) { run(lo, hi, 0, jg) })
+	}
+}
+
+// newOwnGEMM wraps inner with the own kernels, or says why it cannot.
+func newOwnGEMM(inner sgemmer, threads int) (sgemmer, error) {
+	if !ownGEMMSupported {
+		return nil, errNoOwnGEMM
+	}
+	return &ownGEMM{inner: inner, threads: threads}, nil
+}

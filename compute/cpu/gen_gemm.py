@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Generates gemm_amd64.s and gemm_amd64_kernels.go: the AVX-512 GEMM
+micro-kernels behind ownGEMM (see gemm_own.go).
+
+Two kernel families, each over every tile shape so no shape falls back to
+scalar code:
+
+  gp (panel): C[MR x 16*NV] (+)= op(A)[MR x k] B[k x 16*NV] for B row-major
+      with its columns contiguous (the NN and TN products of training:
+      forward and input gradients, columns = time). op(A)[i, p] is at
+      a + i*ars + p*aps, so one kernel serves A and A^T. The last vector
+      column is masked (K1), so any column count works. With acc false
+      the tile starts from zero instead of C (beta 0 without clearing C).
+  gd (dot): C[MR x NR] += A[MR x k] B[NR x k]^T with both operands
+      contiguous along k (the NT product: weight gradients, k = time).
+      Lanes run along k; the last chunk of 16 is masked; each accumulator
+      is reduced across lanes and added to C at the end.
+
+Run: python3 gen_gemm.py (from compute/cpu), then gofmt.
+"""
+
+PANEL_MR, PANEL_NV = 6, 4
+DOT_MR, DOT_NR = 4, 6
+
+
+def rows(base, alt, stride, n):
+    """Addresses of n rows: base, base+s, base+2s, alt(=base+3s), alt+s, alt+2s."""
+    out = []
+    for i in range(n):
+        b = base if i < 3 else alt
+        r = i % 3
+        out.append("(%s)" % b if r == 0 else "(%s)(%s*%d)" % (b, stride, r))
+    return out
+
+
+def disp(off, addr):
+    return ("%d%s" % (off, addr)) if off else addr
+
+
+def panel(MR, NV):
+    name = "gpA5M%dN%d" % (MR, NV)
+    o = []
+    e = o.append
+    e("// func %s(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)" % name)
+    e("TEXT ·%s(SB), NOSPLIT, $0-73" % name)
+    e("\tMOVQ a+0(FP), SI")
+    e("\tMOVQ ars+8(FP), R9")
+    e("\tSHLQ $2, R9")
+    e("\tMOVQ aps+16(FP), R11")
+    e("\tSHLQ $2, R11")
+    e("\tMOVQ b+24(FP), DI")
+    e("\tMOVQ ldb+32(FP), BX")
+    e("\tSHLQ $2, BX")
+    e("\tMOVQ c+40(FP), AX")
+    e("\tMOVQ ldc+48(FP), CX")
+    e("\tSHLQ $2, CX")
+    e("\tMOVQ k+56(FP), DX")
+    e("\tMOVQ mask+64(FP), R8")
+    e("\tKMOVW R8, K1")
+    if MR > 3:
+        e("\tLEAQ (SI)(R9*2), R10")
+        e("\tADDQ R9, R10")
+        e("\tLEAQ (AX)(CX*2), R12")
+        e("\tADDQ CX, R12")
+    arow = rows("SI", "R10", "R9", MR)
+    crow = rows("AX", "R12", "CX", MR)
+
+    def acc(i, v):
+        return "Z%d" % (i * NV + v)
+
+    e("\tCMPB acc+72(FP), $0")
+    e("\tJEQ zero")
+    for i in range(MR):
+        for v in range(NV):
+            a = disp(64 * v, crow[i])
+            if v == NV - 1:
+                e("\tVMOVUPS.Z %s, K1, %s" % (a, acc(i, v)))
+            else:
+                e("\tVMOVUPS %s, %s" % (a, acc(i, v)))
+    e("\tJMP loop")
+    e("zero:")
+    for i in range(MR):
+        for v in range(NV):
+            z = acc(i, v)
+            e("\tVPXORD %s, %s, %s" % (z, z, z))
+    e("loop:")
+    for v in range(NV):
+        a = disp(64 * v, "(DI)")
+        if v == NV - 1:
+            e("\tVMOVUPS.Z %s, K1, Z%d" % (a, 24 + v))
+        else:
+            e("\tVMOVUPS %s, Z%d" % (a, 24 + v))
+    for i in range(MR):
+        bc = "Z%d" % (28 + i % 4)
+        e("\tVBROADCASTSS %s, %s" % (arow[i], bc))
+        for v in range(NV):
+            e("\tVFMADD231PS Z%d, %s, %s" % (24 + v, bc, acc(i, v)))
+    e("\tADDQ BX, DI")
+    e("\tADDQ R11, SI")
+    if MR > 3:
+        e("\tADDQ R11, R10")
+    e("\tDECQ DX")
+    e("\tJNZ loop")
+    for i in range(MR):
+        for v in range(NV):
+            a = disp(64 * v, crow[i])
+            if v == NV - 1:
+                e("\tVMOVUPS %s, K1, %s" % (acc(i, v), a))
+            else:
+                e("\tVMOVUPS %s, %s" % (acc(i, v), a))
+    e("\tVZEROUPPER")
+    e("\tRET")
+    return name, "\n".join(o)
+
+
+def dot(MR, NR):
+    name = "gdA5M%dN%d" % (MR, NR)
+    o = []
+    e = o.append
+    e("// func %s(a *float32, lda int, b *float32, ldb int, c *float32, ldc, chunks, mask int)" % name)
+    e("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
+    e("\tMOVQ a+0(FP), SI")
+    e("\tMOVQ lda+8(FP), R9")
+    e("\tSHLQ $2, R9")
+    e("\tMOVQ b+16(FP), DI")
+    e("\tMOVQ ldb+24(FP), BX")
+    e("\tSHLQ $2, BX")
+    e("\tMOVQ c+32(FP), AX")
+    e("\tMOVQ ldc+40(FP), CX")
+    e("\tSHLQ $2, CX")
+    e("\tMOVQ chunks+48(FP), DX")
+    e("\tMOVQ mask+56(FP), R8")
+    e("\tKMOVW R8, K1")
+    if MR > 3:
+        e("\tLEAQ (SI)(R9*2), R10")
+        e("\tADDQ R9, R10")
+        e("\tLEAQ (AX)(CX*2), R12")
+        e("\tADDQ CX, R12")
+    if NR > 3:
+        e("\tLEAQ (DI)(BX*2), R13")
+        e("\tADDQ BX, R13")
+    arow = rows("SI", "R10", "R9", MR)
+    brow = rows("DI", "R13", "BX", NR)
+    crow = rows("AX", "R12", "CX", MR)
+
+    def acc(i, j):
+        return i * NR + j
+
+    for i in range(MR):
+        for j in range(NR):
+            z = acc(i, j)
+            e("\tVPXORD Z%d, Z%d, Z%d" % (z, z, z))
+
+    def body(masked):
+        for i in range(MR):
+            if masked:
+                e("\tVMOVUPS.Z %s, K1, Z%d" % (arow[i], 24 + i))
+            else:
+                e("\tVMOVUPS %s, Z%d" % (arow[i], 24 + i))
+        for j in range(NR):
+            bz = "Z%d" % (28 + j % 4)
+            if masked:
+                e("\tVMOVUPS.Z %s, K1, %s" % (brow[j], bz))
+            else:
+                e("\tVMOVUPS %s, %s" % (brow[j], bz))
+            for i in range(MR):
+                e("\tVFMADD231PS Z%d, %s, Z%d" % (24 + i, bz, acc(i, j)))
+
+    e("\tTESTQ DX, DX")
+    e("\tJZ tail")
+    e("loop:")
+    body(False)
+    e("\tADDQ $64, SI")
+    e("\tADDQ $64, DI")
+    if MR > 3:
+        e("\tADDQ $64, R10")
+    if NR > 3:
+        e("\tADDQ $64, R13")
+    e("\tDECQ DX")
+    e("\tJNZ loop")
+    e("tail:")
+    e("\tTESTQ R8, R8")
+    e("\tJZ reduce")
+    body(True)
+    e("reduce:")
+    for i in range(MR):
+        for j in range(NR):
+            z = acc(i, j)
+            e("\tVEXTRACTF64X4 $1, Z%d, Y30" % z)
+            e("\tVADDPS Y30, Y%d, Y%d" % (z, z))
+            e("\tVEXTRACTF32X4 $1, Y%d, X30" % z)
+            e("\tVADDPS X30, X%d, X%d" % (z, z))
+            e("\tVPERMILPS $0x4E, X%d, X30" % z)
+            e("\tVADDPS X30, X%d, X%d" % (z, z))
+            e("\tVPERMILPS $0xB1, X%d, X30" % z)
+            e("\tVADDPS X30, X%d, X%d" % (z, z))
+            a = disp(4 * j, crow[i])
+            e("\tVADDSS %s, X%d, X%d" % (a, z, z))
+            e("\tVMOVSS X%d, %s" % (z, a))
+    e("\tVZEROUPPER")
+    e("\tRET")
+    return name, "\n".join(o)
+
+
+def main():
+    kernels = [panel(m, n) for m in range(1, PANEL_MR + 1) for n in range(1, PANEL_NV + 1)]
+    dots = [dot(m, n) for m in range(1, DOT_MR + 1) for n in range(1, DOT_NR + 1)]
+    with open("gemm_amd64.s", "w") as f:
+        f.write("// Code generated by gen_gemm.py; DO NOT EDIT.\n\n//go:build amd64\n\n#include \"textflag.h\"\n\n")
+        f.write("\n\n".join(k for _, k in kernels + dots))
+        f.write("\n")
+    with open("gemm_amd64_kernels.go", "w") as f:
+        f.write("// Code generated by gen_gemm.py; DO NOT EDIT.\n\n//go:build amd64\n\npackage cpu\n\n")
+        for name, _ in kernels:
+            f.write("//go:noescape\nfunc %s(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)\n\n" % name)
+        for name, _ in dots:
+            f.write("//go:noescape\nfunc %s(a *float32, lda int, b *float32, ldb int, c *float32, ldc, chunks, mask int)\n\n" % name)
+        f.write("// gpKernels[MR-1][NV-1] is the panel kernel for an MR x 16*NV tile.\n")
+        f.write("var gpKernels = [%d][%d]func(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool){\n" % (PANEL_MR, PANEL_NV))
+        for m in range(1, PANEL_MR + 1):
+            f.write("\t{%s},\n" % ", ".join("gpA5M%dN%d" % (m, n) for n in range(1, PANEL_NV + 1)))
+        f.write("}\n\n")
+        f.write("// gdKernels[MR-1][NR-1] is the dot kernel for an MR x NR tile.\n")
+        f.write("var gdKernels = [%d][%d]func(a *float32, lda int, b *float32, ldb int, c *float32, ldc, chunks, mask int){\n" % (DOT_MR, DOT_NR))
+        for m in range(1, DOT_MR + 1):
+            f.write("\t{%s},\n" % ", ".join("gdA5M%dN%d" % (m, n) for n in range(1, DOT_NR + 1)))
+        f.write("}\n")
+
+
+if __name__ == "__main__":
+    main()
