@@ -20,7 +20,12 @@ type profBackend struct {
 	compute.Backend
 	t     map[string]time.Duration
 	n     map[string]int
+	flops map[string]float64 // GEMMs: floating-point operations charged to the key
 	total time.Duration
+}
+
+func newProfBackend(be compute.Backend) *profBackend {
+	return &profBackend{Backend: be, t: map[string]time.Duration{}, n: map[string]int{}, flops: map[string]float64{}}
 }
 
 func (p *profBackend) time(key string, fn func()) {
@@ -42,15 +47,21 @@ func tr(b bool) string {
 }
 
 func (p *profBackend) Gemm(ta, tb bool, m, n, k int, alpha float32, a compute.View, lda int, b compute.View, ldb int, beta float32, c compute.View, ldc int) {
-	p.time(fmt.Sprintf("gemm %s%s %dx%dx%d", tr(ta), tr(tb), m, n, k), func() { p.Backend.Gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) })
+	key := fmt.Sprintf("gemm %s%s %dx%dx%d", tr(ta), tr(tb), m, n, k)
+	p.flops[key] += 2 * float64(m) * float64(n) * float64(k)
+	p.time(key, func() { p.Backend.Gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) })
 }
 func (p *profBackend) GemmStridedBatched(ta, tb bool, m, n, k int, alpha float32, a compute.View, lda, sa int, b compute.View, ldb, sb int, beta float32, c compute.View, ldc, sc int, batch int) {
-	p.time(fmt.Sprintf("gemmBatched %s%s %dx%dx%d x%d", tr(ta), tr(tb), m, n, k, batch), func() {
+	key := fmt.Sprintf("gemmBatched %s%s %dx%dx%d x%d", tr(ta), tr(tb), m, n, k, batch)
+	p.flops[key] += 2 * float64(m) * float64(n) * float64(k) * float64(batch)
+	p.time(key, func() {
 		p.Backend.GemmStridedBatched(ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch)
 	})
 }
 func (p *profBackend) GemmSum(ta, tb bool, m, n, k int, alpha float32, a compute.View, lda, sa int, b compute.View, ldb, sb int, beta float32, c compute.View, ldc int, batch int) {
-	p.time(fmt.Sprintf("gemmSum %s%s %dx%dx%d x%d", tr(ta), tr(tb), m, n, k, batch), func() {
+	key := fmt.Sprintf("gemmSum %s%s %dx%dx%d x%d", tr(ta), tr(tb), m, n, k, batch)
+	p.flops[key] += 2 * float64(m) * float64(n) * float64(k) * float64(batch)
+	p.time(key, func() {
 		p.Backend.GemmSum(ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, batch)
 	})
 }
@@ -118,11 +129,24 @@ func BenchmarkTrainStepCUDAProfile(b *testing.B) {
 		b.Skipf("no CUDA backend: %v", err)
 	}
 	defer be.Close()
-	p := &profBackend{Backend: be, t: map[string]time.Duration{}, n: map[string]int{}}
-	benchTrainStepOn(b, p, referenceBenchConfig(), 8, 10240, func() {
+	profileTrainStep(b, be, 8)
+}
+
+// BenchmarkTrainStepCPUProfile is the same table for the CPU backend's
+// GEMM paths at batch 1 x 10240, with each GEMM shape's GFLOP/s.
+func BenchmarkTrainStepCPUProfile(b *testing.B) {
+	for _, blas := range []string{"wavecat", "openblas"} {
+		b.Run(blas, func(b *testing.B) { profileTrainStep(b, newBackend(b, blas), 1) })
+	}
+}
+
+func profileTrainStep(b *testing.B, be compute.Backend, batch int) {
+	p := newProfBackend(be)
+	benchTrainStepOn(b, p, referenceBenchConfig(), batch, 10240, func() {
 		// Leave out the warm-up step (cuBLAS and module loading).
 		clear(p.t)
 		clear(p.n)
+		clear(p.flops)
 		p.total = 0
 	})
 	keys := make([]string, 0, len(p.t))
@@ -133,7 +157,11 @@ func BenchmarkTrainStepCUDAProfile(b *testing.B) {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "profile over %d step(s), total %.1f ms/step synced:\n", b.N, p.total.Seconds()*1e3/float64(b.N))
 	for _, k := range keys {
-		fmt.Fprintf(&sb, "  %-44s %6d calls %8.2f ms/step %5.1f%%\n", k, p.n[k]/b.N, p.t[k].Seconds()*1e3/float64(b.N), 100*p.t[k].Seconds()/p.total.Seconds())
+		rate := ""
+		if f := p.flops[k]; f > 0 {
+			rate = fmt.Sprintf(" %6.0f GFLOP/s", f/p.t[k].Seconds()/1e9)
+		}
+		fmt.Fprintf(&sb, "  %-44s %6d calls %8.2f ms/step %5.1f%%%s\n", k, p.n[k]/b.N, p.t[k].Seconds()*1e3/float64(b.N), 100*p.t[k].Seconds()/p.total.Seconds(), rate)
 	}
 	b.Log(sb.String())
 }

@@ -152,7 +152,7 @@ func addTrainFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.Uint64Var(&o.seed, "seed", o.seed, "seed of the initialisation and the batch order")
 	f.StringVar(&o.device, "device", o.device, "compute device: cpu or cuda")
 	f.IntVar(&o.threads, "threads", 0, "cpu: threads (0: all cores)")
-	f.StringVar(&o.blas, "blas", o.blas, "cpu: GEMM library: auto, openblas or gonum")
+	f.StringVar(&o.blas, "blas", o.blas, "cpu: GEMM library: auto (wavecat where the CPU has AVX-512, else openblas or gonum), wavecat, openblas or gonum")
 	f.BoolVar(&o.tf32, "tf32", false, "cuda: TF32 tensor-core GEMMs (about 2x faster steps, ~1e-3 relative GEMM error instead of fp32's ~1e-6)")
 	f.Int64Var(&o.evalEvery, "eval-interval", o.evalEvery, "steps between validations (0: none)")
 	f.StringVar(&o.evalSplit, "eval-split", o.evalSplit, "split validated on: dev or eval")

@@ -136,3 +136,11 @@ func (g *gemmArgs) items(lo, hi int) {
 }
 
 var errNoOwnGEMM = errors.New("cpu: the wavecat GEMM kernels need an amd64 CPU with AVX-512 (F and VL)")
+
+// ownArgs are one own-kernel GEMM's arguments on a task (gemm_own.go).
+type ownArgs struct {
+	transA, acc, rows bool
+	m, n, k           int
+	lda, ldb, ldc     int
+	a, b, c           []float32
+}

@@ -22,6 +22,7 @@ import (
 type ownGEMM struct {
 	inner   sgemmer
 	threads int
+	pool    *workerPool // the backend's
 }
 
 // ownGEMMSupported: the kernels use AVX-512F with 128/256-bit EVEX forms (VL).
@@ -73,97 +74,109 @@ func (g *ownGEMM) sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 	}
 }
 
-// parallel runs f over [0, n) units split into contiguous ranges, one per
-// goroutine (the caller's included), at most g.threads of them.
-func (g *ownGEMM) parallel(n int, f func(lo, hi int)) {
-	t := min(g.threads, n)
-	if t <= 1 {
-		f(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < t; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(w*n/t, (w+1)*n/t)
-		}()
-	}
-	f(0, n/t)
-	wg.Wait()
-}
-
 // panels computes C += op(A) B (C = op(A) B when acc is false) for
-// row-major B (NN, TN): the columns of C
-// are split over the goroutines in 64-wide tiles; each tile's B panel
-// (k x 64) is read once from memory and then from cache for every 6-row
-// tile of C.
+// row-major B (NN, TN): the columns of C are split over the threads in
+// 64-wide tiles; each tile's B panel (k x 64) is copied once and then read
+// from cache for every 6-row tile of C.
 func (g *ownGEMM) panels(transA bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
-	ars, aps := lda, 1
-	if transA {
-		ars, aps = 1, lda
-	}
+	t := getTask(ownPanelTask)
+	t.own = ownArgs{transA: transA, acc: acc, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, a: a, b: b, c: c}
 	tiles := (n + gpCols - 1) / gpCols
-	g.parallel(tiles, func(lo, hi int) {
-		pp := panelPool.Get().(*[]float32)
-		if cap(*pp) < k*gpCols {
-			*pp = make([]float32, k*gpCols)
-		}
-		p := (*pp)[:k*gpCols]
-		for t := lo; t < hi; t++ {
-			j0 := t * gpCols
-			w := min(gpCols, n-j0)
-			nv := (w + 15) / 16
-			mask := 1<<(w-16*(nv-1)) - 1
-			// B's rows are ldb apart, often a multiple of 4 KiB (10240
-			// floats): read in place, the panel's k rows fall into a few
-			// cache sets and evict each other (measured 2.5-3x slower).
-			for r := 0; r < k; r++ {
-				copy(p[r*gpCols:r*gpCols+w], b[r*ldb+j0:r*ldb+j0+w])
-			}
-			for i0 := 0; i0 < m; i0 += gpMR {
-				mr := min(gpMR, m-i0)
-				gpKernels[mr-1][nv-1](&a[i0*ars], ars, aps, &p[0], gpCols, &c[i0*ldc+j0], ldc, k, mask, acc)
-			}
-		}
-		panelPool.Put(pp)
-	})
+	g.pool.runChunks(t, tiles, min(g.threads, tiles))
+	putTask(t)
 }
 
-// panelPool holds the goroutines' copies of a B panel.
+// ownPanelTask runs column tiles [lo, hi) of a panels product.
+func ownPanelTask(t *task, lo, hi int) {
+	o := &t.own
+	m, n, k, a, b, c, ldb, ldc := o.m, o.n, o.k, o.a, o.b, o.c, o.ldb, o.ldc
+	ars, aps := o.lda, 1
+	if o.transA {
+		ars, aps = 1, o.lda
+	}
+	pp := panelPool.Get().(*[]float32)
+	if cap(*pp) < k*gpCols {
+		*pp = make([]float32, k*gpCols)
+	}
+	p := (*pp)[:k*gpCols]
+	for t := lo; t < hi; t++ {
+		j0 := t * gpCols
+		w := min(gpCols, n-j0)
+		nv := (w + 15) / 16
+		mask := 1<<(w-16*(nv-1)) - 1
+		// B's rows are ldb apart, often a multiple of 4 KiB (10240
+		// floats): read in place, the panel's k rows fall into a few
+		// cache sets and evict each other (measured 2.5-3x slower).
+		for r := 0; r < k; r++ {
+			copy(p[r*gpCols:r*gpCols+w], b[r*ldb+j0:r*ldb+j0+w])
+		}
+		for i0 := 0; i0 < m; i0 += gpMR {
+			mr := min(gpMR, m-i0)
+			gpKernels[mr-1][nv-1](&a[i0*ars], ars, aps, &p[0], gpCols, &c[i0*ldc+j0], ldc, k, mask, o.acc)
+		}
+	}
+	panelPool.Put(pp)
+}
+
+// panelPool holds the threads' copies of a B panel or block.
 var panelPool = sync.Pool{New: func() any { return new([]float32) }}
 
-// dots computes C += A B^T (NT) with lanes along k: the goroutines split
-// C's columns (B's rows) in 6-row groups, or its rows when there are more
-// of those; k runs in gdKC blocks, the partial sums added to C.
+// dots computes C += A B^T (NT) with lanes along k: the threads split C's
+// columns (B's rows) in 6-row groups, or its rows when there are more of
+// those; k runs in gdKC blocks, the partial sums added to C.
 func (g *ownGEMM) dots(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	t := getTask(ownDotTask)
 	ig, jg := (m+gdMR-1)/gdMR, (n+gdNR-1)/gdNR
-	run := func(i0, i1, j0, j1 int) { // group ranges
-		for k0 := 0; k0 < k; k0 += gdKC {
-			kl := min(gdKC, k-k0)
-			chunks, mask := kl/16, 1<<(kl%16)-1
-			for jgi := j0; jgi < j1; jgi++ {
-				j := jgi * gdNR
-				nr := min(gdNR, n-j)
-				for igi := i0; igi < i1; igi++ {
-					i := igi * gdMR
-					mr := min(gdMR, m-i)
-					gdKernels[mr-1][nr-1](&a[i*lda+k0], lda, &b[j*ldb+k0], ldb, &c[i*ldc+j], ldc, chunks, mask)
-				}
+	rows := jg < ig && jg < 2*g.threads
+	t.own = ownArgs{rows: rows, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, a: a, b: b, c: c}
+	units := jg
+	if rows {
+		units = ig
+	}
+	g.pool.runChunks(t, units, min(g.threads, units))
+	putTask(t)
+}
+
+// ownDotTask runs groups [lo, hi) (of columns, or of rows when o.rows) of a
+// dots product.
+func ownDotTask(t *task, lo, hi int) {
+	o := &t.own
+	m, n, k, a, b, c, lda, ldb, ldc := o.m, o.n, o.k, o.a, o.b, o.c, o.lda, o.ldb, o.ldc
+	i0, i1, j0, j1 := 0, (m+gdMR-1)/gdMR, lo, hi
+	if o.rows {
+		i0, i1, j0, j1 = lo, hi, 0, (n+gdNR-1)/gdNR
+	}
+	pp := panelPool.Get().(*[]float32)
+	if cap(*pp) < gdNR*gdKC {
+		*pp = make([]float32, gdNR*gdKC)
+	}
+	p := (*pp)[:gdNR*gdKC]
+	for k0 := 0; k0 < k; k0 += gdKC {
+		kl := min(gdKC, k-k0)
+		chunks, mask := kl/16, 1<<(kl%16)-1
+		for jgi := j0; jgi < j1; jgi++ {
+			j := jgi * gdNR
+			nr := min(gdNR, n-j)
+			// The B rows, ldb apart (a multiple of 4 KiB at T = 10240),
+			// would share L1 sets with each other and the A rows; copied
+			// together they stay in L1 for every A group.
+			for r := 0; r < nr; r++ {
+				copy(p[r*gdKC:r*gdKC+kl], b[(j+r)*ldb+k0:(j+r)*ldb+k0+kl])
+			}
+			for igi := i0; igi < i1; igi++ {
+				i := igi * gdMR
+				mr := min(gdMR, m-i)
+				gdKernels[mr-1][nr-1](&a[i*lda+k0], lda, &p[0], gdKC, &c[i*ldc+j], ldc, chunks, mask)
 			}
 		}
 	}
-	if jg >= ig || jg >= 2*g.threads {
-		g.parallel(jg, func(lo, hi int) { run(0, ig, lo, hi) })
-	} else {
-		g.parallel(ig, func(lo, hi int) { run(lo, hi, 0, jg) })
-	}
+	panelPool.Put(pp)
 }
 
 // newOwnGEMM wraps inner with the own kernels, or says why it cannot.
-func newOwnGEMM(inner sgemmer, threads int) (sgemmer, error) {
+func newOwnGEMM(inner sgemmer, threads int, pool *workerPool) (sgemmer, error) {
 	if !ownGEMMSupported {
 		return nil, errNoOwnGEMM
 	}
-	return &ownGEMM{inner: inner, threads: threads}, nil
+	return &ownGEMM{inner: inner, threads: threads, pool: pool}, nil
 }

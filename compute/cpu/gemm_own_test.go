@@ -17,7 +17,7 @@ func ownOrSkip(t testing.TB, threads int) *ownGEMM {
 	if !ownGEMMSupported {
 		t.Skip("this CPU has no AVX-512 (F and VL): the own GEMM kernels cannot run")
 	}
-	return &ownGEMM{inner: newGonum(threads), threads: threads}
+	return &ownGEMM{inner: newGonum(threads), threads: threads, pool: newWorkerPool(threads)}
 }
 
 // TestOwnGEMMKernelsMatchFloat64 runs every panel and dot kernel (each

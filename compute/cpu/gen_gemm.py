@@ -68,6 +68,21 @@ def panel(MR, NV):
     def acc(i, v):
         return "Z%d" % (i * NV + v)
 
+    # The C tile below this one (the next call's, as panels walks down a
+    # column of tiles) is fetched while this one computes: its loads would
+    # otherwise each wait on L3 at the start of the call. Prefetches past
+    # the matrix do not fault.
+    if MR == 6:
+        e("\tLEAQ (R12)(CX*2), R13")
+        e("\tADDQ CX, R13")
+        for r in rows("R13", "R14", "CX", 3):
+            for v in range(NV):
+                e("\tPREFETCHT0 %s" % disp(64 * v, r))
+        e("\tLEAQ (R13)(CX*2), R14")
+        e("\tADDQ CX, R14")
+        for r in rows("R14", "R14", "CX", 3):
+            for v in range(NV):
+                e("\tPREFETCHT0 %s" % disp(64 * v, r))
     e("\tCMPB acc+72(FP), $0")
     e("\tJEQ zero")
     for i in range(MR):

@@ -20,6 +20,7 @@ type task struct {
 	n    [4]int
 	adam adamConsts
 	g    gemmArgs
+	own  ownArgs
 	part []float64 // per-chunk partial sums of reductions
 	step int       // chunk size, so a chunk finds its index as lo/step
 	wg   sync.WaitGroup
@@ -36,6 +37,7 @@ func getTask(run func(t *task, lo, hi int)) *task {
 func putTask(t *task) {
 	t.x = [6][]float32{} // drop references to the buffers
 	t.g = gemmArgs{}
+	t.own = ownArgs{}
 	t.run = nil
 	taskPool.Put(t)
 }
@@ -90,8 +92,10 @@ func (be *Backend) do(t *task, n, g int) {
 
 // runChunks runs t over [0, n) in c chunks of t.step units (the caller's
 // goroutine does the first) and waits for them.
-func (be *Backend) runChunks(t *task, n, c int) {
-	if c <= 1 || be.pool.workers == 0 {
+func (be *Backend) runChunks(t *task, n, c int) { be.pool.runChunks(t, n, c) }
+
+func (p *workerPool) runChunks(t *task, n, c int) {
+	if c <= 1 || p.workers == 0 {
 		t.step = max(n, 1)
 		t.run(t, 0, n)
 		return
@@ -99,7 +103,7 @@ func (be *Backend) runChunks(t *task, n, c int) {
 	t.step = (n + c - 1) / c
 	for lo := t.step; lo < n; lo += t.step {
 		t.wg.Add(1)
-		be.pool.jobs <- job{t: t, lo: lo, hi: min(lo+t.step, n)}
+		p.jobs <- job{t: t, lo: lo, hi: min(lo+t.step, n)}
 	}
 	t.run(t, 0, min(t.step, n))
 	t.wg.Wait()
