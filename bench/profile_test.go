@@ -140,9 +140,28 @@ func BenchmarkTrainStepCPUProfile(b *testing.B) {
 	}
 }
 
+// profTerms is a profBackend that also passes GemmTerms on, for backends
+// that have it (the model takes another path without it).
+type profTerms struct{ *profBackend }
+
+func (p profTerms) GemmTerms(m, n int, terms []compute.GemmTerm, bias compute.View, beta float32, c compute.View, ldc int) {
+	key := fmt.Sprintf("gemmTerms %dx%d", m, n)
+	k := 0
+	for _, t := range terms {
+		k += t.K
+	}
+	key += fmt.Sprintf("x%d (%d terms)", k, len(terms))
+	p.flops[key] += 2 * float64(m) * float64(n) * float64(k)
+	p.time(key, func() { p.Backend.(compute.GemmTermser).GemmTerms(m, n, terms, bias, beta, c, ldc) })
+}
+
 func profileTrainStep(b *testing.B, be compute.Backend, batch int) {
 	p := newProfBackend(be)
-	benchTrainStepOn(b, p, referenceBenchConfig(), batch, 10240, func() {
+	var run compute.Backend = p
+	if _, ok := be.(compute.GemmTermser); ok {
+		run = profTerms{p}
+	}
+	benchTrainStepOn(b, run, referenceBenchConfig(), batch, 10240, func() {
 		// Leave out the warm-up step (cuBLAS and module loading).
 		clear(p.t)
 		clear(p.n)

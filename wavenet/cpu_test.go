@@ -44,6 +44,9 @@ func TestCPUMatchesReference(t *testing.T) {
 		{"scalar_k3_wn", smallConfig(1, 3, true), 2, 48},
 		{"onehot_k2_plain", smallConfig(5, 2, false), 3, 36},
 		{"tiny_preset", TinyConfig(30, 1, 8), 2, 64},
+		// Large enough for the CPU backend's one-pass GemmTerms kernels
+		// (the conv taps, conditioning and bias; the taps' input gradient).
+		{"tiny_preset_long", TinyConfig(30, 1, 8), 2, 1024},
 	}
 	for ci, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

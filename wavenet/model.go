@@ -297,6 +297,9 @@ type Workspace struct {
 	// Upsampler stage geometry: input length of stage i (upLen[nst] = T)
 	// and offset of its stretched input in up.
 	upLen, upOff []int
+	// terms is the scratch list of a layer's GemmTerms (reused: a step
+	// allocates nothing).
+	terms []compute.GemmTerm
 }
 
 // NewWorkspace allocates the buffers for training on batch B and T
@@ -412,9 +415,18 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 		hl := h.At(hs * hStride)
 		pl := pre.At(ps * preStride)
 		z := zAll.At(ps * B * H * T)
-		m.causalConv(ly.conv, ly.dil, hl, pl, B, T)
-		be.AddBias(pl, m.bias(ly.conv), B, G, T)
-		be.GemmStridedBatched(false, false, G, T, C, 1, m.w(ly.cond), C, 0, c, T, C*T, 1, pl, T, G*T, B)
+		if gt, ok := be.(compute.GemmTermser); ok {
+			// The taps, the conditioning and the bias in one pass over pre.
+			for b := 0; b < B; b++ {
+				ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, false, hl.At(b*R*T), T, 1)
+				ws.terms = append(ws.terms, compute.GemmTerm{A: m.w(ly.cond), LDA: C, K: C, B: c.At(b * C * T), LDB: T})
+				gt.GemmTerms(G, T, ws.terms, m.bias(ly.conv), 0, pl.At(b*G*T), T)
+			}
+		} else {
+			m.causalConv(ly.conv, ly.dil, hl, pl, B, T)
+			be.AddBias(pl, m.bias(ly.conv), B, G, T)
+			be.GemmStridedBatched(false, false, G, T, C, 1, m.w(ly.cond), C, 0, c, T, C*T, 1, pl, T, G*T, B)
+		}
 		be.GatedTanhSigmoid(z, pl, B, H*T)
 		beta := float32(1)
 		if l == 0 {
@@ -452,6 +464,28 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 	be.GemmStridedBatched(false, false, O, T, S, 1, m.w(m.last2), S, 0, a2, T, S*T, 0, out, T, O*T, B)
 	be.AddBias(out, m.bias(m.last2), B, O, T)
 	return out
+}
+
+// convTerms appends to terms a dilated conv's taps as GemmTerms over x
+// (one batch item, rows T apart): W_k times x shifted right by (K-1-k)*d
+// for the forward pass (sign 1), W_k^T times x shifted left for the input
+// gradient (transpose, sign -1). Taps entirely before the start are left
+// out.
+func (m *Model) convTerms(terms []compute.GemmTerm, c *conv, d int, transpose bool, x compute.View, T, sign int) []compute.GemmTerm {
+	w := m.w(c)
+	K, O, I := c.k, c.out, c.in
+	for k := K - 1; k >= 0; k-- {
+		s := (K - 1 - k) * d
+		if s >= T {
+			continue
+		}
+		t := compute.GemmTerm{A: w.At(k * O * I), LDA: I, K: I, B: x, LDB: T, Shift: sign * s}
+		if transpose {
+			t.TransA, t.K = true, O
+		}
+		terms = append(terms, t)
+	}
+	return terms
 }
 
 // causalConv writes y = sum_k W_k x shifted by (K-1-k)*d: y[:, t] uses
@@ -589,13 +623,22 @@ func (m *Model) BackwardReady(ws *Workspace, dout, dmel compute.View, ready func
 		// Dilated conv taps: dW_k += dpre[:, s:] x[:, :T-s]^T, dx[:, :T-s] += W_k^T dpre[:, s:].
 		K := ly.conv.k
 		w, dw := m.w(ly.conv), m.dw(ly.conv)
+		gt, terms := be.(compute.GemmTermser)
 		for k := 0; k < K; k++ {
 			s := (K - 1 - k) * ly.dil
 			if s >= T {
 				continue
 			}
 			m.wgrad(dw.At(k*G*R), G, R, T-s, dpre.At(s), T, G*T, hl, T, R*T, B)
-			be.GemmStridedBatched(true, false, R, T-s, G, 1, w.At(k*G*R), R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
+			if !terms {
+				be.GemmStridedBatched(true, false, R, T-s, G, 1, w.At(k*G*R), R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
+			}
+		}
+		if terms { // the taps' input gradients in one pass over dh
+			for b := 0; b < B; b++ {
+				ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, true, dpre.At(b*G*T), T, -1)
+				gt.GemmTerms(R, T, ws.terms, compute.View{}, 1, dh.At(b*R*T), T)
+			}
 		}
 		m.finishConvs(ready, ly.conv, ly.cond, ly.out, ly.skip)
 	}

@@ -143,4 +143,16 @@ type ownArgs struct {
 	m, n, k           int
 	lda, ldb, ldc     int
 	a, b, c           []float32
+	// GemmTerms: B is stacked from the terms' shifted rows, a is op(A)
+	// of all terms side by side (m x k), and tiles start from bias when
+	// it is set.
+	terms   []ownTerm
+	termBuf [6]ownTerm // terms' backing array: a call allocates nothing
+	bias    []float32
+}
+
+// ownTerm is one GemmTerms term's B.
+type ownTerm struct {
+	b             []float32
+	ldb, k, shift int
 }

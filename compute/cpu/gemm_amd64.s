@@ -4,8 +4,8 @@
 
 #include "textflag.h"
 
-// func gpA5M1N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M1N1(SB), NOSPLIT, $0-73
+// func gpA5M1N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M1N1(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -20,9 +20,15 @@ TEXT ·gpA5M1N1(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS.Z (AX), K1, Z0
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -38,8 +44,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M1N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M1N2(SB), NOSPLIT, $0-73
+// func gpA5M1N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M1N2(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -54,10 +60,17 @@ TEXT ·gpA5M1N2(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS.Z 64(AX), K1, Z1
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -77,8 +90,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M1N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M1N3(SB), NOSPLIT, $0-73
+// func gpA5M1N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M1N3(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -93,11 +106,19 @@ TEXT ·gpA5M1N3(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS.Z 128(AX), K1, Z2
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -121,8 +142,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M1N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M1N4(SB), NOSPLIT, $0-73
+// func gpA5M1N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M1N4(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -137,12 +158,21 @@ TEXT ·gpA5M1N4(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS 128(AX), Z2
 	VMOVUPS.Z 192(AX), K1, Z3
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -170,8 +200,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M2N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M2N1(SB), NOSPLIT, $0-73
+// func gpA5M2N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M2N1(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -186,10 +216,17 @@ TEXT ·gpA5M2N1(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS.Z (AX), K1, Z0
 	VMOVUPS.Z (AX)(CX*1), K1, Z1
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VBROADCASTSS 4(R15), Z1
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -209,8 +246,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M2N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M2N2(SB), NOSPLIT, $0-73
+// func gpA5M2N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M2N2(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -225,12 +262,21 @@ TEXT ·gpA5M2N2(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS.Z 64(AX), K1, Z1
 	VMOVUPS (AX)(CX*1), Z2
 	VMOVUPS.Z 64(AX)(CX*1), K1, Z3
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VBROADCASTSS 4(R15), Z2
+	VMOVAPS Z2, Z3
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -257,8 +303,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M2N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M2N3(SB), NOSPLIT, $0-73
+// func gpA5M2N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M2N3(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -273,14 +319,25 @@ TEXT ·gpA5M2N3(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS.Z 128(AX), K1, Z2
 	VMOVUPS (AX)(CX*1), Z3
 	VMOVUPS 64(AX)(CX*1), Z4
 	VMOVUPS.Z 128(AX)(CX*1), K1, Z5
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VBROADCASTSS 4(R15), Z3
+	VMOVAPS Z3, Z4
+	VMOVAPS Z3, Z5
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -314,8 +371,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M2N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M2N4(SB), NOSPLIT, $0-73
+// func gpA5M2N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M2N4(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -330,8 +387,10 @@ TEXT ·gpA5M2N4(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS 128(AX), Z2
@@ -340,6 +399,17 @@ TEXT ·gpA5M2N4(SB), NOSPLIT, $0-73
 	VMOVUPS 64(AX)(CX*1), Z5
 	VMOVUPS 128(AX)(CX*1), Z6
 	VMOVUPS.Z 192(AX)(CX*1), K1, Z7
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VBROADCASTSS 4(R15), Z4
+	VMOVAPS Z4, Z5
+	VMOVAPS Z4, Z6
+	VMOVAPS Z4, Z7
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -380,8 +450,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M3N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M3N1(SB), NOSPLIT, $0-73
+// func gpA5M3N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M3N1(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -396,11 +466,19 @@ TEXT ·gpA5M3N1(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS.Z (AX), K1, Z0
 	VMOVUPS.Z (AX)(CX*1), K1, Z1
 	VMOVUPS.Z (AX)(CX*2), K1, Z2
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VBROADCASTSS 4(R15), Z1
+	VBROADCASTSS 8(R15), Z2
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -424,8 +502,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M3N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M3N2(SB), NOSPLIT, $0-73
+// func gpA5M3N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M3N2(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -440,14 +518,25 @@ TEXT ·gpA5M3N2(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS.Z 64(AX), K1, Z1
 	VMOVUPS (AX)(CX*1), Z2
 	VMOVUPS.Z 64(AX)(CX*1), K1, Z3
 	VMOVUPS (AX)(CX*2), Z4
 	VMOVUPS.Z 64(AX)(CX*2), K1, Z5
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VBROADCASTSS 4(R15), Z2
+	VMOVAPS Z2, Z3
+	VBROADCASTSS 8(R15), Z4
+	VMOVAPS Z4, Z5
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -481,8 +570,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M3N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M3N3(SB), NOSPLIT, $0-73
+// func gpA5M3N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M3N3(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -497,8 +586,10 @@ TEXT ·gpA5M3N3(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS.Z 128(AX), K1, Z2
@@ -508,6 +599,18 @@ TEXT ·gpA5M3N3(SB), NOSPLIT, $0-73
 	VMOVUPS (AX)(CX*2), Z6
 	VMOVUPS 64(AX)(CX*2), Z7
 	VMOVUPS.Z 128(AX)(CX*2), K1, Z8
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VBROADCASTSS 4(R15), Z3
+	VMOVAPS Z3, Z4
+	VMOVAPS Z3, Z5
+	VBROADCASTSS 8(R15), Z6
+	VMOVAPS Z6, Z7
+	VMOVAPS Z6, Z8
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -551,8 +654,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M3N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M3N4(SB), NOSPLIT, $0-73
+// func gpA5M3N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M3N4(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -567,8 +670,10 @@ TEXT ·gpA5M3N4(SB), NOSPLIT, $0-73
 	MOVQ k+56(FP), DX
 	MOVQ mask+64(FP), R8
 	KMOVW R8, K1
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS 128(AX), Z2
@@ -581,6 +686,21 @@ TEXT ·gpA5M3N4(SB), NOSPLIT, $0-73
 	VMOVUPS 64(AX)(CX*2), Z9
 	VMOVUPS 128(AX)(CX*2), Z10
 	VMOVUPS.Z 192(AX)(CX*2), K1, Z11
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VBROADCASTSS 4(R15), Z4
+	VMOVAPS Z4, Z5
+	VMOVAPS Z4, Z6
+	VMOVAPS Z4, Z7
+	VBROADCASTSS 8(R15), Z8
+	VMOVAPS Z8, Z9
+	VMOVAPS Z8, Z10
+	VMOVAPS Z8, Z11
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -634,8 +754,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M4N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M4N1(SB), NOSPLIT, $0-73
+// func gpA5M4N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M4N1(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -654,12 +774,21 @@ TEXT ·gpA5M4N1(SB), NOSPLIT, $0-73
 	ADDQ R9, R10
 	LEAQ (AX)(CX*2), R12
 	ADDQ CX, R12
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS.Z (AX), K1, Z0
 	VMOVUPS.Z (AX)(CX*1), K1, Z1
 	VMOVUPS.Z (AX)(CX*2), K1, Z2
 	VMOVUPS.Z (R12), K1, Z3
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VBROADCASTSS 4(R15), Z1
+	VBROADCASTSS 8(R15), Z2
+	VBROADCASTSS 12(R15), Z3
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -688,8 +817,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M4N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M4N2(SB), NOSPLIT, $0-73
+// func gpA5M4N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M4N2(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -708,8 +837,10 @@ TEXT ·gpA5M4N2(SB), NOSPLIT, $0-73
 	ADDQ R9, R10
 	LEAQ (AX)(CX*2), R12
 	ADDQ CX, R12
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS.Z 64(AX), K1, Z1
 	VMOVUPS (AX)(CX*1), Z2
@@ -718,6 +849,17 @@ TEXT ·gpA5M4N2(SB), NOSPLIT, $0-73
 	VMOVUPS.Z 64(AX)(CX*2), K1, Z5
 	VMOVUPS (R12), Z6
 	VMOVUPS.Z 64(R12), K1, Z7
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VBROADCASTSS 4(R15), Z2
+	VMOVAPS Z2, Z3
+	VBROADCASTSS 8(R15), Z4
+	VMOVAPS Z4, Z5
+	VBROADCASTSS 12(R15), Z6
+	VMOVAPS Z6, Z7
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -759,8 +901,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M4N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M4N3(SB), NOSPLIT, $0-73
+// func gpA5M4N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M4N3(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -779,8 +921,10 @@ TEXT ·gpA5M4N3(SB), NOSPLIT, $0-73
 	ADDQ R9, R10
 	LEAQ (AX)(CX*2), R12
 	ADDQ CX, R12
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS.Z 128(AX), K1, Z2
@@ -793,6 +937,21 @@ TEXT ·gpA5M4N3(SB), NOSPLIT, $0-73
 	VMOVUPS (R12), Z9
 	VMOVUPS 64(R12), Z10
 	VMOVUPS.Z 128(R12), K1, Z11
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VBROADCASTSS 4(R15), Z3
+	VMOVAPS Z3, Z4
+	VMOVAPS Z3, Z5
+	VBROADCASTSS 8(R15), Z6
+	VMOVAPS Z6, Z7
+	VMOVAPS Z6, Z8
+	VBROADCASTSS 12(R15), Z9
+	VMOVAPS Z9, Z10
+	VMOVAPS Z9, Z11
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -847,8 +1006,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M4N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M4N4(SB), NOSPLIT, $0-73
+// func gpA5M4N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M4N4(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -867,8 +1026,10 @@ TEXT ·gpA5M4N4(SB), NOSPLIT, $0-73
 	ADDQ R9, R10
 	LEAQ (AX)(CX*2), R12
 	ADDQ CX, R12
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS 128(AX), Z2
@@ -885,6 +1046,25 @@ TEXT ·gpA5M4N4(SB), NOSPLIT, $0-73
 	VMOVUPS 64(R12), Z13
 	VMOVUPS 128(R12), Z14
 	VMOVUPS.Z 192(R12), K1, Z15
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VBROADCASTSS 4(R15), Z4
+	VMOVAPS Z4, Z5
+	VMOVAPS Z4, Z6
+	VMOVAPS Z4, Z7
+	VBROADCASTSS 8(R15), Z8
+	VMOVAPS Z8, Z9
+	VMOVAPS Z8, Z10
+	VMOVAPS Z8, Z11
+	VBROADCASTSS 12(R15), Z12
+	VMOVAPS Z12, Z13
+	VMOVAPS Z12, Z14
+	VMOVAPS Z12, Z15
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -952,8 +1132,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M5N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M5N1(SB), NOSPLIT, $0-73
+// func gpA5M5N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M5N1(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -972,13 +1152,23 @@ TEXT ·gpA5M5N1(SB), NOSPLIT, $0-73
 	ADDQ R9, R10
 	LEAQ (AX)(CX*2), R12
 	ADDQ CX, R12
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS.Z (AX), K1, Z0
 	VMOVUPS.Z (AX)(CX*1), K1, Z1
 	VMOVUPS.Z (AX)(CX*2), K1, Z2
 	VMOVUPS.Z (R12), K1, Z3
 	VMOVUPS.Z (R12)(CX*1), K1, Z4
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VBROADCASTSS 4(R15), Z1
+	VBROADCASTSS 8(R15), Z2
+	VBROADCASTSS 12(R15), Z3
+	VBROADCASTSS 16(R15), Z4
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -1011,8 +1201,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M5N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M5N2(SB), NOSPLIT, $0-73
+// func gpA5M5N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M5N2(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -1031,8 +1221,10 @@ TEXT ·gpA5M5N2(SB), NOSPLIT, $0-73
 	ADDQ R9, R10
 	LEAQ (AX)(CX*2), R12
 	ADDQ CX, R12
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS.Z 64(AX), K1, Z1
 	VMOVUPS (AX)(CX*1), Z2
@@ -1043,6 +1235,19 @@ TEXT ·gpA5M5N2(SB), NOSPLIT, $0-73
 	VMOVUPS.Z 64(R12), K1, Z7
 	VMOVUPS (R12)(CX*1), Z8
 	VMOVUPS.Z 64(R12)(CX*1), K1, Z9
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VBROADCASTSS 4(R15), Z2
+	VMOVAPS Z2, Z3
+	VBROADCASTSS 8(R15), Z4
+	VMOVAPS Z4, Z5
+	VBROADCASTSS 12(R15), Z6
+	VMOVAPS Z6, Z7
+	VBROADCASTSS 16(R15), Z8
+	VMOVAPS Z8, Z9
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -1091,8 +1296,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M5N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M5N3(SB), NOSPLIT, $0-73
+// func gpA5M5N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M5N3(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -1111,8 +1316,10 @@ TEXT ·gpA5M5N3(SB), NOSPLIT, $0-73
 	ADDQ R9, R10
 	LEAQ (AX)(CX*2), R12
 	ADDQ CX, R12
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS.Z 128(AX), K1, Z2
@@ -1128,6 +1335,24 @@ TEXT ·gpA5M5N3(SB), NOSPLIT, $0-73
 	VMOVUPS (R12)(CX*1), Z12
 	VMOVUPS 64(R12)(CX*1), Z13
 	VMOVUPS.Z 128(R12)(CX*1), K1, Z14
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VBROADCASTSS 4(R15), Z3
+	VMOVAPS Z3, Z4
+	VMOVAPS Z3, Z5
+	VBROADCASTSS 8(R15), Z6
+	VMOVAPS Z6, Z7
+	VMOVAPS Z6, Z8
+	VBROADCASTSS 12(R15), Z9
+	VMOVAPS Z9, Z10
+	VMOVAPS Z9, Z11
+	VBROADCASTSS 16(R15), Z12
+	VMOVAPS Z12, Z13
+	VMOVAPS Z12, Z14
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -1192,8 +1417,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M5N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M5N4(SB), NOSPLIT, $0-73
+// func gpA5M5N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M5N4(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -1212,8 +1437,10 @@ TEXT ·gpA5M5N4(SB), NOSPLIT, $0-73
 	ADDQ R9, R10
 	LEAQ (AX)(CX*2), R12
 	ADDQ CX, R12
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS 128(AX), Z2
@@ -1234,6 +1461,29 @@ TEXT ·gpA5M5N4(SB), NOSPLIT, $0-73
 	VMOVUPS 64(R12)(CX*1), Z17
 	VMOVUPS 128(R12)(CX*1), Z18
 	VMOVUPS.Z 192(R12)(CX*1), K1, Z19
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VBROADCASTSS 4(R15), Z4
+	VMOVAPS Z4, Z5
+	VMOVAPS Z4, Z6
+	VMOVAPS Z4, Z7
+	VBROADCASTSS 8(R15), Z8
+	VMOVAPS Z8, Z9
+	VMOVAPS Z8, Z10
+	VMOVAPS Z8, Z11
+	VBROADCASTSS 12(R15), Z12
+	VMOVAPS Z12, Z13
+	VMOVAPS Z12, Z14
+	VMOVAPS Z12, Z15
+	VBROADCASTSS 16(R15), Z16
+	VMOVAPS Z16, Z17
+	VMOVAPS Z16, Z18
+	VMOVAPS Z16, Z19
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -1314,8 +1564,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M6N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M6N1(SB), NOSPLIT, $0-73
+// func gpA5M6N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M6N1(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -1344,14 +1594,25 @@ TEXT ·gpA5M6N1(SB), NOSPLIT, $0-73
 	PREFETCHT0 (R14)
 	PREFETCHT0 (R14)(CX*1)
 	PREFETCHT0 (R14)(CX*2)
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS.Z (AX), K1, Z0
 	VMOVUPS.Z (AX)(CX*1), K1, Z1
 	VMOVUPS.Z (AX)(CX*2), K1, Z2
 	VMOVUPS.Z (R12), K1, Z3
 	VMOVUPS.Z (R12)(CX*1), K1, Z4
 	VMOVUPS.Z (R12)(CX*2), K1, Z5
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VBROADCASTSS 4(R15), Z1
+	VBROADCASTSS 8(R15), Z2
+	VBROADCASTSS 12(R15), Z3
+	VBROADCASTSS 16(R15), Z4
+	VBROADCASTSS 20(R15), Z5
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -1388,8 +1649,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M6N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M6N2(SB), NOSPLIT, $0-73
+// func gpA5M6N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M6N2(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -1424,8 +1685,10 @@ TEXT ·gpA5M6N2(SB), NOSPLIT, $0-73
 	PREFETCHT0 64(R14)(CX*1)
 	PREFETCHT0 (R14)(CX*2)
 	PREFETCHT0 64(R14)(CX*2)
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS.Z 64(AX), K1, Z1
 	VMOVUPS (AX)(CX*1), Z2
@@ -1438,6 +1701,21 @@ TEXT ·gpA5M6N2(SB), NOSPLIT, $0-73
 	VMOVUPS.Z 64(R12)(CX*1), K1, Z9
 	VMOVUPS (R12)(CX*2), Z10
 	VMOVUPS.Z 64(R12)(CX*2), K1, Z11
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VBROADCASTSS 4(R15), Z2
+	VMOVAPS Z2, Z3
+	VBROADCASTSS 8(R15), Z4
+	VMOVAPS Z4, Z5
+	VBROADCASTSS 12(R15), Z6
+	VMOVAPS Z6, Z7
+	VBROADCASTSS 16(R15), Z8
+	VMOVAPS Z8, Z9
+	VBROADCASTSS 20(R15), Z10
+	VMOVAPS Z10, Z11
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -1493,8 +1771,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M6N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M6N3(SB), NOSPLIT, $0-73
+// func gpA5M6N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M6N3(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -1535,8 +1813,10 @@ TEXT ·gpA5M6N3(SB), NOSPLIT, $0-73
 	PREFETCHT0 (R14)(CX*2)
 	PREFETCHT0 64(R14)(CX*2)
 	PREFETCHT0 128(R14)(CX*2)
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS.Z 128(AX), K1, Z2
@@ -1555,6 +1835,27 @@ TEXT ·gpA5M6N3(SB), NOSPLIT, $0-73
 	VMOVUPS (R12)(CX*2), Z15
 	VMOVUPS 64(R12)(CX*2), Z16
 	VMOVUPS.Z 128(R12)(CX*2), K1, Z17
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VBROADCASTSS 4(R15), Z3
+	VMOVAPS Z3, Z4
+	VMOVAPS Z3, Z5
+	VBROADCASTSS 8(R15), Z6
+	VMOVAPS Z6, Z7
+	VMOVAPS Z6, Z8
+	VBROADCASTSS 12(R15), Z9
+	VMOVAPS Z9, Z10
+	VMOVAPS Z9, Z11
+	VBROADCASTSS 16(R15), Z12
+	VMOVAPS Z12, Z13
+	VMOVAPS Z12, Z14
+	VBROADCASTSS 20(R15), Z15
+	VMOVAPS Z15, Z16
+	VMOVAPS Z15, Z17
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0
@@ -1629,8 +1930,8 @@ loop:
 	VZEROUPPER
 	RET
 
-// func gpA5M6N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
-TEXT ·gpA5M6N4(SB), NOSPLIT, $0-73
+// func gpA5M6N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
+TEXT ·gpA5M6N4(SB), NOSPLIT, $0-88
 	MOVQ a+0(FP), SI
 	MOVQ ars+8(FP), R9
 	SHLQ $2, R9
@@ -1677,8 +1978,10 @@ TEXT ·gpA5M6N4(SB), NOSPLIT, $0-73
 	PREFETCHT0 64(R14)(CX*2)
 	PREFETCHT0 128(R14)(CX*2)
 	PREFETCHT0 192(R14)(CX*2)
-	CMPB acc+72(FP), $0
-	JEQ zero
+	MOVQ mode+72(FP), R15
+	CMPQ R15, $1
+	JLT zero
+	JGT bias
 	VMOVUPS (AX), Z0
 	VMOVUPS 64(AX), Z1
 	VMOVUPS 128(AX), Z2
@@ -1703,6 +2006,33 @@ TEXT ·gpA5M6N4(SB), NOSPLIT, $0-73
 	VMOVUPS 64(R12)(CX*2), Z21
 	VMOVUPS 128(R12)(CX*2), Z22
 	VMOVUPS.Z 192(R12)(CX*2), K1, Z23
+	JMP loop
+bias:
+	MOVQ bias+80(FP), R15
+	VBROADCASTSS 0(R15), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VBROADCASTSS 4(R15), Z4
+	VMOVAPS Z4, Z5
+	VMOVAPS Z4, Z6
+	VMOVAPS Z4, Z7
+	VBROADCASTSS 8(R15), Z8
+	VMOVAPS Z8, Z9
+	VMOVAPS Z8, Z10
+	VMOVAPS Z8, Z11
+	VBROADCASTSS 12(R15), Z12
+	VMOVAPS Z12, Z13
+	VMOVAPS Z12, Z14
+	VMOVAPS Z12, Z15
+	VBROADCASTSS 16(R15), Z16
+	VMOVAPS Z16, Z17
+	VMOVAPS Z16, Z18
+	VMOVAPS Z16, Z19
+	VBROADCASTSS 20(R15), Z20
+	VMOVAPS Z20, Z21
+	VMOVAPS Z20, Z22
+	VMOVAPS Z20, Z23
 	JMP loop
 zero:
 	VPXORD Z0, Z0, Z0

@@ -5,76 +5,76 @@
 package cpu
 
 //go:noescape
-func gpA5M1N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M1N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M1N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M1N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M1N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M1N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M1N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M1N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M2N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M2N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M2N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M2N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M2N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M2N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M2N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M2N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M3N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M3N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M3N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M3N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M3N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M3N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M3N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M3N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M4N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M4N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M4N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M4N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M4N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M4N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M4N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M4N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M5N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M5N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M5N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M5N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M5N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M5N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M5N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M5N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M6N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M6N1(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M6N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M6N2(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M6N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M6N3(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
-func gpA5M6N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool)
+func gpA5M6N4(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)
 
 //go:noescape
 func gdA5M1N1(a *float32, lda int, b *float32, ldb int, c *float32, ldc, chunks, mask int)
@@ -149,7 +149,7 @@ func gdA5M4N5(a *float32, lda int, b *float32, ldb int, c *float32, ldc, chunks,
 func gdA5M4N6(a *float32, lda int, b *float32, ldb int, c *float32, ldc, chunks, mask int)
 
 // gpKernels[MR-1][NV-1] is the panel kernel for an MR x 16*NV tile.
-var gpKernels = [6][4]func(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask int, acc bool){
+var gpKernels = [6][4]func(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32){
 	{gpA5M1N1, gpA5M1N2, gpA5M1N3, gpA5M1N4},
 	{gpA5M2N1, gpA5M2N2, gpA5M2N3, gpA5M2N4},
 	{gpA5M3N1, gpA5M3N2, gpA5M3N3, gpA5M3N4},

@@ -5,6 +5,8 @@ package cpu
 import (
 	"sync"
 
+	"github.com/wavecat/wavecat/compute"
+
 	"golang.org/x/sys/cpu"
 )
 
@@ -107,15 +109,57 @@ func ownPanelTask(t *task, lo, hi int) {
 		// B's rows are ldb apart, often a multiple of 4 KiB (10240
 		// floats): read in place, the panel's k rows fall into a few
 		// cache sets and evict each other (measured 2.5-3x slower).
-		for r := 0; r < k; r++ {
-			copy(p[r*gpCols:r*gpCols+w], b[r*ldb+j0:r*ldb+j0+w])
+		if o.terms == nil {
+			for r := 0; r < k; r++ {
+				copy(p[r*gpCols:r*gpCols+w], b[r*ldb+j0:r*ldb+j0+w])
+			}
+		} else {
+			stackTerms(p, o.terms, n, j0, w)
 		}
 		for i0 := 0; i0 < m; i0 += gpMR {
 			mr := min(gpMR, m-i0)
-			gpKernels[mr-1][nv-1](&a[i0*ars], ars, aps, &p[0], gpCols, &c[i0*ldc+j0], ldc, k, mask, o.acc)
+			mode, bias := 0, (*float32)(nil)
+			if o.acc {
+				mode = 1
+			} else if o.bias != nil {
+				mode, bias = 2, &o.bias[i0]
+			}
+			gpKernels[mr-1][nv-1](&a[i0*ars], ars, aps, &p[0], gpCols, &c[i0*ldc+j0], ldc, k, mask, mode, bias)
+		}
+		if o.acc && o.bias != nil {
+			for i := 0; i < m; i++ {
+				row := c[i*ldc+j0 : i*ldc+j0+w]
+				v := o.bias[i]
+				row = row[addConstVec(row, v):]
+				for j := range row {
+					row[j] += v
+				}
+			}
 		}
 	}
 	panelPool.Put(pp)
+}
+
+// stackTerms fills panel p (64 floats a row) with columns [j0, j0+w) of
+// every term's B, shifted, one term's rows after another's: column j takes
+// B column j - shift, zero outside [0, n).
+func stackTerms(p []float32, terms []ownTerm, n, j0, w int) {
+	r0 := 0
+	for _, t := range terms {
+		lo, hi := max(j0-t.shift, 0), min(j0+w-t.shift, n) // B columns read
+		d0 := lo - (j0 - t.shift)                          // where they land in the row
+		for r := 0; r < t.k; r++ {
+			row := p[(r0+r)*gpCols : (r0+r)*gpCols+w]
+			if hi <= lo {
+				clear(row)
+				continue
+			}
+			clear(row[:d0])
+			copy(row[d0:], t.b[r*t.ldb+lo:r*t.ldb+hi])
+			clear(row[d0+hi-lo:])
+		}
+		r0 += t.k
+	}
 }
 
 // panelPool holds the threads' copies of a B panel or block.
@@ -179,4 +223,48 @@ func newOwnGEMM(inner sgemmer, threads int, pool *workerPool) (sgemmer, error) {
 		return nil, errNoOwnGEMM
 	}
 	return &ownGEMM{inner: inner, threads: threads, pool: pool}, nil
+}
+
+// ownTerms runs GemmTerms on the own kernels when they are in use and the
+// product is large enough; it reports whether it did.
+func (be *Backend) ownTerms(m, n int, terms []compute.GemmTerm, ktot int, bias []float32, beta float32, c []float32, ldc int) bool {
+	g, ok := be.gemm.(*ownGEMM)
+	if !ok || n < 16 || m*n*ktot < ownMinWork || len(terms) > len(ownArgs{}.termBuf) {
+		return false
+	}
+	// op(A) of every term side by side: m x ktot, row-major.
+	ap := panelPool.Get().(*[]float32)
+	if cap(*ap) < m*ktot {
+		*ap = make([]float32, m*ktot)
+	}
+	a := (*ap)[:m*ktot]
+	t := getTask(ownPanelTask)
+	o := &t.own
+	o.terms = o.termBuf[:0]
+	koff := 0
+	for _, tm := range terms {
+		ar, ac := m, tm.K
+		if tm.TransA {
+			ar, ac = tm.K, m
+		}
+		as := matrix(tm.A, ar, ac, tm.LDA, "GemmTerms", "A")
+		for i := 0; i < m; i++ {
+			row := a[i*ktot+koff : i*ktot+koff+tm.K]
+			if tm.TransA {
+				for p := range row {
+					row[p] = as[p*tm.LDA+i]
+				}
+			} else {
+				copy(row, as[i*tm.LDA:i*tm.LDA+tm.K])
+			}
+		}
+		o.terms = append(o.terms, ownTerm{b: matrix(tm.B, tm.K, n, tm.LDB, "GemmTerms", "B"), ldb: tm.LDB, k: tm.K, shift: tm.Shift})
+		koff += tm.K
+	}
+	o.acc, o.m, o.n, o.k, o.lda, o.ldc, o.a, o.c, o.bias = beta != 0, m, n, ktot, ktot, ldc, a, c, bias
+	tiles := (n + gpCols - 1) / gpCols
+	g.pool.runChunks(t, tiles, min(g.threads, tiles))
+	putTask(t)
+	panelPool.Put(ap)
+	return true
 }

@@ -31,6 +31,7 @@ func (be *Backend) Scale(x compute.View, n int, alpha float32) {
 func scaleTask(t *task, lo, hi int) { scale(t.x[0][lo:hi], t.f[0]) }
 
 func scale(x []float32, alpha float32) {
+	x = x[scaleVec(x, alpha):]
 	for i := range x {
 		x[i] *= alpha
 	}
@@ -75,6 +76,8 @@ func addScaledTask(t *task, lo, hi int) {
 
 func addScaled(d, a, b []float32, alpha float32) {
 	a, b = a[:len(d)], b[:len(d)]
+	v := addScaledVec(d, a, b, alpha)
+	d, a, b = d[v:], a[v:], b[v:]
 	for i := range d {
 		d[i] = (a[i] + b[i]) * alpha
 	}
@@ -195,6 +198,7 @@ func addBias(x, bias []float32, lo, hi, t int) {
 	for r := lo; r < hi; r++ {
 		v := bias[r%len(bias)]
 		row := x[r*t : (r+1)*t]
+		row = row[addConstVec(row, v):]
 		for i := range row {
 			row[i] += v
 		}
@@ -229,8 +233,9 @@ func biasGrad(dbias, dy []float32, lo, hi, batch, t int) {
 		for b := 0; b < batch; b++ {
 			row := dy[(b*channels+c)*t : (b*channels+c+1)*t]
 			for b0 := 0; b0 < len(row); b0 += sumBlock {
-				var rs float32
-				for _, v := range row[b0:min(b0+sumBlock, len(row))] {
+				blk := row[b0:min(b0+sumBlock, len(row))]
+				rs, d := sumVec(blk)
+				for _, v := range blk[d:] {
 					rs += v
 				}
 				s += float64(rs)
