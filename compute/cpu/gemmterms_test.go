@@ -31,7 +31,7 @@ func TestGemmTermsMatchesFloat64(t *testing.T) {
 			bias   bool
 			beta   float32
 		}{
-			{13, 300, []int{0, 4, 8}, true, 0},   // a causal conv, dilation 4
+			{13, 300, []int{0, 4, 8}, true, 0},    // a causal conv, dilation 4
 			{13, 300, []int{0, -4, -8}, false, 1}, // its input gradient
 			{7, 70, []int{0, 69, -69, 1}, true, 1},
 			{30, 1000, []int{0}, true, 0},
