@@ -26,3 +26,25 @@ type GemmTermser interface {
 	// none). beta is 0 or 1.
 	GemmTerms(m, n int, terms []GemmTerm, bias View, beta float32, c View, ldc int)
 }
+
+// GradTerm is one output of GemmTermsGrad: C (m x N, leading dimension
+// LDC) and B (N x k, row-major, leading dimension LDB) read Shift columns
+// to the right.
+type GradTerm struct {
+	B     View
+	LDB   int
+	N     int
+	Shift int
+	C     View
+	LDC   int
+}
+
+// GemmTermsGrader is implemented by backends that accumulate several
+// weight gradients sharing one output gradient in one pass over it (the
+// CPU backend): for each term, C (m x N) += A B_s^T where A is m x k
+// (row-major, leading dimension lda) and B_s[:, p] = B[:, p-Shift], zero
+// where p-Shift falls outside [0, k). A layer's conv taps and its
+// conditioning all take the gradient of the same pre-activation.
+type GemmTermsGrader interface {
+	GemmTermsGrad(m, k int, a View, lda int, terms []GradTerm)
+}

@@ -300,6 +300,7 @@ type Workspace struct {
 	// terms is the scratch list of a layer's GemmTerms (reused: a step
 	// allocates nothing).
 	terms []compute.GemmTerm
+	grads []compute.GradTerm
 }
 
 // NewWorkspace allocates the buffers for training on batch B and T
@@ -618,20 +619,37 @@ func (m *Model) BackwardReady(ws *Workspace, dout, dmel compute.View, ready func
 		}
 		be.GatedTanhSigmoidBackward(dpre, dz, pl, B, H*T)
 		be.BiasGrad(m.dbias(ly.conv), dpre, B, G, T)
-		m.weightGrad(ly.cond, dpre, c, G, C, T, B)
 		be.GemmStridedBatched(true, false, C, T, G, 1, m.w(ly.cond), C, 0, dpre, T, G*T, 1, dc, T, C*T, B)
 		// Dilated conv taps: dW_k += dpre[:, s:] x[:, :T-s]^T, dx[:, :T-s] += W_k^T dpre[:, s:].
 		K := ly.conv.k
 		w, dw := m.w(ly.conv), m.dw(ly.conv)
-		gt, terms := be.(compute.GemmTermser)
-		for k := 0; k < K; k++ {
-			s := (K - 1 - k) * ly.dil
-			if s >= T {
-				continue
+		if gg, ok := be.(compute.GemmTermsGrader); ok {
+			// The taps' and the conditioning's weight gradients in one
+			// pass over dpre.
+			for b := 0; b < B; b++ {
+				ws.grads = ws.grads[:0]
+				for k := 0; k < K; k++ {
+					if s := (K - 1 - k) * ly.dil; s < T {
+						ws.grads = append(ws.grads, compute.GradTerm{B: hl.At(b * R * T), LDB: T, N: R, Shift: s, C: dw.At(k * G * R), LDC: R})
+					}
+				}
+				ws.grads = append(ws.grads, compute.GradTerm{B: c.At(b * C * T), LDB: T, N: C, C: m.dw(ly.cond), LDC: C})
+				gg.GemmTermsGrad(G, T, dpre.At(b*G*T), T, ws.grads)
 			}
-			m.wgrad(dw.At(k*G*R), G, R, T-s, dpre.At(s), T, G*T, hl, T, R*T, B)
-			if !terms {
-				be.GemmStridedBatched(true, false, R, T-s, G, 1, w.At(k*G*R), R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
+		} else {
+			m.weightGrad(ly.cond, dpre, c, G, C, T, B)
+			for k := 0; k < K; k++ {
+				if s := (K - 1 - k) * ly.dil; s < T {
+					m.wgrad(dw.At(k*G*R), G, R, T-s, dpre.At(s), T, G*T, hl, T, R*T, B)
+				}
+			}
+		}
+		gt, terms := be.(compute.GemmTermser)
+		if !terms {
+			for k := 0; k < K; k++ {
+				if s := (K - 1 - k) * ly.dil; s < T {
+					be.GemmStridedBatched(true, false, R, T-s, G, 1, w.At(k*G*R), R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
+				}
 			}
 		}
 		if terms { // the taps' input gradients in one pass over dh

@@ -149,10 +149,17 @@ type ownArgs struct {
 	terms   []ownTerm
 	termBuf [6]ownTerm // terms' backing array: a call allocates nothing
 	bias    []float32
+	groups  []ownGroup // GemmTermsGrad
 }
 
-// ownTerm is one GemmTerms term's B.
+// ownTerm is one GemmTerms term's B (k rows), or one GemmTermsGrad
+// term's B (k = its N rows) and C.
 type ownTerm struct {
 	b             []float32
 	ldb, k, shift int
+	c             []float32
+	ldc           int
 }
+
+// ownGroup is a GemmTermsGrad task's unit: rows [j, j+nr) of term t's B.
+type ownGroup struct{ t, j, nr int }

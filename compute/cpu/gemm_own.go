@@ -268,3 +268,76 @@ func (be *Backend) ownTerms(m, n int, terms []compute.GemmTerm, ktot int, bias [
 	panelPool.Put(ap)
 	return true
 }
+
+// ownTermsGrad runs GemmTermsGrad on the own dot kernel when it is in use:
+// the threads split the terms' 6-row groups of B; for each k block a
+// thread copies a group's shifted rows together and runs every 4-row group
+// of A against it, so A's block stays in L2 for all the terms.
+func (be *Backend) ownTermsGrad(m, k int, a []float32, lda int, terms []compute.GradTerm) bool {
+	g, ok := be.gemm.(*ownGEMM)
+	n := 0
+	for _, t := range terms {
+		n += t.N
+	}
+	if !ok || k < 16 || m*n*k < ownMinWork || len(terms) > len(ownArgs{}.termBuf) {
+		return false
+	}
+	t := getTask(ownGradTask)
+	o := &t.own
+	o.terms = o.termBuf[:0]
+	gp := groupPool.Get().(*[]ownGroup)
+	groups := (*gp)[:0]
+	for i, tm := range terms {
+		o.terms = append(o.terms, ownTerm{b: matrix(tm.B, tm.N, k, tm.LDB, "GemmTermsGrad", "B"), ldb: tm.LDB, k: tm.N, shift: tm.Shift,
+			c: matrix(tm.C, m, tm.N, tm.LDC, "GemmTermsGrad", "C"), ldc: tm.LDC})
+		for j := 0; j < tm.N; j += gdNR {
+			groups = append(groups, ownGroup{t: i, j: j, nr: min(gdNR, tm.N-j)})
+		}
+	}
+	o.m, o.k, o.a, o.lda, o.groups = m, k, a, lda, groups
+	g.pool.runChunks(t, len(groups), min(g.threads, len(groups)))
+	putTask(t)
+	*gp = groups
+	groupPool.Put(gp)
+	return true
+}
+
+var groupPool = sync.Pool{New: func() any { return new([]ownGroup) }}
+
+// ownGradTask runs B row groups [lo, hi) of a GemmTermsGrad product.
+func ownGradTask(t *task, lo, hi int) {
+	o := &t.own
+	m, k, a, lda := o.m, o.k, o.a, o.lda
+	pp := panelPool.Get().(*[]float32)
+	if cap(*pp) < gdNR*gdKC {
+		*pp = make([]float32, gdNR*gdKC)
+	}
+	p := (*pp)[:gdNR*gdKC]
+	for k0 := 0; k0 < k; k0 += gdKC {
+		kl := min(gdKC, k-k0)
+		chunks, mask := kl/16, 1<<(kl%16)-1
+		for _, gr := range o.groups[lo:hi] {
+			tm := &o.terms[gr.t]
+			// Columns [k0, k0+kl) of the group's rows, B read shift to
+			// the left, zero outside [0, k).
+			src0, src1 := max(k0-tm.shift, 0), min(k0+kl-tm.shift, k)
+			d0 := src0 - (k0 - tm.shift)
+			for r := 0; r < gr.nr; r++ {
+				row := p[r*gdKC : r*gdKC+kl]
+				if src1 <= src0 {
+					clear(row)
+					continue
+				}
+				b := tm.b[(gr.j+r)*tm.ldb:]
+				clear(row[:d0])
+				copy(row[d0:], b[src0:src1])
+				clear(row[d0+src1-src0:])
+			}
+			for i := 0; i < m; i += gdMR {
+				mr := min(gdMR, m-i)
+				gdKernels[mr-1][gr.nr-1](&a[i*lda+k0], lda, &p[0], gdKC, &tm.c[i*tm.ldc+gr.j], tm.ldc, chunks, mask)
+			}
+		}
+	}
+	panelPool.Put(pp)
+}

@@ -75,3 +75,31 @@ func abs(x int) int {
 	}
 	return x
 }
+
+var _ compute.GemmTermsGrader = (*Backend)(nil)
+
+// GemmTermsGrad implements compute.GemmTermsGrader. On the own kernels A
+// is read once per k block for every term's rows; otherwise it is a GEMM
+// per term on shifted views.
+func (be *Backend) GemmTermsGrad(m, k int, a compute.View, lda int, terms []compute.GradTerm) {
+	as := matrix(a, m, k, lda, "GemmTermsGrad", "A")
+	for i, t := range terms {
+		if t.N <= 0 || t.Shift <= -k || t.Shift >= k {
+			panic(fmt.Sprintf("cpu: GemmTermsGrad: term %d has N %d and shift %d for k %d", i, t.N, t.Shift, k))
+		}
+		matrix(t.B, t.N, k, t.LDB, "GemmTermsGrad", "B")
+		matrix(t.C, m, t.N, t.LDC, "GemmTermsGrad", "C")
+	}
+	if m == 0 {
+		return
+	}
+	if be.ownTermsGrad(m, k, as, lda, terms) {
+		return
+	}
+	for _, t := range terms {
+		// A column p meets B column p - shift, p in [max(s,0), k+min(s,0)).
+		s := t.Shift
+		a0, b0 := max(s, 0), max(-s, 0)
+		be.Gemm(false, true, m, t.N, k-abs(s), 1, a.At(a0), lda, t.B.At(b0), t.LDB, 1, t.C, t.LDC)
+	}
+}

@@ -108,3 +108,66 @@ func bufOf(be *Backend, x []float32) compute.Buffer {
 	be.Upload(compute.V(b), x)
 	return b
 }
+
+// TestGemmTermsGradMatchesFloat64: weight gradients of shifted terms
+// sharing one A (a conv's taps and its conditioning), accumulated into
+// their own C, against a float64 reference, on the own kernels and on the
+// per-term fallback.
+func TestGemmTermsGradMatchesFloat64(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 5))
+	randn := func(n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	for _, blas := range []string{"auto", "gonum"} {
+		be := newOrSkip(t, blas, 2)
+		for _, s := range []struct {
+			m, k   int
+			ns     []int
+			shifts []int
+		}{
+			{14, 3000, []int{9, 9, 9, 5}, []int{0, 64, 128, 0}},
+			{9, 1100, []int{7, 13}, []int{-3, 1099}},
+			{3, 40, []int{2}, []int{5}},
+		} {
+			lda := s.k + 2
+			a := randn((s.m-1)*lda + s.k)
+			var terms []compute.GradTerm
+			var wants [][]float64
+			var cs []compute.View
+			for ti, n := range s.ns {
+				sh := s.shifts[ti]
+				ldb, ldc := s.k+1, n+2
+				b, c := randn((n-1)*ldb+s.k), randn((s.m-1)*ldc+n)
+				want := make([]float64, len(c))
+				for i := range c {
+					want[i] = float64(c[i])
+				}
+				for i := 0; i < s.m; i++ {
+					for j := 0; j < n; j++ {
+						for p := 0; p < s.k; p++ {
+							if q := p - sh; q >= 0 && q < s.k {
+								want[i*ldc+j] += float64(a[i*lda+p]) * float64(b[j*ldb+q])
+							}
+						}
+					}
+				}
+				cv := compute.V(bufOf(be, c))
+				terms = append(terms, compute.GradTerm{B: compute.V(bufOf(be, b)), LDB: ldb, N: n, Shift: sh, C: cv, LDC: ldc})
+				wants, cs = append(wants, want), append(cs, cv)
+			}
+			be.GemmTermsGrad(s.m, s.k, compute.V(bufOf(be, a)), lda, terms)
+			for ti, want := range wants {
+				got := be.Host(cs[ti], len(want))
+				for i := range got {
+					if math.Abs(float64(got[i])-want[i]) > 1e-5*(math.Sqrt(float64(s.k))+math.Abs(want[i])) {
+						t.Fatalf("%s m %d k %d term %d: C[%d] = %g, want %g", blas, s.m, s.k, ti, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
