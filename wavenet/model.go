@@ -424,7 +424,7 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 				gt.GemmTerms(G, T, ws.terms, m.bias(ly.conv), 0, pl.At(b*G*T), T)
 			}
 		} else {
-			m.causalConv(ly.conv, ly.dil, hl, pl, B, T)
+			m.causalConv(ws, ly.conv, ly.dil, hl, pl, B, T)
 			be.AddBias(pl, m.bias(ly.conv), B, G, T)
 			be.GemmStridedBatched(false, false, G, T, C, 1, m.w(ly.cond), C, 0, c, T, C*T, 1, pl, T, G*T, B)
 		}
@@ -490,21 +490,19 @@ func (m *Model) convTerms(terms []compute.GemmTerm, c *conv, d int, transpose bo
 }
 
 // causalConv writes y = sum_k W_k x shifted by (K-1-k)*d: y[:, t] uses
-// x[:, t-(K-1-k)*d] (zero before the start), as a GEMM per tap on
-// column-shifted views. The unshifted tap goes first to overwrite y.
-func (m *Model) causalConv(c *conv, d int, x, y compute.View, B, T int) {
-	w := m.w(c)
-	K, O, I := c.k, c.out, c.in
-	for k := K - 1; k >= 0; k-- {
-		s := (K - 1 - k) * d
-		if s >= T {
-			continue
-		}
+// x[:, t-(K-1-k)*d] (zero before the start), as a GEMM per tap (convTerms)
+// on column-shifted views, batched over the B items. The unshifted tap
+// comes first and overwrites y.
+func (m *Model) causalConv(ws *Workspace, c *conv, d int, x, y compute.View, B, T int) {
+	O, I := c.out, c.in
+	ws.terms = m.convTerms(ws.terms[:0], c, d, false, x, T, 1)
+	for i, t := range ws.terms {
 		beta := float32(1)
-		if k == K-1 {
+		if i == 0 {
 			beta = 0
 		}
-		m.be.GemmStridedBatched(false, false, O, T-s, I, 1, w.At(k*O*I), I, 0, x, T, I*T, beta, y.At(s), T, O*T, B)
+		s := t.Shift
+		m.be.GemmStridedBatched(false, false, O, T-s, I, 1, t.A, I, 0, x, T, I*T, beta, y.At(s), T, O*T, B)
 	}
 }
 
@@ -622,7 +620,7 @@ func (m *Model) BackwardReady(ws *Workspace, dout, dmel compute.View, ready func
 		be.GemmStridedBatched(true, false, C, T, G, 1, m.w(ly.cond), C, 0, dpre, T, G*T, 1, dc, T, C*T, B)
 		// Dilated conv taps: dW_k += dpre[:, s:] x[:, :T-s]^T, dx[:, :T-s] += W_k^T dpre[:, s:].
 		K := ly.conv.k
-		w, dw := m.w(ly.conv), m.dw(ly.conv)
+		dw := m.dw(ly.conv)
 		if gg, ok := be.(compute.GemmTermsGrader); ok {
 			// The taps' and the conditioning's weight gradients in one
 			// pass over dpre.
@@ -644,18 +642,15 @@ func (m *Model) BackwardReady(ws *Workspace, dout, dmel compute.View, ready func
 				}
 			}
 		}
-		gt, terms := be.(compute.GemmTermser)
-		if !terms {
-			for k := 0; k < K; k++ {
-				if s := (K - 1 - k) * ly.dil; s < T {
-					be.GemmStridedBatched(true, false, R, T-s, G, 1, w.At(k*G*R), R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
-				}
-			}
-		}
-		if terms { // the taps' input gradients in one pass over dh
+		if gt, ok := be.(compute.GemmTermser); ok { // the taps' input gradients in one pass over dh
 			for b := 0; b < B; b++ {
 				ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, true, dpre.At(b*G*T), T, -1)
 				gt.GemmTerms(R, T, ws.terms, compute.View{}, 1, dh.At(b*R*T), T)
+			}
+		} else {
+			for _, t := range m.convTerms(ws.terms[:0], ly.conv, ly.dil, true, dpre, T, -1) {
+				s := -t.Shift
+				be.GemmStridedBatched(true, false, R, T-s, G, 1, t.A, R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
 			}
 		}
 		m.finishConvs(ready, ly.conv, ly.cond, ly.out, ly.skip)

@@ -96,11 +96,7 @@ func ownPanelTask(t *task, lo, hi int) {
 	if o.transA {
 		ars, aps = 1, o.lda
 	}
-	pp := panelPool.Get().(*[]float32)
-	if cap(*pp) < k*gpCols {
-		*pp = make([]float32, k*gpCols)
-	}
-	p := (*pp)[:k*gpCols]
+	pp, p := panelBuf(k * gpCols)
 	for t := lo; t < hi; t++ {
 		j0 := t * gpCols
 		w := min(gpCols, n-j0)
@@ -165,56 +161,36 @@ func stackTerms(p []float32, terms []ownTerm, n, j0, w int) {
 // panelPool holds the threads' copies of a B panel or block.
 var panelPool = sync.Pool{New: func() any { return new([]float32) }}
 
-// dots computes C += A B^T (NT) with lanes along k: the threads split C's
+// panelBuf returns a pooled buffer of n floats (give pp back to
+// panelPool when done).
+func panelBuf(n int) (pp *[]float32, p []float32) {
+	pp = panelPool.Get().(*[]float32)
+	if cap(*pp) < n {
+		*pp = make([]float32, n)
+	}
+	return pp, (*pp)[:n]
+}
+
+// dots computes C += A B^T (NT) with lanes along k: a GemmTermsGrad
+// product of one unshifted term (ownGradTask), the threads splitting C's
 // columns (B's rows) in 6-row groups, or its rows when there are more of
-// those; k runs in gdKC blocks, the partial sums added to C.
+// those.
 func (g *ownGEMM) dots(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	t := getTask(ownDotTask)
-	ig, jg := (m+gdMR-1)/gdMR, (n+gdNR-1)/gdNR
-	rows := jg < ig && jg < 2*g.threads
-	t.own = ownArgs{rows: rows, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, a: a, b: b, c: c}
-	units := jg
-	if rows {
+	t := getTask(ownGradTask)
+	o := &t.own
+	o.terms = append(o.termBuf[:0], ownTerm{b: b, ldb: ldb, k: n, c: c, ldc: ldc})
+	gp, groups := termGroups(o.terms)
+	ig := (m + gdMR - 1) / gdMR
+	o.rows = len(groups) < ig && len(groups) < 2*g.threads
+	o.m, o.k, o.a, o.lda, o.groups = m, k, a, lda, groups
+	units := len(groups)
+	if o.rows {
 		units = ig
 	}
 	g.pool.runChunks(t, units, min(g.threads, units))
 	putTask(t)
-}
-
-// ownDotTask runs groups [lo, hi) (of columns, or of rows when o.rows) of a
-// dots product.
-func ownDotTask(t *task, lo, hi int) {
-	o := &t.own
-	m, n, k, a, b, c, lda, ldb, ldc := o.m, o.n, o.k, o.a, o.b, o.c, o.lda, o.ldb, o.ldc
-	i0, i1, j0, j1 := 0, (m+gdMR-1)/gdMR, lo, hi
-	if o.rows {
-		i0, i1, j0, j1 = lo, hi, 0, (n+gdNR-1)/gdNR
-	}
-	pp := panelPool.Get().(*[]float32)
-	if cap(*pp) < gdNR*gdKC {
-		*pp = make([]float32, gdNR*gdKC)
-	}
-	p := (*pp)[:gdNR*gdKC]
-	for k0 := 0; k0 < k; k0 += gdKC {
-		kl := min(gdKC, k-k0)
-		chunks, mask := kl/16, 1<<(kl%16)-1
-		for jgi := j0; jgi < j1; jgi++ {
-			j := jgi * gdNR
-			nr := min(gdNR, n-j)
-			// The B rows, ldb apart (a multiple of 4 KiB at T = 10240),
-			// would share L1 sets with each other and the A rows; copied
-			// together they stay in L1 for every A group.
-			for r := 0; r < nr; r++ {
-				copy(p[r*gdKC:r*gdKC+kl], b[(j+r)*ldb+k0:(j+r)*ldb+k0+kl])
-			}
-			for igi := i0; igi < i1; igi++ {
-				i := igi * gdMR
-				mr := min(gdMR, m-i)
-				gdKernels[mr-1][nr-1](&a[i*lda+k0], lda, &p[0], gdKC, &c[i*ldc+j], ldc, chunks, mask)
-			}
-		}
-	}
-	panelPool.Put(pp)
+	*gp = groups
+	groupPool.Put(gp)
 }
 
 // newOwnGEMM wraps inner with the own kernels, or says why it cannot.
@@ -233,11 +209,7 @@ func (be *Backend) ownTerms(m, n int, terms []compute.GemmTerm, ktot int, bias [
 		return false
 	}
 	// op(A) of every term side by side: m x ktot, row-major.
-	ap := panelPool.Get().(*[]float32)
-	if cap(*ap) < m*ktot {
-		*ap = make([]float32, m*ktot)
-	}
-	a := (*ap)[:m*ktot]
+	ap, a := panelBuf(m * ktot)
 	t := getTask(ownPanelTask)
 	o := &t.own
 	o.terms = o.termBuf[:0]
@@ -285,15 +257,11 @@ func (be *Backend) ownTermsGrad(m, k int, a []float32, lda int, terms []compute.
 	t := getTask(ownGradTask)
 	o := &t.own
 	o.terms = o.termBuf[:0]
-	gp := groupPool.Get().(*[]ownGroup)
-	groups := (*gp)[:0]
-	for i, tm := range terms {
+	for _, tm := range terms {
 		o.terms = append(o.terms, ownTerm{b: matrix(tm.B, tm.N, k, tm.LDB, "GemmTermsGrad", "B"), ldb: tm.LDB, k: tm.N, shift: tm.Shift,
 			c: matrix(tm.C, m, tm.N, tm.LDC, "GemmTermsGrad", "C"), ldc: tm.LDC})
-		for j := 0; j < tm.N; j += gdNR {
-			groups = append(groups, ownGroup{t: i, j: j, nr: min(gdNR, tm.N-j)})
-		}
 	}
+	gp, groups := termGroups(o.terms)
 	o.m, o.k, o.a, o.lda, o.groups = m, k, a, lda, groups
 	g.pool.runChunks(t, len(groups), min(g.threads, len(groups)))
 	putTask(t)
@@ -304,19 +272,33 @@ func (be *Backend) ownTermsGrad(m, k int, a []float32, lda int, terms []compute.
 
 var groupPool = sync.Pool{New: func() any { return new([]ownGroup) }}
 
-// ownGradTask runs B row groups [lo, hi) of a GemmTermsGrad product.
+// termGroups cuts the terms' B rows into groups of at most 6 (a pooled
+// slice: give gp back to groupPool when done).
+func termGroups(terms []ownTerm) (gp *[]ownGroup, groups []ownGroup) {
+	gp = groupPool.Get().(*[]ownGroup)
+	groups = (*gp)[:0]
+	for i, tm := range terms {
+		for j := 0; j < tm.k; j += gdNR {
+			groups = append(groups, ownGroup{t: i, j: j, nr: min(gdNR, tm.k-j)})
+		}
+	}
+	return gp, groups
+}
+
+// ownGradTask runs B row groups [lo, hi) of a GemmTermsGrad product, or,
+// when o.rows, every group against A's 4-row groups [lo, hi).
 func ownGradTask(t *task, lo, hi int) {
 	o := &t.own
 	m, k, a, lda := o.m, o.k, o.a, o.lda
-	pp := panelPool.Get().(*[]float32)
-	if cap(*pp) < gdNR*gdKC {
-		*pp = make([]float32, gdNR*gdKC)
+	groups, i0, i1 := o.groups, lo*gdMR, min(hi*gdMR, m)
+	if !o.rows {
+		groups, i0, i1 = o.groups[lo:hi], 0, m
 	}
-	p := (*pp)[:gdNR*gdKC]
+	pp, p := panelBuf(gdNR * gdKC)
 	for k0 := 0; k0 < k; k0 += gdKC {
 		kl := min(gdKC, k-k0)
 		chunks, mask := kl/16, 1<<(kl%16)-1
-		for _, gr := range o.groups[lo:hi] {
+		for _, gr := range groups {
 			tm := &o.terms[gr.t]
 			// Columns [k0, k0+kl) of the group's rows, B read shift to
 			// the left, zero outside [0, k).
@@ -333,7 +315,7 @@ func ownGradTask(t *task, lo, hi int) {
 				copy(row[d0:], b[src0:src1])
 				clear(row[d0+src1-src0:])
 			}
-			for i := 0; i < m; i += gdMR {
+			for i := i0; i < i1; i += gdMR {
 				mr := min(gdMR, m-i)
 				gdKernels[mr-1][gr.nr-1](&a[i*lda+k0], lda, &p[0], gdKC, &tm.c[i*tm.ldc+gr.j], tm.ldc, chunks, mask)
 			}

@@ -25,13 +25,7 @@ func ownOrSkip(t testing.TB, threads int) *ownGEMM {
 // thread splits of the dot product) against a float64 reference.
 func TestOwnGEMMKernelsMatchFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	randn := func(n int) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(r.NormFloat64())
-		}
-		return x
-	}
+	randn := func(n int) []float32 { return randSlice(r, n) }
 	for _, threads := range []int{1, 3} {
 		g := ownOrSkip(t, threads)
 		for _, tc := range []struct {

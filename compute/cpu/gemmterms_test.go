@@ -16,13 +16,7 @@ import (
 // left alone.
 func TestGemmTermsMatchesFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(2, 3))
-	randn := func(n int) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(r.NormFloat64())
-		}
-		return x
-	}
+	randn := func(n int) []float32 { return randSlice(r, n) }
 	for _, blas := range []string{"auto", "gonum"} {
 		be := newOrSkip(t, blas, 2)
 		for _, s := range []struct {
@@ -115,13 +109,7 @@ func bufOf(be *Backend, x []float32) compute.Buffer {
 // per-term fallback.
 func TestGemmTermsGradMatchesFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 5))
-	randn := func(n int) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(r.NormFloat64())
-		}
-		return x
-	}
+	randn := func(n int) []float32 { return randSlice(r, n) }
 	for _, blas := range []string{"auto", "gonum"} {
 		be := newOrSkip(t, blas, 2)
 		for _, s := range []struct {
@@ -170,4 +158,13 @@ func TestGemmTermsGradMatchesFloat64(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randSlice is n standard normal float32s.
+func randSlice(r *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x
 }
