@@ -16,11 +16,12 @@ import (
 // 256x128 weight times 128 x 10240 activations, or the weight gradient
 // summed over 10240 samples), OpenBLAS is often built or pinned for AVX2
 // (this project's machine pins it to its Haswell kernels), and without
-// OpenBLAS the pure-Go fallback is ten times slower. The kernels need no
-// packing: the NN and TN products broadcast op(A) and stream B's
-// contiguous columns, the NT product (weight gradients) runs lanes along
-// the shared time axis. Each element of C is computed by one goroutine in
-// a fixed order, so results do not depend on timing.
+// OpenBLAS the pure-Go fallback is ten times slower. The NN and TN
+// products broadcast op(A) straight from A against a copied 64-column
+// panel of B; the NT product (weight gradients) runs lanes along the
+// shared time axis against a copied block of B rows. Each element of C is
+// computed by one goroutine in a fixed order, so results do not depend on
+// timing.
 type ownGEMM struct {
 	inner   sgemmer
 	threads int
