@@ -11,7 +11,7 @@
 // waiting for a second kernel, and each block adds its share of the previous
 // layer's skip rows. So a step is L + 5 launches, not 2L + 5.
 //
-// For batches up to 4 the network part of a step is instead one launch,
+// For batches up to 32 the network part of a step can instead be one launch,
 // wf_step (below), whose blocks all run at once and pass each other their
 // results: at batch 1 a step's time is mostly the gaps between kernels.
 //
@@ -250,7 +250,7 @@ __global__ void wg_trace(float *trace, const float *out, const float *tbuf, ll n
 // layered kernels.
 
 #define WF_NREG 12 // fresh weights per lane held in registers (rows up to 384 long)
-#define WF_BMAX 4  // utterances per launch
+#define WF_BMAX 32 // utterances per launch (fusedMaxBatch)
 #ifdef __CUDA_ARCH__
 #define WF_SPIN_LIMIT (1ll << 18) // about 0.1-0.3 s of 32 ns pauses and L2 reads
 #else

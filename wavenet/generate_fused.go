@@ -16,7 +16,13 @@ import (
 // as the fallback.
 
 const (
-	fusedMaxBatch = 4   // WF_BMAX in generate.cu
+	fusedMaxBatch = 32 // WF_BMAX in generate.cu
+	// fusedAutoMaxBatch is the largest batch GPUStepAuto runs on the
+	// one-launch step: up to 4 it was measured faster than the layered
+	// kernels (H200, docs/benchmarks.md); batches of 5 to 32 take it only
+	// when asked (GPUStepFused, vocode --gpu-step fused) until
+	// scripts/gpu-check.sh has measured them.
+	fusedAutoMaxBatch = 4
 	fusedMaxBlock = 256 // __launch_bounds__ of wf_step: its block size, so the prologue has 8 warps
 	// fusedMaxShared is the dynamic shared memory wf_step may use: CUDA's
 	// default limit per block (no opt-in attribute is set), 48 KiB for
@@ -38,14 +44,16 @@ var errNotCoResident = errors.New("wavenet: GPU generator: the one-launch step's
 type GPUStep int
 
 const (
-	// GPUStepAuto: the one-launch step for batches up to 4 where the
-	// backend can say how many blocks run at once (fusedByDefault), else
-	// the layered kernels; a group whose blocks stall is rerun layered.
+	// GPUStepAuto: the one-launch step for batches up to
+	// fusedAutoMaxBatch where the backend can say how many blocks run at
+	// once (fusedByDefault), else the layered kernels; a group whose
+	// blocks stall is rerun layered.
 	GPUStepAuto GPUStep = iota
 	// GPUStepLayered: L+5 launches per sample, any batch.
 	GPUStepLayered
-	// GPUStepFused: the one-launch step; Generate fails where it is not
-	// available (larger batches, a backend without compute.CoResident).
+	// GPUStepFused: the one-launch step, up to fusedMaxBatch utterances;
+	// Generate fails where it is not available (larger batches, shared
+	// memory, a backend without compute.CoResident).
 	GPUStepFused
 )
 

@@ -236,11 +236,13 @@ func (g *GPUGenerator) useFused(step GPUStep, B, Tmax int) (bool, error) {
 		return false, nil
 	}
 	f := g.fusedStep()
-	ok := f != nil && B <= fusedMaxBatch && 4*f.shared*B <= fusedMaxShared && int64(Tmax+1)*int64(g.plan.L+2) < 1<<32
+	// The batch's shared memory must be within what the grid was sized
+	// for (fusedGrid checked that many blocks of it run at once).
+	ok := f != nil && B <= fusedMaxBatch && 4*f.shared*B <= fusedGridShared(g.plan, f.nb) && int64(Tmax+1)*int64(g.plan.L+2) < 1<<32
 	if step == GPUStepFused && !ok {
 		return false, errors.New("wavenet: GPU generator: the one-launch step is not available for this backend, batch or length")
 	}
-	return ok, nil
+	return ok && (step == GPUStepFused || B <= fusedAutoMaxBatch), nil
 }
 
 // graphSteps is the number of samples per graph replay: gpuGraphSteps, or

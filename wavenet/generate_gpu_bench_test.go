@@ -11,8 +11,10 @@ import (
 // layers, 128/256/128, k=3, 80 mels, hop 256) with a MoL head (10
 // logistics, 30 channels) and with AdaCat (k=128, 256 channels), at batch 1,
 // 4 and 32 (utterances of 1 s; aggregate samples/s), conditioning included,
-// at batch 1 and 4 with the one-launch wf_step and, as the anchor, the
-// layered kernels. xRT is samples/s over 22050 (real time).
+// at each batch with the one-launch wf_step and, as the anchor, the
+// layered kernels (batch 32 fused says whether auto should take the
+// one-launch step above 4, fusedAutoMaxBatch). xRT is samples/s over 22050
+// (real time).
 func BenchmarkGenerateCUDA(b *testing.B) {
 	be := gpuOrSkip(b)
 	for _, spec := range []string{"mol --mixtures 10 --levels 65536", "adacat --components 128"} {
@@ -37,7 +39,7 @@ func BenchmarkGenerateCUDA(b *testing.B) {
 			batch int
 			path  GPUStep
 		}{{"batch1-fused", 1, GPUStepFused}, {"batch1-layered", 1, GPUStepLayered}, {"batch4-fused", 4, GPUStepFused},
-			{"batch4-layered", 4, GPUStepLayered}, {"batch32", 32, GPUStepAuto}} {
+			{"batch4-layered", 4, GPUStepLayered}, {"batch32-fused", 32, GPUStepFused}, {"batch32-layered", 32, GPUStepLayered}} {
 			b.Run(h.Name()+"/"+r.name, func(b *testing.B) {
 				rng := rand.New(rand.NewPCG(1, 1))
 				utts := make([]Utterance, r.batch)

@@ -504,12 +504,18 @@ func TestStepKernelsChoice(t *testing.T) {
 		t.Errorf("fused step at batch %d: err = %v", len(utts), err)
 	}
 	// At batch 1 the one-launch step applies: fused forces it, layered
-	// refuses it, auto takes it only where it is the default.
+	// refuses it, auto takes it only where it is the default. Above
+	// fusedAutoMaxBatch only fused takes it.
 	for _, def := range []bool{false, true} {
 		defaultFused(t, def)
 		for step, want := range map[GPUStep]bool{GPUStepFused: true, GPUStepLayered: false, GPUStepAuto: def} {
 			if got, err := g.useFused(step, 1, 256); err != nil || got != want {
 				t.Errorf("fusedByDefault %v: useFused(%v, batch 1) = %v, %v; want %v", def, step, got, err, want)
+			}
+		}
+		for step, want := range map[GPUStep]bool{GPUStepFused: true, GPUStepLayered: false, GPUStepAuto: false} {
+			if got, err := g.useFused(step, fusedAutoMaxBatch+1, 256); err != nil || got != want {
+				t.Errorf("fusedByDefault %v: useFused(%v, batch %d) = %v, %v; want %v", def, step, fusedAutoMaxBatch+1, got, err, want)
 			}
 		}
 	}
@@ -523,7 +529,7 @@ func defaultFused(t *testing.T, on bool) {
 }
 
 // TestCPUSimFusedFullBatch: the one-launch step at its largest batch
-// (fusedMaxBatch utterances of different lengths) gives each utterance
+// (fusedMaxBatch = 32 utterances of different lengths) gives each utterance
 // exactly the waveform it gets alone, so every slot's exchange words,
 // rings, skip sums and outputs are its own.
 func TestCPUSimFusedFullBatch(t *testing.T) {
@@ -533,7 +539,7 @@ func TestCPUSimFusedFullBatch(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
 	utts := make([]Utterance, fusedMaxBatch)
 	for i := range utts {
-		utts[i] = Utterance{Mel: randMel(rng, 3+2*i, cfg.CinChannels), Seed: uint64(40 + i)}
+		utts[i] = Utterance{Mel: randMel(rng, 3+2*(i%5), cfg.CinChannels), Seed: uint64(40 + i)}
 	}
 	all, err := g.Generate(utts, GenerateOptions{Batch: len(utts), GPUStep: GPUStepFused})
 	if err != nil {

@@ -114,7 +114,7 @@ should beat (vocode eval prints it beside the checkpoints).`
 	f.StringVar(&synthOpts.melLayout, "mel-layout", "auto", "axes of the input .npy mels: auto (the axis of n_mels length is the mel axis; a square array needs one of the others), frames-mels or mels-frames")
 	f.BoolVar(&synthOpts.copySynthesis, "copy-synthesis", false, "inputs are WAV files: extract their mel and resynthesise")
 	f.BoolVar(&synthOpts.downmix, "downmix", false, "with --copy-synthesis: average the channels of a stereo (or wider) WAV")
-	f.StringVar(&synthOpts.gpuStep, "gpu-step", "auto", "GPU step kernels: auto (fused where it applies, else layered), layered (L+5 launches per sample, any batch) or fused (one launch per sample, up to 4 utterances; about 3.4x faster than layered at batch 1 on an H200)")
+	f.StringVar(&synthOpts.gpuStep, "gpu-step", "auto", "GPU step kernels: auto (fused where it applies, else layered), layered (L+5 launches per sample, any batch) or fused (one launch per sample, up to 32 utterances; about 3.4x faster than layered at batch 1 on an H200; auto takes it up to 4, where it was measured)")
 	f.StringVar(&synthOpts.postfilter, "postfilter", "comb+envelope", "after synthesis: comb+envelope (a pitch comb at the mel's pitch, then each mel band rescaled to the mel's level), envelope, comb or none (the network's raw output); docs/evaluation.md")
 	f.Float64Var(&synthOpts.voicedTemp, "voiced-temperature", defaultVoicedTemperature, "sampling temperature where the mel is voiced, for models with an excitation input, such as the built-in one (0: --temperature everywhere)")
 	f.Float64Var(&synthOpts.temperature, "temperature", 1, "sampling temperature > 0: 1 samples the model's distribution, lower is more conservative (see above for what it scales per head)")
