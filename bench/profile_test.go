@@ -140,8 +140,8 @@ func BenchmarkTrainStepCPUProfile(b *testing.B) {
 	}
 }
 
-// profTerms is a profBackend that also passes GemmTerms on, for backends
-// that have it (the model takes another path without it).
+// profTerms is a profBackend that also passes GemmTerms and GemmTermsGrad
+// on, for backends that have them (the model takes other paths without).
 type profTerms struct{ *profBackend }
 
 func (p profTerms) GemmTerms(m, n int, terms []compute.GemmTerm, bias compute.View, beta float32, c compute.View, ldc int) {
@@ -155,10 +155,22 @@ func (p profTerms) GemmTerms(m, n int, terms []compute.GemmTerm, bias compute.Vi
 	p.time(key, func() { p.Backend.(compute.GemmTermser).GemmTerms(m, n, terms, bias, beta, c, ldc) })
 }
 
+func (p profTerms) GemmTermsGrad(m, k int, a compute.View, lda int, terms []compute.GradTerm) {
+	n := 0
+	for _, t := range terms {
+		n += t.N
+	}
+	key := fmt.Sprintf("gemmTermsGrad %dx%dx%d (%d terms)", m, n, k, len(terms))
+	p.flops[key] += 2 * float64(m) * float64(n) * float64(k)
+	p.time(key, func() { p.Backend.(compute.GemmTermsGrader).GemmTermsGrad(m, k, a, lda, terms) })
+}
+
 func profileTrainStep(b *testing.B, be compute.Backend, batch int) {
 	p := newProfBackend(be)
 	var run compute.Backend = p
-	if _, ok := be.(compute.GemmTermser); ok {
+	_, terms := be.(compute.GemmTermser)
+	_, grads := be.(compute.GemmTermsGrader)
+	if terms && grads {
 		run = profTerms{p}
 	}
 	benchTrainStepOn(b, run, referenceBenchConfig(), batch, 10240, func() {
