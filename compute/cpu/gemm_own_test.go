@@ -40,14 +40,8 @@ func TestOwnGEMMKernelsMatchFloat64(t *testing.T) {
 			for _, m := range tc.ms {
 				for _, n := range tc.ns {
 					for _, k := range tc.ks {
-						ar, ac := m, k
-						if tc.transA {
-							ar, ac = k, m
-						}
-						br, bc := k, n
-						if tc.transB {
-							br, bc = n, k
-						}
+						ar, ac := stored(tc.transA, m, k)
+						br, bc := stored(tc.transB, k, n)
 						lda, ldb, ldc := ac+3, bc+1, n+2
 						a, b := randn((ar-1)*lda+ac), randn((br-1)*ldb+bc)
 						c := randn((m-1)*ldc + n)
@@ -100,14 +94,8 @@ func TestConformanceOwnGEMM(t *testing.T) {
 		m, n, k int
 	}{{false, false, 256, 1000, 128}, {true, false, 128, 999, 256}, {false, true, 256, 128, 1000}} {
 		for _, beta := range []float32{0, 1, 0.5} {
-			ar, ac := s.m, s.k
-			if s.ta {
-				ar, ac = s.k, s.m
-			}
-			br, bc := s.k, s.n
-			if s.tb {
-				br, bc = s.n, s.k
-			}
+			ar, ac := stored(s.ta, s.m, s.k)
+			br, bc := stored(s.tb, s.k, s.n)
 			a, b, c := make([]float32, ar*ac), make([]float32, br*bc), make([]float32, s.m*s.n)
 			for _, x := range [][]float32{a, b, c} {
 				for i := range x {
@@ -145,14 +133,8 @@ func BenchmarkTrainingGEMMs(b *testing.B) {
 				if err != nil {
 					b.Skip(err)
 				}
-				ar, ac := s.m, s.k
-				if s.ta {
-					ar, ac = s.k, s.m
-				}
-				br, bc := s.k, s.n
-				if s.tb {
-					br, bc = s.n, s.k
-				}
+				ar, ac := stored(s.ta, s.m, s.k)
+				br, bc := stored(s.tb, s.k, s.n)
 				r := rand.New(rand.NewPCG(1, 2))
 				buf := func(n int) compute.View {
 					x := make([]float32, n)
@@ -200,4 +182,13 @@ func TestAdamVectorMatchesScalar(t *testing.T) {
 			t.Fatalf("element %d: vector p %g m %g v %g, scalar p %g m %g v %g", i, p[i], m[i], v[i], p2[i], m2[i], v2[i])
 		}
 	}
+}
+
+// stored is the shape (rows, columns) of an r x c operand as stored:
+// transposed when trans.
+func stored(trans bool, r, c int) (int, int) {
+	if trans {
+		return c, r
+	}
+	return r, c
 }
