@@ -23,7 +23,7 @@ const (
 	// when asked (GPUStepFused, vocode --gpu-step fused) until
 	// scripts/gpu-check.sh has measured them.
 	fusedAutoMaxBatch = 4
-	fusedMaxBlock = 256 // __launch_bounds__ of wf_step: its block size, so the prologue has 8 warps
+	fusedMaxBlock     = 256 // __launch_bounds__ of wf_step: its block size, so the prologue has 8 warps
 	// fusedMaxShared is the dynamic shared memory wf_step may use: CUDA's
 	// default limit per block (no opt-in attribute is set), 48 KiB for
 	// static and dynamic together, less a reserve for wf_step's static
