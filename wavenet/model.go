@@ -489,6 +489,21 @@ func (m *Model) convTerms(terms []compute.GemmTerm, c *conv, d int, transpose bo
 	return terms
 }
 
+// convGrads appends to grads a dilated conv's tap weight gradients over
+// its input x (one batch item, rows T apart) as GradTerms: dW_k += dy x_s^T
+// with x shifted right by (K-1-k)*d. Taps entirely before the start are
+// left out.
+func (m *Model) convGrads(grads []compute.GradTerm, c *conv, d int, x compute.View, T int) []compute.GradTerm {
+	dw := m.dw(c)
+	K, O, I := c.k, c.out, c.in
+	for k := 0; k < K; k++ {
+		if s := (K - 1 - k) * d; s < T {
+			grads = append(grads, compute.GradTerm{B: x, LDB: T, N: I, Shift: s, C: dw.At(k * O * I), LDC: I})
+		}
+	}
+	return grads
+}
+
 // causalConv writes y = sum_k W_k x shifted by (K-1-k)*d: y[:, t] uses
 // x[:, t-(K-1-k)*d] (zero before the start), as a GEMM per tap (convTerms)
 // on column-shifted views, batched over the B items. The unshifted tap
@@ -619,27 +634,20 @@ func (m *Model) BackwardReady(ws *Workspace, dout, dmel compute.View, ready func
 		be.BiasGrad(m.dbias(ly.conv), dpre, B, G, T)
 		be.GemmStridedBatched(true, false, C, T, G, 1, m.w(ly.cond), C, 0, dpre, T, G*T, 1, dc, T, C*T, B)
 		// Dilated conv taps: dW_k += dpre[:, s:] x[:, :T-s]^T, dx[:, :T-s] += W_k^T dpre[:, s:].
-		K := ly.conv.k
-		dw := m.dw(ly.conv)
 		if gg, ok := be.(compute.GemmTermsGrader); ok {
 			// The taps' and the conditioning's weight gradients in one
 			// pass over dpre.
 			for b := 0; b < B; b++ {
-				ws.grads = ws.grads[:0]
-				for k := 0; k < K; k++ {
-					if s := (K - 1 - k) * ly.dil; s < T {
-						ws.grads = append(ws.grads, compute.GradTerm{B: hl.At(b * R * T), LDB: T, N: R, Shift: s, C: dw.At(k * G * R), LDC: R})
-					}
-				}
+				ws.grads = m.convGrads(ws.grads[:0], ly.conv, ly.dil, hl.At(b*R*T), T)
 				ws.grads = append(ws.grads, compute.GradTerm{B: c.At(b * C * T), LDB: T, N: C, C: m.dw(ly.cond), LDC: C})
 				gg.GemmTermsGrad(G, T, dpre.At(b*G*T), T, ws.grads)
 			}
 		} else {
 			m.weightGrad(ly.cond, dpre, c, G, C, T, B)
-			for k := 0; k < K; k++ {
-				if s := (K - 1 - k) * ly.dil; s < T {
-					m.wgrad(dw.At(k*G*R), G, R, T-s, dpre.At(s), T, G*T, hl, T, R*T, B)
-				}
+			ws.grads = m.convGrads(ws.grads[:0], ly.conv, ly.dil, hl, T)
+			for _, t := range ws.grads {
+				s := t.Shift
+				m.wgrad(t.C, G, R, T-s, dpre.At(s), T, G*T, t.B, T, R*T, B)
 			}
 		}
 		if gt, ok := be.(compute.GemmTermser); ok { // the taps' input gradients in one pass over dh
@@ -648,7 +656,8 @@ func (m *Model) BackwardReady(ws *Workspace, dout, dmel compute.View, ready func
 				gt.GemmTerms(R, T, ws.terms, compute.View{}, 1, dh.At(b*R*T), T)
 			}
 		} else {
-			for _, t := range m.convTerms(ws.terms[:0], ly.conv, ly.dil, true, dpre, T, -1) {
+			ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, true, dpre, T, -1)
+			for _, t := range ws.terms {
 				s := -t.Shift
 				be.GemmStridedBatched(true, false, R, T-s, G, 1, t.A, R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
 			}

@@ -24,19 +24,22 @@ func matrix(v compute.View, rows, cols, ld int, what, operand string) []float32 
 	return sl(v, n, what)
 }
 
+// stored is the shape (rows, columns) of an r x c operand as it is stored:
+// transposed when trans.
+func stored(trans bool, r, c int) (int, int) {
+	if trans {
+		return c, r
+	}
+	return r, c
+}
+
 // gemmChecked validates every operand and returns their slices.
 func gemmChecked(transA, transB bool, m, n, k int, a compute.View, lda int, b compute.View, ldb int, c compute.View, ldc int, what string) (as, bs, cs []float32) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("cpu: %s: negative size m=%d n=%d k=%d", what, m, n, k))
 	}
-	ar, ac := m, k
-	if transA {
-		ar, ac = k, m
-	}
-	br, bc := k, n
-	if transB {
-		br, bc = n, k
-	}
+	ar, ac := stored(transA, m, k)
+	br, bc := stored(transB, k, n)
 	as = matrix(a, ar, ac, lda, what, "A")
 	bs = matrix(b, br, bc, ldb, what, "B")
 	cs = matrix(c, m, n, ldc, what, "C")

@@ -125,12 +125,7 @@ func ownPanelTask(t *task, lo, hi int) {
 		}
 		if o.acc && o.bias != nil {
 			for i := 0; i < m; i++ {
-				row := c[i*ldc+j0 : i*ldc+j0+w]
-				v := o.bias[i]
-				row = row[addConstVec(row, v):]
-				for j := range row {
-					row[j] += v
-				}
+				addConst(c[i*ldc+j0:i*ldc+j0+w], o.bias[i])
 			}
 		}
 	}
@@ -143,20 +138,25 @@ func ownPanelTask(t *task, lo, hi int) {
 func stackTerms(p []float32, terms []ownTerm, n, j0, w int) {
 	r0 := 0
 	for _, t := range terms {
-		lo, hi := max(j0-t.shift, 0), min(j0+w-t.shift, n) // B columns read
-		d0 := lo - (j0 - t.shift)                          // where they land in the row
 		for r := 0; r < t.k; r++ {
-			row := p[(r0+r)*gpCols : (r0+r)*gpCols+w]
-			if hi <= lo {
-				clear(row)
-				continue
-			}
-			clear(row[:d0])
-			copy(row[d0:], t.b[r*t.ldb+lo:r*t.ldb+hi])
-			clear(row[d0+hi-lo:])
+			shiftedCopy(p[(r0+r)*gpCols:(r0+r)*gpCols+w], t.b[r*t.ldb:r*t.ldb+n], j0-t.shift)
 		}
 		r0 += t.k
 	}
+}
+
+// shiftedCopy fills dst with src[start : start+len(dst)], zero where the
+// index falls outside src.
+func shiftedCopy(dst, src []float32, start int) {
+	lo, hi := max(start, 0), min(start+len(dst), len(src))
+	if hi <= lo {
+		clear(dst)
+		return
+	}
+	d0 := lo - start
+	clear(dst[:d0])
+	copy(dst[d0:], src[lo:hi])
+	clear(dst[d0+hi-lo:])
 }
 
 // panelPool holds the threads' copies of a B panel or block.
@@ -216,10 +216,7 @@ func (be *Backend) ownTerms(m, n int, terms []compute.GemmTerm, ktot int, bias [
 	o.terms = o.termBuf[:0]
 	koff := 0
 	for _, tm := range terms {
-		ar, ac := m, tm.K
-		if tm.TransA {
-			ar, ac = tm.K, m
-		}
+		ar, ac := stored(tm.TransA, m, tm.K)
 		as := matrix(tm.A, ar, ac, tm.LDA, "GemmTerms", "A")
 		for i := 0; i < m; i++ {
 			row := a[i*ktot+koff : i*ktot+koff+tm.K]
@@ -303,18 +300,9 @@ func ownGradTask(t *task, lo, hi int) {
 			tm := &o.terms[gr.t]
 			// Columns [k0, k0+kl) of the group's rows, B read shift to
 			// the left, zero outside [0, k).
-			src0, src1 := max(k0-tm.shift, 0), min(k0+kl-tm.shift, k)
-			d0 := src0 - (k0 - tm.shift)
 			for r := 0; r < gr.nr; r++ {
-				row := p[r*gdKC : r*gdKC+kl]
-				if src1 <= src0 {
-					clear(row)
-					continue
-				}
-				b := tm.b[(gr.j+r)*tm.ldb:]
-				clear(row[:d0])
-				copy(row[d0:], b[src0:src1])
-				clear(row[d0+src1-src0:])
+				b0 := (gr.j + r) * tm.ldb
+				shiftedCopy(p[r*gdKC:r*gdKC+kl], tm.b[b0:b0+k], k0-tm.shift)
 			}
 			for i := i0; i < i1; i += gdMR {
 				mr := min(gdMR, m-i)

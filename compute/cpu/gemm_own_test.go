@@ -183,12 +183,3 @@ func TestAdamVectorMatchesScalar(t *testing.T) {
 		}
 	}
 }
-
-// stored is the shape (rows, columns) of an r x c operand as stored:
-// transposed when trans.
-func stored(trans bool, r, c int) (int, int) {
-	if trans {
-		return c, r
-	}
-	return r, c
-}

@@ -26,10 +26,7 @@ func (be *Backend) GemmTerms(m, n int, terms []compute.GemmTerm, bias compute.Vi
 		if t.K <= 0 || t.Shift <= -n || t.Shift >= n {
 			panic(fmt.Sprintf("cpu: GemmTerms: term %d has K %d and shift %d for %d columns", i, t.K, t.Shift, n))
 		}
-		ar, ac := m, t.K
-		if t.TransA {
-			ar, ac = t.K, m
-		}
+		ar, ac := stored(t.TransA, m, t.K)
 		matrix(t.A, ar, ac, t.LDA, "GemmTerms", "A")
 		matrix(t.B, t.K, n, t.LDB, "GemmTerms", "B")
 		ktot += t.K
@@ -59,12 +56,7 @@ func (be *Backend) GemmTerms(m, n int, terms []compute.GemmTerm, bias compute.Vi
 	}
 	if bs != nil {
 		for r := 0; r < m; r++ {
-			row := cs[r*ldc : r*ldc+n]
-			v := bs[r]
-			row = row[addConstVec(row, v):]
-			for i := range row {
-				row[i] += v
-			}
+			addConst(cs[r*ldc:r*ldc+n], bs[r])
 		}
 	}
 }

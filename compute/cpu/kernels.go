@@ -196,12 +196,15 @@ func addBiasTask(t *task, lo, hi int) { addBias(t.x[0], t.x[1], lo, hi, t.n[0]) 
 // addBias adds bias[r % channels] to rows [lo, hi) of x, each t long.
 func addBias(x, bias []float32, lo, hi, t int) {
 	for r := lo; r < hi; r++ {
-		v := bias[r%len(bias)]
-		row := x[r*t : (r+1)*t]
-		row = row[addConstVec(row, v):]
-		for i := range row {
-			row[i] += v
-		}
+		addConst(x[r*t:(r+1)*t], bias[r%len(bias)])
+	}
+}
+
+// addConst adds v to every element of x.
+func addConst(x []float32, v float32) {
+	x = x[addConstVec(x, v):]
+	for i := range x {
+		x[i] += v
 	}
 }
 
