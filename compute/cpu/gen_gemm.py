@@ -38,31 +38,35 @@ def disp(off, addr):
     return ("%d%s" % (off, addr)) if off else addr
 
 
+def load_args(e, args):
+    """Loads 8-byte arguments in order: (name, register, kind), kind
+    "stride" turning an element count into bytes, "mask" also moving the
+    value into K1."""
+    for i, (name, reg, kind) in enumerate(args):
+        e("\tMOVQ %s+%d(FP), %s" % (name, 8 * i, reg))
+        if kind == "stride":
+            e("\tSHLQ $2, %s" % reg)
+        elif kind == "mask":
+            e("\tKMOVW %s, K1" % reg)
+
+
+def third_row(e, base, stride, dst):
+    """dst = base + 3*stride: the fourth row's address (rows())."""
+    e("\tLEAQ (%s)(%s*2), %s" % (base, stride, dst))
+    e("\tADDQ %s, %s" % (stride, dst))
+
+
 def panel(MR, NV):
     name = "gpA5M%dN%d" % (MR, NV)
     o = []
     e = o.append
     e("// func %s(a *float32, ars, aps int, b *float32, ldb int, c *float32, ldc, k, mask, mode int, bias *float32)" % name)
     e("TEXT ·%s(SB), NOSPLIT, $0-88" % name)
-    e("\tMOVQ a+0(FP), SI")
-    e("\tMOVQ ars+8(FP), R9")
-    e("\tSHLQ $2, R9")
-    e("\tMOVQ aps+16(FP), R11")
-    e("\tSHLQ $2, R11")
-    e("\tMOVQ b+24(FP), DI")
-    e("\tMOVQ ldb+32(FP), BX")
-    e("\tSHLQ $2, BX")
-    e("\tMOVQ c+40(FP), AX")
-    e("\tMOVQ ldc+48(FP), CX")
-    e("\tSHLQ $2, CX")
-    e("\tMOVQ k+56(FP), DX")
-    e("\tMOVQ mask+64(FP), R8")
-    e("\tKMOVW R8, K1")
+    load_args(e, [("a", "SI", ""), ("ars", "R9", "stride"), ("aps", "R11", "stride"), ("b", "DI", ""),
+                  ("ldb", "BX", "stride"), ("c", "AX", ""), ("ldc", "CX", "stride"), ("k", "DX", ""), ("mask", "R8", "mask")])
     if MR > 3:
-        e("\tLEAQ (SI)(R9*2), R10")
-        e("\tADDQ R9, R10")
-        e("\tLEAQ (AX)(CX*2), R12")
-        e("\tADDQ CX, R12")
+        third_row(e, "SI", "R9", "R10")
+        third_row(e, "AX", "CX", "R12")
     arow = rows("SI", "R10", "R9", MR)
     crow = rows("AX", "R12", "CX", MR)
 
@@ -74,13 +78,11 @@ def panel(MR, NV):
     # otherwise each wait on L3 at the start of the call. Prefetches past
     # the matrix do not fault.
     if MR == 6:
-        e("\tLEAQ (R12)(CX*2), R13")
-        e("\tADDQ CX, R13")
+        third_row(e, "R12", "CX", "R13")
         for r in rows("R13", "R14", "CX", 3):
             for v in range(NV):
                 e("\tPREFETCHT0 %s" % disp(64 * v, r))
-        e("\tLEAQ (R13)(CX*2), R14")
-        e("\tADDQ CX, R14")
+        third_row(e, "R13", "CX", "R14")
         for r in rows("R14", "R14", "CX", 3):
             for v in range(NV):
                 e("\tPREFETCHT0 %s" % disp(64 * v, r))
@@ -144,26 +146,13 @@ def dot(MR, NR):
     e = o.append
     e("// func %s(a *float32, lda int, b *float32, ldb int, c *float32, ldc, chunks, mask int)" % name)
     e("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
-    e("\tMOVQ a+0(FP), SI")
-    e("\tMOVQ lda+8(FP), R9")
-    e("\tSHLQ $2, R9")
-    e("\tMOVQ b+16(FP), DI")
-    e("\tMOVQ ldb+24(FP), BX")
-    e("\tSHLQ $2, BX")
-    e("\tMOVQ c+32(FP), AX")
-    e("\tMOVQ ldc+40(FP), CX")
-    e("\tSHLQ $2, CX")
-    e("\tMOVQ chunks+48(FP), DX")
-    e("\tMOVQ mask+56(FP), R8")
-    e("\tKMOVW R8, K1")
+    load_args(e, [("a", "SI", ""), ("lda", "R9", "stride"), ("b", "DI", ""), ("ldb", "BX", "stride"),
+                  ("c", "AX", ""), ("ldc", "CX", "stride"), ("chunks", "DX", ""), ("mask", "R8", "mask")])
     if MR > 3:
-        e("\tLEAQ (SI)(R9*2), R10")
-        e("\tADDQ R9, R10")
-        e("\tLEAQ (AX)(CX*2), R12")
-        e("\tADDQ CX, R12")
+        third_row(e, "SI", "R9", "R10")
+        third_row(e, "AX", "CX", "R12")
     if NR > 3:
-        e("\tLEAQ (DI)(BX*2), R13")
-        e("\tADDQ BX, R13")
+        third_row(e, "DI", "BX", "R13")
     arow = rows("SI", "R10", "R9", MR)
     brow = rows("DI", "R13", "BX", NR)
     crow = rows("AX", "R12", "CX", MR)
