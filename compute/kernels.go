@@ -61,6 +61,26 @@ type CoResident interface {
 	CoResidentBlocks(kernel string, block, sharedBytes int) int
 }
 
+// ClusterLauncher is implemented by Modules that launch thread-block
+// clusters (compute capability 9.0 and newer; the simulator models them).
+// The blocks of a cluster are scheduled together on neighbouring SMs, can
+// read and write each other's shared memory (__cluster_map_shared_rank) and
+// wait at a cluster-wide barrier (__cluster_barrier_arrive/_wait), which
+// costs far less than passing values through L2 between the blocks of an
+// ordinary grid. The GPU generator's cluster step (wavenet/generate.cu)
+// exchanges every layer's results this way.
+type ClusterLauncher interface {
+	// CoResidentClusters is the number of clusters of cluster blocks
+	// (each of block threads and sharedBytes of dynamic shared memory)
+	// that can be resident at once; 0 when the device or kernel cannot
+	// run clusters of that size.
+	CoResidentClusters(kernel string, cluster, block, sharedBytes int) int
+	// LaunchCluster queues kernel on the backend's stream as grid blocks
+	// in clusters of cluster consecutive blocks (grid a multiple of
+	// cluster), as Module.Launch otherwise.
+	LaunchCluster(kernel string, grid, cluster, block, sharedBytes int, args ...Arg)
+}
+
 // GraphCapturer is implemented by backends that can record a sequence of
 // launches once and replay it with one call (CUDA graphs): the per-sample
 // step of synthesis is hundreds of tiny kernels, and replaying them as a

@@ -56,6 +56,13 @@ type driverAPI struct {
 	// Occupancy (optional: CoResidentBlocks reports 0 without it).
 	cuOccupancyMaxActiveBlocksPerMultiprocessor func(n *int32, f uintptr, block int32, shmem uint64) cuResult
 
+	// Thread-block clusters (CUDA 12.0 and newer; optional:
+	// CoResidentClusters reports 0 without them). config is a
+	// cuLaunchConfig.
+	cuLaunchKernelEx             func(config unsafe.Pointer, f uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
+	cuFuncSetAttribute           func(f uintptr, attr int32, v int32) cuResult
+	cuOccupancyMaxActiveClusters func(n *int32, f uintptr, config unsafe.Pointer) cuResult
+
 	// CUDA graphs (optional: Capture reports their absence).
 	cuStreamBeginCapture        func(s uintptr, mode int32) cuResult
 	cuStreamEndCapture          func(s uintptr, g *uintptr) cuResult
@@ -94,6 +101,9 @@ func (d *driverAPI) symbols() []symbol {
 		{"cuLaunchKernel", &d.cuLaunchKernel, false},
 		{"cuGetErrorName", &d.cuGetErrorName, false},
 		{"cuOccupancyMaxActiveBlocksPerMultiprocessor", &d.cuOccupancyMaxActiveBlocksPerMultiprocessor, true},
+		{"cuLaunchKernelEx", &d.cuLaunchKernelEx, true},
+		{"cuFuncSetAttribute", &d.cuFuncSetAttribute, true},
+		{"cuOccupancyMaxActiveClusters", &d.cuOccupancyMaxActiveClusters, true},
 		{"cuStreamBeginCapture_v2", &d.cuStreamBeginCapture, true},
 		{"cuStreamEndCapture", &d.cuStreamEndCapture, true},
 		{"cuGraphInstantiateWithFlags", &d.cuGraphInstantiateWithFlags, true},

@@ -72,7 +72,7 @@ type Backend struct {
 	stagingF    []float32
 	stagingBusy bool // an async upload may still read staging
 
-	args    unsafe.Pointer // pinned: maxKernelArgs values, then their addresses
+	args    unsafe.Pointer // pinned: maxKernelArgs values, their addresses, then a cluster launch's config (argsBytes)
 	argVals []uint64
 
 	partialDev  uint64 // maxPartials float64 on the device
@@ -207,7 +207,7 @@ func (be *Backend) initBuffers() error {
 		return err
 	}
 	be.stagingF = unsafe.Slice((*float32)(be.staging), stagingBytes/4)
-	if err := d.check("cuMemHostAlloc", d.cuMemHostAlloc(&be.args, 16*maxKernelArgs, 0)); err != nil {
+	if err := d.check("cuMemHostAlloc", d.cuMemHostAlloc(&be.args, argsBytes, 0)); err != nil {
 		return err
 	}
 	be.argVals = unsafe.Slice((*uint64)(be.args), maxKernelArgs)

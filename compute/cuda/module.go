@@ -29,6 +29,9 @@ type module struct {
 	mod   uintptr
 	funcs map[string]uintptr
 	decls map[string]compute.KernelDecl
+	// nonPortable: kernels whose non-portable cluster attribute was
+	// tried (true: set), see clusterReady.
+	nonPortable map[string]bool
 }
 
 // Compile implements compute.KernelCompiler. A source is compiled once per
@@ -80,7 +83,22 @@ func (be *Backend) Compile(name, source string, kernels ...string) (compute.Modu
 
 // Launch implements compute.Module.
 func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...compute.Arg) {
+	f, vals := m.launchArgs(kernel, block, args)
+	if grid <= 0 || block <= 0 {
+		return
+	}
 	be := m.be
+	defer be.enter()()
+	copy(be.argVals, vals[:len(args)])
+	r := be.drv.cuLaunchKernel(f, uint32(grid), 1, 1, uint32(block), 1, 1, uint32(sharedBytes), be.stream, unsafe.Add(be.args, 8*maxKernelArgs), nil)
+	be.must("cuLaunchKernel("+kernel+")", r)
+}
+
+// launchArgs checks a launch of kernel (compiled, within its
+// __launch_bounds__, arguments of its parameters' kinds, pointers in
+// range) and returns its function and argument values (an array, so a
+// launch allocates nothing).
+func (m *module) launchArgs(kernel string, block int, args []compute.Arg) (uintptr, [maxKernelArgs]uint64) {
 	f, ok := m.funcs[kernel]
 	if !ok {
 		panic(fmt.Sprintf("cuda: %s: kernel %s not compiled", m.name, kernel))
@@ -99,18 +117,12 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 			panic(fmt.Sprintf("cuda: %s: kernel %s argument %d is %c, want %c (signature %s)", m.name, kernel, i, a.Kind, sig[i], sig))
 		}
 		if a.Kind == 'p' {
-			vals[i] = be.dptr(a.View, a.N, kernel)
+			vals[i] = m.be.dptr(a.View, a.N, kernel)
 		} else {
 			vals[i] = a.Bits
 		}
 	}
-	if grid <= 0 || block <= 0 {
-		return
-	}
-	defer be.enter()()
-	copy(be.argVals, vals[:len(args)])
-	r := be.drv.cuLaunchKernel(f, uint32(grid), 1, 1, uint32(block), 1, 1, uint32(sharedBytes), be.stream, unsafe.Add(be.args, 8*maxKernelArgs), nil)
-	be.must("cuLaunchKernel("+kernel+")", r)
+	return f, vals
 }
 
 // CoResidentBlocks implements compute.CoResident: the driver's occupancy
