@@ -33,7 +33,12 @@
 // (extern __shared__ T name[], at most CUDA's default 48 KiB) starts each
 // block filled with 0xff bytes (NaN as float), and a write past the
 // launch's sharedBytes fails the launch. Each fiber has a 64 KiB stack above
-// a guard page.
+// a guard page. Thread-block clusters (compute.ClusterLauncher) run each
+// block of the launch on a worker of its own, with the cluster barrier
+// (__cluster_barrier_arrive/_wait) and mapped peer shared memory
+// (__cluster_map_shared_rank, dynamic shared memory only) of sm_90; misuse
+// (a peer mapped before the first cluster barrier, unpaired arrive and
+// wait) fails the launch.
 package cudasim
 
 import (
@@ -113,7 +118,8 @@ var (
 	_ compute.HostAccessor   = (*Backend)(nil)
 	_ compute.KernelCompiler = (*Backend)(nil)
 	_ compute.GraphCapturer  = (*Backend)(nil)
-	_ compute.CoResident     = (*module)(nil)
+	_ compute.CoResident      = (*module)(nil)
+	_ compute.ClusterLauncher = (*module)(nil)
 )
 
 // New builds a simulator backend. Its error wraps ErrNoCompiler when g++ is
@@ -236,6 +242,10 @@ var launchErrors = map[uintptr]string{
 	2: "the threads of a block could not all finish: they diverged at a barrier or warp operation " +
 		"(every thread of a block must reach each __syncthreads, and every lane of a warp each warp operation, equally often)",
 	3: "a block wrote past its dynamic shared memory (sharedBytes of the launch)",
+	4: "a block arrived at the cluster barrier twice without waiting, or waited without arriving",
+	5: "__cluster_map_shared_rank of a pointer outside the block's dynamic shared memory (the simulator maps only that), or of a rank outside the cluster",
+	6: "a block waited 60 s at the cluster barrier: a block of its cluster never arrived (every block of a cluster must reach each cluster barrier equally often)",
+	7: "a block mapped a peer's shared memory before it had passed a cluster barrier (CUDA does not promise the peer has started)",
 }
 
 // Launch implements compute.Module: it checks the arguments as the CUDA
@@ -243,6 +253,33 @@ var launchErrors = map[uintptr]string{
 // range), then runs the grid's blocks and returns when they are done. A
 // kernel failure panics, as a failed launch does on the CUDA backend.
 func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...compute.Arg) {
+	m.launch(kernel, grid, 0, block, sharedBytes, args)
+}
+
+// LaunchCluster implements compute.ClusterLauncher: as Launch, with the
+// blocks in clusters of cluster (see prelude.cpp). Every block has a
+// worker of its own, so a grid may have no more blocks than workers.
+func (m *module) LaunchCluster(kernel string, grid, cluster, block, sharedBytes int, args ...compute.Arg) {
+	if cluster < 1 || grid%cluster != 0 {
+		panic(fmt.Sprintf("cudasim: %s: kernel %s launched as %d blocks in clusters of %d: want a positive cluster size dividing the grid", m.name, kernel, grid, cluster))
+	}
+	if grid > len(m.libs) {
+		panic(fmt.Sprintf("cudasim: %s: kernel %s: a cluster launch of %d blocks needs a worker per block, there are %d (Options.Workers)", m.name, kernel, grid, len(m.libs)))
+	}
+	m.launch(kernel, grid, cluster, block, sharedBytes, args)
+}
+
+// CoResidentClusters implements compute.ClusterLauncher: as many clusters
+// as there are workers for their blocks.
+func (m *module) CoResidentClusters(kernel string, cluster, block, sharedBytes int) int {
+	if cluster < 1 || m.CoResidentBlocks(kernel, block, sharedBytes) == 0 {
+		return 0
+	}
+	return len(m.libs) / cluster
+}
+
+// launch runs a grid, in clusters of cluster blocks when cluster > 0.
+func (m *module) launch(kernel string, grid, cluster, block, sharedBytes int, args []compute.Arg) {
 	k, ok := m.index[kernel]
 	if !ok {
 		panic(fmt.Sprintf("cudasim: %s: kernel %s not compiled", m.name, kernel))
@@ -297,11 +334,19 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 			be.stacks[w] = stackSet{base, block}
 		}
 	}
+	// The cluster table: each block's shared memory address, then an
+	// arrival count and a generation per cluster (prelude.cpp).
+	csize, ctab := 1, []uint64(nil)
+	var ctabPtr uintptr
+	if cluster > 0 {
+		csize, ctab = cluster, make([]uint64, grid+2*(grid/cluster))
+		ctabPtr = uintptr(unsafe.Pointer(&ctab[0]))
+	}
 	rcs := make([]uintptr, nw)
 	run := func(w int) {
 		st := be.stacks[w]
 		rcs[w], _, _ = purego.SyscallN(m.libs[w].launch, uintptr(k), uintptr(grid), uintptr(block), uintptr(sharedBytes),
-			uintptr(unsafe.Pointer(&ptrs[0])), uintptr(w), uintptr(nw), st.base, uintptr(st.n))
+			uintptr(unsafe.Pointer(&ptrs[0])), uintptr(w), uintptr(nw), st.base, uintptr(st.n), uintptr(csize), ctabPtr)
 	}
 	if nw == 1 {
 		run(0)
@@ -316,6 +361,7 @@ func (m *module) Launch(kernel string, grid, block, sharedBytes int, args ...com
 	runtime.KeepAlive(keep)
 	runtime.KeepAlive(vals)
 	runtime.KeepAlive(ptrs)
+	runtime.KeepAlive(ctab)
 	for _, rc := range rcs {
 		if rc != 0 {
 			why := launchErrors[rc]

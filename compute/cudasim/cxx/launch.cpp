@@ -25,13 +25,18 @@ extern "C" long long hb_sim_unmap_stacks(void *p, long long n) { return munmap(p
 // nstacks stacks from hb_sim_map_stacks. It returns 0, or 1 for bad
 // arguments, 2 when a block's threads could not all finish (they diverged
 // at a barrier or warp operation), 3 when a block wrote past its dynamic
-// shared memory.
+// shared memory, or a cluster fault (4-7, see prelude.cpp). csize is the
+// cluster size and ctab the clusters' table (null: no clusters).
 extern "C" long long hb_sim_launch(long long k, long long grid, long long block, long long shared, void **params,
-                                   long long b0, long long step, void *stacks, long long nstacks) {
+                                   long long b0, long long step, void *stacks, long long nstacks, long long csize,
+                                   unsigned long long *ctab) {
     const long long nk = sizeof(hb_sim_table) / sizeof(hb_sim_table[0]);
     if (k < 0 || k >= nk || grid < 0 || block <= 0 || block > HB_SIM_MAXT || shared < 0 ||
-        shared > HB_SIM_MAXSHARED || b0 < 0 || step <= 0 || !stacks || nstacks < block)
+        shared > HB_SIM_MAXSHARED || b0 < 0 || step <= 0 || !stacks || nstacks < block || csize < 1 ||
+        grid % csize != 0 || (csize > 1 && !ctab))
         return 1;
+    hb_sim_csize = (unsigned)csize;
+    hb_sim_ctab = ctab;
     hb_sim_stacks = (char *)stacks;
     hb_sim_per = hb_sim_stride();
     hb_sim_fn = hb_sim_table[k];
@@ -49,6 +54,9 @@ extern "C" long long hb_sim_launch(long long k, long long grid, long long block,
         memset(hb_sim_phase, 0, sizeof hb_sim_phase);
         memset(hb_sim_dyn_shared, 0xff, (size_t)shared);
         memset(hb_sim_dyn_shared + shared, 0xa5, HB_SIM_REDZONE);
+        hb_sim_arrived = hb_sim_cluster_synced = 0;
+        hb_sim_fault = 0;
+        if (ctab) __atomic_store_n(&ctab[b], (unsigned long long)(uintptr_t)hb_sim_dyn_shared, __ATOMIC_RELEASE);
         hb_sim_nfree = hb_sim_n;
         for (unsigned t = 0; t < hb_sim_n; t++) {
             hb_sim_free[t] = hb_sim_n - 1 - t;
@@ -56,6 +64,7 @@ extern "C" long long hb_sim_launch(long long k, long long grid, long long block,
             hb_sim_push(t);
         }
         hb_sim_next(hb_sim_n);
+        if (hb_sim_fault) return hb_sim_fault;
         if (hb_sim_finished != hb_sim_n) return 2;
         for (int i = 0; i < HB_SIM_REDZONE; i++)
             if (hb_sim_dyn_shared[shared + i] != 0xa5) return 3;

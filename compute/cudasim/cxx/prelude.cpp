@@ -27,6 +27,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <algorithm>
@@ -353,6 +354,106 @@ static unsigned __activemask() {
 // in hostSource). Each block starts with it poisoned (0xff bytes: NaN floats),
 // and a red zone after the launch's size catches writes past it.
 HB_SIM_HIDDEN alignas(128) unsigned char hb_sim_dyn_shared[HB_SIM_MAXSHARED + HB_SIM_REDZONE];
+
+// ---- thread-block clusters ----
+//
+// A cluster launch (LaunchCluster in cudasim.go) runs every block on a
+// worker of its own, so the blocks of a cluster run at once, as on a GPU.
+// hb_sim_ctab is shared by the workers' copies of this library: word b
+// holds block b's dynamic shared memory address, then each cluster has an
+// arrival count and a generation for its barrier. A launch without
+// clusters is a grid of one-block clusters (ctab null), as in CUDA.
+//
+// Misuse fails the launch (hb_sim_fault, returned by hb_sim_launch): a
+// second arrive before a wait or a wait without an arrive (4), mapping a
+// pointer outside the block's dynamic shared memory or a rank outside the
+// cluster (5), a wait that lasts 60 s because a block of the cluster never
+// arrives (6: every block of a cluster must reach each barrier equally
+// often), and mapping a peer's shared memory before this block has passed
+// a cluster barrier (7: CUDA does not promise that the peer has started).
+HB_SIM_HIDDEN unsigned long long *hb_sim_ctab;
+HB_SIM_HIDDEN unsigned hb_sim_csize = 1;
+HB_SIM_HIDDEN int hb_sim_arrived;        // the block arrived and has not waited yet
+HB_SIM_HIDDEN int hb_sim_cluster_synced; // the block has passed a cluster barrier
+HB_SIM_HIDDEN unsigned long long hb_sim_gen_seen;
+HB_SIM_HIDDEN long long hb_sim_fault;
+
+static void hb_sim_set_fault(long long code) {
+    if (!hb_sim_fault) hb_sim_fault = code;
+}
+
+static unsigned __clusterRelativeBlockRank() { return blockIdx.x % hb_sim_csize; }
+static unsigned __clusterSizeInBlocks() { return hb_sim_csize; }
+
+// hb_sim_cluster_words is the caller's cluster's arrival count and generation.
+static unsigned long long *hb_sim_cluster_words() { return hb_sim_ctab + gridDim.x + 2 * (blockIdx.x / hb_sim_csize); }
+
+// __cluster_barrier_arrive: once the whole block is there, thread 0
+// counts the block in; the last block of the cluster starts the next
+// generation, which its peers' waits see (release/acquire: the writes
+// before an arrive are visible after the wait).
+static void __cluster_barrier_arrive() {
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    if (hb_sim_arrived) hb_sim_set_fault(4);
+    hb_sim_arrived = 1;
+    if (!hb_sim_ctab) return;
+    unsigned long long *w = hb_sim_cluster_words();
+    hb_sim_gen_seen = __atomic_load_n(&w[1], __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&w[0], 1, __ATOMIC_ACQ_REL) == hb_sim_csize) {
+        __atomic_store_n(&w[0], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&w[1], hb_sim_gen_seen + 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void __cluster_barrier_wait() {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        if (!hb_sim_arrived) {
+            hb_sim_set_fault(4);
+        } else if (hb_sim_ctab && !hb_sim_fault) { // after a fault the launch fails anyway: do not wait again
+            unsigned long long *w = hb_sim_cluster_words();
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (long long spins = 1; __atomic_load_n(&w[1], __ATOMIC_ACQUIRE) == hb_sim_gen_seen; spins++) {
+                sched_yield(); // the peers run on other workers
+                if ((spins & 1023) == 0) {
+                    clock_gettime(CLOCK_MONOTONIC, &t1);
+                    if (t1.tv_sec - t0.tv_sec > 60) {
+                        hb_sim_set_fault(6);
+                        break;
+                    }
+                }
+            }
+        }
+        hb_sim_arrived = 0;
+        hb_sim_cluster_synced = 1;
+    }
+    __syncthreads();
+}
+
+static void __cluster_barrier_sync() {
+    __cluster_barrier_arrive();
+    __cluster_barrier_wait();
+}
+
+// __cluster_map_shared_rank is p's place in the dynamic shared memory of
+// block rank of the caller's cluster.
+static void *__cluster_map_shared_rank(void *p, unsigned rank) {
+    unsigned char *q = (unsigned char *)p;
+    if (q < hb_sim_dyn_shared || q >= hb_sim_dyn_shared + HB_SIM_MAXSHARED || rank >= hb_sim_csize) {
+        hb_sim_set_fault(5);
+        return p;
+    }
+    if (!hb_sim_cluster_synced) hb_sim_set_fault(7);
+    if (!hb_sim_ctab) return p;
+    unsigned long long base = __atomic_load_n(&hb_sim_ctab[blockIdx.x - blockIdx.x % hb_sim_csize + rank], __ATOMIC_ACQUIRE);
+    if (!base) { // the peer has not started
+        hb_sim_set_fault(7);
+        return p;
+    }
+    return (void *)(uintptr_t)(base + (unsigned long long)(q - hb_sim_dyn_shared));
+}
 
 // hb_sim_invoke calls kernel k with its arguments read from p[i] (each a
 // pointer to 8 bytes: a device pointer, a long long, or a float in the low
