@@ -114,10 +114,10 @@ type stackSet struct {
 }
 
 var (
-	_ compute.Backend        = (*Backend)(nil)
-	_ compute.HostAccessor   = (*Backend)(nil)
-	_ compute.KernelCompiler = (*Backend)(nil)
-	_ compute.GraphCapturer  = (*Backend)(nil)
+	_ compute.Backend         = (*Backend)(nil)
+	_ compute.HostAccessor    = (*Backend)(nil)
+	_ compute.KernelCompiler  = (*Backend)(nil)
+	_ compute.GraphCapturer   = (*Backend)(nil)
 	_ compute.CoResident      = (*module)(nil)
 	_ compute.ClusterLauncher = (*module)(nil)
 )
