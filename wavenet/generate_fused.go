@@ -47,7 +47,8 @@ const (
 	// GPUStepAuto: the one-launch step for batches up to
 	// fusedAutoMaxBatch where the backend can say how many blocks run at
 	// once (fusedByDefault), else the layered kernels; a group whose
-	// blocks stall is rerun layered.
+	// blocks stall is rerun layered. (The cluster step only with
+	// clusterByDefault, off until it is measured on a GPU.)
 	GPUStepAuto GPUStep = iota
 	// GPUStepLayered: L+5 launches per sample, any batch.
 	GPUStepLayered
@@ -55,6 +56,10 @@ const (
 	// Generate fails where it is not available (larger batches, shared
 	// memory, a backend without compute.CoResident).
 	GPUStepFused
+	// GPUStepCluster: the one-launch step on thread-block clusters
+	// (generate_cluster.go), up to clusterMaxBatch utterances per
+	// cluster; Generate fails where clusters cannot run.
+	GPUStepCluster
 )
 
 // ParseGPUStep reads auto, layered or fused.
@@ -66,8 +71,10 @@ func ParseGPUStep(s string) (GPUStep, error) {
 		return GPUStepLayered, nil
 	case "fused":
 		return GPUStepFused, nil
+	case "cluster":
+		return GPUStepCluster, nil
 	}
-	return 0, fmt.Errorf("GPU step %q: want auto, layered or fused", s)
+	return 0, fmt.Errorf("GPU step %q: want auto, layered, fused or cluster", s)
 }
 
 // fusedStep is wf_step's weights, table and launch shape.

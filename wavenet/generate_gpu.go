@@ -18,7 +18,7 @@ var generateSource string
 // GenerateSource is generate.cu, for compile checks (cuda.CheckCompile).
 func GenerateSource() string { return generateSource }
 
-var gpuKernels = []string{"wg_first", "wg_layer", "wg_head1", "wg_head2", "wg_advance", "wg_force", "wg_trace", "wf_step"}
+var gpuKernels = []string{"wg_first", "wg_layer", "wg_head1", "wg_head2", "wg_advance", "wg_force", "wg_trace", "wf_step", "wcl_step"}
 
 // DeviceSampler draws one sample per utterance on the device
 // (outputs.Device satisfies it): from step logits [B][C] it writes y[b] and
@@ -58,6 +58,10 @@ type GPUGenerator struct {
 	// blocks run at once).
 	fused      *fusedStep
 	fusedTried bool
+	// cluster is the cluster step (generate_cluster.go), built by
+	// clusterStep on first use (nil where clusters cannot run).
+	cluster      *clusterStep
+	clusterTried bool
 
 	// Tests: force, when set, replaces sampling by teacher forcing with
 	// these encoded inputs [T][B][Cin]; trace, when set, records the step
@@ -177,6 +181,10 @@ func (g *GPUGenerator) Free() {
 			g.fused.free(g.be)
 			g.fused = nil
 		}
+		if g.cluster != nil {
+			g.cluster.free(g.be)
+			g.cluster = nil
+		}
 	}
 }
 
@@ -187,6 +195,7 @@ func (g *GPUGenerator) StepFLOPs() float64     { return g.plan.StepFLOPs() }
 // gpuState is the device memory of one batch of B utterance slots.
 type gpuState struct {
 	B                                     int
+	mode                                  GPUStep // the step kernels it runs: GPUStepLayered, GPUStepFused or GPUStepCluster
 	X, ring, Z, skip, A2, out, y, enc, rg compute.Buffer
 	tbuf, proj                            compute.Buffer
 	// The one-launch step's exchange words (two floats each, a buffer of
@@ -196,16 +205,16 @@ type gpuState struct {
 }
 
 // fused says whether st runs the one-launch step.
-func (st *gpuState) fused() bool { return st.xch != nil }
+func (st *gpuState) fused() bool { return st.mode == GPUStepFused }
 
-func (g *GPUGenerator) newState(B int, fused bool) *gpuState {
+func (g *GPUGenerator) newState(B int, mode GPUStep) *gpuState {
 	p, be := g.plan, g.be
-	st := &gpuState{B: B,
+	st := &gpuState{B: B, mode: mode,
 		X: be.Alloc(p.L * B * p.R), ring: be.Alloc(B * max(g.ring[p.L], 1)), Z: be.Alloc(2 * B * p.H),
 		skip: be.Alloc(B * p.S), A2: be.Alloc(B * p.S), out: be.Alloc(B * p.O), y: be.Alloc(B),
 		enc: be.Alloc(B * p.Cin), rg: be.Alloc(2 * B), tbuf: be.Alloc(1),
 		proj: be.Alloc(B * gpuChunk * p.L * p.G)}
-	if fused {
+	if mode == GPUStepFused {
 		st.xch, st.status = be.Alloc(2*B*g.fused.words), be.Alloc(1)
 	}
 	return st
@@ -225,6 +234,26 @@ func (st *gpuState) free(be compute.Backend) {
 // per sample at batch 1 against the layered kernels' 211. (A variable so the
 // tests can cover auto both ways.)
 var fusedByDefault = true
+
+// stepFor resolves step for a group of B slots and Tmax samples to the
+// kernels that run it: GPUStepCluster where asked (an error where it
+// cannot run) or, for GPUStepAuto, with clusterByDefault where it can;
+// else GPUStepFused or GPUStepLayered as useFused says.
+func (g *GPUGenerator) stepFor(step GPUStep, B, Tmax int) (GPUStep, error) {
+	if step == GPUStepCluster || step == GPUStepAuto && clusterByDefault {
+		if c := g.clusterStep(); c != nil && c.clusters(B) > 0 {
+			return GPUStepCluster, nil
+		}
+		if step == GPUStepCluster {
+			return 0, errNoCluster
+		}
+	}
+	fused, err := g.useFused(step, B, Tmax)
+	if fused {
+		return GPUStepFused, err
+	}
+	return GPUStepLayered, err
+}
 
 // useFused says whether a group of B slots and Tmax samples runs the
 // one-launch step: where it is built, B is small (there the launches
@@ -269,9 +298,12 @@ func (g *GPUGenerator) step(st *gpuState, wave compute.View, Tmax int, temp floa
 	if g.force.Buf != nil {
 		m.Launch("wg_force", 1, gpuBlock, 0, V(st.enc), compute.Ptr(g.force, g.force.Buf.Len()-g.force.Off), V(st.tbuf), compute.Int(B*p.Cin))
 	}
-	if st.fused() {
+	switch st.mode {
+	case GPUStepFused:
 		g.fusedLaunch(st)
-	} else {
+	case GPUStepCluster:
+		g.clusterLaunch(st)
+	default:
 		m.Launch("wg_first", B, gpuBlock, 0, W, tab, V(st.enc), V(st.X), V(st.skip), compute.Int(B))
 		for l := 0; l < p.L; l++ {
 			m.Launch("wg_layer", B*g.nsl, layerBlock, 4*(p.K*p.R+p.H), W, tab, V(st.X), V(st.ring), V(st.Z), V(st.skip),
@@ -317,11 +349,11 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return len(utts[order[a]].Mel) > len(utts[order[b]].Mel) })
-	fused, err := g.useFused(opts.GPUStep, B, len(utts[order[0]].Mel)/p.C*p.hop)
+	mode, err := g.stepFor(opts.GPUStep, B, len(utts[order[0]].Mel)/p.C*p.hop)
 	if err != nil {
 		return nil, err
 	}
-	st := g.newState(B, fused)
+	st := g.newState(B, mode)
 	defer func() { st.free(g.be) }()
 	gs := g.graphSteps()
 	enc0 := make([]float32, p.Cin)
@@ -332,7 +364,7 @@ func (g *GPUGenerator) Generate(utts []Utterance, opts GenerateOptions) ([][]flo
 		if errors.Is(err, errNotCoResident) && opts.GPUStep != GPUStepFused {
 			// Some SMs are busy elsewhere: the layered kernels from here on.
 			st.free(g.be)
-			st = g.newState(B, false)
+			st = g.newState(B, GPUStepLayered)
 			err = g.runGroup(st, utts, group, enc0, gs, temp, opts, outs)
 		}
 		if err != nil {

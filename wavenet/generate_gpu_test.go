@@ -81,14 +81,39 @@ func simCases(t *testing.T, names ...string) []gpuCase {
 }
 
 // TestGenerateSourceCompiles compiles generate.cu with NVRTC (CI installs
-// it; no GPU needed).
+// it; no GPU needed) for sm_80 and for sm_90, where the cluster step's
+// barrier, rank and shared-memory mapping become PTX cluster instructions
+// (on sm_80 the kernel is a trap).
 func TestGenerateSourceCompiles(t *testing.T) {
-	err := cuda.CheckCompile("wavenet/generate.cu", GenerateSource())
-	if errors.Is(err, cuda.ErrNoNVRTC) {
-		t.Skipf("NVRTC not installed (scripts/install-nvrtc.sh): %s", strings.SplitN(err.Error(), "\n", 2)[0])
+	ptx := map[int]string{}
+	for _, sm := range []int{80, 90} {
+		p, err := cuda.CheckCompileFor("wavenet/generate.cu", GenerateSource(), sm)
+		if errors.Is(err, cuda.ErrNoNVRTC) {
+			t.Skipf("NVRTC not installed (scripts/install-nvrtc.sh): %s", strings.SplitN(err.Error(), "\n", 2)[0])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ptx[sm] = p
 	}
-	if err != nil {
-		t.Fatal(err)
+	body := func(sm int) string {
+		p := ptx[sm]
+		i := strings.Index(p, ".entry wcl_step(")
+		if i < 0 {
+			t.Fatalf("sm_%d: no wcl_step in the PTX", sm)
+		}
+		if j := strings.Index(p[i+1:], ".entry "); j >= 0 {
+			return p[i : i+1+j]
+		}
+		return p[i:]
+	}
+	for _, want := range []string{"barrier.cluster.arrive", "barrier.cluster.wait", "mapa.u64", "%cluster_ctarank"} {
+		if !strings.Contains(body(90), want) {
+			t.Errorf("sm_90: wcl_step has no %s", want)
+		}
+	}
+	if b := body(80); !strings.Contains(b, "trap") || strings.Contains(b, "barrier.cluster") {
+		t.Error("sm_80: wcl_step should be a trap without cluster instructions")
 	}
 }
 
@@ -251,7 +276,7 @@ func TestGPUGenerateMatchesForward(t *testing.T) {
 var gpuPaths = []struct {
 	name string
 	path GPUStep
-}{{"layered", GPUStepLayered}, {"fused", GPUStepFused}}
+}{{"layered", GPUStepLayered}, {"fused", GPUStepFused}, {"cluster", GPUStepCluster}}
 
 // TestCPUSimGenerateMatchesForward is the same check on the CPU simulator,
 // for a tiny one-hot model at k = 2 and the wide mixture model at k = 3.
@@ -267,11 +292,29 @@ func TestCPUSimFusedMatchesForward(t *testing.T) {
 	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mol-wide/k3", "categorical/k2", "gaussian-long/k2"), GPUStepFused)
 }
 
+// TestCPUSimClusterMatchesForward is the same check of the cluster step
+// (wcl_step) on the simulator's clusters (as many blocks as it has
+// workers, up to 8), for the wide mixture model at k = 3 and the
+// long-row model.
+func TestCPUSimClusterMatchesForward(t *testing.T) {
+	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mol-wide/k3", "gaussian-long/k2"), GPUStepCluster)
+}
+
+// skipWithoutClusters skips a check of the cluster step where the backend
+// cannot run it (a GPU older than sm_90).
+func skipWithoutClusters(t *testing.T, g *GPUGenerator, path GPUStep) {
+	t.Helper()
+	if path == GPUStepCluster && g.clusterStep() == nil {
+		t.Skip("no thread-block clusters on this device")
+	}
+}
+
 func checkGenerateMatchesForward(t *testing.T, be compute.Backend, cases []gpuCase, path GPUStep) {
 	cpuBe := newCPU(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m, h, g := c.generator(t, cpuBe, be)
+			skipWithoutClusters(t, g, path)
 			cfg := m.Config()
 			C, O, Cin, hop := cfg.CinChannels, cfg.OutChannels, cfg.InputChannels, cfg.HopSize()
 			frames := []int{(gpuChunk + 3*hop) / hop * 2, gpuChunk/hop + 1, 7}
@@ -352,11 +395,18 @@ func TestCPUSimFusedFreeRunning(t *testing.T) {
 	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "adacat/k3", "gaussian/k3"), GPUStepFused)
 }
 
+// TestCPUSimClusterFreeRunning is the same check of the cluster step for
+// AdaCat at k = 3.
+func TestCPUSimClusterFreeRunning(t *testing.T) {
+	checkGenerateFreeRunning(t, simOrSkip(t), simCases(t, "adacat/k3"), GPUStepCluster)
+}
+
 func checkGenerateFreeRunning(t *testing.T, be compute.Backend, cases []gpuCase, path GPUStep) {
 	cpuBe := newCPU(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m, h, g := c.generator(t, cpuBe, be)
+			skipWithoutClusters(t, g, path)
 			cfg := m.Config()
 			C, O, hop := cfg.CinChannels, cfg.OutChannels, cfg.HopSize()
 			rng := rand.New(rand.NewPCG(5, 6))
@@ -480,11 +530,13 @@ func TestCPUSimFusedStallFallsBack(t *testing.T) {
 	}
 }
 
-// TestStepKernelsChoice: ParseGPUStep reads the three names and refuses
+// TestStepKernelsChoice: ParseGPUStep reads the four names and refuses
 // others; a forced one-launch step fails, before any launch, where it does
-// not apply (a batch above fusedMaxBatch); auto follows fusedByDefault.
+// not apply (a batch above fusedMaxBatch); auto follows fusedByDefault,
+// and takes the cluster step only with clusterByDefault; a backend without
+// clusters refuses a forced cluster step and auto falls back.
 func TestStepKernelsChoice(t *testing.T) {
-	for s, want := range map[string]GPUStep{"auto": GPUStepAuto, "": GPUStepAuto, "layered": GPUStepLayered, "fused": GPUStepFused} {
+	for s, want := range map[string]GPUStep{"auto": GPUStepAuto, "": GPUStepAuto, "layered": GPUStepLayered, "fused": GPUStepFused, "cluster": GPUStepCluster} {
 		if got, err := ParseGPUStep(s); err != nil || got != want {
 			t.Errorf("ParseGPUStep(%q) = %v, %v; want %v", s, got, err, want)
 		}
@@ -518,6 +570,34 @@ func TestStepKernelsChoice(t *testing.T) {
 				t.Errorf("fusedByDefault %v: useFused(%v, batch %d) = %v, %v; want %v", def, step, fusedAutoMaxBatch+1, got, err, want)
 			}
 		}
+	}
+	defaultFused(t, true)
+	for _, def := range []bool{false, true} {
+		old := clusterByDefault
+		clusterByDefault = def
+		want := map[bool]GPUStep{false: GPUStepFused, true: GPUStepCluster}[def]
+		if got, err := g.stepFor(GPUStepAuto, 1, 256); err != nil || got != want {
+			t.Errorf("clusterByDefault %v: auto at batch 1 runs %v, %v; want %v", def, got, err, want)
+		}
+		if got, err := g.stepFor(GPUStepCluster, 1, 256); err != nil || got != GPUStepCluster {
+			t.Errorf("clusterByDefault %v: a forced cluster step runs %v, %v", def, got, err)
+		}
+		if got, err := g.stepFor(GPUStepLayered, 1, 256); err != nil || got != GPUStepLayered {
+			t.Errorf("clusterByDefault %v: layered runs %v, %v", def, got, err)
+		}
+		clusterByDefault = old
+	}
+	// Without clusters (the sizes tried all too large for the simulator's
+	// workers): a forced cluster step fails, auto falls back.
+	_, _, g2 := simCases(t, "gaussian/k2")[0].generator(t, newCPU(t), be)
+	oldSizes, oldDef := clusterSizes, clusterByDefault
+	clusterSizes, clusterByDefault = []int{64}, true
+	defer func() { clusterSizes, clusterByDefault = oldSizes, oldDef }()
+	if _, err := g2.stepFor(GPUStepCluster, 1, 256); !errors.Is(err, errNoCluster) {
+		t.Errorf("no clusters: a forced cluster step gives %v, want errNoCluster", err)
+	}
+	if got, err := g2.stepFor(GPUStepAuto, 1, 256); err != nil || got != GPUStepFused {
+		t.Errorf("no clusters: auto runs %v, %v; want the one-launch step", got, err)
 	}
 }
 
@@ -558,5 +638,65 @@ func TestCPUSimFusedFullBatch(t *testing.T) {
 				t.Fatalf("utterance %d differs at sample %d: %v alone, %v in a batch of %d", i, j, alone[0][j], all[i][j], len(utts))
 			}
 		}
+	}
+}
+
+// TestCPUSimClusterGroups: on a simulator with four workers, a batch of 5
+// utterances of different lengths runs on one cluster of 4 blocks and,
+// with the cluster size forced to 2, on two clusters (2 and 3 utterances
+// each); either way every utterance gets exactly the waveform it gets
+// alone, so each cluster's share of the batch, its rings, skip sums and
+// outputs are its own. A batch larger than the clusters take is refused.
+func TestCPUSimClusterGroups(t *testing.T) {
+	simOrSkip(t) // skips without g++
+	be, err := cudasim.New(cudasim.Options{Workers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		sizes  []int
+		nb, nq int
+	}{{clusterSizes, 4, 1}, {[]int{2}, 2, 2}} {
+		t.Run(fmt.Sprintf("clusters-of-%d", c.nb), func(t *testing.T) {
+			old := clusterSizes
+			clusterSizes = c.sizes
+			defer func() { clusterSizes = old }()
+			m, _, g := simCases(t, "mulaw/k3")[0].generator(t, newCPU(t), be)
+			cs := g.clusterStep()
+			if cs == nil || cs.nb != c.nb || cs.clusters(5) != c.nq {
+				t.Fatalf("cluster step %+v, want %d clusters of %d for 5 utterances", cs, c.nq, c.nb)
+			}
+			rng := rand.New(rand.NewPCG(3, 4))
+			utts := make([]Utterance, 5)
+			for i := range utts {
+				utts[i] = Utterance{Mel: randMel(rng, 3+2*i, m.Config().CinChannels), Seed: uint64(60 + i)}
+			}
+			all, err := g.Generate(utts, GenerateOptions{Batch: len(utts), GPUStep: GPUStepCluster})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, u := range utts {
+				alone, err := g.Generate([]Utterance{u}, GenerateOptions{GPUStep: GPUStepCluster})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(alone[0]) != len(all[i]) {
+					t.Fatalf("utterance %d: %d samples alone, %d in the batch", i, len(alone[0]), len(all[i]))
+				}
+				for j := range alone[0] {
+					if alone[0][j] != all[i][j] {
+						t.Fatalf("utterance %d differs at sample %d: %v alone, %v in a batch of %d", i, j, alone[0][j], all[i][j], len(utts))
+					}
+				}
+			}
+			// More utterances than the clusters that run at once take.
+			big := make([]Utterance, c.nq*cs.perQ+1)
+			for i := range big {
+				big[i] = utts[0]
+			}
+			if _, err := g.Generate(big, GenerateOptions{Batch: len(big), GPUStep: GPUStepCluster}); !errors.Is(err, errNoCluster) {
+				t.Errorf("a batch of %d on %d clusters of at most %d: %v, want errNoCluster", len(big), c.nq, cs.perQ, err)
+			}
+		})
 	}
 }

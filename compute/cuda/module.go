@@ -149,26 +149,40 @@ func (m *module) CoResidentBlocks(kernel string, block, sharedBytes int) int {
 // needed), so CI catches syntax errors in the embedded .cu files of every
 // package. It wraps ErrNoNVRTC when NVRTC cannot be loaded.
 func CheckCompile(name, source string) error {
+	_, err := CheckCompileFor(name, source, 80)
+	return err
+}
+
+// CheckCompileFor is CheckCompile for compute capability sm (the oldest
+// architecture NVRTC supports at or above it), and returns the PTX: code
+// behind __CUDA_ARCH__ >= 900 (thread-block clusters) compiles only for
+// sm >= 90.
+func CheckCompileFor(name, source string, sm int) (string, error) {
 	nv, err := loadNVRTC()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNoNVRTC, err)
+		return "", fmt.Errorf("%w: %v", ErrNoNVRTC, err)
 	}
-	arch := "compute_80"
+	arch := fmt.Sprintf("compute_%d", sm)
 	if archs := nv.supportedArchs(); len(archs) > 0 {
-		sm, err := pickArch(80, archs)
-		if err != nil {
-			return err
+		best := -1
+		for _, a := range archs {
+			if a >= sm && (best < 0 || a < best) {
+				best = a
+			}
 		}
-		arch = fmt.Sprintf("compute_%d", sm)
+		if best < 0 {
+			return "", fmt.Errorf("cuda: this NVRTC does not compile for sm_%d or newer (it supports %v)", sm, archs)
+		}
+		arch = fmt.Sprintf("compute_%d", best)
 	}
-	_, log, err := nv.compile(source, name, compileOptions(arch))
+	ptx, log, err := nv.compile(source, name, compileOptions(arch))
 	if err != nil {
-		return fmt.Errorf("cuda: %s: %w", name, err)
+		return "", fmt.Errorf("cuda: %s: %w", name, err)
 	}
 	if strings.Contains(log, "warning") {
-		return fmt.Errorf("cuda: %s compiles with warnings:\n%s", name, log)
+		return "", fmt.Errorf("cuda: %s compiles with warnings:\n%s", name, log)
 	}
-	return nil
+	return strings.TrimRight(string(ptx), "\x00"), nil
 }
 
 // graph is a captured, instantiated CUDA graph.

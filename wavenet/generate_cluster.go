@@ -1,0 +1,121 @@
+package wavenet
+
+import (
+	"errors"
+
+	"github.com/wavecat/wavecat/compute"
+)
+
+// The cluster step (wcl_step in generate.cu): wf_step's rounds on the
+// blocks of a thread-block cluster, which pass each round's results
+// through each other's shared memory and a cluster barrier instead of
+// tagged words in L2. It needs a module that launches clusters
+// (compute.ClusterLauncher: CUDA on compute capability 9.0 and newer, and
+// the simulator).
+
+// clusterSizes are the cluster sizes tried, largest first: 16 blocks is
+// the most an H100/H200 runs (non-portable), 8 the most every sm_90 device
+// does. Fewer blocks own more rows each. (A variable so tests can force
+// several small clusters.)
+var clusterSizes = []int{16, 8, 4, 2}
+
+// clusterMaxBatch is the most utterances one cluster takes; a larger batch
+// is spread over more clusters (or refused when fewer run at once).
+const clusterMaxBatch = 8
+
+// clusterByDefault makes GPUStepAuto take the cluster step where it is
+// built. Off: it has not yet run on a GPU, so its speed and the
+// conformance suite on hardware are unmeasured (scripts/gpu-check.sh
+// --run measures both); auto keeps the one-launch step, which was.
+var clusterByDefault = false
+
+// clusterStep is wcl_step's weights, table and launch shape.
+type clusterStep struct {
+	w, tab compute.Buffer
+	nb     int // blocks per cluster (the table's NB)
+	nq     int // clusters that run at once
+	block  int
+	shared int // dynamic shared floats per block and utterance
+	perQ   int // utterances a cluster takes at most (shared memory)
+}
+
+// clusterShared is the dynamic shared memory (floats per utterance) of a
+// block of wcl_step in a cluster of nb: two past-tap sums per gate pair it
+// owns and layer, a running sum per skip row it owns, and two round
+// inputs.
+func clusterShared(p *Generator, nb int) int {
+	c := func(n int) int { return (n + nb - 1) / nb }
+	return 2*p.L*c(p.H) + c(p.S) + 2*max(p.Cin, p.R+p.H, p.S)
+}
+
+// newClusterStep builds wcl_step for the plan's folded weights w
+// (genOffsets) on the largest cluster size of clusterSizes the module runs
+// with the shared memory of clusterMaxBatch utterances (or as many as fit
+// in fusedMaxShared). It returns nil where the module cannot launch
+// clusters or none fits.
+func newClusterStep(be compute.Backend, mod compute.Module, p *Generator, w []float32, ringOff []int) *clusterStep {
+	cl, ok := mod.(compute.ClusterLauncher)
+	if !ok {
+		return nil
+	}
+	for _, nb := range clusterSizes {
+		per := clusterShared(p, nb)
+		perQ := min(clusterMaxBatch, fusedMaxShared/(4*per))
+		if perQ < 1 || nb > max(p.H, p.R, p.S, p.O) {
+			continue
+		}
+		nq := cl.CoResidentClusters("wcl_step", nb, fusedMaxBlock, 4*per*perQ)
+		if nq < 1 {
+			continue
+		}
+		fw, tab := fusedWeights(p, w, nb, ringOff)
+		c := &clusterStep{nb: nb, nq: nq, block: fusedMaxBlock, shared: per, perQ: perQ}
+		c.w = be.Alloc(len(fw))
+		be.Upload(compute.V(c.w), fw)
+		tf := intTable(tab)
+		c.tab = be.Alloc(len(tf))
+		be.Upload(compute.V(c.tab), tf)
+		return c
+	}
+	return nil
+}
+
+// clusters is the number of clusters a batch of B runs on: one per
+// utterance up to the number that run at once, 0 when the batch does not
+// fit (more than perQ utterances per cluster).
+func (c *clusterStep) clusters(B int) int {
+	nq := min(B, c.nq)
+	if nq < 1 || (B+nq-1)/nq > c.perQ {
+		return 0
+	}
+	return nq
+}
+
+func (c *clusterStep) free(be compute.Backend) {
+	be.Free(c.w)
+	be.Free(c.tab)
+}
+
+// clusterStep returns the cluster step, building it on first use (nil
+// where the backend cannot launch clusters).
+func (g *GPUGenerator) clusterStep() *clusterStep {
+	if !g.clusterTried {
+		g.clusterTried = true
+		w := make([]float32, g.w.Len())
+		g.be.Download(w, compute.V(g.w))
+		g.cluster = newClusterStep(g.be, g.mod, g.plan, w, g.ring)
+	}
+	return g.cluster
+}
+
+// errNoCluster: GPUStepCluster asked where the cluster step cannot run.
+var errNoCluster = errors.New("wavenet: GPU generator: the cluster step is not available here (it needs thread-block clusters: a GPU of compute capability 9.0 or newer and CUDA 12), or the batch needs more clusters than run at once")
+
+// clusterLaunch queues wcl_step for st's slots.
+func (g *GPUGenerator) clusterLaunch(st *gpuState) {
+	c := g.cluster
+	nq := c.clusters(st.B)
+	V := func(b compute.Buffer) compute.Arg { return compute.Ptr(compute.V(b), b.Len()) }
+	g.mod.(compute.ClusterLauncher).LaunchCluster("wcl_step", nq*c.nb, c.nb, c.block, 4*c.shared*((st.B+nq-1)/nq),
+		V(c.w), V(c.tab), V(st.ring), V(st.proj), V(st.enc), V(st.out), V(st.tbuf), compute.Int(st.B), compute.Float(g.plan.skipNorm))
+}
