@@ -17,7 +17,8 @@
 #       2. benchmarks: the reference training step at 8 x 10240 (fp32, TF32,
 #          batch 1, and a per-kernel profile) and PyTorch eager's on the same
 #          GPU; GPU synthesis at batch 1, 4 and 32 (samples/s, x real time),
-#          each with the one-launch step (wf_step) and the layered kernels;
+#          each with the cluster step (wcl_step, sm_90 thread-block clusters),
+#          the one-launch step (wf_step) and the layered kernels;
 #       3. a 300-step training run of the tiny AdaCat model on cuda (dev bits
 #          by step, to compare with the same run on cpu), vocode --device cuda
 #          with the built-in model, and the heads' GPU tests.
@@ -128,8 +129,9 @@ grep -E '^torch|^best' "$L/torch-train.log" | sed 's/^/pytorch: /' | tee -a "$S"
 GEN=GenerateCUDA
 [[ $QUICK -eq 1 ]] && GEN=GenerateCUDA/mol
 # Verbose, so a skipped row (the one-launch step unavailable) says why.
-timeout 120 "$E/wavenet.test" -test.run '^$' -test.bench "$GEN" -test.benchtime 1x -test.v -test.timeout=115s >"$L/bench-generate.log" 2>&1
+timeout 150 "$E/wavenet.test" -test.run '^$' -test.bench "$GEN" -test.benchtime 1x -test.v -test.timeout=145s >"$L/bench-generate.log" 2>&1
 grep -m1 -o 'one-launch step: .*' "$L/bench-generate.log" | tee -a "$S"
+grep -o 'cluster step: .*' "$L/bench-generate.log" | sort -u | tee -a "$S"
 bench "$L/bench-generate.log"
 grep -A1 -E -- '--- SKIP: Benchmark' "$L/bench-generate.log" | grep -v -- '^--$' | sed -E 's/^ +//' | cut -c1-200 | tee -a "$S"
 if [[ $QUICK -eq 1 ]]; then

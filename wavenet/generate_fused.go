@@ -62,7 +62,7 @@ const (
 	GPUStepCluster
 )
 
-// ParseGPUStep reads auto, layered or fused.
+// ParseGPUStep reads auto, layered, fused or cluster.
 func ParseGPUStep(s string) (GPUStep, error) {
 	switch s {
 	case "auto", "":

@@ -11,10 +11,11 @@ import (
 // layers, 128/256/128, k=3, 80 mels, hop 256) with a MoL head (10
 // logistics, 30 channels) and with AdaCat (k=128, 256 channels), at batch 1,
 // 4 and 32 (utterances of 1 s; aggregate samples/s), conditioning included,
-// at each batch with the one-launch wf_step and, as the anchor, the
-// layered kernels (batch 32 fused says whether auto should take the
-// one-launch step above 4, fusedAutoMaxBatch). xRT is samples/s over 22050
-// (real time).
+// at each batch with the cluster step (wcl_step, sm_90), the one-launch
+// wf_step and, as the anchor, the layered kernels (batch 32 fused says
+// whether auto should take the one-launch step above 4, fusedAutoMaxBatch;
+// the cluster rows whether auto should take the cluster step,
+// clusterByDefault). xRT is samples/s over 22050 (real time).
 func BenchmarkGenerateCUDA(b *testing.B) {
 	be := gpuOrSkip(b)
 	for _, spec := range []string{"mol --mixtures 10 --levels 65536", "adacat --components 128"} {
@@ -38,18 +39,22 @@ func BenchmarkGenerateCUDA(b *testing.B) {
 			name  string
 			batch int
 			path  GPUStep
-		}{{"batch1-fused", 1, GPUStepFused}, {"batch1-layered", 1, GPUStepLayered}, {"batch4-fused", 4, GPUStepFused},
-			{"batch4-layered", 4, GPUStepLayered}, {"batch32-fused", 32, GPUStepFused}, {"batch32-layered", 32, GPUStepLayered}} {
+		}{{"batch1-cluster", 1, GPUStepCluster}, {"batch1-fused", 1, GPUStepFused}, {"batch1-layered", 1, GPUStepLayered},
+			{"batch4-cluster", 4, GPUStepCluster}, {"batch4-fused", 4, GPUStepFused}, {"batch4-layered", 4, GPUStepLayered},
+			{"batch32-cluster", 32, GPUStepCluster}, {"batch32-fused", 32, GPUStepFused}, {"batch32-layered", 32, GPUStepLayered}} {
 			b.Run(h.Name()+"/"+r.name, func(b *testing.B) {
 				rng := rand.New(rand.NewPCG(1, 1))
 				utts := make([]Utterance, r.batch)
 				for i := range utts {
 					utts[i] = Utterance{Mel: randMel(rng, 86, 80), Seed: uint64(i)}
 				}
-				if fused, err := g.useFused(r.path, r.batch, 86*256); err != nil {
+				switch mode, err := g.stepFor(r.path, r.batch, 86*256); {
+				case err != nil:
 					b.Skip(err)
-				} else if fused {
+				case mode == GPUStepFused:
 					b.Logf("one-launch step: %d blocks of %d threads", g.fused.nb, g.fused.block)
+				case mode == GPUStepCluster:
+					b.Logf("cluster step: %d clusters of %d blocks of %d threads (%d run at once)", g.cluster.clusters(r.batch), g.cluster.nb, g.cluster.block, g.cluster.nq)
 				}
 				b.Logf("%s", be.Describe())
 				sps := loopGenerate(b, func() ([][]float32, error) {

@@ -681,7 +681,7 @@ func TestSynthBadInputs(t *testing.T) {
 		{"wav for many", []string{good, good, "-o", filepath.Join(dir, "x.wav")}, []string{"must be a directory"}},
 		{"bad batch", []string{good, "--batch", "-1"}, []string{"--batch"}},
 		{"bad device", []string{good, "--device", "tpu"}, []string{"tpu"}},
-		{"bad gpu step", []string{good, "--gpu-step", "warp"}, []string{"--gpu-step", `"warp"`, "auto, layered or fused"}},
+		{"bad gpu step", []string{good, "--gpu-step", "warp"}, []string{"--gpu-step", `"warp"`, "auto, layered, fused or cluster"}},
 		// Either no GPU/driver here, or the generator's CPU-only refusal.
 		{"cuda", []string{good, "--device", "cuda"}, []string{"--device cuda"}},
 	}
