@@ -500,7 +500,8 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
 // barrier per round suffices: a block writes a peer's buffer only after
 // every block has passed the barrier that ended the round that read it.
 // The barrier is split: a block arrives when its round's writes are done,
-// loads its next round's first weights into registers, and then waits.
+// loads its warps' next WCL_PRE tasks' weights into registers, and then
+// waits.
 // The blocks of a cluster are scheduled together by the hardware, so there
 // is no stall to detect (wf_step's status).
 //
@@ -513,6 +514,8 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define WCL_CLUSTERS 1
 #endif
+#define WCL_ILP 4 // gate pairs a warp sums at once in the prologue
+#define WCL_PRE 4 // tasks per warp whose weights are in registers before a round's wait
 
 __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf, const float *ftab, float *ring,
                                                    const float *proj, const float *enc, float *out, const float *tbuf,
@@ -538,29 +541,49 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
     // The peers must have started before their shared memory is mapped:
     // arrive now, wait after the prologue.
     __cluster_barrier_arrive();
-    // Prologue: the past taps of this block's gate pairs (see wf_step).
-    for (int qq = warp; qq < L * ngb; qq += nw) {
-        const int l = qq / ngb, h = gb0 + qq % ngb, base = FHDR + l * FPER;
-        const int dil = tab_at(ftab, base + FDIL), span = tab_at(ftab, base + FSPAN);
-        const int KP = (K - 1) * R;
-        const float *pwa = Wf + tab_at(ftab, base + FP) + (ll)h * KP, *pwb = pwa + (ll)H * KP;
+    // Prologue: the past taps of this block's gate pairs (see wf_step). A
+    // cluster has far fewer blocks than wf_step's grid, so each warp takes
+    // WCL_ILP gate pairs at once, their loads in flight together.
+    const int nq = L * ngb, KP = (K - 1) * R;
+    for (int q0 = warp; q0 < nq; q0 += WCL_ILP * nw) {
+        const float *pw[WCL_ILP], *rgu[WCL_ILP];
+        int dilu[WCL_ILP], spanu[WCL_ILP];
+#pragma unroll
+        for (int u = 0; u < WCL_ILP; u++) {
+            const int qq = min(q0 + u * nw, nq - 1), l = qq / ngb, base = FHDR + l * FPER;
+            dilu[u] = tab_at(ftab, base + FDIL), spanu[u] = q0 + u * nw < nq ? tab_at(ftab, base + FSPAN) : 0;
+            pw[u] = Wf + tab_at(ftab, base + FP) + (ll)(gb0 + qq % ngb) * KP;
+            rgu[u] = ring + tab_at(ftab, base + FRING);
+        }
         for (int b = 0; b < Bq; b++) {
-            float a = 0.0f, c = 0.0f;
-            if (span > 0) {
-                const float *rg = ring + tab_at(ftab, base + FRING) + (b0 + b) * ringPer;
-                for (int k = 0; k < K - 1; k++) {
-                    int p = (t - (K - 1 - k) * dil) % (span + 1);
-                    if (p < 0) p += span + 1;
-                    const float *xr = rg + (ll)p * R;
-                    for (int i = lane; i < R; i += 32) {
-                        a += pwa[k * R + i] * xr[i];
-                        c += pwb[k * R + i] * xr[i];
+            float a[WCL_ILP], c[WCL_ILP];
+#pragma unroll
+            for (int u = 0; u < WCL_ILP; u++) a[u] = 0.0f, c[u] = 0.0f;
+            for (int k = 0; k < K - 1; k++) {
+                const float *xr[WCL_ILP];
+#pragma unroll
+                for (int u = 0; u < WCL_ILP; u++) {
+                    int p = (t - (K - 1 - k) * dilu[u]) % (spanu[u] + 1);
+                    if (p < 0) p += spanu[u] + 1;
+                    xr[u] = rgu[u] + (b0 + b) * ringPer + (ll)p * R;
+                }
+                for (int i = lane; i < R; i += 32) {
+#pragma unroll
+                    for (int u = 0; u < WCL_ILP; u++) {
+                        if (spanu[u] > 0) {
+                            const float x = xr[u][i];
+                            a[u] += pw[u][k * R + i] * x;
+                            c[u] += pw[u][(ll)H * KP + k * R + i] * x;
+                        }
                     }
                 }
             }
-            a = warp_allsum(a);
-            c = warp_allsum(c);
-            if (lane == 0) past[(qq * Bq + b) * 2] = a, past[(qq * Bq + b) * 2 + 1] = c;
+#pragma unroll
+            for (int u = 0; u < WCL_ILP; u++) {
+                const float sa = warp_allsum(a[u]), sc = warp_allsum(c[u]);
+                const int qq = q0 + u * nw;
+                if (lane == 0 && qq < nq) past[(qq * Bq + b) * 2] = sa, past[(qq * Bq + b) * 2 + 1] = sc;
+            }
         }
     }
     __cluster_barrier_wait();
@@ -581,35 +604,35 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
         const int npair = ((g1 - g0) + (r1 - r0) + (s1 - s0) + (h1 - h0)) * Bq;
         const float *vr = vin + (ll)(r & 1) * Bq * F;  // this round's input
         const ll nxt = (ll)((r + 1) & 1) * Bq * F;     // the next round's buffer, in every peer
-        float ra[WF_NREG], rb[WF_NREG], ca = 0.0f, cb = 0.0f;
-        WfTask k{};
-        int tb = warp;
-        auto prepare = [&]() {
+        // A warp's first WCL_PRE tasks have their weights loaded (into
+        // registers) and constants read before the wait; later ones load
+        // theirs when they come.
+        WfTask kt[WCL_PRE];
+        float ra[WCL_PRE][WF_NREG], rb[WCL_PRE][WF_NREG], ca[WCL_PRE], cb[WCL_PRE];
+        auto prepare = [&](int tb, WfTask &k, float (&xa)[WF_NREG], float (&xb)[WF_NREG], float &c0, float &c1) {
             k = wf_task(tb, Bq, r, L, H, R, g1 - g0, r1 - r0, s1 - s0, g0, r0, s0, h0);
             const float *wa = Wm + (ll)k.rowA * flen, *wb = k.rowB >= 0 ? Wm + (ll)k.rowB * flen : wa;
 #pragma unroll
             for (int i = 0; i < WF_NREG; i++) {
                 const int e = lane + 32 * i;
-                ra[i] = e < nreg ? wa[e] : 0.0f;
-                rb[i] = (k.rowB >= 0 && e < nreg) ? wb[e] : 0.0f;
+                xa[i] = e < nreg ? wa[e] : 0.0f;
+                xb[i] = (k.rowB >= 0 && e < nreg) ? wb[e] : 0.0f;
             }
-            ca = 0.0f, cb = 0.0f;
+            c0 = 0.0f, c1 = 0.0f;
             if (lane == 0) {
-                ca = cst[k.rowA];
+                c0 = cst[k.rowA];
                 if (k.rowB >= 0) {
                     const float *pj = proj + ((b0 + k.b) * chunk + t % chunk) * ((ll)L * G) + (ll)r * G;
-                    ca += pj[k.idx];
-                    cb = cst[k.rowB] + pj[H + k.idx];
+                    c0 += pj[k.idx];
+                    c1 = cst[k.rowB] + pj[H + k.idx];
                 }
             }
         };
-        if (tb < npair) prepare();
-        if (r > 0) __cluster_barrier_wait(); // round r-1's results are all here
-        for (; tb < npair; tb += nw) {
-            if (tb != warp) prepare();
+        // run finishes task k: the dot products over the round's input, the
+        // activation, and its stores (peers, ring, skip sum, output).
+        auto run = [&](const WfTask &k, const float (&xa)[WF_NREG], const float (&xb)[WF_NREG], float a, float c) {
             const bool pair = k.rowB >= 0;
             const float *v = vr + k.b * F;
-            float a = ca, c = cb;
             if (lane == 0) {
                 if (pair) {
                     const float *ps = past + (((ll)r * ngb + k.idx - gb0) * Bq + k.b) * 2;
@@ -621,8 +644,8 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
             for (int i = 0; i < WF_NREG; i++) {
                 const int e = lane + 32 * i;
                 if (e < nreg) {
-                    a += ra[i] * v[e];
-                    c += rb[i] * v[e];
+                    a += xa[i] * v[e];
+                    c += xb[i] * v[e];
                 }
             }
             if (flen > nreg) {
@@ -654,6 +677,17 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
                 out[(b0 + b) * O + idx] = a;
             }
             if (slot >= 0 && lane < NB) peer[nxt + (ll)b * F + slot] = val;
+        };
+#pragma unroll
+        for (int u = 0; u < WCL_PRE; u++)
+            if (warp + u * nw < npair) prepare(warp + u * nw, kt[u], ra[u], rb[u], ca[u], cb[u]);
+        if (r > 0) __cluster_barrier_wait(); // round r-1's results are all here
+#pragma unroll
+        for (int u = 0; u < WCL_PRE; u++)
+            if (warp + u * nw < npair) run(kt[u], ra[u], rb[u], ca[u], cb[u]);
+        for (int tb = warp + WCL_PRE * nw; tb < npair; tb += nw) {
+            prepare(tb, kt[0], ra[0], rb[0], ca[0], cb[0]);
+            run(kt[0], ra[0], rb[0], ca[0], cb[0]);
         }
         // The last round writes no peer: its wait (round L+2's) was the
         // last access to this block's shared memory by the others, so
