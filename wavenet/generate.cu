@@ -323,6 +323,73 @@ __device__ __forceinline__ WfTask wf_task(int tb, int B, int r, int L, int H, in
     return k;
 }
 
+// WfRound is what a task needs of its round (wf_step's and wcl_step's):
+// the round's fused matrix and row constants, its row length and the part
+// of a row held in registers, and where the block keeps its past-tap sums
+// and skip sums ([L][ngb][nu][2] and [nu][nsb] for nu utterances).
+struct WfRound {
+    const float *Wm, *cst, *proj, *past, *skip;
+    int r, L, H, flen, nreg, chunk, t, ngb, gb0, nu, nsb, s0;
+};
+
+// wf_prepare loads task k's first nreg weights of each row into xa, xb
+// and, on lane 0, its constants into c0, c1: the row constants and, for a
+// gate pair, utterance bg's conditioning projection.
+__device__ __forceinline__ void wf_prepare(const WfRound &rd, const WfTask &k, int bg, int lane, float (&xa)[WF_NREG],
+                                           float (&xb)[WF_NREG], float &c0, float &c1) {
+    const float *wa = rd.Wm + (ll)k.rowA * rd.flen, *wb = k.rowB >= 0 ? rd.Wm + (ll)k.rowB * rd.flen : wa;
+#pragma unroll
+    for (int i = 0; i < WF_NREG; i++) {
+        const int e = lane + 32 * i;
+        xa[i] = e < rd.nreg ? wa[e] : 0.0f;
+        xb[i] = (k.rowB >= 0 && e < rd.nreg) ? wb[e] : 0.0f;
+    }
+    c0 = 0.0f, c1 = 0.0f;
+    if (lane == 0) {
+        c0 = rd.cst[k.rowA];
+        if (k.rowB >= 0) {
+            const int G = 2 * rd.H;
+            const float *pj = rd.proj + (bg * rd.chunk + rd.t % rd.chunk) * ((ll)rd.L * G) + (ll)rd.r * G;
+            c0 += pj[k.idx];
+            c1 = rd.cst[k.rowB] + pj[rd.H + k.idx];
+        }
+    }
+}
+
+// wf_sums finishes task k's dot products over the round input v, from a
+// and c holding its constants (lane 0): lane 0 adds the past taps of a
+// gate pair and the running skip sum, the lanes the weights in registers
+// and the rest of a long row from memory; the warp's sums end up in every
+// lane (c only for a gate pair).
+__device__ __forceinline__ void wf_sums(const WfRound &rd, const WfTask &k, const float (&xa)[WF_NREG], const float (&xb)[WF_NREG],
+                                        const float *v, int lane, float &a, float &c) {
+    const bool pair = k.rowB >= 0;
+    if (lane == 0) {
+        if (pair) {
+            const float *ps = rd.past + (((ll)rd.r * rd.ngb + k.idx - rd.gb0) * rd.nu + k.b) * 2;
+            a += ps[0], c += ps[1];
+        }
+        if (k.kind == 2 && rd.r > 1) a += rd.skip[k.b * rd.nsb + k.idx - rd.s0];
+    }
+#pragma unroll
+    for (int i = 0; i < WF_NREG; i++) {
+        const int e = lane + 32 * i;
+        if (e < rd.nreg) {
+            a += xa[i] * v[e];
+            c += xb[i] * v[e];
+        }
+    }
+    if (rd.flen > rd.nreg) {
+        const float *wa = rd.Wm + (ll)k.rowA * rd.flen, *wb = pair ? rd.Wm + (ll)k.rowB * rd.flen : wa;
+        for (int e = rd.nreg + lane; e < rd.flen; e += 32) {
+            a += wa[e] * v[e];
+            if (pair) c += wb[e] * v[e];
+        }
+    }
+    a = warp_allsum(a);
+    if (pair) c = warp_allsum(c);
+}
+
 // wf_step: one step's network for B <= WF_BMAX utterances; see above.
 // Arguments as wg_layer's, plus the fused weights Wf and table ftab, the
 // exchange words xchF (float pairs) and status. Dynamic shared memory:
@@ -337,7 +404,6 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
     const int K = tab_at(ftab, FK), L = tab_at(ftab, FL), Cin = tab_at(ftab, FCIN), chunk = tab_at(ftab, FCHUNK);
     const int NB = tab_at(ftab, FNB);
     const ll ringPer = tab_at(ftab, FRINGPER);
-    const int G = 2 * H;
     const int t = __float_as_int(tbuf[0]);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const int j = blockIdx.x;
@@ -407,24 +473,10 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
         float ra[WF_NREG], rb[WF_NREG], ca = 0.0f, cb = 0.0f;
         WfTask k{};
         int tb = warp;
+        const WfRound rd{Wm, cst, proj, past, skip, r, L, H, flen, nreg, chunk, t, ngb, gb0, (int)B, nsb, s0};
         auto prepare = [&]() {
             k = wf_task(tb, (int)B, r, L, H, R, g1 - g0, r1 - r0, s1 - s0, g0, r0, s0, h0);
-            const float *wa = Wm + (ll)k.rowA * flen, *wb = k.rowB >= 0 ? Wm + (ll)k.rowB * flen : wa;
-#pragma unroll
-            for (int i = 0; i < WF_NREG; i++) {
-                const int e = lane + 32 * i;
-                ra[i] = e < nreg ? wa[e] : 0.0f;
-                rb[i] = (k.rowB >= 0 && e < nreg) ? wb[e] : 0.0f;
-            }
-            ca = 0.0f, cb = 0.0f;
-            if (lane == 0) {
-                ca = cst[k.rowA];
-                if (k.rowB >= 0) {
-                    const float *pj = proj + (k.b * chunk + t % chunk) * ((ll)L * G) + (ll)r * G;
-                    ca += pj[k.idx];
-                    cb = cst[k.rowB] + pj[H + k.idx];
-                }
-            }
+            wf_prepare(rd, k, k.b, lane, ra, rb, ca, cb);
         };
         if (tb < npair) prepare();
         // The round's input for every utterance, once per block. (The
@@ -438,33 +490,8 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
         __syncthreads();
         for (; tb < npair; tb += nw) {
             if (tb != warp) prepare();
-            const bool pair = k.rowB >= 0;
-            const float *v = vin + k.b * flen;
             float a = ca, c = cb;
-            if (lane == 0) {
-                if (pair) {
-                    const float *ps = past + (((ll)r * ngb + k.idx - gb0) * B + k.b) * 2;
-                    a += ps[0], c += ps[1];
-                }
-                if (k.kind == 2 && r > 1) a += skip[k.b * nsb + k.idx - s0];
-            }
-#pragma unroll
-            for (int i = 0; i < WF_NREG; i++) {
-                const int e = lane + 32 * i;
-                if (e < nreg) {
-                    a += ra[i] * v[e];
-                    c += rb[i] * v[e];
-                }
-            }
-            if (flen > nreg) {
-                const float *wa = Wm + (ll)k.rowA * flen, *wb = pair ? Wm + (ll)k.rowB * flen : wa;
-                for (int e = nreg + lane; e < flen; e += 32) {
-                    a += wa[e] * v[e];
-                    if (pair) c += wb[e] * v[e];
-                }
-            }
-            a = warp_allsum(a);
-            if (pair) c = warp_allsum(c);
+            wf_sums(rd, k, ra, rb, vin + k.b * flen, lane, a, c);
             if (lane != 0) continue;
             const int b = k.b, idx = k.idx;
             wf_word *o = xch + B * outOff + b * outLen;
@@ -525,7 +552,7 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
     const int K = tab_at(ftab, FK), L = tab_at(ftab, FL), Cin = tab_at(ftab, FCIN), chunk = tab_at(ftab, FCHUNK);
     const int NB = tab_at(ftab, FNB);
     const ll ringPer = tab_at(ftab, FRINGPER);
-    const int G = 2 * H, F = max(Cin, max(R + H, S));
+    const int F = max(Cin, max(R + H, S));
     const int t = __float_as_int(tbuf[0]);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const int j = (int)__clusterRelativeBlockRank();
@@ -609,54 +636,15 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
         // theirs when they come.
         WfTask kt[WCL_PRE];
         float ra[WCL_PRE][WF_NREG], rb[WCL_PRE][WF_NREG], ca[WCL_PRE], cb[WCL_PRE];
+        const WfRound rd{Wm, cst, proj, past, skip, r, L, H, flen, nreg, chunk, t, ngb, gb0, Bq, nsb, s0};
         auto prepare = [&](int tb, WfTask &k, float (&xa)[WF_NREG], float (&xb)[WF_NREG], float &c0, float &c1) {
             k = wf_task(tb, Bq, r, L, H, R, g1 - g0, r1 - r0, s1 - s0, g0, r0, s0, h0);
-            const float *wa = Wm + (ll)k.rowA * flen, *wb = k.rowB >= 0 ? Wm + (ll)k.rowB * flen : wa;
-#pragma unroll
-            for (int i = 0; i < WF_NREG; i++) {
-                const int e = lane + 32 * i;
-                xa[i] = e < nreg ? wa[e] : 0.0f;
-                xb[i] = (k.rowB >= 0 && e < nreg) ? wb[e] : 0.0f;
-            }
-            c0 = 0.0f, c1 = 0.0f;
-            if (lane == 0) {
-                c0 = cst[k.rowA];
-                if (k.rowB >= 0) {
-                    const float *pj = proj + ((b0 + k.b) * chunk + t % chunk) * ((ll)L * G) + (ll)r * G;
-                    c0 += pj[k.idx];
-                    c1 = cst[k.rowB] + pj[H + k.idx];
-                }
-            }
+            wf_prepare(rd, k, b0 + k.b, lane, xa, xb, c0, c1);
         };
         // run finishes task k: the dot products over the round's input, the
         // activation, and its stores (peers, ring, skip sum, output).
         auto run = [&](const WfTask &k, const float (&xa)[WF_NREG], const float (&xb)[WF_NREG], float a, float c) {
-            const bool pair = k.rowB >= 0;
-            const float *v = vr + k.b * F;
-            if (lane == 0) {
-                if (pair) {
-                    const float *ps = past + (((ll)r * ngb + k.idx - gb0) * Bq + k.b) * 2;
-                    a += ps[0], c += ps[1];
-                }
-                if (k.kind == 2 && r > 1) a += skip[k.b * nsb + k.idx - s0];
-            }
-#pragma unroll
-            for (int i = 0; i < WF_NREG; i++) {
-                const int e = lane + 32 * i;
-                if (e < nreg) {
-                    a += xa[i] * v[e];
-                    c += xb[i] * v[e];
-                }
-            }
-            if (flen > nreg) {
-                const float *wa = Wm + (ll)k.rowA * flen, *wb = pair ? Wm + (ll)k.rowB * flen : wa;
-                for (int e = nreg + lane; e < flen; e += 32) {
-                    a += wa[e] * v[e];
-                    if (pair) c += wb[e] * v[e];
-                }
-            }
-            a = warp_allsum(a); // every lane has the sums
-            if (pair) c = warp_allsum(c);
+            wf_sums(rd, k, xa, xb, vr + k.b * F, lane, a, c); // every lane has the sums
             const int b = k.b, idx = k.idx;
             float val = 0.0f;
             int slot = -1; // where the value goes in the next round's input

@@ -68,13 +68,8 @@ func newClusterStep(be compute.Backend, mod compute.Module, p *Generator, w []fl
 		if nq < 1 {
 			continue
 		}
-		fw, tab := fusedWeights(p, w, nb, ringOff)
 		c := &clusterStep{nb: nb, nq: nq, block: fusedMaxBlock, shared: per, perQ: perQ}
-		c.w = be.Alloc(len(fw))
-		be.Upload(compute.V(c.w), fw)
-		tf := intTable(tab)
-		c.tab = be.Alloc(len(tf))
-		be.Upload(compute.V(c.tab), tf)
+		c.w, c.tab = uploadFused(be, p, w, nb, ringOff)
 		return c
 	}
 	return nil

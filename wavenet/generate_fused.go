@@ -109,14 +109,21 @@ func newFusedStep(be compute.Backend, mod compute.Module, p *Generator, w []floa
 			return nil
 		}
 	}
-	fw, tab := fusedWeights(p, w, nb, ringOff)
 	f := &fusedStep{nb: nb, block: fusedMaxBlock, words: p.L*(p.R+p.H) + 2*p.S, shared: fusedShared(p, nb)}
-	f.w = be.Alloc(len(fw))
-	be.Upload(compute.V(f.w), fw)
-	tf := intTable(tab)
-	f.tab = be.Alloc(len(tf))
-	be.Upload(compute.V(f.tab), tf)
+	f.w, f.tab = uploadFused(be, p, w, nb, ringOff)
 	return f
+}
+
+// uploadFused lays out the rounds' weights and table for nb blocks
+// (fusedWeights) in device buffers: wf_step's, or wcl_step's with nb the
+// cluster size.
+func uploadFused(be compute.Backend, p *Generator, w []float32, nb int, ringOff []int) (fw, tab compute.Buffer) {
+	hw, ht := fusedWeights(p, w, nb, ringOff)
+	tf := intTable(ht)
+	fw, tab = be.Alloc(len(hw)), be.Alloc(len(tf))
+	be.Upload(compute.V(fw), hw)
+	be.Upload(compute.V(tab), tf)
+	return fw, tab
 }
 
 // fusedGrid is the number of wf_step blocks to launch: one per row of the

@@ -621,12 +621,19 @@ func TestCPUSimFusedFullBatch(t *testing.T) {
 	for i := range utts {
 		utts[i] = Utterance{Mel: randMel(rng, 3+2*(i%5), cfg.CinChannels), Seed: uint64(40 + i)}
 	}
-	all, err := g.Generate(utts, GenerateOptions{Batch: len(utts), GPUStep: GPUStepFused})
+	checkBatchEqualsAlone(t, g, utts, GPUStepFused)
+}
+
+// checkBatchEqualsAlone: with step, every utterance of utts generated in
+// one batch gets exactly the waveform it gets alone.
+func checkBatchEqualsAlone(t *testing.T, g *GPUGenerator, utts []Utterance, step GPUStep) {
+	t.Helper()
+	all, err := g.Generate(utts, GenerateOptions{Batch: len(utts), GPUStep: step})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, u := range utts {
-		alone, err := g.Generate([]Utterance{u}, GenerateOptions{GPUStep: GPUStepFused})
+		alone, err := g.Generate([]Utterance{u}, GenerateOptions{GPUStep: step})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -671,24 +678,7 @@ func TestCPUSimClusterGroups(t *testing.T) {
 			for i := range utts {
 				utts[i] = Utterance{Mel: randMel(rng, 3+2*i, m.Config().CinChannels), Seed: uint64(60 + i)}
 			}
-			all, err := g.Generate(utts, GenerateOptions{Batch: len(utts), GPUStep: GPUStepCluster})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i, u := range utts {
-				alone, err := g.Generate([]Utterance{u}, GenerateOptions{GPUStep: GPUStepCluster})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(alone[0]) != len(all[i]) {
-					t.Fatalf("utterance %d: %d samples alone, %d in the batch", i, len(alone[0]), len(all[i]))
-				}
-				for j := range alone[0] {
-					if alone[0][j] != all[i][j] {
-						t.Fatalf("utterance %d differs at sample %d: %v alone, %v in a batch of %d", i, j, alone[0][j], all[i][j], len(utts))
-					}
-				}
-			}
+			checkBatchEqualsAlone(t, g, utts, GPUStepCluster)
 			// More utterances than the clusters that run at once take.
 			big := make([]Utterance, c.nq*cs.perQ+1)
 			for i := range big {
