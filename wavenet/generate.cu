@@ -296,29 +296,48 @@ __device__ __forceinline__ void wf_put(wf_word *p, unsigned tag, float v) {
     *(volatile wf_word *)p = ((wf_word)tag << 32) | __float_as_uint(v);
 }
 
-// wf_task decodes pair tb of round r (tasks in the order gate pairs,
-// residual rows, skip rows, head rows; B utterances each) into its kind
-// (0 gate pair, 1 residual, 2 skip, 3 head), row index idx in its kind,
-// rows rowA (and rowB for a gate pair, else -1) of the round's matrix, and
-// utterance b.
+// WfShare is block j's share (of NB) of round r's rows of each kind: gate
+// pairs [g0, g1), residual rows [r0, r1), skip rows [s0, s1) and head
+// rows [h0, h1).
+struct WfShare {
+    int g0, g1, r0, r1, s0, s1, h0, h1;
+};
+
+__device__ __forceinline__ WfShare wf_share(int r, int L, int H, int R, int S, int O, int j, int NB) {
+    const int ng = r < L ? H : 0, nr = r < L ? R : 0, ns = (r >= 1 && r <= L) ? S : 0;
+    const int nh = r == L + 1 ? S : (r == L + 2 ? O : 0);
+    return WfShare{j * ng / NB, (j + 1) * ng / NB, j * nr / NB, (j + 1) * nr / NB,
+                   j * ns / NB, (j + 1) * ns / NB, j * nh / NB, (j + 1) * nh / NB};
+}
+
+// wf_tasks is the number of (task, utterance) pairs of share w for B utterances.
+__device__ __forceinline__ int wf_tasks(const WfShare &w, int B) {
+    return ((w.g1 - w.g0) + (w.r1 - w.r0) + (w.s1 - w.s0) + (w.h1 - w.h0)) * B;
+}
+
+// wf_task decodes pair tb of round r of share w (tasks in the order gate
+// pairs, residual rows, skip rows, head rows; B utterances each) into its
+// kind (0 gate pair, 1 residual, 2 skip, 3 head), row index idx in its
+// kind, rows rowA (and rowB for a gate pair, else -1) of the round's
+// matrix, and utterance b.
 struct WfTask {
     int kind, idx, rowA, rowB, b;
 };
 
-__device__ __forceinline__ WfTask wf_task(int tb, int B, int r, int L, int H, int R, int ng, int nr, int ns, int g0, int r0,
-                                          int s0, int h0) {
+__device__ __forceinline__ WfTask wf_task(int tb, int B, int r, int L, int H, int R, const WfShare &w) {
     WfTask k;
     k.b = tb % B;
     int task = tb / B;
     k.rowB = -1;
+    const int ng = w.g1 - w.g0, nr = w.r1 - w.r0, ns = w.s1 - w.s0;
     if (task < ng) {
-        k.kind = 0, k.idx = g0 + task, k.rowA = k.idx, k.rowB = H + k.idx;
+        k.kind = 0, k.idx = w.g0 + task, k.rowA = k.idx, k.rowB = H + k.idx;
     } else if ((task -= ng) < nr) {
-        k.kind = 1, k.idx = r0 + task, k.rowA = 2 * H + k.idx;
+        k.kind = 1, k.idx = w.r0 + task, k.rowA = 2 * H + k.idx;
     } else if ((task -= nr) < ns) {
-        k.kind = 2, k.idx = s0 + task, k.rowA = (r < L ? 2 * H + R : 0) + k.idx;
+        k.kind = 2, k.idx = w.s0 + task, k.rowA = (r < L ? 2 * H + R : 0) + k.idx;
     } else {
-        k.kind = 3, k.idx = h0 + task - ns, k.rowA = k.idx;
+        k.kind = 3, k.idx = w.h0 + task - ns, k.rowA = k.idx;
     }
     return k;
 }
@@ -459,13 +478,8 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
         float *rg0 = ring + tab_at(ftab, base + FRING);
         const unsigned tagIn = tag0 + r, tagOut = tag0 + r + 1;
         // This block's tasks: gate pairs, residual rows, skip rows, head rows.
-        const int ng = r < L ? H : 0, nr = r < L ? R : 0, ns = (r >= 1 && r <= L) ? S : 0;
-        const int nh = r == L + 1 ? S : (r == L + 2 ? O : 0);
-        const int g0 = j * ng / NB, g1 = (j + 1) * ng / NB;
-        const int r0 = j * nr / NB, r1 = (j + 1) * nr / NB;
-        const int s0 = j * ns / NB, s1 = (j + 1) * ns / NB;
-        const int h0 = j * nh / NB, h1 = (j + 1) * nh / NB;
-        const int npair = ((g1 - g0) + (r1 - r0) + (s1 - s0) + (h1 - h0)) * (int)B;
+        const WfShare w = wf_share(r, L, H, R, S, O, j, NB);
+        const int npair = wf_tasks(w, (int)B), s0 = w.s0;
         if (npair == 0) continue; // nothing to read or write (the same for the whole block)
         // Before waiting: this warp's first pair's weights (registers) and,
         // on lane 0, its constants (the row constants, a gate pair's
@@ -475,7 +489,7 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
         int tb = warp;
         const WfRound rd{Wm, cst, proj, past, skip, r, L, H, flen, nreg, chunk, t, ngb, gb0, (int)B, nsb, s0};
         auto prepare = [&]() {
-            k = wf_task(tb, (int)B, r, L, H, R, g1 - g0, r1 - r0, s1 - s0, g0, r0, s0, h0);
+            k = wf_task(tb, (int)B, r, L, H, R, w);
             wf_prepare(rd, k, k.b, lane, ra, rb, ca, cb);
         };
         if (tb < npair) prepare();
@@ -622,13 +636,8 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
         const int flen = tab_at(ftab, base + FLEN), nreg = min(flen, 32 * WF_NREG);
         const int span = tab_at(ftab, base + FSPAN);
         float *rg0 = ring + tab_at(ftab, base + FRING);
-        const int ng = r < L ? H : 0, nr = r < L ? R : 0, ns = (r >= 1 && r <= L) ? S : 0;
-        const int nh = r == L + 1 ? S : (r == L + 2 ? O : 0);
-        const int g0 = j * ng / NB, g1 = (j + 1) * ng / NB;
-        const int r0 = j * nr / NB, r1 = (j + 1) * nr / NB;
-        const int s0 = j * ns / NB, s1 = (j + 1) * ns / NB;
-        const int h0 = j * nh / NB, h1 = (j + 1) * nh / NB;
-        const int npair = ((g1 - g0) + (r1 - r0) + (s1 - s0) + (h1 - h0)) * Bq;
+        const WfShare w = wf_share(r, L, H, R, S, O, j, NB);
+        const int npair = wf_tasks(w, Bq), s0 = w.s0;
         const float *vr = vin + (ll)(r & 1) * Bq * F;  // this round's input
         const ll nxt = (ll)((r + 1) & 1) * Bq * F;     // the next round's buffer, in every peer
         // A warp's first WCL_PRE tasks have their weights loaded (into
@@ -638,7 +647,7 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
         float ra[WCL_PRE][WF_NREG], rb[WCL_PRE][WF_NREG], ca[WCL_PRE], cb[WCL_PRE];
         const WfRound rd{Wm, cst, proj, past, skip, r, L, H, flen, nreg, chunk, t, ngb, gb0, Bq, nsb, s0};
         auto prepare = [&](int tb, WfTask &k, float (&xa)[WF_NREG], float (&xb)[WF_NREG], float &c0, float &c1) {
-            k = wf_task(tb, Bq, r, L, H, R, g1 - g0, r1 - r0, s1 - s0, g0, r0, s0, h0);
+            k = wf_task(tb, Bq, r, L, H, R, w);
             wf_prepare(rd, k, b0 + k.b, lane, xa, xb, c0, c1);
         };
         // run finishes task k: the dot products over the round's input, the
