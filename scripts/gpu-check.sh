@@ -110,7 +110,7 @@ bench() { # bench LOG: one row per benchmark with its custom metrics
 
 say "== wavecat GPU check: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not available')"
 say "== 1. conformance"
-tests wavenet wavenet.test 150 -test.run '^TestGPU|SourceCompiles'
+tests wavenet wavenet.test 180 -test.run '^TestGPU|SourceCompiles'
 tests train train.test 40 -test.run '^TestGPU'
 tests cuda cuda.test 45 -test.run '^Test(Conformance|MatchesCPU|TF32|GPU.*|CheckCompile|KernelsCompile)$'
 say "$(grep -h -m1 -o -E "cuda: [^;]*NVRTC [0-9.]+ kernels for compute_[0-9]+" "$L"/cuda.log)"

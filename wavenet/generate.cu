@@ -555,7 +555,7 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define WCL_CLUSTERS 1
 #endif
-#define WCL_ILP 4 // gate pairs a warp sums at once in the prologue
+#define WCL_ILP 8 // gate pairs a warp sums at once in the prologue
 #define WCL_PRE 4 // tasks per warp whose weights are in registers before a round's wait
 
 __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf, const float *ftab, float *ring,
@@ -592,7 +592,7 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
 #pragma unroll
         for (int u = 0; u < WCL_ILP; u++) {
             const int qq = min(q0 + u * nw, nq - 1), l = qq / ngb, base = FHDR + l * FPER;
-            dilu[u] = tab_at(ftab, base + FDIL), spanu[u] = q0 + u * nw < nq ? tab_at(ftab, base + FSPAN) : 0;
+            dilu[u] = tab_at(ftab, base + FDIL), spanu[u] = tab_at(ftab, base + FSPAN);
             pw[u] = Wf + tab_at(ftab, base + FP) + (ll)(gb0 + qq % ngb) * KP;
             rgu[u] = ring + tab_at(ftab, base + FRING);
         }
@@ -608,14 +608,15 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
                     if (p < 0) p += spanu[u] + 1;
                     xr[u] = rgu[u] + (b0 + b) * ringPer + (ll)p * R;
                 }
+                // No branch: every load of the WCL_ILP pairs issues at once
+                // (a pair past the end reads the last one's rows, and its
+                // sums are not stored).
                 for (int i = lane; i < R; i += 32) {
 #pragma unroll
                     for (int u = 0; u < WCL_ILP; u++) {
-                        if (spanu[u] > 0) {
-                            const float x = xr[u][i];
-                            a[u] += pw[u][k * R + i] * x;
-                            c[u] += pw[u][(ll)H * KP + k * R + i] * x;
-                        }
+                        const float x = xr[u][i];
+                        a[u] += pw[u][k * R + i] * x;
+                        c[u] += pw[u][(ll)H * KP + k * R + i] * x;
                     }
                 }
             }

@@ -11,7 +11,8 @@ import (
 // layers, 128/256/128, k=3, 80 mels, hop 256) with a MoL head (10
 // logistics, 30 channels) and with AdaCat (k=128, 256 channels), at batch 1,
 // 4 and 32 (utterances of 1 s; aggregate samples/s), conditioning included,
-// at each batch with the cluster step (wcl_step, sm_90), the one-launch
+// at each batch with the cluster step (wcl_step, sm_90; at batch 1 with
+// clusters of 16 and of 8 blocks), the one-launch
 // wf_step and, as the anchor, the layered kernels (batch 32 fused says
 // whether auto should take the one-launch step above 4, fusedAutoMaxBatch;
 // the cluster rows whether auto should take the cluster step,
@@ -39,10 +40,24 @@ func BenchmarkGenerateCUDA(b *testing.B) {
 			name  string
 			batch int
 			path  GPUStep
-		}{{"batch1-cluster", 1, GPUStepCluster}, {"batch1-fused", 1, GPUStepFused}, {"batch1-layered", 1, GPUStepLayered},
-			{"batch4-cluster", 4, GPUStepCluster}, {"batch4-fused", 4, GPUStepFused}, {"batch4-layered", 4, GPUStepLayered},
-			{"batch32-cluster", 32, GPUStepCluster}, {"batch32-fused", 32, GPUStepFused}, {"batch32-layered", 32, GPUStepLayered}} {
+			sizes []int // cluster sizes to try (nil: clusterSizes)
+		}{{"batch1-cluster16", 1, GPUStepCluster, []int{16}}, {"batch1-cluster8", 1, GPUStepCluster, []int{8}},
+			{"batch1-fused", 1, GPUStepFused, nil}, {"batch1-layered", 1, GPUStepLayered, nil},
+			{"batch4-cluster", 4, GPUStepCluster, nil}, {"batch4-fused", 4, GPUStepFused, nil}, {"batch4-layered", 4, GPUStepLayered, nil},
+			{"batch32-cluster", 32, GPUStepCluster, nil}, {"batch32-fused", 32, GPUStepFused, nil}, {"batch32-layered", 32, GPUStepLayered, nil}} {
 			b.Run(h.Name()+"/"+r.name, func(b *testing.B) {
+				if r.path == GPUStepCluster {
+					// A cluster step for these sizes, so one run compares them.
+					old := clusterSizes
+					if r.sizes != nil {
+						clusterSizes = r.sizes
+					}
+					defer func() { clusterSizes = old }()
+					if g.cluster != nil {
+						g.cluster.free(be)
+					}
+					g.cluster, g.clusterTried = nil, false
+				}
 				rng := rand.New(rand.NewPCG(1, 1))
 				utts := make([]Utterance, r.batch)
 				for i := range utts {
