@@ -293,18 +293,29 @@ func TestCPUSimFusedMatchesForward(t *testing.T) {
 }
 
 // TestCPUSimClusterMatchesForward is the same check of the cluster step
-// (wcl_step) on the simulator's clusters (as many blocks as it has
-// workers, up to 8), for the wide mixture model at k = 3 and the
-// long-row model.
+// (wcl_step) on clusters of 16 blocks, the size an H100 or H200 runs
+// (a simulator with 16 workers), for the wide mixture model at k = 3 and
+// the long-row model.
 func TestCPUSimClusterMatchesForward(t *testing.T) {
-	checkGenerateMatchesForward(t, simOrSkip(t), simCases(t, "mol-wide/k3", "gaussian-long/k2"), GPUStepCluster)
+	simOrSkip(t) // skips without g++
+	be, err := cudasim.New(cudasim.Options{Workers: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := clusterSizes
+	clusterSizes = []int{16}
+	defer func() { clusterSizes = old }()
+	checkGenerateMatchesForward(t, be, simCases(t, "mol-wide/k3", "gaussian-long/k2"), GPUStepCluster)
 }
 
 // skipWithoutClusters skips a check of the cluster step where the backend
-// cannot run it (a GPU older than sm_90).
+// cannot run it (a GPU older than sm_90); the simulator always can.
 func skipWithoutClusters(t *testing.T, g *GPUGenerator, path GPUStep) {
 	t.Helper()
 	if path == GPUStepCluster && g.clusterStep() == nil {
+		if _, sim := g.be.(*cudasim.Backend); sim {
+			t.Fatalf("the simulator built no cluster step (sizes tried: %v)", clusterSizes)
+		}
 		t.Skip("no thread-block clusters on this device")
 	}
 }
