@@ -353,7 +353,7 @@ struct WfRound {
 
 // wf_prepare loads task k's first nreg weights of each row into xa, xb
 // and, on lane 0, its constants into c0, c1: the row constants and, for a
-// gate pair, utterance bg's conditioning projection.
+// gate pair, utterance bg's conditioning projection (none for bg < 0).
 __device__ __forceinline__ void wf_prepare(const WfRound &rd, const WfTask &k, int bg, int lane, float (&xa)[WF_NREG],
                                            float (&xb)[WF_NREG], float &c0, float &c1) {
     const float *wa = rd.Wm + (ll)k.rowA * rd.flen, *wb = k.rowB >= 0 ? rd.Wm + (ll)k.rowB * rd.flen : wa;
@@ -367,10 +367,13 @@ __device__ __forceinline__ void wf_prepare(const WfRound &rd, const WfTask &k, i
     if (lane == 0) {
         c0 = rd.cst[k.rowA];
         if (k.rowB >= 0) {
-            const int G = 2 * rd.H;
-            const float *pj = rd.proj + (bg * rd.chunk + rd.t % rd.chunk) * ((ll)rd.L * G) + (ll)rd.r * G;
-            c0 += pj[k.idx];
-            c1 = rd.cst[k.rowB] + pj[rd.H + k.idx];
+            c1 = rd.cst[k.rowB];
+            if (bg >= 0) {
+                const int G = 2 * rd.H;
+                const float *pj = rd.proj + (bg * rd.chunk + rd.t % rd.chunk) * ((ll)rd.L * G) + (ll)rd.r * G;
+                c0 += pj[k.idx];
+                c1 += pj[rd.H + k.idx];
+            }
         }
     }
 }
@@ -547,7 +550,9 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
 // is no stall to detect (wf_step's status).
 //
 // Batches run on several clusters, cluster q taking utterances
-// [q*B/NQ, (q+1)*B/NQ) of B, NQ = gridDim.x / NB. Dynamic shared memory
+// [q*B/NQ, (q+1)*B/NQ) of B, NQ = gridDim.x / NB. Within a cluster a warp's
+// task is a row (or gate pair) for all of its utterances, so each weight
+// row is loaded once per round whatever the batch. Dynamic shared memory
 // per block: Bq * (2*L*ceil(H/NB) + ceil(S/NB) + 2*F) floats for Bq
 // utterances, F the longest round input. Compiled for sm_90 and the
 // simulator; on older GPUs the kernel is a trap (the host launches it only
@@ -638,54 +643,69 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
         const int span = tab_at(ftab, base + FSPAN);
         float *rg0 = ring + tab_at(ftab, base + FRING);
         const WfShare w = wf_share(r, L, H, R, S, O, j, NB);
-        const int npair = wf_tasks(w, Bq), s0 = w.s0;
+        const int ntask = wf_tasks(w, 1), s0 = w.s0;
         const float *vr = vin + (ll)(r & 1) * Bq * F;  // this round's input
         const ll nxt = (ll)((r + 1) & 1) * Bq * F;     // the next round's buffer, in every peer
-        // A warp's first WCL_PRE tasks have their weights loaded (into
-        // registers) and constants read before the wait; later ones load
-        // theirs when they come.
+        // A task is a row (or gate pair) for all of the cluster's Bq
+        // utterances: its weights are loaded once. A warp's first WCL_PRE
+        // tasks have their weights (registers), row constants (lane 0) and
+        // conditioning projections (lane b: utterance b's) loaded before
+        // the wait; later ones load theirs when they come.
         WfTask kt[WCL_PRE];
-        float ra[WCL_PRE][WF_NREG], rb[WCL_PRE][WF_NREG], ca[WCL_PRE], cb[WCL_PRE];
+        float ra[WCL_PRE][WF_NREG], rb[WCL_PRE][WF_NREG], ca[WCL_PRE], cb[WCL_PRE], pa[WCL_PRE], pb[WCL_PRE];
         const WfRound rd{Wm, cst, proj, past, skip, r, L, H, flen, nreg, chunk, t, ngb, gb0, Bq, nsb, s0};
-        auto prepare = [&](int tb, WfTask &k, float (&xa)[WF_NREG], float (&xb)[WF_NREG], float &c0, float &c1) {
-            k = wf_task(tb, Bq, r, L, H, R, w);
-            wf_prepare(rd, k, b0 + k.b, lane, xa, xb, c0, c1);
-        };
-        // run finishes task k: the dot products over the round's input, the
-        // activation, and its stores (peers, ring, skip sum, output).
-        auto run = [&](const WfTask &k, const float (&xa)[WF_NREG], const float (&xb)[WF_NREG], float a, float c) {
-            wf_sums(rd, k, xa, xb, vr + k.b * F, lane, a, c); // every lane has the sums
-            const int b = k.b, idx = k.idx;
-            float val = 0.0f;
-            int slot = -1; // where the value goes in the next round's input
-            if (k.kind == 0) {
-                val = tanhf(a) * (1.0f / (1.0f + expf(-c))), slot = R + idx;
-            } else if (k.kind == 1) {
-                val = a, slot = idx;
-                if (lane == 0 && span > 0) rg0[(b0 + b) * ringPer + (ll)(t % (span + 1)) * R + idx] = a;
-            } else if (k.kind == 2) {
-                if (r < L) {
-                    if (lane == 0) skip[b * nsb + idx - s0] = a;
-                } else {
-                    val = fmaxf(a * skipNorm, 0.0f), slot = idx;
-                }
-            } else if (r == L + 1) {
-                val = fmaxf(a, 0.0f), slot = idx;
-            } else if (lane == 0) {
-                out[(b0 + b) * O + idx] = a;
+        auto prepare = [&](int tb, WfTask &k, float (&xa)[WF_NREG], float (&xb)[WF_NREG], float &c0, float &c1, float &p0,
+                           float &p1) {
+            k = wf_task(tb, 1, r, L, H, R, w);
+            wf_prepare(rd, k, -1, lane, xa, xb, c0, c1);
+            p0 = 0.0f, p1 = 0.0f;
+            if (k.rowB >= 0 && lane < Bq) {
+                const float *pj = proj + ((b0 + lane) * chunk + t % chunk) * ((ll)L * 2 * H) + (ll)r * 2 * H;
+                p0 = pj[k.idx], p1 = pj[H + k.idx];
             }
-            if (slot >= 0 && lane < NB) peer[nxt + (ll)b * F + slot] = val;
+        };
+        // run finishes task k for each utterance: the dot products over its
+        // round input, the activation, and the stores (peers, ring, skip
+        // sum, output).
+        auto run = [&](WfTask k, const float (&xa)[WF_NREG], const float (&xb)[WF_NREG], float c0, float c1, float p0, float p1) {
+            for (int b = 0; b < Bq; b++) {
+                const float q0 = __shfl_sync(0xffffffffu, p0, b), q1 = __shfl_sync(0xffffffffu, p1, b);
+                float a = c0, c = c1;
+                if (lane == 0) a += q0, c += q1;
+                k.b = b;
+                wf_sums(rd, k, xa, xb, vr + b * F, lane, a, c); // every lane has the sums
+                const int idx = k.idx;
+                float val = 0.0f;
+                int slot = -1; // where the value goes in the next round's input
+                if (k.kind == 0) {
+                    val = tanhf(a) * (1.0f / (1.0f + expf(-c))), slot = R + idx;
+                } else if (k.kind == 1) {
+                    val = a, slot = idx;
+                    if (lane == 0 && span > 0) rg0[(b0 + b) * ringPer + (ll)(t % (span + 1)) * R + idx] = a;
+                } else if (k.kind == 2) {
+                    if (r < L) {
+                        if (lane == 0) skip[b * nsb + idx - s0] = a;
+                    } else {
+                        val = fmaxf(a * skipNorm, 0.0f), slot = idx;
+                    }
+                } else if (r == L + 1) {
+                    val = fmaxf(a, 0.0f), slot = idx;
+                } else if (lane == 0) {
+                    out[(b0 + b) * O + idx] = a;
+                }
+                if (slot >= 0 && lane < NB) peer[nxt + (ll)b * F + slot] = val;
+            }
         };
 #pragma unroll
         for (int u = 0; u < WCL_PRE; u++)
-            if (warp + u * nw < npair) prepare(warp + u * nw, kt[u], ra[u], rb[u], ca[u], cb[u]);
+            if (warp + u * nw < ntask) prepare(warp + u * nw, kt[u], ra[u], rb[u], ca[u], cb[u], pa[u], pb[u]);
         if (r > 0) __cluster_barrier_wait(); // round r-1's results are all here
 #pragma unroll
         for (int u = 0; u < WCL_PRE; u++)
-            if (warp + u * nw < npair) run(kt[u], ra[u], rb[u], ca[u], cb[u]);
-        for (int tb = warp + WCL_PRE * nw; tb < npair; tb += nw) {
-            prepare(tb, kt[0], ra[0], rb[0], ca[0], cb[0]);
-            run(kt[0], ra[0], rb[0], ca[0], cb[0]);
+            if (warp + u * nw < ntask) run(kt[u], ra[u], rb[u], ca[u], cb[u], pa[u], pb[u]);
+        for (int tb = warp + WCL_PRE * nw; tb < ntask; tb += nw) {
+            prepare(tb, kt[0], ra[0], rb[0], ca[0], cb[0], pa[0], pb[0]);
+            run(kt[0], ra[0], rb[0], ca[0], cb[0], pa[0], pb[0]);
         }
         // The last round writes no peer: its wait (round L+2's) was the
         // last access to this block's shared memory by the others, so
