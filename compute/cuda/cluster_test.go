@@ -1,11 +1,13 @@
 package cuda
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/computetest"
 )
 
 // TestLaunchConfigLayout: the Go mirrors of CUlaunchConfig and
@@ -181,4 +183,40 @@ func mustPanic(t *testing.T, want string, fn func()) {
 		}
 	}()
 	fn()
+}
+
+// TestGPUClusters runs the cluster exchange check on the GPU: on compute
+// capability 9.0 and newer, clusters of 2, 4 and 8 blocks (portable) must
+// run and exchange exactly; 16 (non-portable) runs where the device allows
+// it. Older GPUs skip.
+func TestGPUClusters(t *testing.T) {
+	be := gpuOrSkip(t)
+	if be.ccMajor < 9 {
+		t.Skipf("compute capability %d.%d: no thread-block clusters", be.ccMajor, be.ccMinor)
+	}
+	ran := computetest.CheckClusters(t, be, []int{2, 4, 8, 16})
+	for _, c := range []int{2, 4, 8} {
+		if !slices.Contains(ran, c) {
+			t.Errorf("clusters of %d did not run (CoResidentClusters 0); ran %v", c, ran)
+		}
+	}
+	t.Logf("cluster sizes run: %v", ran)
+}
+
+// TestClusterSourceCompiles: the cluster check's kernel compiles with NVRTC
+// for sm_80 (empty) and sm_90 (cluster barrier, rank and mapped stores).
+func TestClusterSourceCompiles(t *testing.T) {
+	nvrtcOrSkip(t)
+	if _, err := CheckCompileFor("computetest/clusters.cu", computetest.ClusterSource, 80); err != nil {
+		t.Fatal(err)
+	}
+	ptx, err := CheckCompileFor("computetest/clusters.cu", computetest.ClusterSource, 90)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"barrier.cluster.arrive", "barrier.cluster.wait", "mapa", "%cluster_ctarank", "%cluster_nctarank"} {
+		if !strings.Contains(ptx, want) {
+			t.Errorf("sm_90 PTX has no %s", want)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -159,32 +160,6 @@ __global__ void __launch_bounds__(64) t_handoff(float *words, float *out) {
     __syncthreads();
 }
 
-// t_cluster: for each round r, block j of each cluster writes
-// (r+1)*100 + j + 1000*cluster into slot j of every peer's buffer r%2
-// (thread p writes peer p; the blocks take turns to be late), arrives, writes a local word, waits, and
-// then reads every slot; out[(block*rounds + r)*C + i] is slot i.
-// meta[2*block] is the block's rank in its cluster, meta[2*block+1] the
-// cluster size. Dynamic shared memory: 2*C + 1 floats.
-__global__ void t_cluster(float *out, float *meta, ll rounds) {
-    extern __shared__ float cbuf[];
-    const unsigned C = __clusterSizeInBlocks(), j = __clusterRelativeBlockRank(), t = threadIdx.x;
-    if (t == 0) meta[2 * blockIdx.x] = j, meta[2 * blockIdx.x + 1] = C;
-    __cluster_barrier_arrive();
-    __cluster_barrier_wait(); // every peer has started: its shared memory may be mapped
-    float *peer = t < C ? (float *)__cluster_map_shared_rank(cbuf, t) : 0;
-    for (ll r = 0; r < rounds; r++) {
-        float *slot = cbuf + (r % 2) * C;
-        if (t == 0) // blocks write late by turns, so a barrier that does not wait shows
-            for (unsigned k = 0; k < 200 * ((j + r) % C); k++) __nanosleep(100);
-        __syncthreads();
-        if (t < C) peer[(r % 2) * C + j] = (float)((r + 1) * 100 + j + 1000 * (blockIdx.x / C));
-        __cluster_barrier_arrive();
-        if (t == 0) cbuf[2 * C] = (float)r; // local work between arrive and wait
-        __cluster_barrier_wait();
-        if (t < C) out[(blockIdx.x * rounds + r) * C + t] = slot[t];
-    }
-}
-
 // t_cluster_early maps a peer's shared memory before any cluster barrier.
 __global__ void t_cluster_early(float *out) {
     extern __shared__ float cbuf[];
@@ -214,7 +189,7 @@ __global__ void t_cluster_map_static(float *out) {
 
 var testKernels = []string{"t_ids", "t_reduce", "t_rotate", "t_poison", "t_overrun", "t_warp", "t_uneven",
 	"t_sync_some", "t_exit_early", "t_warp_half", "t_params", "t_stack", "t_bounded", "t_handoff",
-	"t_cluster", "t_cluster_early", "t_cluster_wait_only", "t_cluster_map_static"}
+	"t_cluster_early", "t_cluster_wait_only", "t_cluster_map_static"}
 
 // variant is a simulator build: the assembly or the ucontext fiber switch,
 // with one or several workers.
@@ -739,63 +714,32 @@ func TestCoResidentBlocks(t *testing.T) {
 	}
 }
 
-// TestClusters: blocks of a cluster launch know their rank and the cluster
-// size, write each other's shared memory after a cluster barrier, and see
-// every peer's writes after the next one, round after round with double
-// buffering; clusters do not see each other's writes; a launch without
-// clusters is one-block clusters. Misuse fails the launch: a peer mapped
-// before any barrier, a wait without an arrive, static shared memory mapped,
-// a grid that is not whole clusters or has more blocks than workers.
+// TestClusters: the cluster exchange check (computetest.CheckClusters)
+// runs every cluster size that divides the workers, and CoResidentClusters
+// is the workers over the size. Misuse fails the launch: a peer mapped
+// before any barrier, a wait without an arrive, static shared memory
+// mapped, a grid that is not whole clusters or has more blocks than
+// workers.
 func TestClusters(t *testing.T) {
 	for _, v := range append(variants, variant{"asm/workers4", Options{Workers: 4}}) {
 		t.Run(v.name, func(t *testing.T) {
 			be, mod := sim(t, v)
 			cl := mod.(compute.ClusterLauncher)
 			W := v.opts.Workers
+			var want []int
 			for C := 1; C <= W; C++ {
-				if W%C != 0 {
-					continue
+				if W%C == 0 {
+					want = append(want, C)
 				}
-				if n := cl.CoResidentClusters("t_cluster", C, 64, 4*(2*C+1)); n != W/C {
+				if n := cl.CoResidentClusters("t_cluster_early", C, 64, 16); n != W/C {
 					t.Errorf("CoResidentClusters(%d) = %d, want %d", C, n, W/C)
 				}
-				const rounds = 5
-				out, meta := be.Alloc(W*rounds*C), be.Alloc(2*W)
-				cl.LaunchCluster("t_cluster", W, C, 64, 4*(2*C+1), arg(out), arg(meta), compute.Int(rounds))
-				got, gotMeta := computetest.Contents(be, out), computetest.Contents(be, meta)
-				for b := range W {
-					if gotMeta[2*b] != float32(b%C) || gotMeta[2*b+1] != float32(C) {
-						t.Errorf("clusters of %d: block %d has rank %g of %g", C, b, gotMeta[2*b], gotMeta[2*b+1])
-					}
-					for r := range rounds {
-						for i := range C {
-							want := float32((r+1)*100 + i + 1000*(b/C))
-							if g := got[(b*rounds+r)*C+i]; g != want {
-								t.Errorf("clusters of %d: block %d round %d slot %d = %g, want %g", C, b, r, i, g, want)
-							}
-						}
-					}
-				}
-				be.Free(out)
-				be.Free(meta)
 			}
-			// Without clusters each block is a cluster of one.
-			const rounds = 3
-			out, meta := be.Alloc(2*rounds), be.Alloc(4)
+			if ran := computetest.CheckClusters(t, be, want); !slices.Equal(ran, want) {
+				t.Errorf("cluster sizes run: %v, want %v", ran, want)
+			}
+			out := be.Alloc(W)
 			defer be.Free(out)
-			defer be.Free(meta)
-			mod.Launch("t_cluster", 2, 64, 12, arg(out), arg(meta), compute.Int(rounds))
-			got, gotMeta := computetest.Contents(be, out), computetest.Contents(be, meta)
-			for b := range 2 {
-				if gotMeta[2*b] != 0 || gotMeta[2*b+1] != 1 {
-					t.Errorf("no clusters: block %d has rank %g of %g, want 0 of 1", b, gotMeta[2*b], gotMeta[2*b+1])
-				}
-				for r := range rounds {
-					if want := float32((r+1)*100 + 1000*b); got[b*rounds+r] != want {
-						t.Errorf("no clusters: block %d round %d read %g, want %g", b, r, got[b*rounds+r], want)
-					}
-				}
-			}
 			expectPanic(t, func() { cl.LaunchCluster("t_cluster_early", W, W, 32, 16, arg(out)) }, "t_cluster_early", "before it had passed a cluster barrier")
 			expectPanic(t, func() { cl.LaunchCluster("t_cluster_wait_only", W, W, 32, 0, arg(out)) }, "waited without arriving")
 			expectPanic(t, func() { cl.LaunchCluster("t_cluster_map_static", W, W, 32, 0, arg(out)) }, "outside the block's dynamic shared memory")
@@ -803,7 +747,7 @@ func TestClusters(t *testing.T) {
 			if W > 1 {
 				expectPanic(t, func() { cl.LaunchCluster("t_cluster_early", W+1, W, 32, 16, arg(out)) }, "dividing the grid")
 			}
-			if n := cl.CoResidentClusters("t_cluster", 0, 64, 0); n != 0 {
+			if n := cl.CoResidentClusters("t_cluster_early", 0, 64, 0); n != 0 {
 				t.Errorf("CoResidentClusters of size 0 = %d", n)
 			}
 		})
