@@ -563,10 +563,30 @@ __global__ void __launch_bounds__(256, 1) wf_step(const float *__restrict__ Wf, 
 #define WCL_ILP 8 // gate pairs a warp sums at once in the prologue
 #define WCL_PRE 4 // tasks per warp whose weights are in registers before a round's wait
 
+// wcl_ns is a nanosecond clock (the GPU's global timer; the simulator's
+// clock64 counts nanoseconds too), for wcl_step's optional profile.
+__device__ __forceinline__ unsigned long long wcl_ns() {
+#ifdef __CUDA_ARCH__
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+#else
+    return (unsigned long long)clock64();
+#endif
+}
+
 __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf, const float *ftab, float *ring,
                                                    const float *proj, const float *enc, float *out, const float *tbuf,
-                                                   ll B, float skipNorm) {
+                                                   ll B, float skipNorm, float *profF, ll profile) {
 #ifdef WCL_CLUSTERS
+    // With profile set, thread 0 of block 0 adds to profF (5 unsigned 64-bit
+    // counters) the step's nanoseconds and clock64 ticks, the ticks until
+    // the prologue's barrier opened, the ticks spent waiting at the
+    // rounds' barriers, and 1 (the steps).
+    const bool prof = profile != 0 && blockIdx.x == 0 && threadIdx.x == 0;
+    unsigned long long profNs = 0;
+    long long profT0 = 0, profPro = 0, profWait = 0;
+    if (prof) profNs = wcl_ns(), profT0 = clock64();
     const int R = tab_at(ftab, FR), H = tab_at(ftab, FH), S = tab_at(ftab, FS), O = tab_at(ftab, FO);
     const int K = tab_at(ftab, FK), L = tab_at(ftab, FL), Cin = tab_at(ftab, FCIN), chunk = tab_at(ftab, FCHUNK);
     const int NB = tab_at(ftab, FNB);
@@ -634,6 +654,7 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
         }
     }
     __cluster_barrier_wait();
+    if (prof) profPro = clock64() - profT0;
     // Lane p of every warp stores into peer p's round inputs.
     float *peer = lane < NB ? (float *)__cluster_map_shared_rank(vin, (unsigned)lane) : vin;
     for (int r = 0; r < L + 3; r++) {
@@ -699,7 +720,11 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
 #pragma unroll
         for (int u = 0; u < WCL_PRE; u++)
             if (warp + u * nw < ntask) prepare(warp + u * nw, kt[u], ra[u], rb[u], ca[u], cb[u], pa[u], pb[u]);
-        if (r > 0) __cluster_barrier_wait(); // round r-1's results are all here
+        if (r > 0) { // round r-1's results are all here after the wait
+            const long long w0 = prof ? clock64() : 0;
+            __cluster_barrier_wait();
+            if (prof) profWait += clock64() - w0;
+        }
 #pragma unroll
         for (int u = 0; u < WCL_PRE; u++)
             if (warp + u * nw < ntask) run(kt[u], ra[u], rb[u], ca[u], cb[u], pa[u], pb[u]);
@@ -711,6 +736,11 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
         // last access to this block's shared memory by the others, so
         // the blocks may exit without another barrier.
         if (r < L + 2) __cluster_barrier_arrive();
+    }
+    if (prof) {
+        unsigned long long *p = (unsigned long long *)profF;
+        p[0] += wcl_ns() - profNs, p[1] += (unsigned long long)(clock64() - profT0);
+        p[2] += (unsigned long long)profPro, p[3] += (unsigned long long)profWait, p[4] += 1;
     }
 #else
     __trap();

@@ -2,6 +2,7 @@ package wavenet
 
 import (
 	"errors"
+	"math"
 
 	"github.com/wavecat/wavecat/compute"
 )
@@ -37,6 +38,38 @@ type clusterStep struct {
 	block  int
 	shared int // dynamic shared floats per block and utterance
 	perQ   int // utterances a cluster takes at most (shared memory)
+	// prof is wcl_step's profile counters (5 unsigned 64-bit words),
+	// added to while GPUGenerator.clusterProfile is set.
+	prof compute.Buffer
+}
+
+// clusterProfile is what wcl_step's profile says, per step: the kernel's
+// time, the part of it until the prologue's barrier opened, and the part
+// spent waiting at the rounds' barriers (measured on the first block; a
+// GPU's clock64 ticks are converted with the kernel's global-timer time).
+type clusterProfile struct {
+	Steps                        int
+	KernelUs, PrologueUs, WaitUs float64
+}
+
+// resetProfile zeroes the profile counters.
+func (c *clusterStep) resetProfile(be compute.Backend) { be.Fill(compute.V(c.prof), c.prof.Len(), 0) }
+
+// readProfile reads the profile counters.
+func (c *clusterStep) readProfile(be compute.Backend) clusterProfile {
+	h := make([]float32, c.prof.Len())
+	be.Download(h, compute.V(c.prof))
+	u := func(i int) float64 {
+		return float64(uint64(math.Float32bits(h[2*i])) | uint64(math.Float32bits(h[2*i+1]))<<32)
+	}
+	p := clusterProfile{Steps: int(u(4))}
+	if p.Steps == 0 || u(1) == 0 {
+		return p
+	}
+	perTick := u(0) / u(1) / 1e3 / float64(p.Steps) // microseconds per tick, per step
+	p.KernelUs = u(0) / 1e3 / float64(p.Steps)
+	p.PrologueUs, p.WaitUs = u(2)*perTick, u(3)*perTick
+	return p
 }
 
 // clusterShared is the dynamic shared memory (floats per utterance) of a
@@ -68,8 +101,9 @@ func newClusterStep(be compute.Backend, mod compute.Module, p *Generator, w []fl
 		if nq < 1 {
 			continue
 		}
-		c := &clusterStep{nb: nb, nq: nq, block: fusedMaxBlock, shared: per, perQ: perQ}
+		c := &clusterStep{nb: nb, nq: nq, block: fusedMaxBlock, shared: per, perQ: perQ, prof: be.Alloc(10)}
 		c.w, c.tab = uploadFused(be, p, w, nb, ringOff)
+		c.resetProfile(be)
 		return c
 	}
 	return nil
@@ -89,6 +123,7 @@ func (c *clusterStep) clusters(B int) int {
 func (c *clusterStep) free(be compute.Backend) {
 	be.Free(c.w)
 	be.Free(c.tab)
+	be.Free(c.prof)
 }
 
 // clusterStep returns the cluster step, building it on first use (nil
@@ -111,6 +146,11 @@ func (g *GPUGenerator) clusterLaunch(st *gpuState) {
 	c := g.cluster
 	nq := c.clusters(st.B)
 	V := func(b compute.Buffer) compute.Arg { return compute.Ptr(compute.V(b), b.Len()) }
+	profile := 0
+	if g.clusterProfile {
+		profile = 1
+	}
 	g.mod.(compute.ClusterLauncher).LaunchCluster("wcl_step", nq*c.nb, c.nb, c.block, 4*c.shared*((st.B+nq-1)/nq),
-		V(c.w), V(c.tab), V(st.ring), V(st.proj), V(st.enc), V(st.out), V(st.tbuf), compute.Int(st.B), compute.Float(g.plan.skipNorm))
+		V(c.w), V(c.tab), V(st.ring), V(st.proj), V(st.enc), V(st.out), V(st.tbuf), compute.Int(st.B), compute.Float(g.plan.skipNorm),
+		V(c.prof), compute.Int(profile))
 }

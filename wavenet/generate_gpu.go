@@ -62,6 +62,9 @@ type GPUGenerator struct {
 	// clusterStep on first use (nil where clusters cannot run).
 	cluster      *clusterStep
 	clusterTried bool
+	// clusterProfile makes wcl_step add its phase times to the cluster
+	// step's profile (benchmarks, tests).
+	clusterProfile bool
 
 	// Tests: force, when set, replaces sampling by teacher forcing with
 	// these encoded inputs [T][B][Cin]; trace, when set, records the step

@@ -16,7 +16,9 @@ import (
 // wf_step and, as the anchor, the layered kernels (batch 32 fused says
 // whether auto should take the one-launch step above 4, fusedAutoMaxBatch;
 // the cluster rows whether auto should take the cluster step,
-// clusterByDefault). xRT is samples/s over 22050 (real time).
+// clusterByDefault, and where its time goes: kernel, prologue and barrier
+// waits per step, from a second, profiled run). xRT is samples/s over
+// 22050 (real time).
 func BenchmarkGenerateCUDA(b *testing.B) {
 	be := gpuOrSkip(b)
 	for _, spec := range []string{"mol --mixtures 10 --levels 65536", "adacat --components 128"} {
@@ -78,6 +80,21 @@ func BenchmarkGenerateCUDA(b *testing.B) {
 				b.ReportMetric(sps, "samples/s")
 				b.ReportMetric(sps/22050, "xRT")
 				b.ReportMetric(1e6*float64(r.batch)/sps, "us/step") // every utterance is 86 frames: steps = samples / batch
+				if g.cluster != nil && r.path == GPUStepCluster {
+					// Where the cluster step's time goes (profiled on a
+					// separate run, so the figures above are unprofiled).
+					g.cluster.resetProfile(be)
+					g.clusterProfile = true
+					_, err := g.Generate(utts, GenerateOptions{Batch: r.batch, GPUStep: r.path})
+					g.clusterProfile = false
+					if err != nil {
+						b.Fatal(err)
+					}
+					p := g.cluster.readProfile(be)
+					b.ReportMetric(p.KernelUs, "kernel-us/step")
+					b.ReportMetric(p.PrologueUs, "prologue-us/step")
+					b.ReportMetric(p.WaitUs, "barrier-wait-us/step")
+				}
 			})
 		}
 		g.Free()

@@ -701,3 +701,35 @@ func TestCPUSimClusterGroups(t *testing.T) {
 		})
 	}
 }
+
+// TestCPUSimClusterProfile: with clusterProfile set, wcl_step counts one
+// step per sample generated, and its prologue and barrier-wait times are
+// parts of its kernel time; without it the counters stay at zero.
+func TestCPUSimClusterProfile(t *testing.T) {
+	be := simOrSkip(t)
+	m, _, g := simCases(t, "mulaw/k3")[0].generator(t, newCPU(t), be)
+	c := g.clusterStep()
+	if c == nil {
+		t.Fatal("no cluster step on the simulator")
+	}
+	utts := []Utterance{{Mel: randMel(rand.New(rand.NewPCG(5, 5)), 4, m.Config().CinChannels), Seed: 1}}
+	if _, err := g.Generate(utts, GenerateOptions{GPUStep: GPUStepCluster}); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.readProfile(be); p.Steps != 0 {
+		t.Errorf("profile off: %+v, want nothing counted", p)
+	}
+	g.clusterProfile = true
+	ys, err := g.Generate(utts, GenerateOptions{GPUStep: GPUStepCluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.readProfile(be)
+	if p.Steps != len(ys[0]) {
+		t.Errorf("profile counted %d steps, want one per sample (%d)", p.Steps, len(ys[0]))
+	}
+	if !(p.KernelUs > 0 && p.PrologueUs > 0 && p.WaitUs >= 0 && p.PrologueUs+p.WaitUs <= p.KernelUs) {
+		t.Errorf("profile %+v: want prologue and waits within a positive kernel time", p)
+	}
+	t.Logf("simulator: %+v", p)
+}

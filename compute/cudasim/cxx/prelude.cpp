@@ -74,6 +74,13 @@ static inline float __fadd_rn(float a, float b) { return a + b; }
 // __nanosleep; here that gives the OS thread away, since the other block
 // runs on another worker thread (see CoResidentBlocks in cudasim.go).
 static inline void __nanosleep(unsigned) { sched_yield(); }
+// clock64 counts nanoseconds of the host's monotonic clock (a GPU's counts
+// SM cycles): kernels that time their phases read ratios of it.
+static inline long long clock64() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
 static inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
 static inline int __popc(unsigned x) { return __builtin_popcount(x); }
 static inline int __clz(unsigned x) { return x ? __builtin_clz(x) : 32; }
