@@ -136,7 +136,7 @@ timeout 120 "$E/wavenet.test" -test.run '^$' -test.bench "$GEN" -test.skip 'Gene
 # The cluster step's rows in a run of their own (as its tests above).
 CL="$GEN//cluster"
 [[ $QUICK -eq 1 ]] && CL="$GEN/cluster"
-timeout 60 "$E/wavenet.test" -test.run '^$' -test.bench "$CL" -test.benchtime 1x -test.v -test.timeout=55s >>"$L/bench-generate.log" 2>&1
+timeout 90 "$E/wavenet.test" -test.run '^$' -test.bench "$CL" -test.benchtime 1x -test.v -test.timeout=85s >>"$L/bench-generate.log" 2>&1
 grep -m1 -o 'one-launch step: .*' "$L/bench-generate.log" | tee -a "$S"
 grep -o 'cluster step: .*' "$L/bench-generate.log" | sort -u | tee -a "$S"
 bench "$L/bench-generate.log"
