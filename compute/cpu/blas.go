@@ -172,11 +172,11 @@ func (o *openBLAS) sgemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 			}
 			y, incy = c, 1
 		}
+		threads := o.threads
 		if rows*cols < gemvSerialLimit {
-			o.useThreads(1)
-		} else {
-			o.useThreads(o.threads)
+			threads = 1
 		}
+		enterThreads(threads)
 		p.transA = transChar(!rowTrans)
 		p.m, p.n, p.lda = int32(cols), int32(rows), int32(lds)
 		p.ldb, p.ldc = int32(incx), int32(incy)
@@ -188,11 +188,12 @@ func (o *openBLAS) sgemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 			1, // hidden Fortran length of the trans string
 		}
 		purego.SyscallN(o.sgemv_, p.argv[:12]...)
+		leaveThreads()
 		runtime.KeepAlive(s)
 		runtime.KeepAlive(x)
 		runtime.KeepAlive(y)
 	default:
-		o.useThreads(o.threads)
+		enterThreads(o.threads)
 		p.transA, p.transB = transChar(transA), transChar(transB)
 		p.m, p.n, p.k = int32(m), int32(n), int32(k)
 		p.lda, p.ldb, p.ldc = int32(lda), int32(ldb), int32(ldc)
@@ -206,6 +207,7 @@ func (o *openBLAS) sgemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 			1, 1, // hidden Fortran lengths of the two trans strings
 		}
 		purego.SyscallN(o.sgemm_, p.argv[:15]...)
+		leaveThreads()
 	}
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
@@ -275,25 +277,62 @@ func loadOpenBLAS(threads int) (*openBLAS, error) {
 	}
 	o := *loaded
 	o.threads = threads
-	o.useThreads(threads)
 	return &o, nil
 }
 
-// OpenBLAS's thread count is process-wide: setThreadsFn is
-// openblas_set_num_threads (0 if absent) and curThreads mirrors the last
-// value set, so switching costs a call only when the count changes.
+// OpenBLAS's thread count is process-wide (openblas_set_num_threads), and
+// its sgemm rounds differently at 1 and 2 threads. So no call may switch the
+// count while another goroutine is inside OpenBLAS at the old count: two
+// backends in one process (the in-process data-parallel ranks) or a backend
+// dropping to one thread for a small GEMV would change that call's bits.
+// Measured on CPU-2 (OpenBLAS 0.3.21, pthreads), 2026-12-05, with
+// `go test -run TestDataParallelResumeIsExact -count=N ./train` on 2-thread
+// OpenBLAS backends: bit equality lost in 1 of 30 runs without this gate,
+// 0 of 180 with it. Calls wanting the count already set run concurrently;
+// a call wanting another count waits until OpenBLAS is idle.
+//
+// threadState packs the count now set (high 32 bits; 0 while it is being
+// changed or before the first call) and the number of calls inside
+// OpenBLAS (low 32 bits). setThreadsFn is openblas_set_num_threads, or 0
+// when the library lacks it (then the count is left alone).
 var (
 	setThreadsFn uintptr
-	curThreads   atomic.Int32
+	threadState  atomic.Uint64
 )
 
-// useThreads makes OpenBLAS use n threads for the next call.
-func (o *openBLAS) useThreads(n int) {
-	if setThreadsFn == 0 || curThreads.Load() == int32(n) {
+// enterThreads waits until OpenBLAS runs with n threads and counts the
+// caller as inside it; leaveThreads ends the call.
+func enterThreads(n int) {
+	if setThreadsFn == 0 {
 		return
 	}
-	curThreads.Store(int32(n))
-	purego.SyscallN(setThreadsFn, uintptr(n))
+	want := uint64(n)
+	for {
+		s := threadState.Load()
+		cur, inside := s>>32, s&0xffffffff
+		switch {
+		case cur == want:
+			if threadState.CompareAndSwap(s, s+1) {
+				return
+			}
+		case inside == 0:
+			// Idle: change the count, holding the state at "changing, one
+			// inside" so nobody enters meanwhile.
+			if threadState.CompareAndSwap(s, 1) {
+				purego.SyscallN(setThreadsFn, uintptr(n))
+				threadState.Store(want<<32 | 1)
+				return
+			}
+		default:
+			runtime.Gosched() // another count is in use: wait for idle
+		}
+	}
+}
+
+func leaveThreads() {
+	if setThreadsFn != 0 {
+		threadState.Add(^uint64(0))
+	}
 }
 
 // gemvSerialLimit is the matrix size (elements) below which GEMVs run on one
