@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -754,7 +755,7 @@ func Equal(a, b []Tensor) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].Name != b[i].Name || !equalShape(a[i].Shape, b[i].Shape) || len(a[i].Data) != len(b[i].Data) {
+		if a[i].Name != b[i].Name || !slices.Equal(a[i].Shape, b[i].Shape) || len(a[i].Data) != len(b[i].Data) {
 			return false
 		}
 		for j := range a[i].Data {

@@ -22,6 +22,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -353,7 +354,7 @@ func CheckTensors(got []Tensor, want map[string][]int) error {
 		if !ok {
 			return fmt.Errorf("unexpected tensor %q", t.Name)
 		}
-		if !equalShape(t.Shape, ws) {
+		if !slices.Equal(t.Shape, ws) {
 			return fmt.Errorf("tensor %q: shape %v, want %v", t.Name, t.Shape, ws)
 		}
 	}
@@ -368,16 +369,4 @@ func CheckTensors(got []Tensor, want map[string][]int) error {
 		return fmt.Errorf("missing tensor(s) %v", missing)
 	}
 	return nil
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -227,7 +228,7 @@ print(json.dumps(out))
 	}
 	for _, w := range ts {
 		g, ok := got.Tensors[w.Name]
-		if !ok || !equalShape(g.Shape, w.Shape) || len(g.Bits) != len(w.Data) {
+		if !ok || !slices.Equal(g.Shape, w.Shape) || len(g.Bits) != len(w.Data) {
 			t.Errorf("%s: python saw %+v", w.Name, g)
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -231,7 +232,7 @@ func TestReadSafetensorsHeader(t *testing.T) {
 		t.Fatalf("%d headers, %d tensors (%v)", len(hs), len(full), err)
 	}
 	for i := range hs {
-		if hs[i].Name != full[i].Name || !equalShape(hs[i].Shape, full[i].Shape) || hs[i].End-hs[i].Begin != 4*len(full[i].Data) {
+		if hs[i].Name != full[i].Name || !slices.Equal(hs[i].Shape, full[i].Shape) || hs[i].End-hs[i].Begin != 4*len(full[i].Data) {
 			t.Errorf("header %+v, tensor %s %v", hs[i], full[i].Name, full[i].Shape)
 		}
 	}
