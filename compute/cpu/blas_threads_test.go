@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,13 +22,9 @@ func TestOpenBLASThreadCountHoldsPerCall(t *testing.T) {
 		t.Skip("this OpenBLAS has no openblas_set_num_threads: its thread count never changes")
 	}
 	const m, n, k = 4096, 128, 64
-	r := rand.New(rand.NewPCG(1, 2))
 	a, b, c := two.Alloc(m*k), two.Alloc(k*n), two.Alloc(m*n)
-	for _, buf := range []compute.Buffer{a, b} {
-		for i, x := 0, two.Host(compute.V(buf), buf.Len()); i < len(x); i++ {
-			x[i] = float32(r.NormFloat64())
-		}
-	}
+	fill(two, a)
+	fill(two, b)
 	// CPU buffers serve any CPU backend.
 	mul := func(be *Backend) []float32 {
 		be.Gemm(false, false, m, n, k, 1, compute.V(a), k, compute.V(b), n, 0, compute.V(c), n)
