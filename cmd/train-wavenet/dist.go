@@ -189,10 +189,13 @@ func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
 	var once sync.Once
+	// exited is kept by this loop, which alone receives the exits: reading
+	// cmd.ProcessState here would race with the goroutine inside Wait.
+	exited := make([]bool, n)
 	stopAll := func(s os.Signal) {
-		for _, c := range cmds {
-			if c.ProcessState == nil {
-				c.Process.Signal(s)
+		for r, c := range cmds {
+			if !exited[r] {
+				c.Process.Signal(s) // ErrProcessDone if it ended meanwhile
 			}
 		}
 	}
@@ -202,6 +205,7 @@ func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log
 		select {
 		case e := <-exits:
 			left--
+			exited[e.rank] = true
 			if e.err != nil && first == nil {
 				first = fmt.Errorf("rank %d of %d failed (%v): the other ranks were stopped", e.rank, n, e.err)
 				fmt.Fprintf(log, "train-wavenet: rank %d exited: %v; stopping the other ranks\n", e.rank, e.err)
