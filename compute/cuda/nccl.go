@@ -325,14 +325,23 @@ func (c *NCCLComm) AllReduceSum(v compute.View, n int) error {
 		return err
 	}
 	defer c.be.enter()()
+	p := devicePtr(v)
+	return c.blocking("ncclAllReduce", "ncclAllReduce", func() int32 {
+		return c.api.ncclAllReduce(p, p, uint64(n), ncclFloat32, ncclSum, c.comm, c.be.stream)
+	})
+}
+
+// blocking runs one collective on the backend's stream, after the
+// reductions queued on the side stream, and waits for it. Call with mu
+// held, inside be.enter.
+func (c *NCCLComm) blocking(call, what string, queue func() int32) error {
 	if err := c.drain(); err != nil {
 		return err
 	}
-	p := devicePtr(v)
-	if err := c.api.check("ncclAllReduce", c.api.ncclAllReduce(p, p, uint64(n), ncclFloat32, ncclSum, c.comm, c.be.stream)); err != nil {
+	if err := c.api.check(call, queue()); err != nil {
 		return err
 	}
-	return c.wait("ncclAllReduce")
+	return c.wait(what)
 }
 
 // AllReduceHost implements dist.Communicator: the float64s go through a
@@ -357,14 +366,10 @@ func (c *NCCLComm) AllReduceHost(x []float64) error {
 	c.be.Upload(v, bits)
 	err := func() error {
 		defer c.be.enter()()
-		if err := c.drain(); err != nil {
-			return err
-		}
 		p := devicePtr(v)
-		if err := c.api.check("ncclAllReduce", c.api.ncclAllReduce(p, p, uint64(len(x)), ncclFloat64, ncclSum, c.comm, c.be.stream)); err != nil {
-			return err
-		}
-		return c.wait("ncclAllReduce (host values)")
+		return c.blocking("ncclAllReduce", "ncclAllReduce (host values)", func() int32 {
+			return c.api.ncclAllReduce(p, p, uint64(len(x)), ncclFloat64, ncclSum, c.comm, c.be.stream)
+		})
 	}()
 	if err != nil {
 		return err
@@ -385,14 +390,10 @@ func (c *NCCLComm) Broadcast(v compute.View, n int, root int) error {
 		return err
 	}
 	defer c.be.enter()()
-	if err := c.drain(); err != nil {
-		return err
-	}
 	p := devicePtr(v)
-	if err := c.api.check("ncclBroadcast", c.api.ncclBroadcast(p, p, uint64(n), ncclFloat32, int32(root), c.comm, c.be.stream)); err != nil {
-		return err
-	}
-	return c.wait("ncclBroadcast")
+	return c.blocking("ncclBroadcast", "ncclBroadcast", func() int32 {
+		return c.api.ncclBroadcast(p, p, uint64(n), ncclFloat32, int32(root), c.comm, c.be.stream)
+	})
 }
 
 // Abort implements dist.Communicator: NCCL aborts this rank's side; the
