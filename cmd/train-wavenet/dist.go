@@ -140,6 +140,16 @@ func rankEnv(base []string, r, n, port int) []string {
 
 // launchGPUs is --gpus N: start N copies of this command as ranks 0..N-1.
 func launchGPUs(ctx context.Context, n int, stdout, stderr io.Writer) error {
+	// Checked here once, rather than as n copies of one error from the
+	// ranks, or a rank that finds no GPU of its number while the others
+	// wait for it at the rendezvous.
+	have, err := cuda.DeviceCount()
+	if err != nil {
+		return fmt.Errorf("--gpus %d: %w", n, err)
+	}
+	if have < n {
+		return fmt.Errorf("--gpus %d: this process sees %d CUDA GPU(s) (CUDA_VISIBLE_DEVICES=%q): use --gpus %d or fewer", n, have, os.Getenv("CUDA_VISIBLE_DEVICES"), have)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("--gpus: cannot find this program to start its ranks: %w", err)

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -131,4 +134,102 @@ func TestTrainCommandRefusesCPUDataParallel(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "started by torchrun as rank 0 of 2, but --device is cpu") {
 		t.Fatalf("torchrun rank on the cpu: %v", err)
 	}
+}
+
+// fakeCUDASource is a stand-in libcuda.so.1: every symbol the loader
+// requires, cuInit succeeding, $WC_FAKE_GPUS devices counted, and every
+// other call failing with CUDA_ERROR_UNKNOWN, so a rank's cuda.New fails
+// after the launcher's device count passed.
+const fakeCUDASource = `
+#include <stdlib.h>
+typedef int CUresult;
+CUresult cuInit(unsigned flags) { return 0; }
+CUresult cuDeviceGetCount(int *n) { const char *v = getenv("WC_FAKE_GPUS"); *n = v ? atoi(v) : 0; return 0; }
+CUresult cuGetErrorName(CUresult r, const char **s) { *s = "CUDA_ERROR_UNKNOWN"; return 0; }
+#define FAIL(name) CUresult name() { return 999; }
+FAIL(cuDriverGetVersion) FAIL(cuDeviceGet) FAIL(cuDeviceGetName) FAIL(cuDeviceGetAttribute)
+FAIL(cuDeviceTotalMem_v2) FAIL(cuDevicePrimaryCtxRetain) FAIL(cuDevicePrimaryCtxRelease_v2)
+FAIL(cuCtxSetCurrent) FAIL(cuStreamCreate) FAIL(cuStreamDestroy_v2) FAIL(cuStreamSynchronize)
+FAIL(cuMemAlloc_v2) FAIL(cuMemFree_v2) FAIL(cuMemHostAlloc) FAIL(cuMemFreeHost)
+FAIL(cuMemcpyHtoDAsync_v2) FAIL(cuMemcpyDtoHAsync_v2) FAIL(cuMemcpyDtoDAsync_v2)
+FAIL(cuMemsetD32Async) FAIL(cuModuleLoadData) FAIL(cuModuleUnload) FAIL(cuModuleGetFunction)
+FAIL(cuLaunchKernel)
+`
+
+// TestGPUsLauncher runs the real binary's --gpus 2 path against a stand-in
+// CUDA driver (built with cc; $WAVECAT_CUDA_LIBS puts it first, even on a
+// GPU machine). With too few GPUs the launcher refuses before starting any
+// rank. With two, it re-executes itself as two ranks with torchrun's
+// variables; each rank opens the GPU of its own number, its CUDA error
+// reaches the terminal naming the rank, the launcher names the failed rank
+// and exits non-zero without hanging, and no checkpoint is written.
+func TestGPUsLauncher(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the subprocess launcher test")
+	}
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("no C compiler (cc) to build the stand-in libcuda.so.1")
+	}
+	lib := t.TempDir()
+	src := filepath.Join(lib, "fakecuda.c")
+	if err := os.WriteFile(src, []byte(fakeCUDASource), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(cc, "-shared", "-fPIC", "-O1", "-o", filepath.Join(lib, "libcuda.so.1"), src).CombinedOutput(); err != nil {
+		t.Fatalf("building the stand-in driver: %v\n%s", err, out)
+	}
+	dump := dumpForTraining(t)
+	launch := func(t *testing.T, gpus string) (string, string) {
+		out := filepath.Join(t.TempDir(), "run")
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "WAVECAT_CUDA_LIBS="+lib, "WC_FAKE_GPUS="+gpus, "TRAIN_WAVENET_MAIN=1", "TRAIN_WAVENET_ARGS="+
+			strings.Join(small(dump, out, "--device", "cuda", "--gpus", "2", "--steps", "2", "--dist-timeout", "20s"), " "))
+		b, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			t.Fatalf("the launcher hung:\n%s", b)
+		}
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+			t.Fatalf("want a non-zero exit, got %v:\n%s", err, b)
+		}
+		if steps, _ := filepath.Glob(filepath.Join(out, "step-*")); len(steps) > 0 {
+			t.Errorf("checkpoints written by a failed run: %v", steps)
+		}
+		return string(b), out
+	}
+
+	t.Run("too few GPUs", func(t *testing.T) {
+		s, _ := launch(t, "1")
+		if !strings.Contains(s, "--gpus 2: this process sees 1 CUDA GPU(s)") || !strings.Contains(s, "use --gpus 1 or fewer") {
+			t.Errorf("output lacks the refusal:\n%s", s)
+		}
+		if strings.Contains(s, "starting 2 ranks") {
+			t.Errorf("ranks started:\n%s", s)
+		}
+	})
+
+	t.Run("ranks fail", func(t *testing.T) {
+		s, _ := launch(t, "2")
+		for _, want := range []*regexp.Regexp{
+			regexp.MustCompile(`starting 2 ranks \(one per GPU, rendezvous at 127\.0\.0\.1:\d+\)`),
+			regexp.MustCompile(`rank [01] of 2 failed \(exit status \d+\): the other ranks were stopped`),
+		} {
+			if !want.MatchString(s) {
+				t.Errorf("output lacks %q:\n%s", want, s)
+			}
+		}
+		// Each rank that reported opened the GPU of its own number, and
+		// its error is the driver's, passed on.
+		opened := regexp.MustCompile(`rank ([01]): --device cuda \(GPU ([01])\): (.*)`).FindAllStringSubmatch(s, -1)
+		if len(opened) == 0 {
+			t.Errorf("no rank reported its CUDA error:\n%s", s)
+		}
+		for _, m := range opened {
+			if m[1] != m[2] {
+				t.Errorf("rank %s opened GPU %s", m[1], m[2])
+			}
+		}
+	})
 }

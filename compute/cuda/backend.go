@@ -95,24 +95,11 @@ var _ compute.Backend = (*Backend)(nil)
 // It fails with a clear error, never a panic, when there is no driver, no
 // GPU, or a library is missing.
 func New(opts Options) (*Backend, error) {
-	drv, err := loadDriver()
+	drv, count, err := initDriver()
 	if err != nil {
-		return nil, fmt.Errorf("cuda: no CUDA driver found (the NVIDIA driver's libcuda.so.1 could not be loaded):\n%w", err)
-	}
-	if r := drv.cuInit(0); r != cuSuccess {
-		if r == cuErrorNoDevice {
-			return nil, fmt.Errorf("cuda: %w: the driver %s loaded but cuInit reports %s (no NVIDIA GPU visible to this process; check nvidia-smi and CUDA_VISIBLE_DEVICES)", ErrNoDevice, drv.lib.path, drv.errorName(r))
-		}
-		return nil, fmt.Errorf("cuda: the CUDA driver %s failed to initialise: %w", drv.lib.path, drv.check("cuInit", r))
-	}
-	var count int32
-	if err := drv.check("cuDeviceGetCount", drv.cuDeviceGetCount(&count)); err != nil {
 		return nil, err
 	}
-	if count == 0 {
-		return nil, fmt.Errorf("cuda: %w: the driver %s reports 0 devices", ErrNoDevice, drv.lib.path)
-	}
-	if opts.Device < 0 || opts.Device >= int(count) {
+	if opts.Device < 0 || opts.Device >= count {
 		return nil, fmt.Errorf("cuda: device %d does not exist: %d CUDA device(s), ordinals 0..%d", opts.Device, count, count-1)
 	}
 	nv, err := loadNVRTC()
@@ -132,6 +119,37 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	return be, nil
+}
+
+// DeviceCount is the number of CUDA GPUs this process sees (after
+// CUDA_VISIBLE_DEVICES), with New's errors when there is no driver or no
+// GPU. It creates no context, so a launcher can check before it starts one
+// process per GPU.
+func DeviceCount() (int, error) {
+	_, n, err := initDriver()
+	return n, err
+}
+
+// initDriver loads and initialises the driver and counts the devices.
+func initDriver() (*driverAPI, int, error) {
+	drv, err := loadDriver()
+	if err != nil {
+		return nil, 0, fmt.Errorf("cuda: no CUDA driver found (the NVIDIA driver's libcuda.so.1 could not be loaded):\n%w", err)
+	}
+	if r := drv.cuInit(0); r != cuSuccess {
+		if r == cuErrorNoDevice {
+			return nil, 0, fmt.Errorf("cuda: %w: the driver %s loaded but cuInit reports %s (no NVIDIA GPU visible to this process; check nvidia-smi and CUDA_VISIBLE_DEVICES)", ErrNoDevice, drv.lib.path, drv.errorName(r))
+		}
+		return nil, 0, fmt.Errorf("cuda: the CUDA driver %s failed to initialise: %w", drv.lib.path, drv.check("cuInit", r))
+	}
+	var count int32
+	if err := drv.check("cuDeviceGetCount", drv.cuDeviceGetCount(&count)); err != nil {
+		return nil, 0, err
+	}
+	if count == 0 {
+		return nil, 0, fmt.Errorf("cuda: %w: the driver %s reports 0 devices", ErrNoDevice, drv.lib.path)
+	}
+	return drv, int(count), nil
 }
 
 // init does the device set-up of New on a locked OS thread.
