@@ -180,7 +180,7 @@ func TestGPUsLauncher(t *testing.T) {
 		t.Fatalf("building the stand-in driver: %v\n%s", err, out)
 	}
 	dump := dumpForTraining(t)
-	launch := func(t *testing.T, gpus string) (string, string) {
+	launch := func(t *testing.T, gpus string) string {
 		out := filepath.Join(t.TempDir(), "run")
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -197,11 +197,11 @@ func TestGPUsLauncher(t *testing.T) {
 		if steps, _ := filepath.Glob(filepath.Join(out, "step-*")); len(steps) > 0 {
 			t.Errorf("checkpoints written by a failed run: %v", steps)
 		}
-		return string(b), out
+		return string(b)
 	}
 
 	t.Run("too few GPUs", func(t *testing.T) {
-		s, _ := launch(t, "1")
+		s := launch(t, "1")
 		if !strings.Contains(s, "--gpus 2: this process sees 1 CUDA GPU(s)") || !strings.Contains(s, "use --gpus 1 or fewer") {
 			t.Errorf("output lacks the refusal:\n%s", s)
 		}
@@ -211,7 +211,7 @@ func TestGPUsLauncher(t *testing.T) {
 	})
 
 	t.Run("ranks fail", func(t *testing.T) {
-		s, _ := launch(t, "2")
+		s := launch(t, "2")
 		for _, want := range []*regexp.Regexp{
 			regexp.MustCompile(`starting 2 ranks \(one per GPU, rendezvous at 127\.0\.0\.1:\d+\)`),
 			regexp.MustCompile(`rank [01] of 2 failed \(exit status \d+\): the other ranks were stopped`),
