@@ -13,8 +13,8 @@ func adamAVX(p, grad, m, v *float32, n int, k *adamConsts)
 // adamVec runs the vector kernel over the largest multiple of 8 elements
 // and returns how many it did.
 func adamVec(p, g, m, v []float32, k *adamConsts) int {
-	n := len(p) &^ 7
-	if !useAVX2 || n == 0 {
+	n := vec8(len(p))
+	if n == 0 {
 		return 0
 	}
 	adamAVX(&p[0], &g[0], &m[0], &v[0], n, k)

@@ -619,14 +619,18 @@ func adam(p, g, m, v []float32, k *adamConsts) {
 	adamScalar(p[d:], g[d:], m[d:], v[d:], k)
 }
 
+// adamScalar rounds every product to float32 before it is added (an
+// explicit conversion forbids Go from fusing a*b+c into an FMA, which it
+// does at GOAMD64=v3), so its bits are adamAVX's separate multiplies and
+// adds.
 func adamScalar(p, g, m, v []float32, k *adamConsts) {
 	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
 	for i := range p {
 		gi := g[i]
-		mi := k.b1*m[i] + k.c1*gi
-		vi := k.b2*v[i] + k.c2*gi*gi
+		mi := float32(k.b1*m[i]) + float32(k.c1*gi)
+		vi := float32(k.b2*v[i]) + float32(float32(k.c2*gi)*gi)
 		m[i], v[i] = mi, vi
-		p[i] -= k.step * mi / (float32(math.Sqrt(float64(vi)))*k.isqb2 + k.eps)
+		p[i] -= k.step * mi / (float32(float32(math.Sqrt(float64(vi)))*k.isqb2) + k.eps)
 	}
 }
 
