@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -269,7 +268,7 @@ var (
 )
 
 // loadOpenBLAS dlopens OpenBLAS once per process (its thread count is
-// process-wide state) and sets its thread count.
+// process-wide state: each call sets it through enterThreads).
 func loadOpenBLAS(threads int) (*openBLAS, error) {
 	loadOnce.Do(func() { loaded, loadErr = dlopenOpenBLAS() })
 	if loadErr != nil {
@@ -291,14 +290,22 @@ func loadOpenBLAS(threads int) (*openBLAS, error) {
 // 0 of 180 with it. Calls wanting the count already set run concurrently;
 // a call wanting another count waits until OpenBLAS is idle.
 //
-// threadState packs the count now set (high 32 bits; 0 while it is being
-// changed or before the first call) and the number of calls inside
-// OpenBLAS (low 32 bits). setThreadsFn is openblas_set_num_threads, or 0
-// when the library lacks it (then the count is left alone).
+// blasGate holds the count now set (0 before the first call) and the
+// number of calls inside OpenBLAS at it; a caller wanting another count
+// sleeps on idle until inside drops to 0 (no spinning: the waiter's core
+// is OpenBLAS's while it computes). setThreadsFn is
+// openblas_set_num_threads, or 0 when the library lacks it (then the count
+// is left alone).
 var (
 	setThreadsFn uintptr
-	threadState  atomic.Uint64
+	blasGate     struct {
+		sync.Mutex
+		idle        *sync.Cond
+		cur, inside int
+	}
 )
+
+func init() { blasGate.idle = sync.NewCond(&blasGate.Mutex) }
 
 // enterThreads waits until OpenBLAS runs with n threads and counts the
 // caller as inside it; leaveThreads ends the call.
@@ -306,33 +313,27 @@ func enterThreads(n int) {
 	if setThreadsFn == 0 {
 		return
 	}
-	want := uint64(n)
-	for {
-		s := threadState.Load()
-		cur, inside := s>>32, s&0xffffffff
-		switch {
-		case cur == want:
-			if threadState.CompareAndSwap(s, s+1) {
-				return
-			}
-		case inside == 0:
-			// Idle: change the count, holding the state at "changing, one
-			// inside" so nobody enters meanwhile.
-			if threadState.CompareAndSwap(s, 1) {
-				purego.SyscallN(setThreadsFn, uintptr(n))
-				threadState.Store(want<<32 | 1)
-				return
-			}
-		default:
-			runtime.Gosched() // another count is in use: wait for idle
-		}
+	blasGate.Lock()
+	for blasGate.cur != n && blasGate.inside > 0 {
+		blasGate.idle.Wait() // another count is in use
 	}
+	if blasGate.cur != n {
+		purego.SyscallN(setThreadsFn, uintptr(n))
+		blasGate.cur = n
+	}
+	blasGate.inside++
+	blasGate.Unlock()
 }
 
 func leaveThreads() {
-	if setThreadsFn != 0 {
-		threadState.Add(^uint64(0))
+	if setThreadsFn == 0 {
+		return
 	}
+	blasGate.Lock()
+	if blasGate.inside--; blasGate.inside == 0 {
+		blasGate.idle.Broadcast()
+	}
+	blasGate.Unlock()
 }
 
 // gemvSerialLimit is the matrix size (elements) below which GEMVs run on one
