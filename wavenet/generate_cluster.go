@@ -73,12 +73,10 @@ func (c *clusterStep) readProfile(be compute.Backend) clusterProfile {
 }
 
 // clusterShared is the dynamic shared memory (floats per utterance) of a
-// block of wcl_step in a cluster of nb: two past-tap sums per gate pair it
-// owns and layer, a running sum per skip row it owns, and two round
-// inputs.
+// block of wcl_step in a cluster of nb: wf_step's (fusedShared) and a
+// second round input, for the double buffer.
 func clusterShared(p *Generator, nb int) int {
-	c := func(n int) int { return (n + nb - 1) / nb }
-	return 2*p.L*c(p.H) + c(p.S) + 2*max(p.Cin, p.R+p.H, p.S)
+	return fusedShared(p, nb) + max(p.Cin, p.R+p.H, p.S)
 }
 
 // newClusterStep builds wcl_step for the plan's folded weights w
@@ -131,9 +129,7 @@ func (c *clusterStep) free(be compute.Backend) {
 func (g *GPUGenerator) clusterStep() *clusterStep {
 	if !g.clusterTried {
 		g.clusterTried = true
-		w := make([]float32, g.w.Len())
-		g.be.Download(w, compute.V(g.w))
-		g.cluster = newClusterStep(g.be, g.mod, g.plan, w, g.ring)
+		g.cluster = newClusterStep(g.be, g.mod, g.plan, g.hostWeights(), g.ring)
 	}
 	return g.cluster
 }
@@ -145,12 +141,11 @@ var errNoCluster = errors.New("wavenet: GPU generator: the cluster step is not a
 func (g *GPUGenerator) clusterLaunch(st *gpuState) {
 	c := g.cluster
 	nq := c.clusters(st.B)
-	V := func(b compute.Buffer) compute.Arg { return compute.Ptr(compute.V(b), b.Len()) }
 	profile := 0
 	if g.clusterProfile {
 		profile = 1
 	}
 	g.mod.(compute.ClusterLauncher).LaunchCluster("wcl_step", nq*c.nb, c.nb, c.block, 4*c.shared*((st.B+nq-1)/nq),
-		V(c.w), V(c.tab), V(st.ring), V(st.proj), V(st.enc), V(st.out), V(st.tbuf), compute.Int(st.B), compute.Float(g.plan.skipNorm),
-		V(c.prof), compute.Int(profile))
+		whole(c.w), whole(c.tab), whole(st.ring), whole(st.proj), whole(st.enc), whole(st.out), whole(st.tbuf), compute.Int(st.B), compute.Float(g.plan.skipNorm),
+		whole(c.prof), compute.Int(profile))
 }

@@ -302,7 +302,6 @@ func fusedWeights(p *Generator, w []float32, nb int, ringOff []int) ([]float32, 
 // fusedLaunch queues wf_step for st's slots.
 func (g *GPUGenerator) fusedLaunch(st *gpuState) {
 	f, p := g.fused, g.plan
-	V := func(b compute.Buffer) compute.Arg { return compute.Ptr(compute.V(b), b.Len()) }
-	g.mod.Launch("wf_step", f.nb, f.block, 4*f.shared*st.B, V(f.w), V(f.tab), V(st.xch), V(st.ring), V(st.proj), V(st.enc),
-		V(st.out), V(st.tbuf), V(st.status), compute.Int(st.B), compute.Float(p.skipNorm))
+	g.mod.Launch("wf_step", f.nb, f.block, 4*f.shared*st.B, whole(f.w), whole(f.tab), whole(st.xch), whole(st.ring), whole(st.proj), whole(st.enc),
+		whole(st.out), whole(st.tbuf), whole(st.status), compute.Int(st.B), compute.Float(p.skipNorm))
 }

@@ -157,12 +157,21 @@ func NewGPUGenerator(m *Model, s Sampler, ds DeviceSampler) (*GPUGenerator, erro
 func (g *GPUGenerator) fusedStep() *fusedStep {
 	if !g.fusedTried {
 		g.fusedTried = true
-		w := make([]float32, g.w.Len())
-		g.be.Download(w, compute.V(g.w))
-		g.fused = newFusedStep(g.be, g.mod, g.plan, w, g.ring, 0)
+		g.fused = newFusedStep(g.be, g.mod, g.plan, g.hostWeights(), g.ring, 0)
 	}
 	return g.fused
 }
+
+// hostWeights downloads the device weights, which the one-launch steps
+// refold for their own layout.
+func (g *GPUGenerator) hostWeights() []float32 {
+	w := make([]float32, g.w.Len())
+	g.be.Download(w, compute.V(g.w))
+	return w
+}
+
+// whole is a kernel pointer argument covering all of b.
+func whole(b compute.Buffer) compute.Arg { return compute.Ptr(compute.V(b), b.Len()) }
 
 // intTable is tab as float slots holding the ints' bits (the kernels'
 // tab_at reads them back), so one float buffer carries sizes and offsets.
@@ -297,9 +306,8 @@ func (g *GPUGenerator) step(st *gpuState, wave compute.View, Tmax int, temp floa
 	if B <= layerBlockSwitch {
 		layerBlock = layerBlockSmall
 	}
-	V := func(b compute.Buffer) compute.Arg { return compute.Ptr(compute.V(b), b.Len()) }
 	if g.force.Buf != nil {
-		m.Launch("wg_force", 1, gpuBlock, 0, V(st.enc), compute.Ptr(g.force, g.force.Buf.Len()-g.force.Off), V(st.tbuf), compute.Int(B*p.Cin))
+		m.Launch("wg_force", 1, gpuBlock, 0, whole(st.enc), compute.Ptr(g.force, g.force.Buf.Len()-g.force.Off), whole(st.tbuf), compute.Int(B*p.Cin))
 	}
 	switch st.mode {
 	case GPUStepFused:
@@ -307,21 +315,21 @@ func (g *GPUGenerator) step(st *gpuState, wave compute.View, Tmax int, temp floa
 	case GPUStepCluster:
 		g.clusterLaunch(st)
 	default:
-		m.Launch("wg_first", B, gpuBlock, 0, W, tab, V(st.enc), V(st.X), V(st.skip), compute.Int(B))
+		m.Launch("wg_first", B, gpuBlock, 0, W, tab, whole(st.enc), whole(st.X), whole(st.skip), compute.Int(B))
 		for l := 0; l < p.L; l++ {
-			m.Launch("wg_layer", B*g.nsl, layerBlock, 4*(p.K*p.R+p.H), W, tab, V(st.X), V(st.ring), V(st.Z), V(st.skip),
-				V(st.proj), V(st.tbuf), compute.Int(l), compute.Int(B), compute.Float(p.resScale))
+			m.Launch("wg_layer", B*g.nsl, layerBlock, 4*(p.K*p.R+p.H), W, tab, whole(st.X), whole(st.ring), whole(st.Z), whole(st.skip),
+				whole(st.proj), whole(st.tbuf), compute.Int(l), compute.Int(B), compute.Float(p.resScale))
 		}
-		m.Launch("wg_head1", B*g.nsl, layerBlock, 4*(p.H+p.S), W, tab, V(st.Z), V(st.skip), V(st.A2), compute.Int(B), compute.Float(p.skipNorm))
-		m.Launch("wg_head2", B, gpuBlock, 4*p.S, W, tab, V(st.A2), V(st.out), compute.Int(B))
+		m.Launch("wg_head1", B*g.nsl, layerBlock, 4*(p.H+p.S), W, tab, whole(st.Z), whole(st.skip), whole(st.A2), compute.Int(B), compute.Float(p.skipNorm))
+		m.Launch("wg_head2", B, gpuBlock, 4*p.S, W, tab, whole(st.A2), whole(st.out), compute.Int(B))
 	}
 	if g.trace.Buf != nil {
-		m.Launch("wg_trace", 1, gpuBlock, 0, compute.Ptr(g.trace, g.trace.Buf.Len()-g.trace.Off), V(st.out), V(st.tbuf), compute.Int(B*p.O))
+		m.Launch("wg_trace", 1, gpuBlock, 0, compute.Ptr(g.trace, g.trace.Buf.Len()-g.trace.Off), whole(st.out), whole(st.tbuf), compute.Int(B*p.O))
 	}
 	if g.force.Buf == nil {
 		g.ds.Sample(compute.V(st.out), B, temp, compute.V(st.rg), compute.V(st.y), compute.V(st.enc))
 	}
-	m.Launch("wg_advance", 1, gpuBlock, 0, compute.Ptr(wave, B*Tmax), V(st.y), V(st.tbuf), compute.Int(B), compute.Int(Tmax))
+	m.Launch("wg_advance", 1, gpuBlock, 0, compute.Ptr(wave, B*Tmax), whole(st.y), whole(st.tbuf), compute.Int(B), compute.Int(Tmax))
 }
 
 // Generate vocodes every utterance (see Generator.Generate for the output

@@ -165,7 +165,6 @@ func (m *Model) applyWeightNorm() {
 	}
 }
 
-// weightNormBackward turns effective-weight gradients into g/v gradients.
 // finishConvs turns the effective-weight gradients of convs (whose
 // backward is complete) into their g/v gradients and tells ready the
 // parameter range they span. The convs of one call are contiguous in the
