@@ -87,10 +87,8 @@ func (m *module) clusterReady(kernel string, cluster int) bool {
 // cluster occupancy (cuOccupancyMaxActiveClusters); 0 where clusters of
 // that size cannot run.
 func (m *module) CoResidentClusters(kernel string, cluster, block, sharedBytes int) int {
-	if block <= 0 || sharedBytes < 0 {
-		return 0
-	}
-	if d := m.decls[kernel]; d.MaxThreads > 0 && block > d.MaxThreads {
+	f, ok := m.occupancyFunc(kernel, block, sharedBytes)
+	if !ok {
 		return 0
 	}
 	defer m.be.enter()()
@@ -99,7 +97,7 @@ func (m *module) CoResidentClusters(kernel string, cluster, block, sharedBytes i
 	}
 	var n int32
 	cfg := m.be.clusterConfig(cluster, cluster, block, sharedBytes)
-	if m.be.drv.cuOccupancyMaxActiveClusters(&n, m.funcs[kernel], cfg) != cuSuccess || n < 0 {
+	if m.be.drv.cuOccupancyMaxActiveClusters(&n, f, cfg) != cuSuccess || n < 0 {
 		return 0
 	}
 	return int(n)

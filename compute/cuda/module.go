@@ -130,11 +130,8 @@ func (m *module) launchArgs(kernel string, block int, args []compute.Arg) (uintp
 // multiprocessors; 0 when the driver cannot say or the kernel is unknown.
 func (m *module) CoResidentBlocks(kernel string, block, sharedBytes int) int {
 	be := m.be
-	f, ok := m.funcs[kernel]
-	if !ok || block <= 0 || sharedBytes < 0 || be.drv.cuOccupancyMaxActiveBlocksPerMultiprocessor == nil {
-		return 0
-	}
-	if d := m.decls[kernel]; d.MaxThreads > 0 && block > d.MaxThreads {
+	f, ok := m.occupancyFunc(kernel, block, sharedBytes)
+	if !ok || be.drv.cuOccupancyMaxActiveBlocksPerMultiprocessor == nil {
 		return 0
 	}
 	defer be.enter()()
@@ -143,6 +140,20 @@ func (m *module) CoResidentBlocks(kernel string, block, sharedBytes int) int {
 		return 0
 	}
 	return int(n) * be.sms
+}
+
+// occupancyFunc is the kernel's function when an occupancy query for that
+// launch shape makes sense: the kernel is known, the sizes are valid and
+// the block is within its __launch_bounds__.
+func (m *module) occupancyFunc(kernel string, block, sharedBytes int) (uintptr, bool) {
+	f, ok := m.funcs[kernel]
+	if !ok || block <= 0 || sharedBytes < 0 {
+		return 0, false
+	}
+	if d := m.decls[kernel]; d.MaxThreads > 0 && block > d.MaxThreads {
+		return 0, false
+	}
+	return f, true
 }
 
 // CheckCompile compiles source with NVRTC for compute_80 (no driver or GPU
@@ -162,20 +173,11 @@ func CheckCompileFor(name, source string, sm int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrNoNVRTC, err)
 	}
-	arch := fmt.Sprintf("compute_%d", sm)
-	if archs := nv.supportedArchs(); len(archs) > 0 {
-		best := -1
-		for _, a := range archs {
-			if a >= sm && (best < 0 || a < best) {
-				best = a
-			}
-		}
-		if best < 0 {
-			return "", fmt.Errorf("cuda: this NVRTC does not compile for sm_%d or newer (it supports %v)", sm, archs)
-		}
-		arch = fmt.Sprintf("compute_%d", best)
+	a, err := pickArchAtLeast(sm, nv.supportedArchs())
+	if err != nil {
+		return "", err
 	}
-	ptx, log, err := nv.compile(source, name, compileOptions(arch))
+	ptx, log, err := nv.compile(source, name, compileOptions(fmt.Sprintf("compute_%d", a)))
 	if err != nil {
 		return "", fmt.Errorf("cuda: %s: %w", name, err)
 	}

@@ -137,6 +137,25 @@ func pickArch(device int, supported []int) (int, error) {
 	return best, nil
 }
 
+// pickArchAtLeast returns the oldest virtual architecture NVRTC supports at
+// or above sm: code behind __CUDA_ARCH__ >= sm*10 compiles there, and a
+// compile check should cover the most devices it can.
+func pickArchAtLeast(sm int, supported []int) (int, error) {
+	if len(supported) == 0 {
+		return sm, nil
+	}
+	best := -1
+	for _, a := range supported {
+		if a >= sm && (best < 0 || a < best) {
+			best = a
+		}
+	}
+	if best < 0 {
+		return 0, fmt.Errorf("cuda: this NVRTC does not compile for sm_%d or newer (it supports %v)", sm, supported)
+	}
+	return best, nil
+}
+
 // compile runs NVRTC on src with the given options and returns the PTX. A
 // failed compile returns NVRTC's log in the error; a successful one returns
 // the log (warnings) too.

@@ -123,6 +123,22 @@ func TestPickArch(t *testing.T) {
 	}
 }
 
+func TestPickArchAtLeast(t *testing.T) {
+	supported := []int{75, 80, 86, 89, 90, 100}
+	for _, tc := range []struct{ sm, want int }{{80, 80}, {90, 90}, {87, 89}, {50, 75}, {100, 100}} {
+		got, err := pickArchAtLeast(tc.sm, supported)
+		if err != nil || got != tc.want {
+			t.Errorf("pickArchAtLeast(%d) = %d, %v; want %d", tc.sm, got, err, tc.want)
+		}
+	}
+	if _, err := pickArchAtLeast(120, supported); err == nil || !strings.Contains(err.Error(), "sm_120 or newer") {
+		t.Errorf("pickArchAtLeast(120) on an NVRTC ending at sm_100: err = %v, want one naming sm_120", err)
+	}
+	if got, err := pickArchAtLeast(90, nil); err != nil || got != 90 {
+		t.Errorf("pickArchAtLeast without a supported list = %d, %v; want 90", got, err)
+	}
+}
+
 // TestSupportedArchsFromNVRTC: the installed NVRTC reports sm_80 and sm_90
 // (CUDA 11.8 and newer), which the backend's arch choice relies on.
 func TestSupportedArchsFromNVRTC(t *testing.T) {
