@@ -418,7 +418,7 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 		if gt, ok := be.(compute.GemmTermser); ok {
 			// The taps, the conditioning and the bias in one pass over pre.
 			for b := 0; b < B; b++ {
-				ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, false, hl.At(b*R*T), T, 1)
+				ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, false, hl.At(b*R*T), T)
 				ws.terms = append(ws.terms, compute.GemmTerm{A: m.w(ly.cond), LDA: C, K: C, B: c.At(b * C * T), LDB: T})
 				gt.GemmTerms(G, T, ws.terms, m.bias(ly.conv), 0, pl.At(b*G*T), T)
 			}
@@ -468,10 +468,10 @@ func (m *Model) Forward(ws *Workspace, x, mel compute.View) compute.View {
 
 // convTerms appends to terms a dilated conv's taps as GemmTerms over x
 // (one batch item, rows T apart): W_k times x shifted right by (K-1-k)*d
-// for the forward pass (sign 1), W_k^T times x shifted left for the input
-// gradient (transpose, sign -1). Taps entirely before the start are left
+// for the forward pass, W_k^T times x shifted left by as much for the
+// input gradient (transpose). Taps entirely before the start are left
 // out.
-func (m *Model) convTerms(terms []compute.GemmTerm, c *conv, d int, transpose bool, x compute.View, T, sign int) []compute.GemmTerm {
+func (m *Model) convTerms(terms []compute.GemmTerm, c *conv, d int, transpose bool, x compute.View, T int) []compute.GemmTerm {
 	w := m.w(c)
 	K, O, I := c.k, c.out, c.in
 	for k := K - 1; k >= 0; k-- {
@@ -479,9 +479,9 @@ func (m *Model) convTerms(terms []compute.GemmTerm, c *conv, d int, transpose bo
 		if s >= T {
 			continue
 		}
-		t := compute.GemmTerm{A: w.At(k * O * I), LDA: I, K: I, B: x, LDB: T, Shift: sign * s}
+		t := compute.GemmTerm{A: w.At(k * O * I), LDA: I, K: I, B: x, LDB: T, Shift: s}
 		if transpose {
-			t.TransA, t.K = true, O
+			t.TransA, t.K, t.Shift = true, O, -s
 		}
 		terms = append(terms, t)
 	}
@@ -509,7 +509,7 @@ func (m *Model) convGrads(grads []compute.GradTerm, c *conv, d int, x compute.Vi
 // comes first and overwrites y.
 func (m *Model) causalConv(ws *Workspace, c *conv, d int, x, y compute.View, B, T int) {
 	O, I := c.out, c.in
-	ws.terms = m.convTerms(ws.terms[:0], c, d, false, x, T, 1)
+	ws.terms = m.convTerms(ws.terms[:0], c, d, false, x, T)
 	for i, t := range ws.terms {
 		beta := float32(1)
 		if i == 0 {
@@ -651,11 +651,11 @@ func (m *Model) BackwardReady(ws *Workspace, dout, dmel compute.View, ready func
 		}
 		if gt, ok := be.(compute.GemmTermser); ok { // the taps' input gradients in one pass over dh
 			for b := 0; b < B; b++ {
-				ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, true, dpre.At(b*G*T), T, -1)
+				ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, true, dpre.At(b*G*T), T)
 				gt.GemmTerms(R, T, ws.terms, compute.View{}, 1, dh.At(b*R*T), T)
 			}
 		} else {
-			ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, true, dpre, T, -1)
+			ws.terms = m.convTerms(ws.terms[:0], ly.conv, ly.dil, true, dpre, T)
 			for _, t := range ws.terms {
 				s := -t.Shift
 				be.GemmStridedBatched(true, false, R, T-s, G, 1, t.A, R, 0, dpre.At(s), T, G*T, 1, dh, T, R*T, B)
