@@ -57,20 +57,27 @@ func (be *Backend) gemmSlices(transA, transB bool, m, n, k int, alpha float32, a
 		return
 	}
 	if k == 0 || alpha == 0 {
-		// Nothing to multiply: C = beta*C (beta 0 overwrites, even NaNs).
-		for i := 0; i < m; i++ {
-			row := cs[i*ldc : i*ldc+n]
-			if beta == 0 {
-				clear(row)
-			} else if beta != 1 {
-				for j := range row {
-					row[j] *= beta
-				}
-			}
-		}
+		// Nothing to multiply: C = beta*C.
+		scaleRows(cs, m, n, ldc, beta)
 		return
 	}
 	be.gemm.sgemm(transA, transB, m, n, k, alpha, as, lda, bs, ldb, beta, cs, ldc)
+}
+
+// scaleRows sets C (m x n, leading dimension ldc) to beta*C; beta 0
+// overwrites, even NaNs, as BLAS does.
+func scaleRows(c []float32, m, n, ldc int, beta float32) {
+	if beta == 1 {
+		return
+	}
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+		} else {
+			scale(row, beta)
+		}
+	}
 }
 
 // GemmSum accumulates the batch's products into C one GEMM at a time (each

@@ -47,6 +47,10 @@ func (g *ownGEMM) name() string { return "wavecat" }
 func (g *ownGEMM) describe() string {
 	return "wavecat AVX-512 kernels for training's GEMMs, " + g.inner.describe() + " for the rest"
 }
+
+// batchParallel is false: a batch item on a pool worker would call
+// runChunks on the same pool, which can deadlock, and each product
+// already uses every thread.
 func (g *ownGEMM) batchParallel() bool { return false }
 
 func (g *ownGEMM) sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
@@ -58,18 +62,7 @@ func (g *ownGEMM) sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 		g.panels(transA, m, n, k, a, lda, b, ldb, c, ldc, false)
 		return
 	}
-	if beta != 1 {
-		for i := 0; i < m; i++ {
-			row := c[i*ldc : i*ldc+n]
-			if beta == 0 {
-				clear(row)
-			} else {
-				for j := range row {
-					row[j] *= beta
-				}
-			}
-		}
-	}
+	scaleRows(c, m, n, ldc, beta)
 	if !transB {
 		g.panels(transA, m, n, k, a, lda, b, ldb, c, ldc, true)
 	} else {

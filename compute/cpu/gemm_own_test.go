@@ -25,7 +25,6 @@ func ownOrSkip(t testing.TB, threads int) *ownGEMM {
 // thread splits of the dot product) against a float64 reference.
 func TestOwnGEMMKernelsMatchFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	randn := func(n int) []float32 { return randSlice(r, n) }
 	for _, threads := range []int{1, 3} {
 		g := ownOrSkip(t, threads)
 		for _, tc := range []struct {
@@ -43,8 +42,8 @@ func TestOwnGEMMKernelsMatchFloat64(t *testing.T) {
 						ar, ac := stored(tc.transA, m, k)
 						br, bc := stored(tc.transB, k, n)
 						lda, ldb, ldc := ac+3, bc+1, n+2
-						a, b := randn((ar-1)*lda+ac), randn((br-1)*ldb+bc)
-						c := randn((m-1)*ldc + n)
+						a, b := randVec(r, (ar-1)*lda+ac), randVec(r, (br-1)*ldb+bc)
+						c := randVec(r, (m-1)*ldc+n)
 						want := computetest.RefGemm(tc.transA, tc.transB, m, n, k, 1, a, lda, b, ldb, 1, c, ldc)
 						if tc.transB {
 							g.dots(m, n, k, a, lda, b, ldb, c, ldc)
@@ -96,12 +95,7 @@ func TestConformanceOwnGEMM(t *testing.T) {
 		for _, beta := range []float32{0, 1, 0.5} {
 			ar, ac := stored(s.ta, s.m, s.k)
 			br, bc := stored(s.tb, s.k, s.n)
-			a, b, c := make([]float32, ar*ac), make([]float32, br*bc), make([]float32, s.m*s.n)
-			for _, x := range [][]float32{a, b, c} {
-				for i := range x {
-					x[i] = float32(r.NormFloat64())
-				}
-			}
+			a, b, c := randVec(r, ar*ac), randVec(r, br*bc), randVec(r, s.m*s.n)
 			want := computetest.RefGemm(s.ta, s.tb, s.m, s.n, s.k, 1, a, ac, b, bc, float64(beta), c, s.n)
 			cv := compute.V(computetest.BufferOf(be, c))
 			be.Gemm(s.ta, s.tb, s.m, s.n, s.k, 1, compute.V(computetest.BufferOf(be, a)), ac, compute.V(computetest.BufferOf(be, b)), bc, beta, cv, s.n)
@@ -136,13 +130,7 @@ func BenchmarkTrainingGEMMs(b *testing.B) {
 				ar, ac := stored(s.ta, s.m, s.k)
 				br, bc := stored(s.tb, s.k, s.n)
 				r := rand.New(rand.NewPCG(1, 2))
-				buf := func(n int) compute.View {
-					x := make([]float32, n)
-					for i := range x {
-						x[i] = float32(r.NormFloat64())
-					}
-					return compute.V(computetest.BufferOf(be, x))
-				}
+				buf := func(n int) compute.View { return compute.V(computetest.BufferOf(be, randVec(r, n))) }
 				a, bb, c := buf(ar*ac), buf(br*bc), buf(s.m*s.n)
 				for b.Loop() {
 					be.Gemm(s.ta, s.tb, s.m, s.n, s.k, 1, a, ac, bb, bc, 1, c, s.n)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/wavecat/wavecat/compute"
+	"github.com/wavecat/wavecat/compute/computetest"
 )
 
 // TestGemmTermsMatchesFloat64: a sum of shifted products (positive,
@@ -16,7 +17,6 @@ import (
 // left alone.
 func TestGemmTermsMatchesFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(2, 3))
-	randn := func(n int) []float32 { return randSlice(r, n) }
 	for _, blas := range []string{"auto", "gonum"} {
 		be := newOrSkip(t, blas, 2)
 		for _, s := range []struct {
@@ -33,7 +33,7 @@ func TestGemmTermsMatchesFloat64(t *testing.T) {
 		} {
 			name := fmt.Sprintf("%s/m%d_n%d_%v_bias%v_beta%g", blas, s.m, s.n, s.shifts, s.bias, s.beta)
 			ldc := s.n + 3
-			c := randn((s.m-1)*ldc + s.n)
+			c := randVec(r, (s.m-1)*ldc+s.n)
 			want := make([]float64, len(c))
 			for i, v := range c {
 				want[i] = float64(v) * float64(s.beta)
@@ -53,10 +53,10 @@ func TestGemmTermsMatchesFloat64(t *testing.T) {
 				if trans {
 					ar = k
 				}
-				a := randn(ar * lda)
+				a := randVec(r, ar*lda)
 				ldb := s.n + 5
-				b := randn((k-1)*ldb + s.n)
-				terms = append(terms, compute.GemmTerm{TransA: trans, A: compute.V(bufOf(be, a)), LDA: lda, K: k, B: compute.V(bufOf(be, b)), LDB: ldb, Shift: sh})
+				b := randVec(r, (k-1)*ldb+s.n)
+				terms = append(terms, compute.GemmTerm{TransA: trans, A: compute.V(computetest.BufferOf(be, a)), LDA: lda, K: k, B: compute.V(computetest.BufferOf(be, b)), LDB: ldb, Shift: sh})
 				for i := 0; i < s.m; i++ {
 					for j := 0; j < s.n; j++ {
 						src := j - sh
@@ -77,15 +77,15 @@ func TestGemmTermsMatchesFloat64(t *testing.T) {
 			}
 			var bias compute.View
 			if s.bias {
-				bv := randn(s.m)
-				bias = compute.V(bufOf(be, bv))
+				bv := randVec(r, s.m)
+				bias = compute.V(computetest.BufferOf(be, bv))
 				for i := 0; i < s.m; i++ {
 					for j := 0; j < s.n; j++ {
 						want[i*ldc+j] += float64(bv[i])
 					}
 				}
 			}
-			cv := compute.V(bufOf(be, c))
+			cv := compute.V(computetest.BufferOf(be, c))
 			be.GemmTerms(s.m, s.n, terms, bias, s.beta, cv, ldc)
 			got := be.Host(cv, len(c))
 			for i := range got {
@@ -97,19 +97,12 @@ func TestGemmTermsMatchesFloat64(t *testing.T) {
 	}
 }
 
-func bufOf(be *Backend, x []float32) compute.Buffer {
-	b := be.Alloc(len(x))
-	be.Upload(compute.V(b), x)
-	return b
-}
-
 // TestGemmTermsGradMatchesFloat64: weight gradients of shifted terms
 // sharing one A (a conv's taps and its conditioning), accumulated into
 // their own C, against a float64 reference, on the own kernels and on the
 // per-term fallback.
 func TestGemmTermsGradMatchesFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 5))
-	randn := func(n int) []float32 { return randSlice(r, n) }
 	for _, blas := range []string{"auto", "gonum"} {
 		be := newOrSkip(t, blas, 2)
 		for _, s := range []struct {
@@ -122,14 +115,14 @@ func TestGemmTermsGradMatchesFloat64(t *testing.T) {
 			{3, 40, []int{2}, []int{5}},
 		} {
 			lda := s.k + 2
-			a := randn((s.m-1)*lda + s.k)
+			a := randVec(r, (s.m-1)*lda+s.k)
 			var terms []compute.GradTerm
 			var wants [][]float64
 			var cs []compute.View
 			for ti, n := range s.ns {
 				sh := s.shifts[ti]
 				ldb, ldc := s.k+1, n+2
-				b, c := randn((n-1)*ldb+s.k), randn((s.m-1)*ldc+n)
+				b, c := randVec(r, (n-1)*ldb+s.k), randVec(r, (s.m-1)*ldc+n)
 				want := make([]float64, len(c))
 				for i := range c {
 					want[i] = float64(c[i])
@@ -143,11 +136,11 @@ func TestGemmTermsGradMatchesFloat64(t *testing.T) {
 						}
 					}
 				}
-				cv := compute.V(bufOf(be, c))
-				terms = append(terms, compute.GradTerm{B: compute.V(bufOf(be, b)), LDB: ldb, N: n, Shift: sh, C: cv, LDC: ldc})
+				cv := compute.V(computetest.BufferOf(be, c))
+				terms = append(terms, compute.GradTerm{B: compute.V(computetest.BufferOf(be, b)), LDB: ldb, N: n, Shift: sh, C: cv, LDC: ldc})
 				wants, cs = append(wants, want), append(cs, cv)
 			}
-			be.GemmTermsGrad(s.m, s.k, compute.V(bufOf(be, a)), lda, terms)
+			be.GemmTermsGrad(s.m, s.k, compute.V(computetest.BufferOf(be, a)), lda, terms)
 			for ti, want := range wants {
 				got := be.Host(cs[ti], len(want))
 				for i := range got {
@@ -158,13 +151,4 @@ func TestGemmTermsGradMatchesFloat64(t *testing.T) {
 			}
 		}
 	}
-}
-
-// randSlice is n standard normal float32s.
-func randSlice(r *rand.Rand, n int) []float32 {
-	x := make([]float32, n)
-	for i := range x {
-		x[i] = float32(r.NormFloat64())
-	}
-	return x
 }
