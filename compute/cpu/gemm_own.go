@@ -171,8 +171,15 @@ func panelBuf(n int) (pp *[]float32, p []float32) {
 // those.
 func (g *ownGEMM) dots(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
 	t := getTask(ownGradTask)
+	t.own.terms = append(t.own.termBuf[:0], ownTerm{b: b, ldb: ldb, k: n, c: c, ldc: ldc})
+	g.runGrad(t, m, k, a, lda)
+}
+
+// runGrad runs the dot task t (its terms set) over A (m x k): the threads
+// split the terms' 6-row groups of B, or A's 4-row groups when there are
+// more of those than groups and too few groups to go round.
+func (g *ownGEMM) runGrad(t *task, m, k int, a []float32, lda int) {
 	o := &t.own
-	o.terms = append(o.termBuf[:0], ownTerm{b: b, ldb: ldb, k: n, c: c, ldc: ldc})
 	gp, groups := termGroups(o.terms)
 	ig := (m + gdMR - 1) / gdMR
 	o.rows = len(groups) < ig && len(groups) < 2*g.threads
@@ -233,7 +240,7 @@ func (be *Backend) ownTerms(m, n int, terms []compute.GemmTerm, ktot int, bias [
 }
 
 // ownTermsGrad runs GemmTermsGrad on the own dot kernel when it is in use:
-// the threads split the terms' 6-row groups of B; for each k block a
+// the threads split the work (runGrad); for each k block a
 // thread copies a group's shifted rows together and runs every 4-row group
 // of A against it, so A's block stays in L2 for all the terms.
 func (be *Backend) ownTermsGrad(m, k int, a []float32, lda int, terms []compute.GradTerm) bool {
@@ -252,12 +259,7 @@ func (be *Backend) ownTermsGrad(m, k int, a []float32, lda int, terms []compute.
 		o.terms = append(o.terms, ownTerm{b: matrix(tm.B, tm.N, k, tm.LDB, "GemmTermsGrad", "B"), ldb: tm.LDB, k: tm.N, shift: tm.Shift,
 			c: matrix(tm.C, m, tm.N, tm.LDC, "GemmTermsGrad", "C"), ldc: tm.LDC})
 	}
-	gp, groups := termGroups(o.terms)
-	o.m, o.k, o.a, o.lda, o.groups = m, k, a, lda, groups
-	g.pool.runChunks(t, len(groups), min(g.threads, len(groups)))
-	putTask(t)
-	*gp = groups
-	groupPool.Put(gp)
+	g.runGrad(t, m, k, a, lda)
 	return true
 }
 
