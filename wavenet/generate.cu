@@ -37,6 +37,12 @@ __device__ __forceinline__ float warp_allsum(float v) {
 
 __device__ __forceinline__ int tab_at(const float *tab, int i) { return __float_as_int(tab[i]); }
 
+// proj_at is utterance b's conditioning projection for layer l at sample t
+// (G = 2H values): proj holds chunk samples of L layers per utterance.
+__device__ __forceinline__ const float *proj_at(const float *proj, int b, int chunk, int t, int L, int G, int l) {
+    return proj + (b * chunk + t % chunk) * ((ll)L * G) + (ll)l * G;
+}
+
 extern "C" {
 
 // wg_first: x0 = W_first enc + b_first into X[0], and each utterance's skip
@@ -116,7 +122,7 @@ __global__ void __launch_bounds__(1024) wg_layer(const float *W, const float *ta
     }
     const float *Wc = W + tab_at(tab, base + 0);
     const float *cb = W + tab_at(tab, TCONDB) + l * G;
-    const float *pj = proj + (b * chunk + t % chunk) * ((ll)L * G) + l * G;
+    const float *pj = proj_at(proj, b, chunk, t, L, G, l);
     float *Zo = Z + ((l & 1) * B + b) * H;
     const int KR = K * R;
     const int h0 = sl * H / nsl, h1 = (sl + 1) * H / nsl;
@@ -370,7 +376,7 @@ __device__ __forceinline__ void wf_prepare(const WfRound &rd, const WfTask &k, i
             c1 = rd.cst[k.rowB];
             if (bg >= 0) {
                 const int G = 2 * rd.H;
-                const float *pj = rd.proj + (bg * rd.chunk + rd.t % rd.chunk) * ((ll)rd.L * G) + (ll)rd.r * G;
+                const float *pj = proj_at(rd.proj, bg, rd.chunk, rd.t, rd.L, G, rd.r);
                 c0 += pj[k.idx];
                 c1 += pj[rd.H + k.idx];
             }
@@ -681,7 +687,7 @@ __global__ void __launch_bounds__(256, 1) wcl_step(const float *__restrict__ Wf,
             wf_prepare(rd, k, -1, lane, xa, xb, c0, c1);
             p0 = 0.0f, p1 = 0.0f;
             if (k.rowB >= 0 && lane < Bq) {
-                const float *pj = proj + ((b0 + lane) * chunk + t % chunk) * ((ll)L * 2 * H) + (ll)r * 2 * H;
+                const float *pj = proj_at(proj, b0 + lane, chunk, t, L, 2 * H, r);
                 p0 = pj[k.idx], p1 = pj[H + k.idx];
             }
         };
