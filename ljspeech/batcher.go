@@ -30,6 +30,10 @@ type Batch struct {
 	// crop (without context): the wave crop starts at sample Starts[i]*hop.
 	IDs    []string
 	Starts []int
+	// Items are the crops' global item numbers k (see Batcher): the same
+	// crop has the same k whatever the world size, so whatever is drawn
+	// per crop (training's input noise) is seeded by it.
+	Items []int
 }
 
 // Batcher draws training batches of random crops from one split of a dump.
@@ -175,13 +179,13 @@ func (bt *Batcher) Batch(step int) (Batch, error) {
 	ff := bt.f + 2*bt.cinPad
 	out := Batch{B: bt.b, T: bt.t, Cin: bt.cin, Frames: ff,
 		Wave: make([]float32, bt.b*bt.t), Mel: make([]float32, bt.b*bt.cin*ff),
-		IDs: make([]string, bt.b), Starts: make([]int, bt.b)}
+		IDs: make([]string, bt.b), Starts: make([]int, bt.b), Items: make([]int, bt.b)}
 	rows := make([]float32, ff*bt.cin)
 	first := (step*max(bt.world, 1) + bt.rank) * bt.b
 	for i := 0; i < bt.b; i++ {
 		u, s := bt.pick(first + i)
 		id := bt.ids[u]
-		out.IDs[i], out.Starts[i] = id, s
+		out.IDs[i], out.Starts[i], out.Items[i] = id, s, first+i
 		if err := bt.readRange(WavePath(bt.d.Dir, id), int64(bt.frames[u]*bt.hop), int64(s*bt.hop), out.Wave[i*bt.t:(i+1)*bt.t]); err != nil {
 			return Batch{}, err
 		}

@@ -8,7 +8,8 @@ import (
 // TestBatcherShard: rank r of N at batch B gets items r*B..(r+1)*B-1 of the
 // global batch a single process at batch N*B draws, for every step (epoch
 // boundaries included), so the ranks' shares are disjoint and together are
-// exactly that batch; Shard(0, 1) changes nothing.
+// exactly that batch, items numbered as the global batch numbers them;
+// Shard(0, 1) changes nothing.
 func TestBatcherShard(t *testing.T) {
 	const N, B, T = 3, 2, 1024
 	global := newTestBatcher(t, "train", N*B, T, 5)
@@ -30,6 +31,11 @@ func TestBatcherShard(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		for i, k := range g.Items {
+			if k != step*N*B+i {
+				t.Fatalf("step %d: item %d numbered %d, want %d", step, i, k, step*N*B+i)
+			}
+		}
 		for r, bt := range ranks {
 			b, err := bt.Batch(step)
 			if err != nil {
@@ -37,7 +43,7 @@ func TestBatcherShard(t *testing.T) {
 			}
 			lo, hi := r*B, (r+1)*B
 			want := Batch{B: B, T: T, Cin: g.Cin, Frames: g.Frames, Wave: g.Wave[lo*T : hi*T],
-				Mel: g.Mel[lo*g.Cin*g.Frames : hi*g.Cin*g.Frames], IDs: g.IDs[lo:hi], Starts: g.Starts[lo:hi]}
+				Mel: g.Mel[lo*g.Cin*g.Frames : hi*g.Cin*g.Frames], IDs: g.IDs[lo:hi], Starts: g.Starts[lo:hi], Items: g.Items[lo:hi]}
 			if !batchesEqual(b, want) {
 				t.Fatalf("step %d rank %d: items %v@%v, want %v@%v (slice %d..%d of the global batch)", step, r, b.IDs, b.Starts, want.IDs, want.Starts, lo, hi-1)
 			}

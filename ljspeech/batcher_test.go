@@ -24,7 +24,7 @@ func newTestBatcher(t *testing.T, split string, b, T int, seed uint64) *Batcher 
 func batchesEqual(a, b Batch) bool {
 	return a.B == b.B && a.T == b.T && a.Frames == b.Frames && a.Cin == b.Cin &&
 		slices.Equal(a.Wave, b.Wave) && slices.Equal(a.Mel, b.Mel) &&
-		slices.Equal(a.IDs, b.IDs) && slices.Equal(a.Starts, b.Starts)
+		slices.Equal(a.IDs, b.IDs) && slices.Equal(a.Starts, b.Starts) && slices.Equal(a.Items, b.Items)
 }
 
 // Batch(step) depends only on (seed, step): two instances, any call order,

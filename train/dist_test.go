@@ -99,7 +99,8 @@ func maxDiff(t *testing.T, a, b []Tensor) float64 {
 }
 
 // TestDataParallelMatchesOneProcess: 2 ranks at batch 2 train what one
-// process at batch 4 does (same crops, mean gradient over the 4), up to
+// process at batch 4 does (same crops with the same input noise, mean
+// gradient over the 4), up to
 // float32 rounding of the split gradient sums; every rank ends with the
 // same state bit for bit; rank 0's checkpoint is that state; only rank 0
 // wrote metrics, and they count the global batch.
@@ -107,6 +108,7 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 	const K = 5
 	one := tinyRun(t, "mulaw --bins 64", K)
 	one.BatchSize, one.EvalInterval, one.LogInterval, one.EMADecay = 4, 0, 1, 0.9
+	one.InputNoise = 0.05
 	one.CheckpointInterval, one.Keep = 1, 0 // step 1 too, and rank 0 saving every step
 	if _, err := Run(context.Background(), one); err != nil {
 		t.Fatal(err)

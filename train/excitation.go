@@ -120,15 +120,19 @@ func modelInput(mc wavenet.Config, head outputs.Head, u *ljspeech.Utterance) ([]
 	return x, nil
 }
 
-// noisyInputs is wave with every sample moved by Gaussian noise of std
-// sigma in the mu-law companded domain (clamped to [-1, 1]), drawn from
-// (seed, step) so a resumed run sees the same noise.
-func noisyInputs(wave []float32, sigma float64, seed uint64, step int64) []float32 {
-	rng := rand.New(rand.NewPCG(seed^0x6e6f697365, uint64(step)))
+// noisyInputs is the batch's wave ([len(items)][T]) with every sample
+// moved by Gaussian noise of std sigma in the mu-law companded domain
+// (clamped to [-1, 1]). Each crop's noise is drawn from (seed, its global
+// item number), so a resumed run sees the same noise, and a crop gets the
+// same noise whichever rank of a data-parallel run reads it.
+func noisyInputs(wave []float32, T int, items []int, sigma float64, seed uint64) []float32 {
 	out := make([]float32, len(wave))
-	for i, y := range wave {
-		c := mulaw.Compand(float64(y), 255) + sigma*rng.NormFloat64()
-		out[i] = float32(mulaw.Expand(max(-1, min(1, c)), 255))
+	for i, k := range items {
+		rng := rand.New(rand.NewPCG(seed^0x6e6f697365, uint64(k)))
+		for t, y := range wave[i*T : (i+1)*T] {
+			c := mulaw.Compand(float64(y), 255) + sigma*rng.NormFloat64()
+			out[i*T+t] = float32(mulaw.Expand(max(-1, min(1, c)), 255))
+		}
 	}
 	return out
 }

@@ -148,21 +148,26 @@ func TestExcitationRun(t *testing.T) {
 }
 
 // TestNoisyInputs: the input noise has the asked spread in the companded
-// domain, stays in [-1, 1], and is a function of (seed, step).
+// domain, stays in [-1, 1], and each crop's noise is a function of (seed,
+// the crop's global item number) alone: not of its place in the batch, so
+// a crop read by any rank of a data-parallel run gets the same noise.
 func TestNoisyInputs(t *testing.T) {
-	wave := make([]float32, 20000)
+	const T = 10000
+	wave := make([]float32, 2*T)
 	for i := range wave {
 		wave[i] = float32(0.2 * math.Sin(float64(i)*0.01))
 	}
-	a := noisyInputs(wave, 0.05, 1, 7)
-	b := noisyInputs(wave, 0.05, 1, 7)
-	c := noisyInputs(wave, 0.05, 1, 8)
+	a := noisyInputs(wave, T, []int{7, 8}, 0.05, 1)
+	b := noisyInputs(wave[T:], T, []int{8}, 0.05, 1) // item 8 alone, as the second rank's first crop
+	c := noisyInputs(wave, T, []int{9, 10}, 0.05, 1)
+	for i := range b {
+		if a[T+i] != b[i] {
+			t.Fatalf("item 8, sample %d: %g second in a batch, %g first", i, a[T+i], b[i])
+		}
+	}
 	var s2 float64
 	same := 0
 	for i := range wave {
-		if a[i] != b[i] {
-			t.Fatalf("sample %d: two draws for the same (seed, step)", i)
-		}
 		if a[i] == c[i] {
 			same++
 		}
@@ -173,7 +178,7 @@ func TestNoisyInputs(t *testing.T) {
 		s2 += d * d
 	}
 	if same > len(wave)/100 {
-		t.Errorf("steps 7 and 8 share %d of %d noisy samples", same, len(wave))
+		t.Errorf("items 7, 8 and items 9, 10 share %d of %d noisy samples", same, len(wave))
 	}
 	// (At 0.2 the companded signal stays 5 std from the clamp at 1.)
 	if sd := math.Sqrt(s2 / float64(len(wave))); sd < 0.045 || sd > 0.052 {

@@ -722,7 +722,7 @@ func (tr *trainer) stage(step int64) (prepared, error) {
 	p := prepared{step: step, b: b, x: x}
 	inWave := b.Wave
 	if tr.cfg.InputNoise > 0 {
-		inWave = noisyInputs(b.Wave, tr.cfg.InputNoise, tr.cfg.Seed, step)
+		inWave = noisyInputs(b.Wave, b.T, b.Items, tr.cfg.InputNoise, tr.cfg.Seed)
 	}
 	encodeInputsStride(tr.head, inWave, b.B, b.T, in, p.x)
 	if mc.ExcitationChannels > 0 {
