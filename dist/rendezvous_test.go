@@ -3,6 +3,7 @@ package dist
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -136,9 +137,9 @@ func TestRendezvousRefusals(t *testing.T) {
 	}
 }
 
-// TestMeetListensOnAllInterfaces: Meet's rank 0 listens on the port of
-// MASTER_ADDR and a rank reaches it at that address.
-func TestMeetListensOnAllInterfaces(t *testing.T) {
+// TestMeet: Meet's rank 0 listens on the port of MASTER_ADDR and a rank
+// reaches it at that address.
+func TestMeet(t *testing.T) {
 	ln := listen(t)
 	addr := ln.Addr().String()
 	ln.Close() // free the port for Meet
@@ -154,5 +155,125 @@ func TestMeetListensOnAllInterfaces(t *testing.T) {
 	wg.Wait()
 	if err != nil || jerr != nil || string(id) != "nccl id" || string(got) != "nccl id" {
 		t.Fatalf("rank 0: %q %v; rank 1: %q %v", id, err, got, jerr)
+	}
+}
+
+// TestBindAddr: rank 0 listens on every interface for a multi-node job
+// (MASTER_ADDR is how the others see it), but only on loopback when
+// MASTER_ADDR is a loopback address, so a single-node job's NCCL id is not
+// handed to anyone on the network.
+func TestBindAddr(t *testing.T) {
+	for _, c := range []struct{ addr, bind string }{
+		{"127.0.0.1:29500", "127.0.0.1:29500"},
+		{"[::1]:29500", "[::1]:29500"},
+		{"gpu01:29500", ":29500"},
+		{"10.0.0.7:1234", ":1234"},
+	} {
+		if bind, _, err := bindAddr(c.addr); err != nil || bind != c.bind {
+			t.Errorf("bindAddr(%q) = %q, %v; want %q", c.addr, bind, err, c.bind)
+		}
+	}
+	if _, _, err := bindAddr("gpu01"); err == nil || !strings.Contains(err.Error(), `rendezvous address "gpu01"`) {
+		t.Errorf("bindAddr without a port: %v", err)
+	}
+}
+
+// rawHello connects to addr and sends line as a rank's first message.
+func rawHello(t *testing.T, addr, line string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte(line)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestRendezvousStrangersIgnored: connections that are not ranks (JSON
+// that is no hello, a line longer than any message, a closed probe) are
+// dropped without failing the rendezvous.
+func TestRendezvousStrangersIgnored(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	errc := make(chan error, 1)
+	go func() { errc <- Host(context.Background(), ln, Rendezvous{Rank: 0, WorldSize: 2, ID: []byte{5}, Timeout: 20 * time.Second}) }()
+	for _, line := range []string{"null\n", "{}\n", `{"rank":1}` + "\n", strings.Repeat("x", 3*maxLine)} {
+		c := rawHello(t, addr, line)
+		defer c.Close()
+	}
+	id, err := Join(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 20 * time.Second})
+	if err != nil || !bytes.Equal(id, []byte{5}) {
+		t.Fatalf("rank 1 after the strangers: %x, %v", id, err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("rank 0: %v", err)
+	}
+}
+
+// TestRendezvousRankRestarts: a rank that said hello and then exited is
+// not handed the id (NCCL would wait for it forever): rank 0 waits for it
+// again, and its restart (same rank) completes the rendezvous.
+func TestRendezvousRankRestarts(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	r := func(rank int) Rendezvous {
+		return Rendezvous{Rank: rank, WorldSize: 3, Fingerprint: "f", ID: []byte("id"), Timeout: 20 * time.Second}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- Host(context.Background(), ln, r(0)) }()
+	dead := rawHello(t, addr, `{"rank":2,"world_size":3,"fingerprint":"f"}`+"\n")
+	time.Sleep(100 * time.Millisecond) // rank 0 has its hello
+	dead.Close()
+	var wg sync.WaitGroup
+	ids := make([][]byte, 3)
+	errs := make([]error, 3)
+	for _, k := range []int{1, 2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[k], errs[k] = Join(context.Background(), addr, r(k))
+		}()
+	}
+	wg.Wait()
+	if err := <-errc; err != nil {
+		t.Fatalf("rank 0: %v", err)
+	}
+	for _, k := range []int{1, 2} {
+		if errs[k] != nil || string(ids[k]) != "id" {
+			t.Errorf("rank %d: %q, %v", k, ids[k], errs[k])
+		}
+	}
+}
+
+// TestRendezvousSaysWhoItWaitsFor: while waiting, rank 0 names the ranks
+// still missing and a joining rank says it is still dialling rank 0.
+func TestRendezvousSaysWhoItWaitsFor(t *testing.T) {
+	old := WaitNotice
+	WaitNotice = 50 * time.Millisecond
+	defer func() { WaitNotice = old }()
+	var mu sync.Mutex
+	var said []string
+	logf := func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		said = append(said, fmt.Sprintf(format, a...))
+	}
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err := Join(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 300 * time.Millisecond, Logf: logf})
+	if err == nil {
+		t.Fatal("joined nobody")
+	}
+	ln = listen(t)
+	err = Host(context.Background(), ln, Rendezvous{Rank: 0, WorldSize: 3, Timeout: 300 * time.Millisecond, Logf: logf})
+	if err == nil {
+		t.Fatal("rank 0 met nobody")
+	}
+	all := strings.Join(said, "\n")
+	if !strings.Contains(all, "rank 1: waiting for rank 0 at "+addr) || !strings.Contains(all, "rank 0: rendezvous at "+ln.Addr().String()+": waiting for rank(s) 1, 2 of 3") {
+		t.Errorf("notices:\n%s", all)
 	}
 }

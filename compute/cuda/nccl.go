@@ -176,7 +176,15 @@ type NCCLComm struct {
 	side    uintptr        // the overlapped reductions' stream (0: not yet made)
 	ready   uintptr        // event: the backend's stream reached a StartAllReduceSum
 	pending int            // reductions queued on side since the last Wait
+	// peers, when set (WatchPeers), reports another rank's failure.
+	peers interface{ Err() error }
 }
+
+// WatchPeers makes every wait of c also end, naming the rank, as soon as
+// p reports another rank's failure (dist.Watch): NCCL itself only notices a
+// peer that stopped calling collectives when the timeout runs out. Call it
+// before the first collective.
+func (c *NCCLComm) WatchPeers(p interface{ Err() error }) { c.peers = p }
 
 // NewNCCLComm joins the communicator of size ranks named by id as rank.
 // It blocks until every rank has joined (NCCL's own bootstrap). timeout
@@ -219,8 +227,9 @@ func devicePtr(v compute.View) uint64 {
 func (c *NCCLComm) wait(what string) error { return c.waitOn(c.be.stream, what) }
 
 // waitOn polls stream until the queued collectives are done, failing on an
-// NCCL asynchronous error or after the timeout (aborting the communicator,
-// which also unblocks the stream). Call inside be.enter.
+// NCCL asynchronous error, another rank's reported failure (WatchPeers) or
+// after the timeout (aborting the communicator, which also unblocks the
+// stream). Call inside be.enter.
 func (c *NCCLComm) waitOn(stream uintptr, what string) error {
 	start := time.Now()
 	for sleep := time.Microsecond; ; sleep = min(2*sleep, time.Millisecond) {
@@ -236,6 +245,13 @@ func (c *NCCLComm) waitOn(stream uintptr, what string) error {
 			c.api.ncclCommAbort(c.comm)
 			c.comm = 0
 			return fmt.Errorf("cuda: NCCL rank %d of %d: %s failed: %w (a peer rank died or the network failed)", c.rank, c.size, what, c.api.check("ncclCommGetAsyncError", ar))
+		}
+		if c.peers != nil {
+			if err := c.peers.Err(); err != nil {
+				c.api.ncclCommAbort(c.comm)
+				c.comm = 0
+				return fmt.Errorf("cuda: NCCL rank %d of %d: %s stopped: %w", c.rank, c.size, what, err)
+			}
 		}
 		if c.timeout > 0 && time.Since(start) > c.timeout {
 			c.api.ncclCommAbort(c.comm)

@@ -159,3 +159,45 @@ func TestNCCLOverlappedReductionsOrder(t *testing.T) {
 	}
 	be.Free(buf)
 }
+
+// peerReport is a dist.Watch stand-in: Err reports err from the nth call
+// on.
+type peerReport struct {
+	calls, n int
+	err      error
+}
+
+func (p *peerReport) Err() error {
+	if p.calls++; p.calls >= p.n {
+		return p.err
+	}
+	return nil
+}
+
+// TestNCCLWaitStopsOnPeerFailure: a collective that never completes (a
+// peer stopped calling collectives) ends as soon as the watch reports the
+// peer's failure, naming it, instead of at the timeout; the communicator
+// is aborted and refuses further work.
+func TestNCCLWaitStopsOnPeerFailure(t *testing.T) {
+	be, _ := newFakeBackend(t)
+	aborted := 0
+	n := &ncclAPI{}
+	n.cuStreamQuery = func(uintptr) cuResult { return cuErrNotReady }
+	n.ncclAllReduce = func(send, recv, count uint64, dtype, op int32, comm, stream uintptr) int32 { return ncclSuccess }
+	n.ncclCommGetAsyncError = func(uintptr, *int32) int32 { return ncclSuccess }
+	n.ncclCommAbort = func(uintptr) int32 { aborted++; return ncclSuccess }
+	c := &NCCLComm{be: be, api: n, comm: 7, rank: 0, size: 3, timeout: 5 * time.Second}
+	c.WatchPeers(&peerReport{n: 5, err: errors.New("rank 2 failed: train: reading LJ001-0001.npy: disk error")})
+	buf := be.Alloc(8)
+	defer be.Free(buf)
+	err := c.AllReduceSum(compute.V(buf), 8)
+	if err == nil || !strings.Contains(err.Error(), "NCCL rank 0 of 3: ncclAllReduce stopped: rank 2 failed: train: reading LJ001-0001.npy: disk error") {
+		t.Fatalf("AllReduceSum while rank 2 failed: %v", err)
+	}
+	if aborted != 1 {
+		t.Errorf("ncclCommAbort called %d times, want 1", aborted)
+	}
+	if err := c.AllReduceSum(compute.V(buf), 8); err == nil || !strings.Contains(err.Error(), "aborted or closed communicator") {
+		t.Errorf("AllReduceSum after the abort: %v", err)
+	}
+}
