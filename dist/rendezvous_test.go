@@ -198,7 +198,9 @@ func TestRendezvousStrangersIgnored(t *testing.T) {
 	ln := listen(t)
 	addr := ln.Addr().String()
 	errc := make(chan error, 1)
-	go func() { errc <- Host(context.Background(), ln, Rendezvous{Rank: 0, WorldSize: 2, ID: []byte{5}, Timeout: 20 * time.Second}) }()
+	go func() {
+		errc <- Host(context.Background(), ln, Rendezvous{Rank: 0, WorldSize: 2, ID: []byte{5}, Timeout: 20 * time.Second})
+	}()
 	for _, line := range []string{"null\n", "{}\n", `{"rank":1}` + "\n", strings.Repeat("x", 3*maxLine)} {
 		c := rawHello(t, addr, line)
 		defer c.Close()
