@@ -174,7 +174,7 @@ func launchGPUs(ctx context.Context, n int, stdout, stderr io.Writer) error {
 // superviseRanks starts the n commands mk makes and waits for them. SIGINT
 // and SIGTERM are passed on (each rank saves as one run would). When a rank
 // fails, the others get SIGTERM and, 30 s later, SIGKILL; the error names
-// the first rank that failed.
+// the first rank that failed and carries its exit status (see exitStatus).
 func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log io.Writer) error {
 	cmds := make([]*exec.Cmd, n)
 	for r := range cmds {
@@ -211,13 +211,14 @@ func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log
 	}
 	var first error
 	var kill <-chan time.Time
+	done := ctx.Done() // nil once handled: a done channel stays ready
 	for left := n; left > 0; {
 		select {
 		case e := <-exits:
 			left--
 			exited[e.rank] = true
 			if e.err != nil && first == nil {
-				first = fmt.Errorf("rank %d of %d failed (%v): the other ranks were stopped", e.rank, n, e.err)
+				first = &rankError{fmt.Errorf("rank %d of %d failed (%v): the other ranks were stopped", e.rank, n, e.err), rankStatus(e.err)}
 				fmt.Fprintf(log, "train-wavenet: rank %d exited: %v; stopping the other ranks\n", e.rank, e.err)
 				once.Do(func() {
 					stopAll(syscall.SIGTERM)
@@ -226,7 +227,8 @@ func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log
 			}
 		case s := <-sig:
 			stopAll(s)
-		case <-ctx.Done():
+		case <-done:
+			done = nil
 			once.Do(func() {
 				stopAll(syscall.SIGTERM)
 				kill = time.After(30 * time.Second)
@@ -241,4 +243,42 @@ func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log
 		return ctx.Err()
 	}
 	return first
+}
+
+// rankError is a failed rank, with the status the launcher exits with.
+type rankError struct {
+	error
+	status int
+}
+
+// rankStatus is the exit status of a rank that ended with err: its own, or
+// 128+N when signal N killed it.
+func rankStatus(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		if c := ee.ExitCode(); c > 0 {
+			return c
+		}
+	}
+	return 1
+}
+
+// exitStatus is what train-wavenet exits with after err. The --gpus
+// launcher exits as one run would (0 when every rank finished, or saved
+// after Ctrl-C/SIGTERM), else with the first failed rank's status, 128+N
+// for a rank killed by signal N: srun's convention, so that a job script
+// or scheduler sees the cause (torchrun exits 1 whatever happened). The
+// ranks it stopped after that failure do not count.
+func exitStatus(err error) int {
+	var re *rankError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &re):
+		return re.status
+	}
+	return 1
 }

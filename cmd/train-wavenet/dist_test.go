@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,6 +107,9 @@ func TestSuperviseRanksStopsOthers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rank 1 of 3 failed (exit status 3)") {
 		t.Fatalf("err %v", err)
 	}
+	if c := exitStatus(err); c != 3 {
+		t.Errorf("launcher exit status %d, want the failed rank's 3", c)
+	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("took %v: the other ranks were not stopped", d)
 	}
@@ -116,6 +122,70 @@ func TestSuperviseRanksAllSucceed(t *testing.T) {
 	if err := superviseRanks(context.Background(), 2, func(int) *exec.Cmd { return exec.Command("true") }, &strings.Builder{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSuperviseRanksExitStatus: the launcher exits with the first failed
+// rank's status, 128+N for a rank killed by signal N (srun's convention),
+// whatever the ranks it then stopped exit with.
+func TestSuperviseRanksExitStatus(t *testing.T) {
+	for script, want := range map[string]int{"exit 7": 7, "kill -KILL $$": 128 + 9, "kill -SEGV $$": 128 + 11} {
+		err := superviseRanks(context.Background(), 2, func(r int) *exec.Cmd {
+			if r == 1 {
+				return exec.Command("sh", "-c", "sleep 0.1; "+script)
+			}
+			return exec.Command("sh", "-c", "trap 'exit 5' TERM; sleep 60 & wait")
+		}, &strings.Builder{})
+		if c := exitStatus(err); c != want {
+			t.Errorf("rank 1 ran %q: launcher exit status %d (%v), want %d", script, c, err, want)
+		}
+	}
+	for err, want := range map[error]int{nil: 0, errors.New("bad flag"): 1} {
+		if c := exitStatus(err); c != want {
+			t.Errorf("exitStatus(%v) = %d, want %d", err, c, want)
+		}
+	}
+}
+
+// TestSuperviseRanksIdlesAfterCancel: once ctx is done and the ranks have
+// been asked to stop, the launcher waits for them without spinning. Rank 0
+// ignores SIGTERM for a second; the launcher's CPU time over that second
+// (not the wall clock) must stay small.
+func TestSuperviseRanksIdlesAfterCancel(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close() // after superviseRanks, whose Start reads it
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- superviseRanks(ctx, 1, func(int) *exec.Cmd {
+			c := exec.Command("sh", "-c", `trap "" TERM; echo ready; sleep 1`)
+			c.Stdout = w
+			return c
+		}, &strings.Builder{})
+	}()
+	if _, err := bufio.NewReader(r).ReadString('\n'); err != nil { // the trap is set
+		t.Fatal(err)
+	}
+	before := cpuTime(t)
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if used := cpuTime(t) - before; used > 300*time.Millisecond {
+		t.Errorf("the launcher used %v of CPU waiting one second for a rank to stop", used)
+	}
+}
+
+// cpuTime is this process's user and system CPU time.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestTrainCommandRefusesCPUDataParallel: the command line says clearly

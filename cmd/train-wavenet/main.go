@@ -13,6 +13,6 @@ import (
 func main() {
 	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "train-wavenet:", err)
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
 }

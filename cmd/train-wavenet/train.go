@@ -319,8 +319,8 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 		freeBackend(be)
 	}()
 
-	// Ctrl-C / SIGTERM: the loop finishes its step and saves. After the
-	// first signal the handler is removed, so a second Ctrl-C kills at once.
+	// Ctrl-C / SIGTERM: the loop finishes its step and saves. A second
+	// Ctrl-C, stopGrace or more after the first, kills at once.
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	if o.timeLimit < 0 {
@@ -331,18 +331,10 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 		ctx, stop = context.WithTimeout(ctx, o.timeLimit)
 		defer stop()
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() {
-		select {
-		case s := <-sig:
-			signal.Stop(sig)
-			fmt.Fprintf(cmd.ErrOrStderr(), "\ntrain-wavenet: %v: finishing the current step and saving a checkpoint (press Ctrl-C again to abort without saving)\n", s)
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	defer handleStopSignals(stopGrace, func(s os.Signal) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "\ntrain-wavenet: %v: finishing the current step and saving a checkpoint (press Ctrl-C again, %v or more from now, to abort without saving)\n", s, stopGrace)
+		cancel()
+	})()
 
 	res, err := train.Run(ctx, cfg)
 	if err != nil {
@@ -368,6 +360,50 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 	fmt.Fprintf(w, "checkpoint: %s\nmetrics:    %s\nplot:       %s\n", res.Checkpoint,
 		filepath.Join(cfg.Out, train.MetricsFile), filepath.Join(cfg.Out, train.PlotFile))
 	return nil
+}
+
+// stopGrace is how long after the first SIGINT/SIGTERM a repeat is taken
+// for the same request: Slurm (time limit, scancel), systemd and the --gpus
+// launcher each signal every rank, so one request often arrives twice
+// within milliseconds, and must not kill a rank that is saving.
+const stopGrace = 2 * time.Second
+
+// handleStopSignals catches SIGINT and SIGTERM for stopSignals until the
+// returned release is called.
+func handleStopSignals(grace time.Duration, stop func(os.Signal)) (release func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go stopSignals(sig, done, grace, stop, func(s os.Signal) {
+		signal.Stop(sig) // the signal's default action again: this process dies of it
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			p.Signal(s)
+		}
+	})
+	return func() { signal.Stop(sig); close(done) }
+}
+
+// stopSignals calls stop on the first signal, ignores repeats within grace
+// of it (the same request delivered again) and calls abort on a later one
+// (a user's second Ctrl-C: quit without saving). It returns after abort or
+// when done is closed.
+func stopSignals(sig <-chan os.Signal, done <-chan struct{}, grace time.Duration, stop, abort func(os.Signal)) {
+	var first time.Time
+	for {
+		select {
+		case s := <-sig:
+			switch {
+			case first.IsZero():
+				first = time.Now()
+				stop(s)
+			case time.Since(first) >= grace:
+				abort(s)
+				return
+			}
+		case <-done:
+			return
+		}
+	}
 }
 
 // freeBackend releases a backend that holds device resources (cuda).
