@@ -41,7 +41,7 @@ const childVar = "WAVECAT_GPUS_CHILD"
 func addDistFlags(f *pflag.FlagSet, o *trainOpts) {
 	f.IntVar(&o.gpus, "gpus", 0, "cuda: train data-parallel on this many GPUs of this machine, one process each (--batch-size is per GPU); under torchrun, srun or mpirun leave it out: the launcher's environment is read")
 	f.Float64Var(&o.bucketMiB, "grad-bucket-mib", train.DefaultGradBucketMiB, "data-parallel: the gradients are summed over the GPUs in buckets of this size, each as soon as the backward pass has finished it (PyTorch DDP's bucket_cap_mb)")
-	f.DurationVar(&o.distTimeout, "dist-timeout", dist.DefaultTimeout, "data-parallel: how long a rank waits for the others (at the rendezvous and at every gradient exchange) before the job fails naming the missing rank")
+	f.DurationVar(&o.distTimeout, "dist-timeout", dist.DefaultTimeout, "data-parallel: how long a rank waits for the others at the rendezvous and at every gradient exchange before the job fails (a rank that fails or exits is named on the others at once; this catches one that hangs, so keep it above rank 0's longest work alone: validation, checkpoints)")
 }
 
 // distMode says how this process takes part: launcher (--gpus, start the
@@ -81,8 +81,9 @@ func gpuOrdinal(env dist.Env, getenv func(string) string) int {
 }
 
 // joinRun opens this rank's GPU, meets the other ranks and returns the NCCL
-// communicator.
-func joinRun(ctx context.Context, o *trainOpts, env dist.Env) (compute.Backend, *cuda.NCCLComm, error) {
+// communicator, watched (dist.Watch) so that a rank that fails or dies is
+// named on the others at once rather than at --dist-timeout.
+func joinRun(ctx context.Context, o *trainOpts, env dist.Env, log io.Writer) (compute.Backend, dist.Communicator, error) {
 	dev := gpuOrdinal(env, os.Getenv)
 	be, err := cuda.New(cuda.Options{Device: dev, TF32: o.tf32})
 	if err != nil {
@@ -99,17 +100,21 @@ func joinRun(ctx context.Context, o *trainOpts, env dist.Env) (compute.Backend, 
 		return nil, nil, fmt.Errorf("rank %d: %w", env.Rank, err)
 	}
 	fp := fmt.Sprintf("data=%s out=%s steps=%d resume=%v", o.data, o.out, o.steps, o.resume)
-	id, err = dist.Meet(ctx, env.Addr(), dist.Rendezvous{Rank: env.Rank, WorldSize: env.WorldSize, Fingerprint: fp, ID: id, Timeout: o.distTimeout})
+	logf := func(format string, a ...any) { fmt.Fprintf(log, "train-wavenet: "+format+"\n", a...) }
+	id, watch, err := dist.MeetWatch(ctx, env.Addr(), dist.Rendezvous{Rank: env.Rank, WorldSize: env.WorldSize, Fingerprint: fp, ID: id, Timeout: o.distTimeout, Logf: logf})
 	if err != nil {
 		be.Close()
 		return nil, nil, err
 	}
 	comm, err := cuda.NewNCCLComm(be, id, env.Rank, env.WorldSize, o.distTimeout)
 	if err != nil {
+		watch.Fail(err)
+		watch.Close()
 		be.Close()
 		return nil, nil, err
 	}
-	return be, comm, nil
+	comm.WatchPeers(watch)
+	return be, dist.Watched(comm, watch), nil
 }
 
 // freePort asks the kernel for a TCP port nobody uses now.
@@ -129,7 +134,9 @@ func rankEnv(base []string, r, n, port int) []string {
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", childVar:
+		case "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", childVar,
+			// they would move the rendezvous off the free port picked
+			dist.RendezvousPortVar, "TORCHELASTIC_USE_AGENT_STORE":
 			continue
 		}
 		env = append(env, kv)

@@ -76,7 +76,7 @@ func TestGPUOrdinal(t *testing.T) {
 }
 
 func TestRankEnv(t *testing.T) {
-	got := rankEnv([]string{"PATH=/bin", "RANK=9", "MASTER_PORT=1", "HOME=/h"}, 1, 4, 29999)
+	got := rankEnv([]string{"PATH=/bin", "RANK=9", "MASTER_PORT=1", "HOME=/h", dist.RendezvousPortVar + "=7", "TORCHELASTIC_USE_AGENT_STORE=True"}, 1, 4, 29999)
 	want := []string{"PATH=/bin", "HOME=/h", "RANK=1", "WORLD_SIZE=4", "LOCAL_RANK=1", "LOCAL_WORLD_SIZE=4", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=29999", childVar + "=1"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)

@@ -16,6 +16,7 @@ import (
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/compute/cpu"
 	"github.com/wavecat/wavecat/compute/cuda"
+	"github.com/wavecat/wavecat/dist"
 	"github.com/wavecat/wavecat/evaluate"
 	"github.com/wavecat/wavecat/excitation"
 	"github.com/wavecat/wavecat/ljspeech"
@@ -302,9 +303,9 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 		return launchGPUs(cmd.Context(), o.gpus, cmd.OutOrStdout(), cmd.ErrOrStderr())
 	}
 	var be compute.Backend
-	var comm *cuda.NCCLComm
+	var comm dist.Communicator
 	if ranked {
-		if be, comm, err = joinRun(cmd.Context(), o, env); err != nil {
+		if be, comm, err = joinRun(cmd.Context(), o, env, cmd.ErrOrStderr()); err != nil {
 			return err
 		}
 		cfg.Comm, cfg.GradBucketMiB = comm, o.bucketMiB
