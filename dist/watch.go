@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // Watch keeps the rendezvous's connections (rank 0 to every other rank)
@@ -21,7 +22,9 @@ type Watch struct {
 	rank  int
 	mu    sync.Mutex // guards peers' writes and closed
 	peers map[int]*peer
-	first error // the first failure heard of; guarded by mu
+	// first is the first failure heard of (read without mu: Err is
+	// polled by waits that must not queue behind a slow write).
+	first atomic.Pointer[RankError]
 	// failed is closed when first is set.
 	failed chan struct{}
 	closed bool
@@ -90,12 +93,11 @@ func (w *Watch) listen(k int, p *peer) {
 // heard records a failure (the first one wins) and, on rank 0, passes it
 // on to every rank but the one it came from.
 func (w *Watch) heard(from int, e *RankError) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.first == nil {
-		w.first = e
+	if w.first.CompareAndSwap(nil, e) {
 		close(w.failed)
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.rank == 0 && !w.closed {
 		for k, p := range w.peers {
 			if k != from {
@@ -108,9 +110,10 @@ func (w *Watch) heard(from int, e *RankError) {
 // Err is nil while no other rank has failed, then the first failure heard
 // of (a *RankError naming the rank).
 func (w *Watch) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.first
+	if e := w.first.Load(); e != nil {
+		return e
+	}
+	return nil
 }
 
 // Failed is closed once Err is not nil.
