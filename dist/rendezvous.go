@@ -178,18 +178,21 @@ func host(ctx context.Context, ln net.Listener, r Rendezvous) (map[int]*peer, er
 					err = errors.New("not a rank's hello")
 				}
 				// Before the connection leaves this goroutine: the
-				// rendezvous's end must not touch it once it is a peer.
-				stop()
-				c.SetReadDeadline(time.Time{})
-				select {
-				case arrivals <- arrival{h: h, p: &peer{conn: c, rd: rd}, err: err}:
-				case <-ctx.Done():
-					// Arrived while the rendezvous failed: say why.
-					if msg := failure.Load(); msg != nil {
-						send(c, reply{Error: *msg})
+				// rendezvous's end must not touch it once it is a peer
+				// (stop is false when the end already has).
+				if stop() {
+					c.SetReadDeadline(time.Time{})
+					select {
+					case arrivals <- arrival{h: h, p: &peer{conn: c, rd: rd}, err: err}:
+						return
+					case <-ctx.Done():
 					}
-					c.Close()
 				}
+				// Arrived while the rendezvous failed: say why.
+				if msg := failure.Load(); msg != nil {
+					send(c, reply{Error: *msg})
+				}
+				c.Close()
 			}()
 		}
 	}()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Watch keeps the rendezvous's connections (rank 0 to every other rank)
@@ -54,9 +55,17 @@ type RankError struct {
 
 func (e *RankError) Error() string { return fmt.Sprintf("rank %d failed: %s", e.Rank, e.Msg) }
 
+// keepAlive probes an idle watch connection, so that a node that vanished
+// (power, network) is noticed in about 40 s rather than Linux's default
+// two hours or Go's 2.5 minutes.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 6}
+
 func newWatch(rank int, peers map[int]*peer) *Watch {
 	w := &Watch{rank: rank, peers: peers, failed: make(chan struct{})}
 	for k, p := range peers {
+		if tc, ok := p.conn.(*net.TCPConn); ok {
+			tc.SetKeepAliveConfig(keepAlive)
+		}
 		w.wg.Add(1)
 		go w.listen(k, p)
 	}
@@ -90,12 +99,14 @@ func (w *Watch) listen(k int, p *peer) {
 	}
 }
 
-// heard records a failure (the first one wins) and, on rank 0, passes it
-// on to every rank but the one it came from.
+// heard records a failure and, on rank 0, passes it on to every rank but
+// the one it came from; only the first counts (the others are mostly
+// ranks stopping because of it).
 func (w *Watch) heard(from int, e *RankError) {
-	if w.first.CompareAndSwap(nil, e) {
-		close(w.failed)
+	if !w.first.CompareAndSwap(nil, e) {
+		return // the ranks already know of a failure: not news
 	}
+	close(w.failed)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.rank == 0 && !w.closed {
@@ -153,8 +164,9 @@ func (w *Watch) Close() {
 	w.wg.Wait()
 }
 
-// Watched is c with w: Abort tells the other ranks why (w.Fail) before
-// aborting c, and Close ends w after c. (c itself should poll w while it
+// Watched is c with w: Abort tells the other ranks why (w.Fail; not when
+// the cause is another rank's failure, which they know of) before aborting
+// c, and Close ends w after c. (c itself should poll w while it
 // waits, as cuda.NCCLComm.WatchPeers does.)
 func Watched(c Communicator, w *Watch) Communicator { return &watched{Communicator: c, w: w} }
 
@@ -164,7 +176,10 @@ type watched struct {
 }
 
 func (c *watched) Abort(cause error) {
-	c.w.Fail(cause)
+	var re *RankError
+	if !errors.As(cause, &re) { // not an echo of another rank's failure
+		c.w.Fail(cause)
+	}
 	c.Communicator.Abort(cause)
 }
 

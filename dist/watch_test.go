@@ -122,11 +122,18 @@ func (a *abortRecorder) Abort(cause error) { a.aborted = cause }
 func (a *abortRecorder) Close() error      { a.closed = true; return nil }
 
 // TestWatched: Abort on a watched communicator names this rank and its
-// cause on the others and aborts the communicator; Close closes both.
+// cause on the others and aborts the communicator, except when the cause
+// is another rank's failure (an echo: not sent); Close closes both.
 func TestWatched(t *testing.T) {
 	ws := watchGroup(t, 3)
 	inner := &abortRecorder{}
 	c := Watched(inner, ws[1])
+	echo := fmt.Errorf("train: rank 1: reducing the gradients: %w", &RankError{Rank: 2, Msg: "disk error"})
+	c.Abort(echo)
+	if inner.aborted != echo {
+		t.Errorf("inner Abort got %v", inner.aborted)
+	}
+	// Sent after the echo would have been: the first the others hear.
 	cause := errors.New("eval: out of memory")
 	c.Abort(cause)
 	if inner.aborted != cause {

@@ -303,3 +303,36 @@ func TestGPUsLauncher(t *testing.T) {
 		}
 	})
 }
+
+// closeRecorder is a communicator that records Abort and Close.
+type closeRecorder struct {
+	dist.Communicator
+	aborted error
+	closed  bool
+}
+
+func (c *closeRecorder) Abort(cause error) { c.aborted = cause }
+func (c *closeRecorder) Close() error      { c.closed = true; return nil }
+
+// TestEndRank: a rank that ends well closes its communicator (its
+// goodbye); one that panics aborts it instead, so the other ranks hear
+// of the failure, and the panic goes on.
+func TestEndRank(t *testing.T) {
+	ok := &closeRecorder{}
+	endRank(ok, nil, nil)
+	if !ok.closed || ok.aborted != nil {
+		t.Errorf("clean end: closed %v, aborted %v", ok.closed, ok.aborted)
+	}
+	bad := &closeRecorder{}
+	func() {
+		defer func() {
+			if p := recover(); p != "index out of range" {
+				t.Errorf("the panic after endRank: %v", p)
+			}
+		}()
+		endRank(bad, nil, "index out of range")
+	}()
+	if bad.closed || bad.aborted == nil || bad.aborted.Error() != "panic: index out of range" {
+		t.Errorf("after a panic: closed %v, aborted %v", bad.closed, bad.aborted)
+	}
+}

@@ -302,10 +302,26 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 	if launch {
 		return launchGPUs(cmd.Context(), o.gpus, cmd.OutOrStdout(), cmd.ErrOrStderr())
 	}
+	if o.timeLimit < 0 {
+		return fmt.Errorf("--time-limit %v: must not be negative", o.timeLimit)
+	}
+	// Ctrl-C / SIGTERM: the loop finishes its step and saves. A second
+	// Ctrl-C, stopGrace or more after the first, kills at once. Caught
+	// from before the rendezvous (Ctrl-C ends the wait for the other
+	// ranks) until after the communicator and backend are closed (the
+	// same stop request arriving twice must not kill a rank that is still
+	// saying goodbye).
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	defer handleStopSignals(stopGrace, func(s os.Signal) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "\ntrain-wavenet: %v: finishing the current step and saving a checkpoint (press Ctrl-C again, %v or more from now, to abort without saving)\n", s, stopGrace)
+		cancel()
+	})()
+
 	var be compute.Backend
 	var comm dist.Communicator
 	if ranked {
-		if be, comm, err = joinRun(cmd.Context(), o, env, cmd.ErrOrStderr()); err != nil {
+		if be, comm, err = joinRun(ctx, o, env, cmd.ErrOrStderr()); err != nil {
 			return err
 		}
 		cfg.Comm, cfg.GradBucketMiB = comm, o.bucketMiB
@@ -313,29 +329,13 @@ func runTrain(cmd *cobra.Command, o *trainOpts) error {
 		return err
 	}
 	cfg.Backend, cfg.Quiet, cfg.Log = be, quiet || env.Rank > 0, cmd.ErrOrStderr()
-	defer func() {
-		if comm != nil {
-			comm.Close() // before its backend
-		}
-		freeBackend(be)
-	}()
+	defer func() { endRank(comm, be, recover()) }()
 
-	// Ctrl-C / SIGTERM: the loop finishes its step and saves. A second
-	// Ctrl-C, stopGrace or more after the first, kills at once.
-	ctx, cancel := context.WithCancel(cmd.Context())
-	defer cancel()
-	if o.timeLimit < 0 {
-		return fmt.Errorf("--time-limit %v: must not be negative", o.timeLimit)
-	}
 	if o.timeLimit > 0 {
 		var stop context.CancelFunc
 		ctx, stop = context.WithTimeout(ctx, o.timeLimit)
 		defer stop()
 	}
-	defer handleStopSignals(stopGrace, func(s os.Signal) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "\ntrain-wavenet: %v: finishing the current step and saving a checkpoint (press Ctrl-C again, %v or more from now, to abort without saving)\n", s, stopGrace)
-		cancel()
-	})()
 
 	res, err := train.Run(ctx, cfg)
 	if err != nil {
@@ -404,6 +404,23 @@ func stopSignals(sig <-chan os.Signal, done <-chan struct{}, grace time.Duration
 		case <-done:
 			return
 		}
+	}
+}
+
+// endRank closes comm (when this process is a rank) and then be. After a
+// panic (p, from recover) it aborts comm instead, so the other ranks hear
+// that this one failed rather than its goodbye, and panics again.
+func endRank(comm dist.Communicator, be compute.Backend, p any) {
+	if comm != nil {
+		if p != nil {
+			comm.Abort(fmt.Errorf("panic: %v", p))
+		} else {
+			comm.Close() // before its backend
+		}
+	}
+	freeBackend(be)
+	if p != nil {
+		panic(p)
 	}
 }
 
