@@ -216,7 +216,7 @@ func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log
 			}
 		}
 	}
-	var first error
+	var first *rankError
 	var kill <-chan time.Time
 	done := ctx.Done() // nil once handled: a done channel stays ready
 	for left := n; left > 0; {
@@ -224,13 +224,23 @@ func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log
 		case e := <-exits:
 			left--
 			exited[e.rank] = true
-			if e.err != nil && first == nil {
-				first = &rankError{fmt.Errorf("rank %d of %d failed (%v): the other ranks were stopped", e.rank, n, e.err), rankStatus(e.err)}
+			if e.err == nil {
+				break
+			}
+			if first == nil {
 				fmt.Fprintf(log, "train-wavenet: rank %d exited: %v; stopping the other ranks\n", e.rank, e.err)
 				once.Do(func() {
 					stopAll(syscall.SIGTERM)
 					kill = time.After(30 * time.Second)
 				})
+			}
+			// The first failure is blamed, unless that rank only stopped
+			// because another failed (it heard of it first) and the one
+			// that failed exits after it (not a rank our signals killed).
+			st := rankStatus(e.err)
+			ours := st == 128+int(syscall.SIGTERM) || st == 128+int(syscall.SIGKILL)
+			if first == nil || (first.status == peerFailedStatus && st != peerFailedStatus && !ours) {
+				first = &rankError{fmt.Errorf("rank %d of %d failed (%v): the other ranks were stopped", e.rank, n, e.err), st}
 			}
 		case s := <-sig:
 			stopAll(s)
@@ -246,10 +256,13 @@ func superviseRanks(ctx context.Context, n int, mk func(rank int) *exec.Cmd, log
 			kill = nil
 		}
 	}
-	if first == nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled) {
+	switch {
+	case first != nil:
+		return first
+	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled):
 		return ctx.Err()
 	}
-	return first
+	return nil
 }
 
 // rankError is a failed rank, with the status the launcher exits with.
@@ -273,6 +286,11 @@ func rankStatus(err error) int {
 	return 1
 }
 
+// peerFailedStatus is the exit status of a rank that stopped because
+// another rank failed (dist.RankError; sysexits' EX_TEMPFAIL: this rank
+// was fine), so that the --gpus launcher blames the rank that failed.
+const peerFailedStatus = 75
+
 // exitStatus is what train-wavenet exits with after err. The --gpus
 // launcher exits as one run would (0 when every rank finished, or saved
 // after Ctrl-C/SIGTERM), else with the first failed rank's status, 128+N
@@ -286,6 +304,8 @@ func exitStatus(err error) int {
 		return 0
 	case errors.As(err, &re):
 		return re.status
+	case errors.As(err, new(*dist.RankError)):
+		return peerFailedStatus
 	}
 	return 1
 }

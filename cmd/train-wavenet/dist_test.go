@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,7 +140,18 @@ func TestSuperviseRanksExitStatus(t *testing.T) {
 			t.Errorf("rank 1 ran %q: launcher exit status %d (%v), want %d", script, c, err, want)
 		}
 	}
-	for err, want := range map[error]int{nil: 0, errors.New("bad flag"): 1} {
+	// Rank 0 exits first, having heard of rank 2's failure (status 75);
+	// rank 2, which failed on its own, is blamed, not rank 1, which the
+	// launcher's SIGTERM killed.
+	var log strings.Builder
+	err := superviseRanks(context.Background(), 3, func(r int) *exec.Cmd {
+		return exec.Command("sh", "-c", [...]string{"sleep 0.1; exit 75", "exec sleep 60", "trap '' TERM; sleep 0.4; exit 4"}[r])
+	}, &log)
+	if c := exitStatus(err); c != 4 || !strings.Contains(err.Error(), "rank 2 of 3 failed (exit status 4)") {
+		t.Errorf("a rank that heard of another's failure exited first: status %d, %v\n%s", c, err, log.String())
+	}
+	for err, want := range map[error]int{nil: 0, errors.New("bad flag"): 1,
+		fmt.Errorf("train: rank 1: reducing the gradients: %w", &dist.RankError{Rank: 2, Msg: "disk error"}): peerFailedStatus} {
 		if c := exitStatus(err); c != want {
 			t.Errorf("exitStatus(%v) = %d, want %d", err, c, want)
 		}
