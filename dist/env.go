@@ -160,8 +160,16 @@ func FromEnv(getenv func(string) string) (e Env, ok bool, err error) {
 		if step == "" {
 			step = val("SLURM_STEPID")
 		}
-		if job := val("SLURM_JOB_ID"); job != "" {
-			defPort = jobPort("slurm " + job + "." + step)
+		job, errJ := strconv.ParseUint(val("SLURM_JOB_ID"), 10, 64)
+		stepN, errS := strconv.ParseUint(step, 10, 64)
+		switch {
+		case errJ == nil && errS == nil:
+			// Jobs with nearby ids (those running now) and the first 16
+			// steps of a job get distinct ports: a hash would make
+			// 1 pair in 10000 collide.
+			defPort = 15000 + int((job*16+stepN%16)%10000)
+		case val("SLURM_JOB_ID") != "":
+			defPort = jobPort("slurm " + val("SLURM_JOB_ID") + "." + step)
 		}
 	case set("WORLD_SIZE"):
 		return Env{}, false, fmt.Errorf("dist: WORLD_SIZE is set but RANK is not, and no Open MPI rank or Slurm job step (srun) names this process's rank: export RANK too, or start the program with srun or mpirun")

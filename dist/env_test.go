@@ -1,6 +1,8 @@
 package dist
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -51,7 +53,7 @@ func TestFromEnv(t *testing.T) {
 		{name: "slurm step across nodes", ok: true,
 			env: map[string]string{"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_STEP_ID": "0",
 				"SLURM_STEP_NUM_NODES": "2", "SLURM_STEP_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "123456"},
-			want: Env{Launcher: "slurm", Rank: 5, WorldSize: 8, LocalRank: 1, MasterAddr: "gpu07", MasterPort: 17273}},
+			want: Env{Launcher: "slurm", Rank: 5, WorldSize: 8, LocalRank: 1, MasterAddr: "gpu07", MasterPort: 20296}},
 		{name: "slurm single node", ok: true,
 			env: map[string]string{"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_LOCALID": "1", "SLURM_STEPID": "0",
 				"SLURM_STEP_NUM_NODES": "1", "MASTER_PORT": "4000"},
@@ -80,7 +82,7 @@ func TestFromEnv(t *testing.T) {
 		{name: "explicit rendezvous port under slurm", ok: true, addr: "127.0.0.1:31000",
 			env: map[string]string{"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_LOCALID": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_NODES": "1",
 				"SLURM_JOB_ID": "123456", "WAVECAT_RENDEZVOUS_PORT": " 31000 "},
-			want: Env{Launcher: "slurm", Rank: 1, WorldSize: 2, LocalRank: 1, LocalSize: 2, MasterAddr: "127.0.0.1", MasterPort: 17273, RendezvousPort: 31000}},
+			want: Env{Launcher: "slurm", Rank: 1, WorldSize: 2, LocalRank: 1, LocalSize: 2, MasterAddr: "127.0.0.1", MasterPort: 20296, RendezvousPort: 31000}},
 		{name: "bad rendezvous port", err: "WAVECAT_RENDEZVOUS_PORT=70000 is not a TCP port",
 			env: map[string]string{"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "WAVECAT_RENDEZVOUS_PORT": "70000"}},
 		{name: "bracketed IPv6 MASTER_ADDR", ok: true, addr: "[::1]:29500",
@@ -168,8 +170,23 @@ func TestDerivedPorts(t *testing.T) {
 	if a, b := port(slurm("0", "123456", "0")), port(slurm("0", "123456", "1")); a == b {
 		t.Errorf("slurm steps 0 and 1 of one job share port %d", a)
 	}
-	if a, b := port(slurm("0", "123456", "0")), port(slurm("0", "133456", "0")); a == b {
-		t.Errorf("slurm jobs 123456 and 133456 share port %d", a)
+	if a, b := port(slurm("0", "123456", "0")), port(slurm("0", "123457", "0")); a == b {
+		t.Errorf("slurm jobs 123456 and 123457 share port %d", a)
+	}
+	// Jobs running at the same time have nearby ids: none of 500
+	// consecutive jobs' first 16 steps share a port.
+	seen := map[int]string{}
+	for job := 7000; job < 7500; job++ {
+		for step := range 16 {
+			p := port(slurm("0", strconv.Itoa(job), strconv.Itoa(step)))
+			if other, ok := seen[p]; ok {
+				t.Fatalf("slurm job %d step %d and %s share port %d", job, step, other, p)
+			}
+			seen[p] = fmt.Sprintf("job %d step %d", job, step)
+		}
+	}
+	if a, b := port(slurm("0", "123456_7", "0")), port(slurm("0", "123456_8", "0")); a == b {
+		t.Errorf("array jobs 123456_7 and _8 share port %d", a)
 	}
 	for _, id := range []string{"OMPI_MCA_ess_base_jobid", "PMIX_NAMESPACE"} {
 		mpi := func(rank, job string) map[string]string {
