@@ -126,6 +126,9 @@ func modelInput(mc wavenet.Config, head outputs.Head, u *ljspeech.Utterance) ([]
 // item number), so a resumed run sees the same noise, and a crop gets the
 // same noise whichever rank of a data-parallel run reads it.
 func noisyInputs(wave []float32, T int, items []int, sigma float64, seed uint64) []float32 {
+	if len(items)*T != len(wave) {
+		panic(fmt.Sprintf("train: noisyInputs: %d item numbers for %d crops of %d samples", len(items), len(wave)/max(T, 1), T))
+	}
 	out := make([]float32, len(wave))
 	for i, k := range items {
 		rng := rand.New(rand.NewPCG(seed^0x6e6f697365, uint64(k)))
