@@ -91,14 +91,49 @@ func MeetWatch(ctx context.Context, addr string, r Rendezvous) ([]byte, *Watch, 
 	}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dist: rank 0 cannot listen for the rendezvous on port %s (MASTER_PORT; another job's?): %w", port, err)
+		return nil, nil, fmt.Errorf("dist: rank 0 cannot listen for the rendezvous on port %s (another job's? give this one a free MASTER_PORT or %s): %w", port, RendezvousPortVar, err)
 	}
 	defer ln.Close()
+	if r.Logf != nil {
+		name, _, _ := net.SplitHostPort(addr)
+		if err := thisHost(ctx, name); err != nil {
+			r.Logf("rank 0: warning: %v", err)
+		}
+	}
 	peers, err := host(ctx, ln, r)
 	if err != nil {
 		return nil, nil, err
 	}
 	return r.ID, newWatch(0, peers), nil
+}
+
+// thisHost checks that name (MASTER_ADDR) is an address of this host: if
+// it is not, the other ranks dial another machine and wait there until
+// the timeout, which rank 0 can say at once. (A warning, not an error: a
+// NAT or container can map an outside address to this host.)
+func thisHost(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, name)
+	if err != nil {
+		return fmt.Errorf("MASTER_ADDR=%s does not resolve here: %v", name, err)
+	}
+	local, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil // cannot tell
+	}
+	for _, ip := range ips {
+		for _, a := range local {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip.IP) {
+				return nil
+			}
+		}
+	}
+	var list []string
+	for _, ip := range ips {
+		list = append(list, ip.String())
+	}
+	return fmt.Errorf("MASTER_ADDR=%s (%s) is none of this host's addresses, but rank 0 runs here: the other ranks will look for it there", name, strings.Join(list, ", "))
 }
 
 // bindAddr is where rank 0 listens for a rendezvous at addr: addr's port

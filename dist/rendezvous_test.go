@@ -279,3 +279,20 @@ func TestRendezvousSaysWhoItWaitsFor(t *testing.T) {
 		t.Errorf("notices:\n%s", all)
 	}
 }
+
+// TestThisHost: rank 0 recognises its own addresses and names a
+// MASTER_ADDR that is not one of them (192.0.2.1 is TEST-NET-1, never a
+// host's) or does not resolve.
+func TestThisHost(t *testing.T) {
+	for _, name := range []string{"127.0.0.1", "localhost"} {
+		if err := thisHost(context.Background(), name); err != nil {
+			t.Errorf("thisHost(%q): %v", name, err)
+		}
+	}
+	if err := thisHost(context.Background(), "192.0.2.1"); err == nil || !strings.Contains(err.Error(), "MASTER_ADDR=192.0.2.1 (192.0.2.1) is none of this host's addresses") {
+		t.Errorf("thisHost(192.0.2.1): %v", err)
+	}
+	if err := thisHost(context.Background(), "no-such-host.invalid"); err == nil || !strings.Contains(err.Error(), "MASTER_ADDR=no-such-host.invalid does not resolve here") {
+		t.Errorf("thisHost(no-such-host.invalid): %v", err)
+	}
+}
