@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -149,4 +151,66 @@ func TestWatched(t *testing.T) {
 	}
 	ws[0].Close()
 	ws[2].Close()
+}
+
+// rankVar makes TestWatchRankProcess join the watch group at its value's
+// address as rank 2 of 3 and then exit without a goodbye.
+const rankVar = "WC_WATCH_RANK_ADDR"
+
+// TestWatchProcessDies: rank 2 is a real process that joins and then
+// exits abruptly (os.Exit, no Close: a crash); ranks 0 and 1 hear that
+// rank 2 died, by name.
+func TestWatchProcessDies(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	child := exec.Command(os.Args[0], "-test.run=^TestWatchRankProcess$", "-test.count=1")
+	child.Env = append(os.Environ(), rankVar+"="+addr)
+	var out strings.Builder
+	child.Stdout, child.Stderr = &out, &out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ws := make([]*Watch, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, ws[r], errs[r] = MeetWatch(context.Background(), addr, Rendezvous{Rank: r, WorldSize: 3, ID: []byte{1}, Timeout: 20 * time.Second})
+		}()
+	}
+	wg.Wait()
+	err := child.Wait()
+	for r := range 2 {
+		if errs[r] != nil {
+			t.Fatalf("rank %d: %v (rank 2's process: %v\n%s)", r, errs[r], err, out.String())
+		}
+		defer ws[r].Close()
+	}
+	if st := child.ProcessState.ExitCode(); st != 3 {
+		t.Fatalf("rank 2's process exited %d, want 3:\n%s", st, out.String())
+	}
+	for r, w := range ws {
+		err := heardOf(t, w, fmt.Sprintf("rank %d", r))
+		var re *RankError
+		if !errors.As(err, &re) || re.Rank != 2 || !strings.Contains(err.Error(), "closed without a goodbye: the process died") {
+			t.Errorf("rank %d heard %v", r, err)
+		}
+	}
+}
+
+// TestWatchRankProcess is rank 2 of TestWatchProcessDies; run directly it
+// does nothing.
+func TestWatchRankProcess(t *testing.T) {
+	addr := os.Getenv(rankVar)
+	if addr == "" {
+		t.Skip("rank 2 of TestWatchProcessDies")
+	}
+	if _, _, err := MeetWatch(context.Background(), addr, Rendezvous{Rank: 2, WorldSize: 3, Timeout: 20 * time.Second}); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	os.Exit(3)
 }
