@@ -57,7 +57,7 @@ func TestTorchrun(t *testing.T) {
 // does nothing.
 func TestTorchrunHelperProcess(t *testing.T) {
 	if os.Getenv(probeVar) == "" {
-		t.Skip("a rank of TestTorchrun")
+		return // a rank of TestTorchrun only
 	}
 	env, ok, err := FromEnv(os.Getenv)
 	if err != nil || !ok {
