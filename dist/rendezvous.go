@@ -31,6 +31,10 @@ type Rendezvous struct {
 	Logf func(format string, a ...any)
 }
 
+// answerSlack is how much longer than the timeout a rank that reached
+// rank 0 waits for its answer.
+var answerSlack = 15 * time.Second
+
 // WaitNotice is how often a waiting rendezvous says so through Logf.
 var WaitNotice = 30 * time.Second
 
@@ -401,9 +405,11 @@ func join(ctx context.Context, addr string, r Rendezvous) (net.Conn, *bufio.Read
 			conn.Close()
 		}
 	}()
-	// Rank 0 reports missing ranks at its own timeout: give its answer
-	// time to come rather than failing at the same instant.
-	conn.SetDeadline(deadline.Add(15 * time.Second))
+	// Rank 0 reports missing ranks at its own timeout, which runs from
+	// its own start, before now (it is listening) but possibly long after
+	// ours: wait for its answer until then, and a little longer, rather
+	// than giving up first and leaving it a dead rank.
+	conn.SetDeadline(time.Now().Add(r.timeout() + answerSlack))
 	if err := send(conn, hello{Rank: r.Rank, WorldSize: r.WorldSize, Fingerprint: r.Fingerprint}); err != nil {
 		return nil, nil, nil, fmt.Errorf("dist: rank %d: rendezvous at %s: %w", r.Rank, addr, err)
 	}

@@ -296,3 +296,36 @@ func TestThisHost(t *testing.T) {
 		t.Errorf("thisHost(no-such-host.invalid): %v", err)
 	}
 }
+
+// TestRendezvousRankZeroStartsLate: rank 0 starts long after rank 1 (more
+// than the timeout's slack), and rank 2 arrives after rank 1's own
+// timeout but within rank 0's: rank 1 keeps waiting for rank 0's answer,
+// which runs on rank 0's clock, and all three meet.
+func TestRendezvousRankZeroStartsLate(t *testing.T) {
+	old := answerSlack
+	answerSlack = 100 * time.Millisecond
+	defer func() { answerSlack = old }()
+	const timeout = 2 * time.Second
+	r := func(rank int) Rendezvous {
+		return Rendezvous{Rank: rank, WorldSize: 3, ID: []byte("id"), Timeout: timeout}
+	}
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ln.Close() // rank 0 listens when it starts, as Meet does
+	ids, errs := make([][]byte, 3), make([]error, 3)
+	var wg sync.WaitGroup
+	for k, delay := range []time.Duration{1600 * time.Millisecond, 0, 2600 * time.Millisecond} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(delay)
+			ids[k], errs[k] = Meet(context.Background(), addr, r(k))
+		}()
+	}
+	wg.Wait()
+	for k := range 3 {
+		if errs[k] != nil || string(ids[k]) != "id" {
+			t.Errorf("rank %d: %q, %v", k, ids[k], errs[k])
+		}
+	}
+}
