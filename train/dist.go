@@ -55,10 +55,11 @@ func (tr *trainer) checkpointWorld() int {
 	return 0
 }
 
-// perRankBatch keeps a resumed run's global batch: a checkpoint of W ranks
-// at batch B resumed on N ranks gives each B*W/N, so the batches (and the
-// data order) are the same ones.
-func perRankBatch(rs RunState, world int) (int, error) {
+// PerRankBatch is the batch size of each of world ranks resuming the run
+// of rs: it keeps the run's global batch (a checkpoint of W ranks at batch
+// B resumed on N ranks gives each B*W/N), so the batches (and the data
+// order) are the same ones.
+func PerRankBatch(rs RunState, world int) (int, error) {
 	w := max(rs.WorldSize, 1)
 	global := rs.BatchSize * w
 	if global%world != 0 {

@@ -501,7 +501,7 @@ func (tr *trainer) adoptCheckpointConfig(ck *Checkpoint) error {
 		return fmt.Errorf("checkpoint input_noise %v is outside [0, 1]", rs.InputNoise)
 	}
 	c.MaxTimeSteps, c.ClipNorm, c.InputNoise, c.AlignExcitation = rs.MaxTimeSteps, rs.ClipNorm, rs.InputNoise, rs.AlignExc
-	if c.BatchSize, err = perRankBatch(rs, tr.world()); err != nil {
+	if c.BatchSize, err = PerRankBatch(rs, tr.world()); err != nil {
 		return err
 	}
 	c.Schedule, c.Adam, c.EMADecay = m.Schedule, m.Adam.AdamConfig, m.EMADecay

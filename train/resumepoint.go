@@ -76,11 +76,7 @@ func CheckResumable(dir string) error {
 // PrepareResume holds runDir's lock while it works, so it must not be called
 // by a process that already holds it.
 func PrepareResume(runDir string) (string, []Unusable, error) {
-	dirs, err := stepDirs(runDir)
-	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(dirs) == 0) {
-		return "", nil, fmt.Errorf("run %s: %w", runDir, ErrNoCheckpoint)
-	}
-	if err != nil {
+	if err := hasSteps(runDir); err != nil {
 		return "", nil, err
 	}
 	lock, err := dirlock.Acquire(runDir, "checking checkpoints to resume")
@@ -88,39 +84,9 @@ func PrepareResume(runDir string) (string, []Unusable, error) {
 		return "", nil, err
 	}
 	defer lock.Release()
-
-	// The pointer's step bounds the candidates; with no complete checkpoint
-	// at all every directory is one.
-	limit := int64(-1)
-	if latest, err := Latest(runDir); err == nil {
-		if m := stepDirRE.FindStringSubmatch(filepath.Base(latest)); m != nil {
-			limit, _ = strconv.ParseInt(m[1], 10, 64)
-		}
-	}
-	var bad []Unusable
-	chosen := ""
-	for i := len(dirs) - 1; i >= 0 && chosen == ""; i-- {
-		d := filepath.Join(runDir, dirs[i].name)
-		if limit >= 0 && dirs[i].step > limit {
-			if err := hasManifest(d); err != nil {
-				bad = append(bad, Unusable{Dir: d, Err: err})
-			}
-			continue
-		}
-		if err := hasManifest(d); err != nil {
-			bad = append(bad, Unusable{Dir: d, Err: err})
-		} else if err := CheckResumable(d); err != nil {
-			bad = append(bad, Unusable{Dir: d, Err: err})
-		} else {
-			chosen = d
-		}
-	}
-	if chosen == "" {
-		msgs := make([]string, len(bad))
-		for i, u := range bad {
-			msgs[i] = u.Err.Error()
-		}
-		return "", bad, fmt.Errorf("run %s: no checkpoint can be resumed: %s", runDir, strings.Join(msgs, "; "))
+	chosen, bad, err := chooseResume(runDir)
+	if err != nil {
+		return "", bad, err
 	}
 	for i := range bad {
 		to, err := setAside(bad[i].Dir)
@@ -140,6 +106,67 @@ func PrepareResume(runDir string) (string, []Unusable, error) {
 		}
 	}
 	return chosen, bad, nil
+}
+
+// FindResume is the checkpoint PrepareResume chooses, without changing
+// runDir or taking its lock: for the ranks of a data-parallel run other
+// than rank 0, which prepares the run directory while they read it. They
+// agree on the checkpoint whether they read before or after rank 0's
+// changes, since those only move aside directories that fail the same
+// checks and point latest at the one chosen.
+func FindResume(runDir string) (string, []Unusable, error) {
+	if err := hasSteps(runDir); err != nil {
+		return "", nil, err
+	}
+	return chooseResume(runDir)
+}
+
+// hasSteps wraps ErrNoCheckpoint when runDir has no step directories.
+func hasSteps(runDir string) error {
+	dirs, err := stepDirs(runDir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(dirs) == 0) {
+		return fmt.Errorf("run %s: %w", runDir, ErrNoCheckpoint)
+	}
+	return err
+}
+
+// chooseResume is PrepareResume's choice: the checkpoint and the step
+// directories passed over, or an error giving each one's problem.
+func chooseResume(runDir string) (string, []Unusable, error) {
+	dirs, err := stepDirs(runDir)
+	if err != nil {
+		return "", nil, err
+	}
+	// The pointer's step bounds the candidates; with no complete checkpoint
+	// at all every directory is one.
+	limit := int64(-1)
+	if latest, err := Latest(runDir); err == nil {
+		if m := stepDirRE.FindStringSubmatch(filepath.Base(latest)); m != nil {
+			limit, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+	}
+	var bad []Unusable
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := filepath.Join(runDir, dirs[i].name)
+		if limit >= 0 && dirs[i].step > limit {
+			if err := hasManifest(d); err != nil {
+				bad = append(bad, Unusable{Dir: d, Err: err})
+			}
+			continue
+		}
+		if err := hasManifest(d); err != nil {
+			bad = append(bad, Unusable{Dir: d, Err: err})
+		} else if err := CheckResumable(d); err != nil {
+			bad = append(bad, Unusable{Dir: d, Err: err})
+		} else {
+			return d, bad, nil
+		}
+	}
+	msgs := make([]string, len(bad))
+	for i, u := range bad {
+		msgs[i] = u.Err.Error()
+	}
+	return "", bad, fmt.Errorf("run %s: no checkpoint can be resumed: %s", runDir, strings.Join(msgs, "; "))
 }
 
 // hasManifest reports a step directory without checksums.json as an error

@@ -253,6 +253,7 @@ func TestReadSafetensorsHeader(t *testing.T) {
 // aside (kept for inspection, out of the way of the next save) and
 // reported with its reason; the latest pointer then names the good one.
 // With no good checkpoint nothing is moved and every problem is given.
+// FindResume, before and after, chooses the same and changes nothing.
 func TestPrepareResume(t *testing.T) {
 	newRun := func(t *testing.T) string {
 		run := t.TempDir()
@@ -291,6 +292,21 @@ func TestPrepareResume(t *testing.T) {
 			run := newRun(t)
 			c.damage(t, run)
 			good := StepDir(run, int64(3-len(c.want)))
+			// FindResume (the other ranks') makes the same choice and
+			// changes nothing.
+			latest, _ := os.ReadFile(filepath.Join(run, LatestFile))
+			found, skipped, err := FindResume(run)
+			if err != nil || found != good || len(skipped) != len(c.want) {
+				t.Fatalf("FindResume = %q, %+v, %v; want %s after %d skipped", found, skipped, err, good, len(c.want))
+			}
+			for i, u := range skipped {
+				if _, err := os.Stat(u.Dir); err != nil || u.MovedTo != "" || !strings.Contains(u.Err.Error(), c.want[i]) {
+					t.Errorf("FindResume skipped %s (%v), moved to %q; stat: %v", u.Dir, u.Err, u.MovedTo, err)
+				}
+			}
+			if now, _ := os.ReadFile(filepath.Join(run, LatestFile)); string(now) != string(latest) {
+				t.Errorf("FindResume rewrote the latest pointer: %q -> %q", latest, now)
+			}
 			got, bad, err := PrepareResume(run)
 			if err != nil || got != good {
 				t.Fatalf("PrepareResume = %q, %v; want %s", got, err, good)
@@ -313,9 +329,13 @@ func TestPrepareResume(t *testing.T) {
 			if l, err := Latest(run); err != nil || l != good {
 				t.Errorf("Latest = %s, %v; want %s", l, err, good)
 			}
-			// A second call finds nothing more to do.
+			// A second call finds nothing more to do, and a rank reading
+			// after rank 0 prepared the run chooses the same.
 			if got, bad, err := PrepareResume(run); err != nil || got != good || len(bad) != 0 {
 				t.Errorf("second call: %s %v %v", got, bad, err)
+			}
+			if got, bad, err := FindResume(run); err != nil || got != good || len(bad) != 0 {
+				t.Errorf("FindResume after PrepareResume: %s %v %v", got, bad, err)
 			}
 		})
 	}
@@ -344,6 +364,9 @@ func TestPrepareResume(t *testing.T) {
 	t.Run("empty", func(t *testing.T) {
 		if _, _, err := PrepareResume(t.TempDir()); !errors.Is(err, ErrNoCheckpoint) {
 			t.Errorf("empty run: %v", err)
+		}
+		if _, _, err := FindResume(t.TempDir()); !errors.Is(err, ErrNoCheckpoint) {
+			t.Errorf("FindResume, empty run: %v", err)
 		}
 		if _, _, err := PrepareResume(filepath.Join(t.TempDir(), "none")); !errors.Is(err, ErrNoCheckpoint) {
 			t.Errorf("missing run: %v", err)

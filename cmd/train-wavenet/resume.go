@@ -25,8 +25,18 @@ import (
 // The checkpoint is the newest one that verifies completely
 // (train.PrepareResume): a damaged newer one is moved aside and named, with
 // the reason, rather than stopping the run or being passed over in silence.
-func resumeFlags(f *pflag.FlagSet, o *trainOpts, log io.Writer) error {
-	ck, skipped, err := train.PrepareResume(o.out)
+//
+// world is the number of ranks that will train (1, --gpus N, or the
+// launcher's world size): --batch-size is per rank, so it is checked
+// against the run's global batch split over them. A rank other than 0
+// (readOnly) only reads the run directory: rank 0 prepares it, and ranks
+// that all took its lock would shut one another out.
+func resumeFlags(f *pflag.FlagSet, o *trainOpts, log io.Writer, world int, readOnly bool) error {
+	prepare := train.PrepareResume
+	if readOnly {
+		prepare = train.FindResume
+	}
+	ck, skipped, err := prepare(o.out)
 	if errors.Is(err, train.ErrNoCheckpoint) {
 		return nil // train.Run reports the missing checkpoint
 	}
@@ -34,9 +44,12 @@ func resumeFlags(f *pflag.FlagSet, o *trainOpts, log io.Writer) error {
 		return fmt.Errorf("--resume: %w", err)
 	}
 	for _, u := range skipped {
+		if readOnly {
+			continue // rank 0 reports them
+		}
 		fmt.Fprintf(log, "train-wavenet: --resume: skipping %s: %v; moved it to %s\n", u.Dir, u.Err, u.MovedTo)
 	}
-	if len(skipped) > 0 {
+	if len(skipped) > 0 && !readOnly {
 		fmt.Fprintf(log, "train-wavenet: --resume: resuming from %s, the newest checkpoint that verifies\n", ck)
 	}
 	data, err := os.ReadFile(filepath.Join(ck, train.ConfigFile))
@@ -55,11 +68,15 @@ func resumeFlags(f *pflag.FlagSet, o *trainOpts, log io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", ck, err)
 	}
+	batch, err := train.PerRankBatch(rs, world)
+	if err != nil {
+		return fmt.Errorf("--resume %s: %w", ck, err)
+	}
 	saved := map[string]string{
 		"layers": strconv.Itoa(mi.Model.Layers), "stacks": strconv.Itoa(mi.Model.Stacks),
 		"residual-channels": strconv.Itoa(mi.Model.ResidualChannels), "gate-channels": strconv.Itoa(mi.Model.GateChannels),
 		"skip-channels": strconv.Itoa(mi.Model.SkipChannels), "kernel-size": strconv.Itoa(mi.Model.KernelSize),
-		"batch-size": strconv.Itoa(rs.BatchSize), "max-time-steps": strconv.Itoa(rs.MaxTimeSteps),
+		"batch-size": strconv.Itoa(batch), "max-time-steps": strconv.Itoa(rs.MaxTimeSteps),
 		"lr": fmtG(meta.Schedule.Init), "lr-decay-steps": strconv.FormatInt(meta.Schedule.StepSize, 10),
 		"lr-gamma": fmtG(meta.Schedule.Gamma), "ema-decay": fmtG(meta.EMADecay), "clip-norm": fmtG(rs.ClipNorm), "input-noise": fmtG(rs.InputNoise),
 		"excitation-align": strconv.FormatBool(rs.AlignExc),

@@ -237,8 +237,9 @@ func newBackend(o *trainOpts) (compute.Backend, error) {
 	return nil, fmt.Errorf("--device %q: want cpu or cuda", o.device)
 }
 
-// runConfig turns the flags into a train.RunConfig.
-func runConfig(cmd *cobra.Command, o *trainOpts) (train.RunConfig, error) {
+// runConfig turns the flags into a train.RunConfig for one of world ranks
+// (see resumeFlags for world and readOnly).
+func runConfig(cmd *cobra.Command, o *trainOpts, world int, readOnly bool) (train.RunConfig, error) {
 	f := cmd.Flags()
 	cfg := train.DefaultRunConfig()
 	if o.data == "" || o.out == "" {
@@ -246,7 +247,7 @@ func runConfig(cmd *cobra.Command, o *trainOpts) (train.RunConfig, error) {
 	}
 	cfg.Data, cfg.Out, cfg.Resume = o.data, o.out, o.resume
 	if o.resume {
-		if err := resumeFlags(f, o, cmd.ErrOrStderr()); err != nil {
+		if err := resumeFlags(f, o, cmd.ErrOrStderr(), world, readOnly); err != nil {
 			return cfg, err
 		}
 	} else {
@@ -291,11 +292,18 @@ func runConfig(cmd *cobra.Command, o *trainOpts) (train.RunConfig, error) {
 }
 
 func runTrain(cmd *cobra.Command, o *trainOpts) error {
-	cfg, err := runConfig(cmd, o)
+	launch, env, ranked, err := distMode(o, os.Getenv)
 	if err != nil {
 		return err
 	}
-	launch, env, ranked, err := distMode(o, os.Getenv)
+	world := 1
+	switch {
+	case launch:
+		world = o.gpus
+	case ranked:
+		world = env.WorldSize
+	}
+	cfg, err := runConfig(cmd, o, world, ranked && env.Rank > 0)
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,7 @@ func parsed(t *testing.T, args ...string) (train.RunConfig, error) {
 	if err := cmd.ParseFlags(args); err != nil {
 		t.Fatal(err)
 	}
-	return runConfig(cmd, &o)
+	return runConfig(cmd, &o, 1, false)
 }
 
 func TestTrainFlags(t *testing.T) {
