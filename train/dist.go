@@ -69,10 +69,13 @@ func PerRankBatch(rs RunState, world int) (int, error) {
 }
 
 // fingerprint identifies what every rank must agree on: the run's
-// definition and length, and the model's size.
+// definition and length, the model's size, and the data (the dump's
+// parameters and statistics and the utterances batches are drawn from: a
+// node-local dump at the same path may hold another corpus).
 func (tr *trainer) fingerprint() uint32 {
 	c := tr.cfg
-	b, _ := json.Marshal([]any{c.Model, c.Head, c.BatchSize, c.MaxTimeSteps, c.Steps, c.Schedule, c.Adam, c.EMADecay, c.ClipNorm, c.InputNoise, c.AlignExcitation, c.Seed, tr.model.NumParams()})
+	b, _ := json.Marshal([]any{c.Model, c.Head, c.BatchSize, c.MaxTimeSteps, c.Steps, c.Schedule, c.Adam, c.EMADecay, c.ClipNorm, c.InputNoise, c.AlignExcitation, c.Seed, tr.model.NumParams(),
+		tr.dump.Params, tr.dump.Stats, tr.bt.IDs()})
 	h := fnv.New32a()
 	h.Write(b)
 	return h.Sum32() & (1<<20 - 1) // squares stay exact in float64 sums
@@ -98,7 +101,7 @@ func (tr *trainer) syncStart() error {
 		return fmt.Errorf("train: rank %d: the ranks start at different steps (this one at %d, the mean is %.1f): every rank must resume the same checkpoint", c.Rank(), tr.step, x[0]/n)
 	}
 	if n*x[3] != x[2]*x[2] {
-		return fmt.Errorf("train: rank %d: the ranks were started with different run settings or models: every rank must run the same command", c.Rank())
+		return fmt.Errorf("train: rank %d: the ranks were started with different run settings, models or data: every rank must run the same command on the same dump", c.Rank())
 	}
 	np := tr.model.NumParams()
 	m, v := tr.adam.Moments()

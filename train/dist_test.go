@@ -2,8 +2,10 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/wavecat/wavecat/compute"
 	"github.com/wavecat/wavecat/dist"
+	"github.com/wavecat/wavecat/ljspeech"
 )
 
 // runRanks runs cfgs[r] as rank r of an in-process group, each on its own
@@ -242,6 +245,38 @@ func TestDataParallelRanksMustAgree(t *testing.T) {
 	_, errs, _ := runRanks(t, cfgs)
 	for r, err := range errs {
 		if err == nil || !strings.Contains(err.Error(), "different run settings") {
+			t.Errorf("rank %d: %v", r, err)
+		}
+	}
+}
+
+// TestDataParallelRanksMustShareData: a rank whose dump at the same path
+// holds other data (here one training utterance moved to dev, as a
+// node-local dump made from another corpus would differ) stops the job at
+// the start instead of training on batches the others do not see.
+func TestDataParallelRanksMustShareData(t *testing.T) {
+	other := filepath.Join(t.TempDir(), "dump")
+	if err := os.CopyFS(other, os.DirFS(miniDump(t))); err != nil {
+		t.Fatal(err)
+	}
+	d, err := ljspeech.OpenDump(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := d.Split
+	sp.Dev = append(sp.Dev, sp.Train[0])
+	sp.Train = sp.Train[1:]
+	b, _ := json.Marshal(sp)
+	if err := os.WriteFile(filepath.Join(other, ljspeech.SplitFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := tinyRun(t, "mulaw --bins 64", 2)
+	base.EvalInterval = 0
+	cfgs := rankConfigs(t, base, 2, 2)
+	cfgs[1].Data = other
+	_, errs, _ := runRanks(t, cfgs)
+	for r, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "different run settings, models or data") {
 			t.Errorf("rank %d: %v", r, err)
 		}
 	}
