@@ -153,24 +153,14 @@ func bindAddr(addr string) (bind, port string, err error) {
 	return net.JoinHostPort("", port), port, nil
 }
 
-// Host is rank 0's side: it accepts the other WorldSize-1 ranks on ln,
+// host is rank 0's side: it accepts the other WorldSize-1 ranks on ln,
 // checks each one's world size, rank and fingerprint, and when all have
-// arrived sends every one the ID. A bad rank fails the whole rendezvous
-// (every connected rank is told why); so does a rank missing at the
-// timeout, named in the error.
-func Host(ctx context.Context, ln net.Listener, r Rendezvous) error {
-	peers, err := host(ctx, ln, r)
-	for _, p := range peers {
-		p.conn.Close()
-	}
-	return err
-}
-
-// host is Host keeping the connections (with their readers) of the ranks
-// it answered.
+// arrived sends every one the ID and returns their connections (with their
+// readers). A bad rank fails the whole rendezvous (every connected rank is
+// told why); so does a rank missing at the timeout, named in the error.
 func host(ctx context.Context, ln net.Listener, r Rendezvous) (map[int]*peer, error) {
 	if r.Rank != 0 {
-		return nil, fmt.Errorf("dist: Host on rank %d: only rank 0 hosts the rendezvous", r.Rank)
+		return nil, fmt.Errorf("dist: rendezvous hosted on rank %d: only rank 0 hosts it", r.Rank)
 	}
 	if r.WorldSize < 1 {
 		return nil, fmt.Errorf("dist: world size %d", r.WorldSize)
@@ -358,21 +348,12 @@ func send(c net.Conn, v any) error {
 	return err
 }
 
-// Join is the side of ranks 1..N-1: dial rank 0 at addr until it answers
-// (it may start later than us), say who we are, and wait for the ID.
-func Join(ctx context.Context, addr string, r Rendezvous) ([]byte, error) {
-	conn, _, id, err := join(ctx, addr, r)
-	if err != nil {
-		return nil, err
-	}
-	conn.Close()
-	return id, nil
-}
-
-// join is Join keeping the connection to rank 0 and its reader.
+// join is the side of ranks 1..N-1: dial rank 0 at addr until it answers
+// (it may start later than us), say who we are, and wait for the ID; it
+// returns the connection to rank 0 and its reader.
 func join(ctx context.Context, addr string, r Rendezvous) (net.Conn, *bufio.Reader, []byte, error) {
 	if r.Rank <= 0 || r.Rank >= r.WorldSize {
-		return nil, nil, nil, fmt.Errorf("dist: Join as rank %d of %d: ranks 1..%d join rank 0", r.Rank, r.WorldSize, r.WorldSize-1)
+		return nil, nil, nil, fmt.Errorf("dist: rendezvous joined as rank %d of %d: ranks 1..%d join rank 0", r.Rank, r.WorldSize, r.WorldSize-1)
 	}
 	start := time.Now()
 	deadline := start.Add(r.timeout())

@@ -24,7 +24,7 @@ func listen(t *testing.T) net.Listener {
 
 // meet runs rank 0 on ln and ranks 1..N-1 with the given settings, each
 // after its delay (rank 0 included: others may arrive before it listens,
-// which Join must survive by redialling).
+// which join must survive by redialling).
 func meet(t *testing.T, world int, ranks []Rendezvous, delays []time.Duration) (hostErr error, ids [][]byte, errs []error) {
 	t.Helper()
 	ln := listen(t)
@@ -37,10 +37,10 @@ func meet(t *testing.T, world int, ranks []Rendezvous, delays []time.Duration) (
 			defer wg.Done()
 			time.Sleep(delays[i])
 			if r.Rank == 0 {
-				hostErr = Host(context.Background(), ln, r)
+				hostErr = hostClosing(context.Background(), ln, r)
 				return
 			}
-			ids[i], errs[i] = Join(context.Background(), addr, r)
+			ids[i], errs[i] = joinClosing(context.Background(), addr, r)
 		}()
 	}
 	wg.Wait()
@@ -100,7 +100,7 @@ func TestRendezvousNoRankZero(t *testing.T) {
 	ln := listen(t)
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err := Join(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 300 * time.Millisecond})
+	_, err := joinClosing(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 300 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "rank 0 at "+addr) || !strings.Contains(err.Error(), "did not answer within 300ms") {
 		t.Fatalf("got %v", err)
 	}
@@ -199,13 +199,13 @@ func TestRendezvousStrangersIgnored(t *testing.T) {
 	addr := ln.Addr().String()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Host(context.Background(), ln, Rendezvous{Rank: 0, WorldSize: 2, ID: []byte{5}, Timeout: 20 * time.Second})
+		errc <- hostClosing(context.Background(), ln, Rendezvous{Rank: 0, WorldSize: 2, ID: []byte{5}, Timeout: 20 * time.Second})
 	}()
 	for _, line := range []string{"null\n", "{}\n", `{"rank":1}` + "\n", strings.Repeat("x", 3*maxLine)} {
 		c := rawHello(t, addr, line)
 		defer c.Close()
 	}
-	id, err := Join(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 20 * time.Second})
+	id, err := joinClosing(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 20 * time.Second})
 	if err != nil || !bytes.Equal(id, []byte{5}) {
 		t.Fatalf("rank 1 after the strangers: %x, %v", id, err)
 	}
@@ -224,7 +224,7 @@ func TestRendezvousRankRestarts(t *testing.T) {
 		return Rendezvous{Rank: rank, WorldSize: 3, Fingerprint: "f", ID: []byte("id"), Timeout: 20 * time.Second}
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- Host(context.Background(), ln, r(0)) }()
+	go func() { errc <- hostClosing(context.Background(), ln, r(0)) }()
 	dead := rawHello(t, addr, `{"rank":2,"world_size":3,"fingerprint":"f"}`+"\n")
 	time.Sleep(100 * time.Millisecond) // rank 0 has its hello
 	dead.Close()
@@ -235,7 +235,7 @@ func TestRendezvousRankRestarts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ids[k], errs[k] = Join(context.Background(), addr, r(k))
+			ids[k], errs[k] = joinClosing(context.Background(), addr, r(k))
 		}()
 	}
 	wg.Wait()
@@ -265,12 +265,12 @@ func TestRendezvousSaysWhoItWaitsFor(t *testing.T) {
 	ln := listen(t)
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err := Join(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 300 * time.Millisecond, Logf: logf})
+	_, err := joinClosing(context.Background(), addr, Rendezvous{Rank: 1, WorldSize: 2, Timeout: 300 * time.Millisecond, Logf: logf})
 	if err == nil {
 		t.Fatal("joined nobody")
 	}
 	ln = listen(t)
-	err = Host(context.Background(), ln, Rendezvous{Rank: 0, WorldSize: 3, Timeout: 300 * time.Millisecond, Logf: logf})
+	err = hostClosing(context.Background(), ln, Rendezvous{Rank: 0, WorldSize: 3, Timeout: 300 * time.Millisecond, Logf: logf})
 	if err == nil {
 		t.Fatal("rank 0 met nobody")
 	}
@@ -328,4 +328,25 @@ func TestRendezvousRankZeroStartsLate(t *testing.T) {
 			t.Errorf("rank %d: %q, %v", k, ids[k], errs[k])
 		}
 	}
+}
+
+// hostClosing is rank 0's side of the rendezvous on ln, its connections closed
+// after.
+func hostClosing(ctx context.Context, ln net.Listener, r Rendezvous) error {
+	peers, err := host(ctx, ln, r)
+	for _, p := range peers {
+		p.conn.Close()
+	}
+	return err
+}
+
+// joinClosing is rank r's side of the rendezvous at addr, its connection closed
+// after.
+func joinClosing(ctx context.Context, addr string, r Rendezvous) ([]byte, error) {
+	conn, _, id, err := join(ctx, addr, r)
+	if err != nil {
+		return nil, err
+	}
+	conn.Close()
+	return id, nil
 }

@@ -43,13 +43,13 @@ func resumeFlags(f *pflag.FlagSet, o *trainOpts, log io.Writer, world int, readO
 	if err != nil {
 		return fmt.Errorf("--resume: %w", err)
 	}
+	if readOnly {
+		skipped = nil // rank 0 reports them
+	}
 	for _, u := range skipped {
-		if readOnly {
-			continue // rank 0 reports them
-		}
 		fmt.Fprintf(log, "train-wavenet: --resume: skipping %s: %v; moved it to %s\n", u.Dir, u.Err, u.MovedTo)
 	}
-	if len(skipped) > 0 && !readOnly {
+	if len(skipped) > 0 {
 		fmt.Fprintf(log, "train-wavenet: --resume: resuming from %s, the newest checkpoint that verifies\n", ck)
 	}
 	data, err := os.ReadFile(filepath.Join(ck, train.ConfigFile))
